@@ -119,7 +119,9 @@ pub fn ip_packet_len(packet: &[u8]) -> core::result::Result<usize, DecapError> {
                 return Err(DecapError::BadInner("ipv4 header length below 20"));
             }
             if total < ihl {
-                return Err(DecapError::BadInner("ipv4 total length below header length"));
+                return Err(DecapError::BadInner(
+                    "ipv4 total length below header length",
+                ));
             }
             if total > packet.len() {
                 return Err(DecapError::BadInner("ipv4 total length beyond datagram"));
@@ -302,14 +304,18 @@ fn flow_hash(p: &[u8]) -> u32 {
             let frag = u16::from_be_bytes([p[6], p[7]]);
             // More-fragments flag or a fragment offset: not every fragment has the ports.
             let fragment = frag & 0x3fff != 0;
-            h.add(u64::from(u32::from_be_bytes([p[12], p[13], p[14], p[15]])) << 32
-                | u64::from(u32::from_be_bytes([p[16], p[17], p[18], p[19]])));
+            h.add(
+                u64::from(u32::from_be_bytes([p[12], p[13], p[14], p[15]])) << 32
+                    | u64::from(u32::from_be_bytes([p[16], p[17], p[18], p[19]])),
+            );
             h.add(u64::from(protocol) << 32 | ports(p, ihl, protocol, fragment));
         }
         Some(6) if p.len() >= IPV6_HEADER => {
             let next = p[6];
             for w in p[8..40].chunks_exact(8) {
-                h.add(u64::from_be_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]));
+                h.add(u64::from_be_bytes([
+                    w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
+                ]));
             }
             h.add(u64::from(next) << 32 | ports(p, IPV6_HEADER, next, false));
         }
@@ -361,6 +367,7 @@ impl Mixer {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::checksum::{checksum, verifies, Sum};
@@ -440,7 +447,10 @@ mod tests {
             vni: 1,
             local_mac: MAC_B,
         };
-        for inner in [ipv4(proto::UDP, &[1, 2, 3, 4, 0, 12, 0, 0, 9]), ipv6(59, &[7; 13])] {
+        for inner in [
+            ipv4(proto::UDP, &[1, 2, 3, 4, 0, 12, 0, 0, 9]),
+            ipv6(59, &[7; 13]),
+        ] {
             let mut out = [0u8; 200];
             let n = e.encap(&inner, &mut out).unwrap();
             assert_eq!(n, 22 + inner.len());
@@ -537,7 +547,9 @@ mod tests {
         );
         assert_eq!(
             reject(&|b| b[25] = 19),
-            Some(DecapError::BadInner("ipv4 total length below header length"))
+            Some(DecapError::BadInner(
+                "ipv4 total length below header length"
+            ))
         );
     }
 
@@ -564,7 +576,10 @@ mod tests {
         let mut padded = p.clone();
         padded.extend_from_slice(&[0; 5]);
         assert_eq!(udp_decap(&padded), Ok(&p[..]));
-        assert_eq!(udp_decap(&p[..28]).err().map(|e| e.reason()), Some("bad_inner"));
+        assert_eq!(
+            udp_decap(&p[..28]).err().map(|e| e.reason()),
+            Some("bad_inner")
+        );
         assert_eq!(udp_decap(&p[..19]), Err(DecapError::Truncated));
         assert_eq!(udp_decap(&[]), Err(DecapError::Truncated));
         assert_eq!(

@@ -7,6 +7,8 @@
 //! packet whose checksums verify, and re-encapsulating that inner packet must give back the
 //! kernel's bytes exactly. Each kind of rejection is checked on a mutated captured frame.
 
+#![allow(clippy::unwrap_used)]
+
 use encap::backend::{source_port, DecapError, Mac, VxlanDecap, VxlanEncap};
 use encap::backend::{SOURCE_PORT_MAX, SOURCE_PORT_MIN, VXLAN_HEADER_LEN};
 use encap::checksum::{pseudo_header_v4, pseudo_header_v6, verifies, Sum};
@@ -66,7 +68,10 @@ fn verify_inner(inner: &[u8]) -> u8 {
     match inner[0] >> 4 {
         4 => {
             let ihl = usize::from(inner[0] & 15) * 4;
-            assert!(verifies(Sum::ZERO.bytes(&inner[..ihl])), "ipv4 header checksum");
+            assert!(
+                verifies(Sum::ZERO.bytes(&inner[..ihl])),
+                "ipv4 header checksum"
+            );
             let protocol = inner[9];
             let l4 = &inner[ihl..];
             if protocol == 1 {
@@ -172,9 +177,16 @@ fn kernel_frame_for_the_other_node_is_rejected() {
 #[test]
 fn mutated_kernel_frames_are_rejected() {
     let all = captured();
-    let v4 = all.iter().find(|c| c.frame[20..22] == [0x08, 0x00]).unwrap();
-    let v6 = all.iter().find(|c| c.frame[20..22] == [0x86, 0xdd]).unwrap();
-    let cases: &[(&Captured, fn(&mut Vec<u8>), DecapError)] = &[
+    let v4 = all
+        .iter()
+        .find(|c| c.frame[20..22] == [0x08, 0x00])
+        .unwrap();
+    let v6 = all
+        .iter()
+        .find(|c| c.frame[20..22] == [0x86, 0xdd])
+        .unwrap();
+    type Case<'a> = (&'a Captured, fn(&mut Vec<u8>), DecapError);
+    let cases: &[Case] = &[
         (v4, |f| f.truncate(7), DecapError::Truncated),
         (v4, |f| f.truncate(21), DecapError::Truncated),
         (v4, |f| f.truncate(22 + 19), DecapError::Truncated),
@@ -182,7 +194,7 @@ fn mutated_kernel_frames_are_rejected() {
         (v4, |f| f[0] = 0x00, DecapError::ReservedFlags),
         (v4, |f| f[0] = 0x88, DecapError::ReservedFlags),
         (v4, |f| f[0] = 0x0c, DecapError::ReservedFlags), // VXLAN-GPE's P bit
-        (v4, |f| f[1] = 0x80, DecapError::ReservedBits), // GBP's D bit position
+        (v4, |f| f[1] = 0x80, DecapError::ReservedBits),  // GBP's D bit position
         (v4, |f| f[3] = 0x01, DecapError::ReservedBits),
         (v4, |f| f[7] = 0x01, DecapError::ReservedBits),
         (v4, |f| f[6] = 0x02, DecapError::WrongVni),
@@ -199,8 +211,16 @@ fn mutated_kernel_frames_are_rejected() {
             DecapError::WrongDstMac,
         ),
         (v4, |f| f.copy_within(8..14, 14), DecapError::Loop),
-        (v4, |f| f[20..22].copy_from_slice(&[0x08, 0x06]), DecapError::NotIp),
-        (v4, |f| f[20..22].copy_from_slice(&[0x81, 0x00]), DecapError::NotIp),
+        (
+            v4,
+            |f| f[20..22].copy_from_slice(&[0x08, 0x06]),
+            DecapError::NotIp,
+        ),
+        (
+            v4,
+            |f| f[20..22].copy_from_slice(&[0x81, 0x00]),
+            DecapError::NotIp,
+        ),
         (
             v4,
             |f| f[20..22].copy_from_slice(&[0x86, 0xdd]),

@@ -174,6 +174,7 @@ impl Repr {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::wire::ethertype;
@@ -209,7 +210,10 @@ mod tests {
             buf,
             [1, 2, 3, 4, 5, 6, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x86, 0xdd]
         );
-        assert_eq!(Repr::parse(&Frame::new_checked(&buf[..]).unwrap()), Ok(repr));
+        assert_eq!(
+            Repr::parse(&Frame::new_checked(&buf[..]).unwrap()),
+            Ok(repr)
+        );
         assert_eq!(repr.buffer_len(), 14);
     }
 

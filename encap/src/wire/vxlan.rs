@@ -211,6 +211,7 @@ impl Repr {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -237,7 +238,10 @@ mod tests {
             let mut buf = [0xffu8; HEADER_LEN];
             repr.emit(&mut Packet::new_unchecked(&mut buf[..]));
             assert_eq!(buf, repr.to_bytes());
-            assert_eq!(Repr::parse(&Packet::new_checked(&buf[..]).unwrap()), Ok(repr));
+            assert_eq!(
+                Repr::parse(&Packet::new_checked(&buf[..]).unwrap()),
+                Ok(repr)
+            );
         }
         assert_eq!(
             Repr { vni: 0xabcdef }.to_bytes(),
