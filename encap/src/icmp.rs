@@ -17,6 +17,13 @@
 //! small. Every IP and ICMP checksum is filled in. No allocation, no panics on any input. The
 //! offending packet's fields are read at fixed offsets, so this module needs no other view.
 //!
+//! The source address: flannel uses the TUN's own address, but Linux drops a received packet
+//! whose source is one of its own addresses as a martian (`fib_validate_source`, unless
+//! `accept_local=1`), so flannel's net unreachable never reaches the sender
+//! (tests/kernel_icmp.rs shows both). Callers should pass an address in the overlay that the
+//! host does not own (for example the first address of the Network). The functions take the
+//! source as given.
+//!
 //! Unlike flannel, which never answers any ICMP packet, weft answers ICMP queries (an echo
 //! request to an unknown subnet gets a net unreachable) and suppresses only ICMP errors, as RFC
 //! 1122 asks.
