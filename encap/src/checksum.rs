@@ -41,7 +41,7 @@ impl Sum {
 
     /// Adds another sum.
     #[inline]
-    pub fn add(self, other: Sum) -> Sum {
+    pub fn combine(self, other: Sum) -> Sum {
         Sum(self.0 + other.0)
     }
 
