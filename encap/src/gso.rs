@@ -82,11 +82,9 @@ impl Segments {
     /// whole strides. A segment larger than `max_bytes` still gets a range of its own (the send
     /// fails and is counted; nothing better can be done with it).
     pub fn chunks(&self, max_segments: usize, max_bytes: usize) -> Chunks {
-        let per = if self.stride == 0 {
-            1
-        } else {
-            (max_bytes / self.stride).min(max_segments).max(1)
-        };
+        let per = max_bytes
+            .checked_div(self.stride)
+            .map_or(1, |n| n.min(max_segments).max(1));
         Chunks {
             step: per * self.stride,
             pos: 0,
@@ -607,6 +605,7 @@ pub(crate) mod test_packets {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::test_packets::*;
     use super::*;

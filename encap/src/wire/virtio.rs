@@ -312,6 +312,7 @@ impl VirtioNetRepr {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
