@@ -439,6 +439,9 @@ impl Plan {
             } else {
                 th[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
                 let c = l4_base.dword(l4_len).word(l4_len as u16).add(data).finish();
+                //= https://www.rfc-editor.org/rfc/rfc768
+                //# If the computed  checksum  is zero,  it is transmitted  as all ones (the
+                //# equivalent  in one's complement  arithmetic).
                 let c = if c == 0 { 0xffff } else { c };
                 th[6..8].copy_from_slice(&c.to_be_bytes());
             }
