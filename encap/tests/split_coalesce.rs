@@ -1,0 +1,464 @@
+//! Property tests of GSO split and GRO coalesce together: for arbitrary TCP and UDP streams over
+//! IPv4 and IPv6, splitting a TUN super-packet and coalescing the segments gives back the
+//! stream byte for byte, every emitted checksum verifies, lengths are conserved, and every GRO
+//! super-packet re-split with its own virtio header gives back the segments it was made of.
+#![allow(clippy::unwrap_used)]
+
+use encap::checksum::{self, Sum};
+use encap::gro::{Coalescer, Config, MAX_IP_LEN, MAX_SEGMENTS};
+use encap::gso::{self, Segments, MAX_UDP_PAYLOAD_V4, UDP_MAX_SEGMENTS};
+use encap::wire::virtio::{self, GsoType, VirtioNetHdr, VirtioNetRepr};
+use encap::ChecksumCaps;
+use proptest::prelude::*;
+
+const VH: usize = virtio::HEADER_LEN;
+
+#[derive(Debug, Clone)]
+struct Stream {
+    v6: bool,
+    tcp: bool,
+    tcp_options: Vec<u8>,
+    flags: u8,
+    ecn: bool,
+    id: u16,
+    seq: u32,
+    sport: u16,
+    payload: Vec<u8>,
+    gso_size: u16,
+    mtu: usize,
+    encap: Vec<u8>,
+    caps: ChecksumCaps,
+}
+
+impl Stream {
+    fn l4(&self) -> usize {
+        if self.v6 {
+            40
+        } else {
+            20
+        }
+    }
+
+    fn hdr_len(&self) -> usize {
+        self.l4()
+            + if self.tcp {
+                20 + self.tcp_options.len()
+            } else {
+                8
+            }
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn l4_off(p: &[u8]) -> usize {
+    if p[0] >> 4 == 6 {
+        40
+    } else {
+        usize::from(p[0] & 0xf) * 4
+    }
+}
+
+fn pseudo(p: &[u8]) -> Sum {
+    let l4 = l4_off(p);
+    let len = (p.len() - l4) as u32;
+    if p[0] >> 4 == 6 {
+        let src: [u8; 16] = p[8..24].try_into().unwrap();
+        let dst: [u8; 16] = p[24..40].try_into().unwrap();
+        checksum::pseudo_header_v6(&src, &dst, p[6], len)
+    } else {
+        let src: [u8; 4] = p[12..16].try_into().unwrap();
+        let dst: [u8; 4] = p[16..20].try_into().unwrap();
+        checksum::pseudo_header_v4(src, dst, p[9], len)
+    }
+}
+
+/// IPv4 header checksum (if IPv4) and full L4 checksum verify.
+fn verifies(p: &[u8]) -> bool {
+    let l4 = l4_off(p);
+    (p[0] >> 4 == 6 || checksum::verifies(Sum::ZERO.bytes(&p[..l4])))
+        && checksum::verifies(pseudo(p).add(Sum::ZERO.bytes(&p[l4..])))
+}
+
+/// The super-packet a TUN would deliver for this stream, with its virtio header.
+fn super_packet(s: &Stream) -> (VirtioNetRepr, Vec<u8>) {
+    let protocol = if s.tcp { 6 } else { 17 };
+    let l4_hdr = s.hdr_len() - s.l4();
+    let mut p = Vec::new();
+    if s.v6 {
+        p.extend_from_slice(&[0x60, 0x0a, 0xbc, 0xde]);
+        p.extend_from_slice(&((l4_hdr + s.payload.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[protocol, 63]);
+        p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9]);
+        p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3]);
+    } else {
+        let total = (20 + l4_hdr + s.payload.len()) as u16;
+        p.extend_from_slice(&[0x45, 0]);
+        p.extend_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(&s.id.to_be_bytes());
+        p.extend_from_slice(&[0x40, 0, 63, protocol, 0, 0, 10, 244, 1, 9, 10, 244, 2, 3]);
+        let c = checksum::checksum(&p);
+        p[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+    p.extend_from_slice(&s.sport.to_be_bytes());
+    p.extend_from_slice(&8285u16.to_be_bytes());
+    if s.tcp {
+        p.extend_from_slice(&s.seq.to_be_bytes());
+        p.extend_from_slice(&0x1122_3344u32.to_be_bytes());
+        p.push(((l4_hdr / 4) as u8) << 4);
+        p.push(s.flags);
+        p.extend_from_slice(&[0x20, 0x00, 0, 0, 0, 0]);
+        p.extend_from_slice(&s.tcp_options);
+    } else {
+        p.extend_from_slice(&((8 + s.payload.len()) as u16).to_be_bytes());
+        p.extend_from_slice(&[0, 0]);
+    }
+    p.extend_from_slice(&s.payload);
+    let l4 = s.l4();
+    let at = l4 + if s.tcp { 16 } else { 6 };
+    let partial = pseudo(&p).fold();
+    p[at..at + 2].copy_from_slice(&partial.to_be_bytes());
+    let gso = match (s.tcp, s.v6) {
+        (true, false) => GsoType::TcpV4,
+        (true, true) => GsoType::TcpV6,
+        (false, _) => GsoType::UdpL4,
+    };
+    let vnet = VirtioNetRepr {
+        needs_csum: true,
+        data_valid: false,
+        gso,
+        ecn: s.ecn,
+        hdr_len: 0, // never trusted
+        gso_size: s.gso_size,
+        csum_start: l4 as u16,
+        csum_offset: if s.tcp { 16 } else { 6 },
+    };
+    (vnet, p)
+}
+
+fn stream() -> impl Strategy<Value = Stream> {
+    (
+        any::<bool>(),
+        any::<bool>(),
+        prop_oneof![
+            Just(vec![]),
+            Just(vec![1, 1, 8, 10, 1, 2, 3, 4, 5, 6, 7, 8])
+        ],
+        prop_oneof![
+            4 => Just(0x10u8),
+            4 => Just(0x18u8),
+            1 => Just(0x19u8),
+            1 => Just(0x98u8),
+        ],
+        (any::<u16>(), any::<u32>(), 1024u16..65535),
+        (0usize..=65_535, 64u16..=9000, 0usize..400, any::<u8>()),
+        (any::<bool>(), any::<bool>()),
+    )
+        .prop_map(
+            |(
+                v6,
+                tcp,
+                opts,
+                flags,
+                (id, seq, sport),
+                (len, gso_size, mtu_extra, seed),
+                (vx, off),
+            )| {
+                let mut s = Stream {
+                    v6,
+                    tcp,
+                    tcp_options: if tcp { opts } else { vec![] },
+                    flags,
+                    ecn: tcp && flags & 0x80 != 0,
+                    id,
+                    seq,
+                    sport,
+                    payload: vec![],
+                    gso_size,
+                    mtu: 0,
+                    encap: if vx {
+                        (0..22u8).map(|i| i ^ seed).collect()
+                    } else {
+                        vec![]
+                    },
+                    caps: if off {
+                        ChecksumCaps::Offloaded
+                    } else {
+                        ChecksumCaps::Complete
+                    },
+                };
+                let max_payload = MAX_IP_LEN - s.hdr_len();
+                let plen = len % (max_payload + 1);
+                s.payload = (0..plen)
+                    .map(|i| (i as u8).wrapping_mul(167).wrapping_add(seed) ^ (i >> 9) as u8)
+                    .collect();
+                s.mtu = if tcp {
+                    // Anything from far below to above gso_size.
+                    s.hdr_len() + 64 + (usize::from(gso_size) * mtu_extra / 300)
+                } else {
+                    s.hdr_len() + usize::from(gso_size) + mtu_extra
+                };
+                s
+            },
+        )
+}
+
+/// Splits and checks every field of every segment; returns the inner packets.
+fn split_and_check(s: &Stream) -> Result<Vec<Vec<u8>>, TestCaseError> {
+    let (vnet, sp) = super_packet(s);
+    let e = s.encap.len();
+    let need = gso::required_len(&vnet, &sp, e, s.mtu).unwrap();
+    let mut out = vec![0u8; need];
+    let segs: Segments = gso::split(&vnet, &sp, &s.encap, s.mtu, &mut out).unwrap();
+    prop_assert_eq!(segs.len, need);
+    let hdr_len = s.hdr_len();
+    let seg_payload = if s.tcp {
+        usize::from(s.gso_size).min(s.mtu - hdr_len)
+    } else {
+        usize::from(s.gso_size)
+    };
+    let want_count = s.payload.len().div_ceil(seg_payload).max(1);
+    prop_assert_eq!(segs.count, want_count);
+
+    // The chunks cover the output once, in whole strides, within the UDP GSO limits.
+    let mut pos = 0;
+    for r in segs.chunks(UDP_MAX_SEGMENTS, MAX_UDP_PAYLOAD_V4) {
+        prop_assert_eq!(r.start, pos);
+        prop_assert_eq!(r.start % segs.stride, 0);
+        prop_assert!(r.len().div_ceil(segs.stride) <= UDP_MAX_SEGMENTS);
+        prop_assert!(r.len() <= MAX_UDP_PAYLOAD_V4.max(segs.stride));
+        pos = r.end;
+    }
+    prop_assert_eq!(pos, segs.len);
+
+    let l4 = s.l4();
+    let mut inner = Vec::new();
+    let mut data = Vec::new();
+    for i in 0..segs.count {
+        let seg = &out[segs.segment(i)];
+        prop_assert_eq!(&seg[..e], &s.encap[..]);
+        let p = &seg[e..];
+        prop_assert!(p.len() <= s.mtu);
+        prop_assert!(i + 1 == segs.count || seg.len() == segs.stride);
+        prop_assert!(verifies(p), "segment {} checksum", i);
+        if s.v6 {
+            prop_assert_eq!(usize::from(be16(p, 4)) + 40, p.len());
+        } else {
+            prop_assert_eq!(usize::from(be16(p, 2)), p.len());
+            prop_assert_eq!(be16(p, 4), s.id.wrapping_add(i as u16));
+        }
+        prop_assert_eq!(&p[..2], &sp[..2]);
+        if s.tcp {
+            prop_assert_eq!(be32(p, l4 + 4), s.seq.wrapping_add(data.len() as u32));
+            let last = i + 1 == segs.count;
+            let mut want = s.flags;
+            if !last {
+                want &= !0x09;
+            }
+            if i > 0 {
+                want &= !0x80;
+            }
+            prop_assert_eq!(p[l4 + 13], want);
+        } else {
+            prop_assert_eq!(usize::from(be16(p, l4 + 4)), p.len() - l4);
+        }
+        data.extend_from_slice(&p[hdr_len..]);
+        inner.push(p.to_vec());
+    }
+    prop_assert_eq!(&data, &s.payload);
+    Ok(inner)
+}
+
+/// Checks one GRO output and returns the inner packets it stands for.
+fn unpack(out: &[u8]) -> Result<Vec<Vec<u8>>, TestCaseError> {
+    let vnet = VirtioNetRepr::parse(&VirtioNetHdr::new_checked(out).unwrap()).unwrap();
+    let p = &out[VH..];
+    if vnet.gso == GsoType::None {
+        prop_assert_eq!(&out[..VH], &[0u8; VH]);
+        return Ok(vec![p.to_vec()]);
+    }
+    // What the kernel checks and does on a TUN write.
+    prop_assert!(vnet.needs_csum);
+    let start = usize::from(vnet.csum_start);
+    prop_assert_eq!(start, l4_off(p));
+    prop_assert_eq!(usize::from(vnet.hdr_len), vnet.derive_hdr_len(p).unwrap());
+    prop_assert!(p.len() <= MAX_IP_LEN);
+    if p[0] >> 4 == 4 {
+        prop_assert_eq!(usize::from(be16(p, 2)), p.len());
+        prop_assert!(checksum::verifies(Sum::ZERO.bytes(&p[..start])));
+    } else {
+        prop_assert_eq!(usize::from(be16(p, 4)) + 40, p.len());
+    }
+    // The partial checksum, completed as the kernel would, verifies.
+    let mut done = p.to_vec();
+    let at = start + usize::from(vnet.csum_offset);
+    prop_assert_eq!(be16(&done, at), pseudo(&done).fold());
+    let c = Sum::ZERO.bytes(&done[start..]).finish();
+    done[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    prop_assert!(verifies(&done));
+    // Re-split with its own header.
+    let n = gso::required_len(&vnet, p, 0, MAX_IP_LEN).unwrap();
+    let mut buf = vec![0u8; n];
+    let segs = gso::split(&vnet, p, &[], MAX_IP_LEN, &mut buf).unwrap();
+    prop_assert!(segs.count >= 2 && segs.count <= MAX_SEGMENTS);
+    Ok((0..segs.count)
+        .map(|i| buf[segs.segment(i)].to_vec())
+        .collect())
+}
+
+/// How many packets a greedy coalescer makes of equal segments (the last may be shorter).
+fn expected_runs(inner: &[Vec<u8>], hdr_len: usize) -> usize {
+    if inner.len() == 1 || inner[0].len() == hdr_len {
+        return inner.len();
+    }
+    let mut runs = 0;
+    let mut i = 0;
+    while i < inner.len() {
+        runs += 1;
+        let mut len = inner[i].len();
+        let mut n = 1;
+        i += 1;
+        while i < inner.len() && n < MAX_SEGMENTS && len + inner[i].len() - hdr_len <= MAX_IP_LEN {
+            len += inner[i].len() - hdr_len;
+            n += 1;
+            i += 1;
+        }
+    }
+    runs
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+
+    #[test]
+    fn split_then_coalesce_gives_back_the_stream(s in stream()) {
+        let inner = split_and_check(&s)?;
+        let mut c = Coalescer::new(Config {
+            max_packets: 2048,
+            arena_len: 1 << 20,
+            udp: true,
+            checksum: s.caps,
+        });
+        for p in &inner {
+            c.push(p).unwrap();
+        }
+        c.finish();
+        let mut back = Vec::new();
+        for out in c.packets() {
+            back.extend(unpack(out)?);
+        }
+        // Byte for byte the same packets, so the same payload and lengths.
+        prop_assert_eq!(back.len(), inner.len());
+        for (i, (a, b)) in back.iter().zip(&inner).enumerate() {
+            prop_assert_eq!(a, b, "packet {}", i);
+        }
+        // And merged as far as the rules allow: ACK / ACK+PSH streams and UDP merge fully.
+        if s.flags == 0x10 || s.flags == 0x18 || !s.tcp {
+            prop_assert_eq!(c.len(), expected_runs(&inner, s.hdr_len()));
+        }
+    }
+
+    #[test]
+    fn consecutive_super_packets_of_one_flow(s in stream(), cut in any::<prop::sample::Index>()) {
+        // Two TUN reads of one flow: the first ends with a short segment (usually), the second
+        // goes on with full ones, which must not join the first run.
+        let at = cut.index(s.payload.len() + 1);
+        let mut s1 = s.clone();
+        s1.payload.truncate(at);
+        let i1 = split_and_check(&s1)?;
+        let mut s2 = s.clone();
+        s2.payload.drain(..at);
+        s2.seq = s.seq.wrapping_add(at as u32);
+        s2.id = s.id.wrapping_add(i1.len() as u16);
+        let i2 = split_and_check(&s2)?;
+        let inner: Vec<Vec<u8>> = i1.into_iter().chain(i2).collect();
+        let mut c = Coalescer::new(Config {
+            max_packets: 4096,
+            arena_len: 1 << 20,
+            udp: true,
+            checksum: s.caps,
+        });
+        for p in &inner {
+            c.push(p).unwrap();
+        }
+        c.finish();
+        let mut back = Vec::new();
+        for out in c.packets() {
+            back.extend(unpack(out)?);
+        }
+        prop_assert_eq!(back, inner);
+    }
+
+    #[test]
+    fn interleaved_streams_coalesce_per_flow(
+        a in stream(),
+        b in stream(),
+        order in proptest::collection::vec(any::<bool>(), 0..2000),
+    ) {
+        let mut b = b;
+        b.sport = a.sport.wrapping_add(1);
+        let ia = split_and_check(&a)?;
+        let ib = split_and_check(&b)?;
+        let mut c = Coalescer::new(Config {
+            max_packets: 4096,
+            arena_len: 1 << 20,
+            udp: true,
+            checksum: ChecksumCaps::Complete,
+        });
+        let (mut x, mut y) = (0, 0);
+        let mut k = 0;
+        while x < ia.len() || y < ib.len() {
+            let take_a = y == ib.len() || (x < ia.len() && order.get(k).copied().unwrap_or(true));
+            k += 1;
+            if take_a {
+                c.push(&ia[x]).unwrap();
+                x += 1;
+            } else {
+                c.push(&ib[y]).unwrap();
+                y += 1;
+            }
+        }
+        c.finish();
+        let (mut ba, mut bb) = (Vec::new(), Vec::new());
+        for out in c.packets() {
+            let pkts = unpack(out)?;
+            let sport = be16(&pkts[0], l4_off(&pkts[0]));
+            for p in pkts {
+                prop_assert_eq!(be16(&p, l4_off(&p)), sport, "one flow per output");
+                if sport == a.sport { ba.push(p) } else { bb.push(p) }
+            }
+        }
+        prop_assert_eq!(ba, ia);
+        prop_assert_eq!(bb, ib);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(
+        hdr in proptest::collection::vec(any::<u8>(), VH),
+        mut pkt in proptest::collection::vec(any::<u8>(), 0..3000),
+        version in prop_oneof![Just(0x45u8), Just(0x60u8), any::<u8>()],
+        mtu in 0usize..2000,
+    ) {
+        if let Some(b) = pkt.first_mut() {
+            *b = version;
+        }
+        if let Ok(vnet) = VirtioNetRepr::parse(&VirtioNetHdr::new_unchecked(&hdr[..])) {
+            let mut out = vec![0u8; 16 * 1024];
+            if let Ok(segs) = gso::split(&vnet, &pkt, &[0; 22], mtu, &mut out) {
+                prop_assert!(segs.len <= out.len());
+                prop_assert_eq!(Ok(segs.len), gso::required_len(&vnet, &pkt, 22, mtu));
+            }
+        }
+        let mut c = Coalescer::new(Config { udp: true, ..Config::default() });
+        c.push(&pkt).unwrap();
+        c.push(&pkt).unwrap();
+        c.finish();
+        prop_assert_eq!(c.packets().map(<[u8]>::len).sum::<usize>(), 2 * (VH + pkt.len()));
+    }
+}
