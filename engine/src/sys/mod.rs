@@ -7,7 +7,7 @@
 //! [`std::io::Error`]s; the modules above (`tun`, `udp`) name the operation that failed.
 //!
 //! - [`io`]: `read`/`write`/`fcntl` on fds, and [`io::retry_eintr`], the one place EINTR is retried.
-//! - [`ioctl`]: typed ioctl requests (`PtrIoctl<P>`, `ValIoctl`), one `unsafe fn exec` each.
+//! - `ioctl` (private): typed ioctl requests (`PtrIoctl<P>`, `ValIoctl`), one `unsafe fn exec` each.
 //! - [`tun`]: `/dev/net/tun` and its ioctls (TUNSETIFF, TUNSETOFFLOAD, ...), the virtio header size.
 //! - [`netif`]: interface ioctls on a control socket: flags (up), MTU, IPv4/IPv6 address.
 //! - [`sockopt`]: integer socket options (UDP_GRO, UDP_SEGMENT, SO_RCVBUFFORCE, ...).

@@ -451,6 +451,8 @@ impl Tun {
     }
 
     /// Adds the IPv6 address `addr/prefix_len` to the device (the kernel adds the prefix route).
+    /// The address is tentative for a moment (DAD is skipped on a TUN, but asynchronously):
+    /// binding it right away can fail with EADDRNOTAVAIL.
     pub fn add_ipv6_addr(&self, addr: Ipv6Addr, prefix_len: u8) -> Result<(), TunError> {
         netif::add_ipv6_addr(&self.name, addr, prefix_len).map_err(|source| TunError::SetAddress {
             name: self.name.clone(),
@@ -483,12 +485,28 @@ fn probe_offloads(
 ) -> Result<Option<(TunFd, String, Offloads)>, TunError> {
     let dev = set_iff(&fd, name, flags)?;
     for candidate in wanted.candidates() {
-        match fd.set_offload(candidate.tun_flags()) {
+        match set_offload(&fd, candidate.tun_flags()) {
             Ok(()) => return Ok(Some((fd, dev, candidate))),
             Err(e) => refused.push(format!("{candidate} refused: {e}")),
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+thread_local! {
+    /// TUNSETOFFLOAD bits the tests make "the kernel" refuse with EINVAL on this thread, to
+    /// drive the fallbacks a 6.18 kernel never takes.
+    static REFUSE_OFFLOADS: std::cell::Cell<libc::c_uint> = const { std::cell::Cell::new(0) };
+}
+
+/// TUNSETOFFLOAD (with the test hook above).
+fn set_offload(fd: &TunFd, flags: libc::c_uint) -> io::Result<()> {
+    #[cfg(test)]
+    if REFUSE_OFFLOADS.get() & flags != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    fd.set_offload(flags)
 }
 
 /// The kernel's `dev_valid_name` (net/core/dev.c), plus "empty means the kernel picks".

@@ -160,6 +160,48 @@ fn two_queues_with_offloads() {
 }
 
 #[test]
+fn refused_uso_falls_back_to_tso() {
+    require_root!();
+    in_netns(|| {
+        REFUSE_OFFLOADS.set(libc::TUN_F_USO4 | libc::TUN_F_USO6);
+        let tun = Tun::open("wfe-nouso", 2).expect("open");
+        assert_eq!(tun.offloads(), Offloads::TSO);
+        for q in tun.queues() {
+            assert!(q.kernel_flags().expect("flags") & libc::IFF_VNET_HDR != 0);
+        }
+    });
+}
+
+#[test]
+fn refused_offloads_fall_back_to_no_virtio_header() {
+    require_root!();
+    in_netns(|| {
+        REFUSE_OFFLOADS.set(libc::TUN_F_TSO4);
+        let tun = tun_with_addr("wfe-nooff", 2, Offloads::ALL, Ipv4Addr::new(10, 94, 0, 1));
+        assert_eq!(tun.offloads(), Offloads::NONE);
+        assert_eq!(tun.offloads().header_len(), 0);
+        for q in tun.queues() {
+            let flags = q.kernel_flags().expect("flags");
+            assert_eq!(
+                flags & libc::IFF_VNET_HDR,
+                0,
+                "the device was made again without the header"
+            );
+            assert!(flags & libc::IFF_MULTI_QUEUE != 0);
+        }
+        // And reads are plain IP packets.
+        let dst: SocketAddr = "10.94.0.2:7000".parse().expect("addr");
+        UdpSocket::bind("10.94.0.1:0")
+            .expect("bind")
+            .send_to(b"plain", dst)
+            .expect("send");
+        let ip =
+            read_until(&tun, Duration::from_secs(2), |f| is_udp4_to(f, dst)).expect("datagram");
+        assert_eq!(&ip[28..], b"plain");
+    });
+}
+
+#[test]
 fn kernel_picks_a_name_when_none_is_given() {
     require_root!();
     in_netns(|| {
@@ -232,7 +274,21 @@ fn packets_written_into_the_tun_reach_sockets() {
         tun.add_ipv6_addr("fd00:97::1".parse().expect("v6"), 64)
             .expect("IPv6 address");
         let v4 = UdpSocket::bind("10.97.0.1:5000").expect("bind v4");
-        let v6 = UdpSocket::bind("[fd00:97::1]:5000").expect("bind v6");
+        // The address is tentative until the kernel's DAD work runs (skipped for a NOARP
+        // device like a TUN, but still asynchronous): binding it can be EADDRNOTAVAIL briefly.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let v6 = loop {
+            match UdpSocket::bind("[fd00:97::1]:5000") {
+                Ok(s) => break s,
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EADDRNOTAVAIL)
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("bind v6: {e}"),
+            }
+        };
         for s in [&v4, &v6] {
             s.set_read_timeout(Some(Duration::from_secs(2)))
                 .expect("timeout");

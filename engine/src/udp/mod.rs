@@ -27,6 +27,29 @@ use crate::sys::{io as sysio, sockopt};
 
 pub use crate::sys::sockopt::UDP_MAX_SEGMENTS;
 
+/// The most UDP payload one IPv4 datagram carries: the 16-bit total length (65535) minus the
+/// IPv4 (20) and UDP (8) headers. A GSO send counts as one datagram here: more is EMSGSIZE.
+pub const UDP_MAX_PAYLOAD_V4: usize = 65535 - 20 - 8;
+
+/// The most UDP payload one IPv6 datagram carries: the 16-bit payload length (65535) minus the
+/// UDP header (8); jumbograms aside.
+pub const UDP_MAX_PAYLOAD_V6: usize = 65535 - 8;
+
+/// How many segments of `segment_size` bytes one GSO send may carry: at most
+/// [`UDP_MAX_SEGMENTS`], and no more than fit one datagram's length field (46 of 1400 bytes
+/// over IPv4). 0 when `segment_size` is 0 or above 65535.
+pub fn max_segments(segment_size: usize, ipv4: bool) -> usize {
+    if segment_size == 0 || segment_size > usize::from(u16::MAX) {
+        return 0;
+    }
+    let payload = if ipv4 {
+        UDP_MAX_PAYLOAD_V4
+    } else {
+        UDP_MAX_PAYLOAD_V6
+    };
+    (payload / segment_size).min(UDP_MAX_SEGMENTS)
+}
+
 #[cfg(test)]
 mod tests;
 
@@ -95,8 +118,9 @@ pub enum UdpError {
     },
     /// The segment size or count is not one UDP_SEGMENT can carry.
     #[error(
-        "GSO send of {len} bytes in segments of {segment_size}: needs 1..=65535 bytes per segment \
-         and at most {UDP_MAX_SEGMENTS} segments"
+        "GSO send of {len} bytes in segments of {segment_size}: needs 1..=65535 bytes per segment, \
+         at most {UDP_MAX_SEGMENTS} segments and at most {UDP_MAX_PAYLOAD_V4} bytes over IPv4 \
+         ({UDP_MAX_PAYLOAD_V6} over IPv6); see max_segments"
     )]
     BadSegments {
         /// Bytes to send.
@@ -321,7 +345,8 @@ impl UdpSocket {
 
     /// Sends `buf` to `dst` as datagrams of `segment_size` bytes (the last may be shorter): one
     /// `sendmsg` with UDP_SEGMENT when GSO works, else one `sendmsg` per segment. Returns the
-    /// bytes sent. In per-segment mode an error after the first segment ends the send early and
+    /// bytes sent. `buf` may hold at most [`max_segments`] segments; a segment larger than the
+    /// path MTU allows is `EMSGSIZE` (a [`UdpError::Send`], not a fallback). In per-segment mode an error after the first segment ends the send early and
     /// returns the bytes sent so far (UDP may drop anyway); an error on the first is returned.
     pub fn send_gso(
         &self,
@@ -334,7 +359,15 @@ impl UdpSocket {
             segment_size,
         };
         let size = u16::try_from(segment_size).map_err(|_| bad())?;
-        if size == 0 || buf.len().div_ceil(segment_size) > UDP_MAX_SEGMENTS {
+        let max_payload = if dst.is_ipv4() {
+            UDP_MAX_PAYLOAD_V4
+        } else {
+            UDP_MAX_PAYLOAD_V6
+        };
+        if size == 0
+            || buf.len().div_ceil(segment_size) > UDP_MAX_SEGMENTS
+            || buf.len() > max_payload
+        {
             return Err(bad());
         }
         let fd = self.socket.as_fd();

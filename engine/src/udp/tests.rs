@@ -1,6 +1,7 @@
 //! UDP socket tests. The privileged ones run in a fresh network namespace on its `lo`.
 
 use super::*;
+use crate::sys::netif;
 use crate::test_support::in_netns;
 use std::time::Duration;
 
@@ -301,4 +302,50 @@ fn nonblocking_empty_and_truncated_receives() {
             "{err}"
         );
     });
+}
+
+#[test]
+fn segments_larger_than_the_mtu_are_emsgsize_not_a_fallback() {
+    require_root!();
+    in_netns(|| {
+        netif::set_mtu("lo", 1500).expect("lo MTU");
+        let rx =
+            UdpSocket::bind("127.0.0.1:0".parse().expect("addr"), &config(false)).expect("bind rx");
+        let tx =
+            UdpSocket::bind("127.0.0.1:0".parse().expect("addr"), &config(true)).expect("bind tx");
+        // 1472 = 1500 - 20 (IPv4) - 8 (UDP) fits; one byte more does not.
+        let sent = pattern(3 * 1472);
+        assert_eq!(
+            tx.send_gso(rx.local_addr(), &sent, 1472)
+                .expect("fits the MTU"),
+            sent.len()
+        );
+        assert_segments(&recv_all(&rx, sent.len()), &sent, 1472, tx.local_addr());
+        let err = tx
+            .send_gso(rx.local_addr(), &pattern(3 * 1473), 1473)
+            .expect_err("over the MTU");
+        assert!(
+            matches!(&err, UdpError::Send { source, .. } if source.raw_os_error() == Some(libc::EMSGSIZE)),
+            "{err}"
+        );
+        assert!(
+            tx.gso_enabled(),
+            "EMSGSIZE is the caller's mistake, not a missing offload"
+        );
+        assert_eq!(tx.gso_fallback_sends(), 0);
+    });
+}
+
+#[test]
+fn total_size_is_capped_by_the_ip_length_field() {
+    assert_eq!(max_segments(1000, true), 64);
+    assert_eq!(max_segments(1400, true), 65507 / 1400);
+    assert_eq!(max_segments(1400, false), 65527 / 1400);
+    assert_eq!(max_segments(0, true), 0);
+    assert_eq!(max_segments(70000, true), 0);
+    let sock = UdpSocket::bind("127.0.0.1:0".parse().expect("addr"), &config(true)).expect("bind");
+    let err = sock
+        .send_gso(sock.local_addr(), &vec![0u8; 65508], 1400)
+        .expect_err("over 65507");
+    assert!(matches!(err, UdpError::BadSegments { .. }), "{err}");
 }
