@@ -1,0 +1,26 @@
+//! The kernel boundary: every `unsafe` line of weftd lives under this folder.
+//!
+//! Contract: each submodule turns one family of syscalls into safe, typed functions over
+//! `OwnedFd` / `BorrowedFd`. Opcodes and option names come from `libc`; a constant libc lacks is
+//! defined once here with the kernel header it comes from. Every `unsafe` block carries a
+//! `// SAFETY:` line and every `unsafe fn` a `# Safety` section. Errors are plain
+//! [`std::io::Error`]s; the modules above (`tun`, `udp`) name the operation that failed.
+//!
+//! - [`io`]: `read`/`write`/`fcntl` on fds, and [`io::retry_eintr`], the one place EINTR is retried.
+//! - `ioctl` (private): typed ioctl requests (`PtrIoctl<P>`, `ValIoctl`), one `unsafe fn exec` each.
+//! - [`tun`]: `/dev/net/tun` and its ioctls (TUNSETIFF, TUNSETOFFLOAD, ...), the virtio header size.
+//! - [`netif`]: interface ioctls on a control socket: flags (up), MTU, IPv4/IPv6 address.
+//! - [`sockopt`]: integer socket options (UDP_GRO, UDP_SEGMENT, SO_RCVBUFFORCE, ...).
+//! - [`cmsg`]: control messages: an aligned buffer, an encoder, a decoder that checks MSG_CTRUNC.
+//! - [`msg`]: `sendmsg` / `recvmsg` / `recvmmsg` with the UDP_SEGMENT / UDP_GRO cmsgs.
+//! - [`process`]: credentials and network-namespace calls (`geteuid`, `unshare`).
+#![allow(unsafe_code)]
+
+pub mod cmsg;
+pub mod io;
+mod ioctl;
+pub mod msg;
+pub mod netif;
+pub mod process;
+pub mod sockopt;
+pub mod tun;
