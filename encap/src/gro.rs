@@ -514,7 +514,7 @@ fn checksums_verify(p: &[u8], v6: bool, l4: usize, protocol: u8) -> bool {
     if !v6 && protocol == proto::UDP && p[l4 + 6..l4 + 8] == [0, 0] {
         return true;
     }
-    let sum = pseudo_header(p, v6, protocol, p.len() - l4).add(Sum::ZERO.bytes(&p[l4..]));
+    let sum = pseudo_header(p, v6, protocol, p.len() - l4).combine(Sum::ZERO.bytes(&p[l4..]));
     checksum::verifies(sum)
 }
 
@@ -565,7 +565,7 @@ mod tests {
                 6
             };
         p[at..at + 2].fill(0);
-        let c = pseudo(p, l4).add(Sum::ZERO.bytes(&p[l4..])).finish();
+        let c = pseudo(p, l4).combine(Sum::ZERO.bytes(&p[l4..])).finish();
         p[at..at + 2].copy_from_slice(&c.to_be_bytes());
         c
     }

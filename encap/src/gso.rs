@@ -392,7 +392,7 @@ impl Plan {
             th[4..8].fill(0); // length, checksum
             (0, 0)
         };
-        let l4_base = pseudo.add(Sum::ZERO.bytes(th));
+        let l4_base = pseudo.combine(Sum::ZERO.bytes(th));
 
         for i in 0..count {
             let first = i * seg_payload;
@@ -433,12 +433,12 @@ impl Plan {
                     .dword(l4_len)
                     .dword(seq)
                     .word(u16::from(flags))
-                    .add(data)
+                    .combine(data)
                     .finish();
                 th[16..18].copy_from_slice(&c.to_be_bytes());
             } else {
                 th[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-                let c = l4_base.dword(l4_len).word(l4_len as u16).add(data).finish();
+                let c = l4_base.dword(l4_len).word(l4_len as u16).combine(data).finish();
                 //= https://www.rfc-editor.org/rfc/rfc768
                 //# If the computed  checksum  is zero,  it is transmitted  as all ones (the
                 //# equivalent  in one's complement  arithmetic).
@@ -491,7 +491,7 @@ pub(crate) mod test_packets {
     pub(crate) fn packet(s: &Spec<'_>, payload: &[u8]) -> Vec<u8> {
         let mut p = build(s, payload);
         let l4 = l4_off(&p);
-        let sum = pseudo(&p, l4).add(Sum::ZERO.bytes(&p[l4..])).finish();
+        let sum = pseudo(&p, l4).combine(Sum::ZERO.bytes(&p[l4..])).finish();
         let at = l4 + if s.tcp { 16 } else { 6 };
         p[at..at + 2].copy_from_slice(&sum.to_be_bytes());
         p
@@ -554,7 +554,7 @@ pub(crate) mod test_packets {
     pub(crate) fn checksums_verify(p: &[u8]) -> bool {
         let l4 = l4_off(p);
         let ip_ok = p[0] >> 4 == 6 || checksum::verifies(Sum::ZERO.bytes(&p[..l4]));
-        ip_ok && checksum::verifies(pseudo(p, l4).add(Sum::ZERO.bytes(&p[l4..])))
+        ip_ok && checksum::verifies(pseudo(p, l4).combine(Sum::ZERO.bytes(&p[l4..])))
     }
 
     fn build(s: &Spec<'_>, payload: &[u8]) -> Vec<u8> {

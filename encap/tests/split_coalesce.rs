@@ -83,7 +83,7 @@ fn pseudo(p: &[u8]) -> Sum {
 fn verifies(p: &[u8]) -> bool {
     let l4 = l4_off(p);
     (p[0] >> 4 == 6 || checksum::verifies(Sum::ZERO.bytes(&p[..l4])))
-        && checksum::verifies(pseudo(p).add(Sum::ZERO.bytes(&p[l4..])))
+        && checksum::verifies(pseudo(p).combine(Sum::ZERO.bytes(&p[l4..])))
 }
 
 /// The super-packet a TUN would deliver for this stream, with its virtio header.
