@@ -277,7 +277,10 @@ pub enum Icmpv4Repr {
 
 impl Icmpv4Repr {
     /// Parses a message; with [`ChecksumCaps::Complete`] the checksum must verify.
-    pub fn parse<T: AsRef<[u8]>>(packet: &Icmpv4Packet<T>, caps: ChecksumCaps) -> Result<Icmpv4Repr> {
+    pub fn parse<T: AsRef<[u8]>>(
+        packet: &Icmpv4Packet<T>,
+        caps: ChecksumCaps,
+    ) -> Result<Icmpv4Repr> {
         packet.check_len()?;
         if caps == ChecksumCaps::Complete && !packet.verify_checksum() {
             return Err(Error::Malformed("icmpv4 checksum"));
@@ -316,7 +319,9 @@ impl Icmpv4Repr {
             Icmpv4Repr::EchoRequest { ident, seq_no } => {
                 (msg_type::ECHO_REQUEST, 0, pair(ident, seq_no))
             }
-            Icmpv4Repr::EchoReply { ident, seq_no } => (msg_type::ECHO_REPLY, 0, pair(ident, seq_no)),
+            Icmpv4Repr::EchoReply { ident, seq_no } => {
+                (msg_type::ECHO_REPLY, 0, pair(ident, seq_no))
+            }
             Icmpv4Repr::DstUnreachable { code, next_hop_mtu } => {
                 (msg_type::DST_UNREACHABLE, code, pair(0, next_hop_mtu))
             }
@@ -534,8 +539,9 @@ mod tests {
         ] {
             let mut b = hdr;
             Icmpv4Packet::new_unchecked(&mut b[..]).fill_checksum();
-            let repr = Icmpv4Repr::parse(&Icmpv4Packet::new_unchecked(&b[..]), ChecksumCaps::Complete)
-                .expect("parse");
+            let repr =
+                Icmpv4Repr::parse(&Icmpv4Packet::new_unchecked(&b[..]), ChecksumCaps::Complete)
+                    .expect("parse");
             assert!(matches!(repr, Icmpv4Repr::Other { .. }), "{repr:?}");
             let mut out = [0u8; 8];
             repr.emit(
@@ -555,7 +561,10 @@ mod tests {
                 ident: 7,
                 seq_no: 65535,
             },
-            Icmpv4Repr::EchoReply { ident: 1, seq_no: 2 },
+            Icmpv4Repr::EchoReply {
+                ident: 1,
+                seq_no: 2,
+            },
             Icmpv4Repr::DstUnreachable {
                 code: unreachable::FRAG_NEEDED,
                 next_hop_mtu: 1450,
@@ -576,7 +585,12 @@ mod tests {
         for repr in reprs {
             let mut buf = vec![0u8; repr.buffer_len(5) + 3];
             let mut p = Icmpv4Packet::new_unchecked(&mut buf[..]);
-            repr.emit(&mut p, 5, |b| b.copy_from_slice(b"quote"), ChecksumCaps::Complete);
+            repr.emit(
+                &mut p,
+                5,
+                |b| b.copy_from_slice(b"quote"),
+                ChecksumCaps::Complete,
+            );
             let p = Icmpv4Packet::new_checked(&buf[..repr.buffer_len(5)]).expect("valid");
             assert!(p.verify_checksum());
             assert_eq!(p.payload(), b"quote");

@@ -474,7 +474,11 @@ impl Ipv4Repr {
     ///
     /// `payload_len` must be at most 65515. Panics only if `packet` is shorter than
     /// [`HEADER_LEN`].
-    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(&self, packet: &mut Ipv4Packet<T>, caps: ChecksumCaps) {
+    pub fn emit<T: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        packet: &mut Ipv4Packet<T>,
+        caps: ChecksumCaps,
+    ) {
         packet.buffer.as_mut()[field::VER_IHL] = 0x45;
         packet.set_tos(self.tos);
         packet.set_total_len(len16(self.buffer_len()));
@@ -562,7 +566,10 @@ mod tests {
         // Re-emitting gives back the captured header byte for byte.
         let mut buf = ICMP_ECHO;
         buf[..20].fill(0xa5);
-        repr.emit(&mut Ipv4Packet::new_unchecked(&mut buf[..]), ChecksumCaps::Complete);
+        repr.emit(
+            &mut Ipv4Packet::new_unchecked(&mut buf[..]),
+            ChecksumCaps::Complete,
+        );
         assert_eq!(buf, ICMP_ECHO);
     }
 
@@ -630,9 +637,15 @@ mod tests {
     #[test]
     fn malformed_and_truncated() {
         let check = |b: &[u8]| Ipv4Packet::new_unchecked(b).check_len();
-        assert_eq!(check(&ICMP_ECHO[..19]), Err(Error::Truncated { needed: 20 }));
+        assert_eq!(
+            check(&ICMP_ECHO[..19]),
+            Err(Error::Truncated { needed: 20 })
+        );
         assert_eq!(check(&[]), Err(Error::Truncated { needed: 20 }));
-        assert_eq!(check(&ICMP_ECHO[..43]), Err(Error::Truncated { needed: 44 }));
+        assert_eq!(
+            check(&ICMP_ECHO[..43]),
+            Err(Error::Truncated { needed: 44 })
+        );
         let mut b = ICMP_ECHO;
         b[0] = 0x65;
         assert_eq!(check(&b), Err(Error::Malformed("ipv4 version")));
@@ -708,7 +721,9 @@ mod tests {
         assert_eq!(p.pseudo_header(), repr.pseudo_header());
         assert_eq!(
             p.pseudo_header().fold(),
-            Sum::ZERO.bytes(&[10, 77, 0, 1, 10, 77, 0, 2, 0, 1, 0, 24]).fold()
+            Sum::ZERO
+                .bytes(&[10, 77, 0, 1, 10, 77, 0, 2, 0, 1, 0, 24])
+                .fold()
         );
     }
 }

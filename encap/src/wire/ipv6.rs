@@ -428,7 +428,12 @@ impl Ipv6Repr {
     /// headers): protocol `next_header`, length `payload_len`.
     #[inline]
     pub fn pseudo_header(&self) -> Sum {
-        checksum::pseudo_header_v6(&self.src, &self.dst, self.next_header, self.payload_len as u32)
+        checksum::pseudo_header_v6(
+            &self.src,
+            &self.dst,
+            self.next_header,
+            self.payload_len as u32,
+        )
     }
 
     /// Writes the fixed header into the first [`HEADER_LEN`] bytes of `packet`; the payload is
@@ -512,7 +517,10 @@ mod tests {
         assert_eq!(p.next_header(), proto::ICMPV6);
         assert_eq!(p.hop_limit(), 64);
         assert_eq!(p.src(), A1);
-        assert_eq!(p.dst_addr(), "fd00:77::2".parse::<Ipv6Addr>().expect("addr"));
+        assert_eq!(
+            p.dst_addr(),
+            "fd00:77::2".parse::<Ipv6Addr>().expect("addr")
+        );
         assert_eq!(p.payload(), &ICMP6_ECHO[40..]);
         assert_eq!(
             p.upper_layer(),
@@ -647,14 +655,23 @@ mod tests {
     #[test]
     fn truncated_and_malformed() {
         let check = |b: &[u8]| Ipv6Packet::new_unchecked(b).check_len();
-        assert_eq!(check(&ICMP6_ECHO[..39]), Err(Error::Truncated { needed: 40 }));
-        assert_eq!(check(&ICMP6_ECHO[..63]), Err(Error::Truncated { needed: 64 }));
+        assert_eq!(
+            check(&ICMP6_ECHO[..39]),
+            Err(Error::Truncated { needed: 40 })
+        );
+        assert_eq!(
+            check(&ICMP6_ECHO[..63]),
+            Err(Error::Truncated { needed: 64 })
+        );
         let mut b = ICMP6_ECHO;
         b[0] = 0x40;
         assert_eq!(check(&b), Err(Error::Malformed("ipv6 version")));
 
         // An extension header longer than the payload.
-        let mut b = chain(&[(ext::HOP_BY_HOP, vec![0, 0, 1, 4, 0, 0, 0, 0])], proto::UDP);
+        let mut b = chain(
+            &[(ext::HOP_BY_HOP, vec![0, 0, 1, 4, 0, 0, 0, 0])],
+            proto::UDP,
+        );
         b[41] = 3; // 32 bytes, but only 16 in the payload
         let p = Ipv6Packet::new_checked(&b[..]).expect("lengths fine");
         assert_eq!(p.upper_layer(), Err(Error::Truncated { needed: 72 }));

@@ -125,7 +125,10 @@ mod fast_path_tests {
         v4[12..16].copy_from_slice(&[10, 0, 0, 1]);
         v4[16..20].copy_from_slice(&[10, 244, 3, 7]);
         assert_eq!(ip_version(&v4), Some(4));
-        assert_eq!(destination(&v4), Some(IpAddr::V4(Ipv4Addr::new(10, 244, 3, 7))));
+        assert_eq!(
+            destination(&v4),
+            Some(IpAddr::V4(Ipv4Addr::new(10, 244, 3, 7)))
+        );
         assert_eq!(source(&v4), Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))));
         assert_eq!(destination(&v4[..19]), None);
 

@@ -443,7 +443,9 @@ impl TcpRepr {
         packet.set_window(self.window);
         packet.set_checksum(0);
         packet.set_urgent(self.urgent);
-        packet.options_mut().copy_from_slice(self.options.as_slice());
+        packet
+            .options_mut()
+            .copy_from_slice(self.options.as_slice());
     }
 
     /// Writes the header, lets `emit_payload` fill the `payload_len` bytes after it (pass
@@ -511,7 +513,11 @@ mod tests {
         assert_eq!(tcp.checksum(), 0x36c4);
         assert_eq!(tcp.urgent(), 0);
         assert_eq!(&tcp.options()[..4], &[0x02, 0x04, 0x05, 0xb4], "MSS 1460");
-        assert_eq!(&tcp.options()[16..], &[0x01, 0x03, 0x03, 0x0a], "NOP, WS 10");
+        assert_eq!(
+            &tcp.options()[16..],
+            &[0x01, 0x03, 0x03, 0x0a],
+            "NOP, WS 10"
+        );
         assert!(tcp.payload().is_empty());
         assert!(tcp.verify_checksum(ip.pseudo_header()));
         let repr = TcpRepr::parse(&tcp, ip.pseudo_header(), ChecksumCaps::Complete).expect("parse");
@@ -574,8 +580,14 @@ mod tests {
     #[test]
     fn truncated_and_malformed() {
         let check = |b: &[u8]| TcpPacket::new_unchecked(b).check_len();
-        assert_eq!(check(&TCP_SYN[20..39]), Err(Error::Truncated { needed: 20 }));
-        assert_eq!(check(&TCP_SYN[20..59]), Err(Error::Truncated { needed: 40 }));
+        assert_eq!(
+            check(&TCP_SYN[20..39]),
+            Err(Error::Truncated { needed: 20 })
+        );
+        assert_eq!(
+            check(&TCP_SYN[20..59]),
+            Err(Error::Truncated { needed: 40 })
+        );
         let mut b = [0u8; 40];
         b.copy_from_slice(&TCP_SYN[20..]);
         b[12] = 0x40;
@@ -632,11 +644,20 @@ mod tests {
         assert_eq!(tcp.header_len(), 32);
         assert_eq!(tcp.payload(), payload);
         assert!(tcp.verify_checksum(pseudo));
-        assert_eq!(TcpRepr::parse(&tcp, pseudo, ChecksumCaps::Complete), Ok(repr));
+        assert_eq!(
+            TcpRepr::parse(&tcp, pseudo, ChecksumCaps::Complete),
+            Ok(repr)
+        );
 
         let n = repr.buffer_len(payload.len());
         let mut tcp = TcpPacket::new_unchecked(&mut buf[..n]);
-        repr.emit(&mut tcp, pseudo, payload.len(), |_| {}, ChecksumCaps::Offloaded);
+        repr.emit(
+            &mut tcp,
+            pseudo,
+            payload.len(),
+            |_| {},
+            ChecksumCaps::Offloaded,
+        );
         assert_eq!(tcp.checksum(), pseudo.fold());
         tcp.set_checksum(Sum::ZERO.bytes(tcp.as_ref()).finish());
         assert!(tcp.verify_checksum(pseudo));

@@ -198,7 +198,9 @@ impl UdpRepr {
         //# An all zero  transmitted
         //# checksum  value means that the transmitter  generated  no checksum  (for
         //# debugging or for higher level protocols that don't care).
-        if caps == ChecksumCaps::Complete && packet.checksum() != 0 && !packet.verify_checksum(pseudo)
+        if caps == ChecksumCaps::Complete
+            && packet.checksum() != 0
+            && !packet.verify_checksum(pseudo)
         {
             return Err(Error::Malformed("udp checksum"));
         }
@@ -401,7 +403,13 @@ mod tests {
 
         // Offloaded: the field holds the folded pseudo-header; adding the datagram completes it.
         let mut p = UdpPacket::new_unchecked(&mut buf[..]);
-        repr.emit(&mut p, pseudo, payload.len(), |_| {}, ChecksumCaps::Offloaded);
+        repr.emit(
+            &mut p,
+            pseudo,
+            payload.len(),
+            |_| {},
+            ChecksumCaps::Offloaded,
+        );
         assert_eq!(p.checksum(), pseudo.fold());
         let full = Sum::ZERO.bytes(&buf).finish();
         let mut p = UdpPacket::new_unchecked(&mut buf[..]);
