@@ -31,7 +31,7 @@ pub mod msg_type {
 }
 
 /// Destination Unreachable codes (RFC 792).
-pub mod unreachable {
+pub mod dst_unreachable {
     //= https://www.rfc-editor.org/rfc/rfc792
     //# 0 = net unreachable;
     //# 1 = host unreachable;
@@ -252,9 +252,9 @@ pub enum Icmpv4Repr {
         seq_no: u16,
     },
     /// Destination Unreachable (type 3) with the unused high half zero. `next_hop_mtu` is
-    /// meaningful for [`unreachable::FRAG_NEEDED`] and 0 otherwise.
+    /// meaningful for [`dst_unreachable::FRAG_NEEDED`] and 0 otherwise.
     DstUnreachable {
-        /// Code (see [`unreachable`]).
+        /// Code (see [`dst_unreachable`]).
         code: u8,
         /// Next-Hop MTU (RFC 1191).
         next_hop_mtu: u16,
@@ -460,7 +460,7 @@ mod tests {
         assert_eq!(
             Icmpv4Repr::parse(&p, ChecksumCaps::Complete),
             Ok(Icmpv4Repr::DstUnreachable {
-                code: unreachable::NET_UNREACHABLE,
+                code: dst_unreachable::NET_UNREACHABLE,
                 next_hop_mtu: 0
             })
         );
@@ -470,13 +470,13 @@ mod tests {
 
         let p = icmp(&FRAG_NEEDED_HEAD);
         assert_eq!(p.msg_type(), msg_type::DST_UNREACHABLE);
-        assert_eq!(p.msg_code(), unreachable::FRAG_NEEDED);
+        assert_eq!(p.msg_code(), dst_unreachable::FRAG_NEEDED);
         assert_eq!(p.checksum(), 0x0ec9);
         assert_eq!(p.next_hop_mtu(), 1280);
         assert_eq!(
             Icmpv4Repr::parse(&p, ChecksumCaps::Offloaded),
             Ok(Icmpv4Repr::DstUnreachable {
-                code: unreachable::FRAG_NEEDED,
+                code: dst_unreachable::FRAG_NEEDED,
                 next_hop_mtu: 1280
             })
         );
@@ -495,7 +495,7 @@ mod tests {
         let original = icmp(&NET_UNREACH);
         let quote = original.payload();
         let repr = Icmpv4Repr::DstUnreachable {
-            code: unreachable::NET_UNREACHABLE,
+            code: dst_unreachable::NET_UNREACHABLE,
             next_hop_mtu: 0,
         };
         let mut buf = vec![0xffu8; repr.buffer_len(quote.len())];
@@ -566,11 +566,11 @@ mod tests {
                 seq_no: 2,
             },
             Icmpv4Repr::DstUnreachable {
-                code: unreachable::FRAG_NEEDED,
+                code: dst_unreachable::FRAG_NEEDED,
                 next_hop_mtu: 1450,
             },
             Icmpv4Repr::DstUnreachable {
-                code: unreachable::PORT_UNREACHABLE,
+                code: dst_unreachable::PORT_UNREACHABLE,
                 next_hop_mtu: 0,
             },
             Icmpv4Repr::TimeExceeded {

@@ -35,7 +35,7 @@ pub mod msg_type {
 }
 
 /// Destination Unreachable codes (RFC 4443 §3.1).
-pub mod unreachable {
+pub mod dst_unreachable {
     //= https://www.rfc-editor.org/rfc/rfc4443#section-3.1
     //# 0 - No route to destination
     //# 1 - Communication with destination
@@ -251,7 +251,7 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for Icmpv6Packet<T> {
 pub enum Icmpv6Repr {
     /// Destination Unreachable (type 1) with the unused field zero.
     DstUnreachable {
-        /// Code (see [`unreachable`]).
+        /// Code (see [`dst_unreachable`]).
         code: u8,
     },
     /// Packet Too Big (type 2, code 0).
@@ -492,7 +492,7 @@ mod tests {
         assert_eq!(
             Icmpv6Repr::parse(&p, &src, &dst, ChecksumCaps::Complete),
             Ok(Icmpv6Repr::DstUnreachable {
-                code: unreachable::NO_ROUTE
+                code: dst_unreachable::NO_ROUTE
             })
         );
         let quoted = Ipv6Packet::new_unchecked(p.payload());
@@ -579,7 +579,7 @@ mod tests {
     fn repr_round_trip() {
         let reprs = [
             Icmpv6Repr::DstUnreachable {
-                code: unreachable::ADDR_UNREACHABLE,
+                code: dst_unreachable::ADDR_UNREACHABLE,
             },
             Icmpv6Repr::PacketTooBig { mtu: 1450 },
             Icmpv6Repr::TimeExceeded {
