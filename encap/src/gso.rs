@@ -438,7 +438,11 @@ impl Plan {
                 th[16..18].copy_from_slice(&c.to_be_bytes());
             } else {
                 th[4..6].copy_from_slice(&(l4_len as u16).to_be_bytes());
-                let c = l4_base.dword(l4_len).word(l4_len as u16).combine(data).finish();
+                let c = l4_base
+                    .dword(l4_len)
+                    .word(l4_len as u16)
+                    .combine(data)
+                    .finish();
                 //= https://www.rfc-editor.org/rfc/rfc768
                 //# If the computed  checksum  is zero,  it is transmitted  as all ones (the
                 //# equivalent  in one's complement  arithmetic).
