@@ -142,10 +142,7 @@ pub fn required_len(
     max_inner_len: usize,
 ) -> Result<usize> {
     if vnet.gso == GsoType::None {
-        if packet.len() > max_inner_len {
-            return Err(TOO_BIG);
-        }
-        return Ok(encap_len + packet.len());
+        return Ok(encap_len + check_none(vnet, packet, max_inner_len)?.len());
     }
     Ok(Plan::new(vnet, packet, encap_len, max_inner_len)?
         .segments
@@ -181,21 +178,10 @@ fn split_none(
     max_inner_len: usize,
     out: &mut [u8],
 ) -> Result<Segments> {
-    if packet.len() > max_inner_len {
-        return Err(TOO_BIG);
-    }
+    let packet = check_none(vnet, packet, max_inner_len)?;
     let e = encap_hdr.len();
     let len = e + packet.len();
     need(out, len)?;
-    if vnet.needs_csum {
-        let start = usize::from(vnet.csum_start);
-        let at = start + usize::from(vnet.csum_offset);
-        if at + 2 > packet.len() {
-            return Err(Error::Malformed(
-                "csum_start + csum_offset outside the packet",
-            ));
-        }
-    }
     out[..e].copy_from_slice(encap_hdr);
     let pkt = &mut out[e..len];
     pkt.copy_from_slice(packet);
@@ -214,6 +200,53 @@ fn split_none(
         stride: len,
         len,
     })
+}
+
+/// Validates a packet without GSO and returns it cut to its IP length: a whole IP packet that
+/// fits `max_inner_len`, and with NEEDS_CSUM a checksum field inside its transport header.
+fn check_none<'p>(
+    vnet: &VirtioNetRepr,
+    packet: &'p [u8],
+    max_inner_len: usize,
+) -> Result<&'p [u8]> {
+    let packet = whole_ip_packet(packet)?;
+    if packet.len() > max_inner_len {
+        return Err(TOO_BIG);
+    }
+    if vnet.needs_csum {
+        let start = usize::from(vnet.csum_start);
+        let at = start + usize::from(vnet.csum_offset);
+        if at + 2 > packet.len() {
+            return Err(Error::Malformed(
+                "csum_start + csum_offset outside the packet",
+            ));
+        }
+        // The checksummed region is the transport layer: it never starts inside the IP header.
+        let ip_hdr_len = if packet[0] >> 4 == 6 {
+            40
+        } else {
+            usize::from(packet[0] & 0x0f) * 4
+        };
+        if start < ip_hdr_len {
+            return Err(Error::Malformed("csum_start inside the IP header"));
+        }
+        // Every Internet checksum field sits at an even offset of the summed region; at an odd
+        // one the completed sum would be meaningless.
+        if vnet.csum_offset % 2 != 0 {
+            return Err(Error::Malformed("odd csum_offset"));
+        }
+    }
+    Ok(packet)
+}
+
+/// `packet` cut to its IP length (bytes after it are not part of the packet and are not sent),
+/// or an error if it is no whole IPv4 / IPv6 packet.
+fn whole_ip_packet(packet: &[u8]) -> Result<&[u8]> {
+    match crate::backend::ip_packet_len(packet) {
+        Ok(len) => Ok(&packet[..len]),
+        Err(crate::backend::DecapError::Truncated) => Err(Error::Truncated { needed: 20 }),
+        Err(_) => Err(Error::Malformed("not a whole IPv4 or IPv6 packet")),
+    }
 }
 
 /// A validated GSO super-packet and its layout.
@@ -791,6 +824,44 @@ mod tests {
         vnet.csum_offset = 400;
         assert!(matches!(
             split_vec(&vnet, &sp, &[], 1500),
+            Err(Error::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn gso_none_sends_only_the_ip_packet() {
+        let spec = Spec::default();
+        let (mut vnet, mut sp) = super_packet(&spec, &payload(100, 3), 0);
+        vnet.gso = GsoType::None;
+        vnet.needs_csum = false;
+        let ip = sp.clone();
+        sp.extend_from_slice(&[0xee; 7]);
+        let (segs, out) = split_vec(&vnet, &sp, &[], 1500).unwrap();
+        assert_eq!(segs.len, ip.len());
+        assert_eq!(out, ip);
+        assert_eq!(required_len(&vnet, &sp, 0, 1500), Ok(ip.len()));
+        // Trailing bytes do not count against the path MTU either.
+        assert!(split_vec(&vnet, &sp, &[], ip.len()).is_ok());
+        // Not an IP packet, or shorter than its IP length: refused.
+        assert!(matches!(
+            split_vec(&vnet, &[0x10; 40], &[], 1500),
+            Err(Error::Malformed(_))
+        ));
+        assert!(split_vec(&vnet, &ip[..ip.len() - 1], &[], 1500).is_err());
+        assert!(split_vec(&vnet, &ip[..10], &[], 1500).is_err());
+        // A checksum to complete that would land in the IP header: refused.
+        vnet.needs_csum = true;
+        vnet.csum_start = 0;
+        vnet.csum_offset = 10;
+        assert!(matches!(
+            split_vec(&vnet, &ip, &[], 1500),
+            Err(Error::Malformed(_))
+        ));
+        // ... or at an odd offset of the transport header.
+        vnet.csum_start = 20;
+        vnet.csum_offset = 17;
+        assert!(matches!(
+            split_vec(&vnet, &ip, &[], 1500),
             Err(Error::Malformed(_))
         ));
     }

@@ -28,8 +28,16 @@ fuzz_target!(|packet: &[u8]| {
     {
         check_error(packet, &built);
         let mut again = [0u8; MAX_ERROR_LEN];
-        assert_eq!(net_unreachable(&built, v4, &mut again), None, "answered an ICMP error");
-        assert_eq!(net_unreachable(&built, v6, &mut again), None, "answered an ICMP error");
+        assert_eq!(
+            net_unreachable(&built, v4, &mut again),
+            None,
+            "answered an ICMP error"
+        );
+        assert_eq!(
+            net_unreachable(&built, v6, &mut again),
+            None,
+            "answered an ICMP error"
+        );
     }
 });
 

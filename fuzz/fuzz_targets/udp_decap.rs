@@ -7,7 +7,9 @@ use encap::backend::{ip_packet_len, udp_decap};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|datagram: &[u8]| {
-    let Ok(inner) = udp_decap(datagram) else { return };
+    let Ok(inner) = udp_decap(datagram) else {
+        return;
+    };
     assert_eq!(inner, &datagram[..inner.len()]);
     assert_eq!(ip_packet_len(inner), Ok(inner.len()));
     assert_eq!(udp_decap(inner), Ok(inner));
