@@ -33,13 +33,13 @@ if command -v cargo-fuzz >/dev/null; then
     (
         cd fuzz
         export RUSTC_BOOTSTRAP=1
-        cargo fuzz build --quiet
+        cargo fuzz build
         for target in $(cargo fuzz list); do
             echo "--- fuzz $target"
             # Run on a copy of the committed seed corpus so CI does not grow the tree.
             work=$(mktemp -d)
             cp -r "corpus/$target/." "$work/" 2>/dev/null || true
-            cargo fuzz run --quiet "$target" "$work" -- \
+            cargo fuzz run "$target" "$work" -- \
                 -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 2>&1 |
                 grep -E '^(stat::number_of_executed_units|stat::new_units_added|==|SUMMARY|INFO: Done)' || true
             rm -rf "$work"
