@@ -35,6 +35,16 @@ impl Drop for Testbed {
     }
 }
 
+/// Outside CI a missing prerequisite skips the test with the reason; in CI (`CI=true`), where
+/// the tests run as root with every tool installed, the same lack is a failure.
+fn skip<T>(reason: &str) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("kernel_icmp: {reason} (required in CI)");
+    }
+    eprintln!("skipped: {reason}");
+    None
+}
+
 impl Testbed {
     fn start() -> Option<Testbed> {
         let root = Command::new("id")
@@ -43,8 +53,7 @@ impl Testbed {
             .map(|o| o.stdout == b"0\n")
             .unwrap_or(false);
         if !root || !std::path::Path::new("/dev/net/tun").exists() {
-            eprintln!("skipped: needs root and /dev/net/tun");
-            return None;
+            return skip("needs root and /dev/net/tun");
         }
         let netns = format!("wfb-icmp-{}", std::process::id());
         let ok = Command::new("ip")
@@ -53,8 +62,7 @@ impl Testbed {
             .map(|s| s.success())
             .unwrap_or(false);
         if !ok {
-            eprintln!("skipped: cannot create a network namespace");
-            return None;
+            return skip("cannot create a network namespace");
         }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tun_icmp.py");
         let child = Command::new("ip")
@@ -66,8 +74,7 @@ impl Testbed {
             Ok(c) => c,
             Err(e) => {
                 let _ = Command::new("ip").args(["netns", "del", &netns]).status();
-                eprintln!("skipped: cannot run python3: {e}");
-                return None;
+                return skip(&format!("cannot run python3: {e}"));
             }
         };
         let stdin = child.stdin.take().unwrap();
