@@ -57,5 +57,6 @@ step "tests"
 if [ "$(id -u)" != 0 ]; then
     lack "not root: tests that need TUN, netns or etcd will skip"
 fi
-cargo nextest run --workspace --no-fail-fast
 cargo test --workspace --doc --quiet
+# Last, so that its summary line closes the run.
+cargo nextest run --workspace --no-fail-fast
