@@ -47,7 +47,7 @@
 //#      address.
 
 use crate::checksum::{checksum, pseudo_header_v6, Sum};
-use crate::wire::proto;
+use crate::wire::{icmpv4, icmpv6, proto};
 use core::net::IpAddr;
 
 /// The TTL / hop limit of the errors weft generates: 8, as flannel's udp proxy uses.
@@ -67,27 +67,6 @@ const IPV6_MIN_MTU: usize = 1280;
 const IPV4_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
 const ICMP_HEADER: usize = 8;
-
-/// ICMPv4 types (RFC 792) and codes used or recognised here.
-mod v4 {
-    pub(super) const DEST_UNREACHABLE: u8 = 3;
-    pub(super) const SOURCE_QUENCH: u8 = 4;
-    pub(super) const REDIRECT: u8 = 5;
-    pub(super) const TIME_EXCEEDED: u8 = 11;
-    pub(super) const PARAMETER_PROBLEM: u8 = 12;
-    pub(super) const CODE_NET_UNREACHABLE: u8 = 0;
-    pub(super) const CODE_FRAG_NEEDED: u8 = 4;
-}
-
-/// ICMPv6 types (RFC 4443, RFC 4861).
-mod v6 {
-    pub(super) const DEST_UNREACHABLE: u8 = 1;
-    pub(super) const PACKET_TOO_BIG: u8 = 2;
-    pub(super) const CODE_NO_ROUTE: u8 = 0;
-    /// Types below this are errors.
-    pub(super) const FIRST_INFORMATIONAL: u8 = 128;
-    pub(super) const REDIRECT: u8 = 137;
-}
 
 /// IPv6 extension headers walked to find the upper layer (IANA "IPv6 Extension Header Types").
 mod ext {
@@ -161,7 +140,10 @@ pub fn net_unreachable(offending: &[u8], tun_addr: IpAddr, out: &mut [u8]) -> Op
                 out,
                 src.octets(),
                 o.src,
-                [v4::DEST_UNREACHABLE, v4::CODE_NET_UNREACHABLE],
+                [
+                    icmpv4::msg_type::DST_UNREACHABLE,
+                    icmpv4::dst_unreachable::NET_UNREACHABLE,
+                ],
                 [0; 4],
                 o.quote(offending),
             )
@@ -172,7 +154,10 @@ pub fn net_unreachable(offending: &[u8], tun_addr: IpAddr, out: &mut [u8]) -> Op
                 out,
                 &src.octets(),
                 &o.src,
-                [v6::DEST_UNREACHABLE, v6::CODE_NO_ROUTE],
+                [
+                    icmpv6::msg_type::DST_UNREACHABLE,
+                    icmpv6::dst_unreachable::NO_ROUTE,
+                ],
                 [0; 4],
                 &offending[..o.len],
             )
@@ -207,7 +192,10 @@ pub fn frag_needed(
         out,
         tun_addr_v4,
         o.src,
-        [v4::DEST_UNREACHABLE, v4::CODE_FRAG_NEEDED],
+        [
+            icmpv4::msg_type::DST_UNREACHABLE,
+            icmpv4::dst_unreachable::FRAG_NEEDED,
+        ],
         [0, 0, mtu[0], mtu[1]],
         o.quote(offending),
     )
@@ -231,7 +219,7 @@ pub fn packet_too_big(
         out,
         &tun_addr_v6,
         &o.src,
-        [v6::PACKET_TOO_BIG, 0],
+        [icmpv6::msg_type::PACKET_TOO_BIG, 0],
         mtu.to_be_bytes(),
         &offending[..o.len],
     )
@@ -269,14 +257,7 @@ impl V4Offending {
         }
         if h[9] == proto::ICMP {
             let icmp_type = *p.get(ihl..total)?.first()?;
-            if matches!(
-                icmp_type,
-                v4::DEST_UNREACHABLE
-                    | v4::SOURCE_QUENCH
-                    | v4::REDIRECT
-                    | v4::TIME_EXCEEDED
-                    | v4::PARAMETER_PROBLEM
-            ) {
+            if icmpv4::msg_type::is_error(icmp_type) {
                 return None;
             }
         }
@@ -351,7 +332,7 @@ impl V6Offending {
                     //#
                     //# (e.2) An ICMPv6 redirect message [IPv6-DISC].
                     let t = *p.get(off)?;
-                    if t < v6::FIRST_INFORMATIONAL || t == v6::REDIRECT {
+                    if icmpv6::msg_type::is_error(t) || t == icmpv6::msg_type::REDIRECT {
                         return None;
                     }
                     return Some(V6Offending { len, src });
