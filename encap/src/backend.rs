@@ -371,32 +371,30 @@ impl Mixer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::checksum::{checksum, verifies, Sum};
+    use crate::checksum::{verifies, Sum};
+    use crate::test_packets;
 
     const MAC_A: Mac = [0x0e, 0x7f, 0x1a, 0, 0, 0x0a];
     const MAC_B: Mac = [0x0e, 0x7f, 0x1a, 0, 0, 0x0b];
 
     /// An IPv4 packet 10.244.1.2 -> 10.244.2.3 with `payload` after a 20-byte header.
     fn ipv4(protocol: u8, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![
-            0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, protocol, 0, 0, 10, 244, 1, 2, 10, 244, 2, 3,
-        ];
-        let total = (20 + payload.len()) as u16;
-        p[2..4].copy_from_slice(&total.to_be_bytes());
-        let c = checksum(&p);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        p.extend_from_slice(payload);
-        p
+        let h = test_packets::V4 {
+            tos: 0,
+            id: 0x1234,
+            frag: 0x4000,
+            ttl: 64,
+            protocol,
+            src: [10, 244, 1, 2],
+            dst: [10, 244, 2, 3],
+        };
+        test_packets::ipv4(&h, &[], payload)
     }
 
     fn ipv6(next: u8, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x60, 0, 0, 0];
-        p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        p.extend_from_slice(&[next, 64]);
-        p.extend_from_slice(&[0xfd, 0, 0, 0x10, 0x02, 0x44, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
-        p.extend_from_slice(&[0xfd, 0, 0, 0x10, 0x02, 0x44, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1]);
-        p.extend_from_slice(payload);
-        p
+        let src = [0xfd, 0, 0, 0x10, 0x02, 0x44, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        let dst = [0xfd, 0, 0, 0x10, 0x02, 0x44, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1];
+        test_packets::ipv6(0x6000_0000, next, 64, &src, &dst, payload)
     }
 
     fn tcp_ports(sport: u16, dport: u16) -> Vec<u8> {

@@ -423,6 +423,7 @@ fn write_v6(
 mod tests {
     use super::*;
     use crate::checksum::{pseudo_header_v6, verifies};
+    use crate::test_packets;
     use core::net::{Ipv4Addr, Ipv6Addr};
 
     const TUN4: [u8; 4] = [10, 244, 1, 0];
@@ -439,25 +440,20 @@ mod tests {
 
     /// IPv4 10.244.1.5 -> 10.244.9.7 with `payload`; `frag` is the flags/offset word.
     fn ipv4(protocol: u8, frag: u16, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![
-            0x45, 0, 0, 0, 0xab, 0xcd, 0, 0, 63, protocol, 0, 0, 10, 244, 1, 5, 10, 244, 9, 7,
-        ];
-        p[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-        p[6..8].copy_from_slice(&frag.to_be_bytes());
-        let c = checksum(&p);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        p.extend_from_slice(payload);
-        p
+        let h = test_packets::V4 {
+            tos: 0,
+            id: 0xabcd,
+            frag,
+            ttl: 63,
+            protocol,
+            src: [10, 244, 1, 5],
+            dst: [10, 244, 9, 7],
+        };
+        test_packets::ipv4(&h, &[], payload)
     }
 
     fn ipv6(next: u8, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x60, 0, 0, 0];
-        p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        p.extend_from_slice(&[next, 64]);
-        p.extend_from_slice(&POD6);
-        p.extend_from_slice(&FAR6);
-        p.extend_from_slice(payload);
-        p
+        test_packets::ipv6(0x6000_0000, next, 64, &POD6, &FAR6, payload)
     }
 
     fn udp_payload(n: usize) -> Vec<u8> {
