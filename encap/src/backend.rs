@@ -13,6 +13,8 @@
 //! sub-slice of the datagram, trimmed to the inner IP length (kernel frames may be padded).
 //! [`source_port`] gives the outer UDP source port for an inner packet.
 
+use crate::wire::ipv4::{self, Ipv4Packet};
+use crate::wire::ipv6::{self, Ipv6Packet};
 use crate::wire::{ethernet, ethertype, proto, vxlan};
 use crate::{Error, Result};
 use core::fmt;
@@ -37,9 +39,6 @@ pub type Mac = [u8; 6];
 pub const SOURCE_PORT_MIN: u16 = 32768;
 /// The last port of the kernel's default local port range.
 pub const SOURCE_PORT_MAX: u16 = 60999;
-
-const IPV4_MIN_HEADER: usize = 20;
-const IPV6_HEADER: usize = 40;
 
 /// Why a received datagram was dropped. Each variant is a drop the Linux kernel's VXLAN
 /// receive path (or, for udp, flannel's proxy plus the IP layer behind the TUN) also makes.
@@ -110,12 +109,13 @@ pub fn ip_packet_len(packet: &[u8]) -> core::result::Result<usize, DecapError> {
     };
     match first >> 4 {
         4 => {
-            if packet.len() < IPV4_MIN_HEADER {
+            if packet.len() < ipv4::HEADER_LEN {
                 return Err(DecapError::Truncated);
             }
-            let ihl = usize::from(first & 0x0f) * 4;
-            let total = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
-            if ihl < IPV4_MIN_HEADER {
+            let ip = Ipv4Packet::new_unchecked(packet);
+            let ihl = ip.header_len();
+            let total = usize::from(ip.total_len());
+            if ihl < ipv4::HEADER_LEN {
                 return Err(DecapError::BadInner("ipv4 header length below 20"));
             }
             if total < ihl {
@@ -129,10 +129,10 @@ pub fn ip_packet_len(packet: &[u8]) -> core::result::Result<usize, DecapError> {
             Ok(total)
         }
         6 => {
-            if packet.len() < IPV6_HEADER {
+            if packet.len() < ipv6::HEADER_LEN {
                 return Err(DecapError::Truncated);
             }
-            let total = IPV6_HEADER + usize::from(u16::from_be_bytes([packet[4], packet[5]]));
+            let total = Ipv6Packet::new_unchecked(packet).total_len();
             if total > packet.len() {
                 return Err(DecapError::BadInner("ipv6 payload length beyond datagram"));
             }
@@ -298,26 +298,27 @@ pub fn source_port(inner: &[u8]) -> u16 {
 fn flow_hash(p: &[u8]) -> u32 {
     let mut h = Mixer::new();
     match p.first().map(|b| b >> 4) {
-        Some(4) if p.len() >= IPV4_MIN_HEADER => {
-            let ihl = usize::from(p[0] & 0x0f) * 4;
-            let protocol = p[9];
-            let frag = u16::from_be_bytes([p[6], p[7]]);
+        Some(4) if p.len() >= ipv4::HEADER_LEN => {
+            // Fixed-offset reads after the one length check above (no check_len: the header
+            // length is only used through `ports`, which bounds-checks).
+            let ip = Ipv4Packet::new_unchecked(p);
+            let protocol = ip.protocol();
             // More-fragments flag or a fragment offset: not every fragment has the ports.
-            let fragment = frag & 0x3fff != 0;
+            let fragment = ip.is_fragment();
             h.add(
-                u64::from(u32::from_be_bytes([p[12], p[13], p[14], p[15]])) << 32
-                    | u64::from(u32::from_be_bytes([p[16], p[17], p[18], p[19]])),
+                u64::from(u32::from_be_bytes(ip.src())) << 32
+                    | u64::from(u32::from_be_bytes(ip.dst())),
             );
-            h.add(u64::from(protocol) << 32 | ports(p, ihl, protocol, fragment));
+            h.add(u64::from(protocol) << 32 | ports(p, ip.header_len(), protocol, fragment));
         }
-        Some(6) if p.len() >= IPV6_HEADER => {
-            let next = p[6];
+        Some(6) if p.len() >= ipv6::HEADER_LEN => {
+            let next = Ipv6Packet::new_unchecked(p).next_header();
             for w in p[8..40].chunks_exact(8) {
                 h.add(u64::from_be_bytes([
                     w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7],
                 ]));
             }
-            h.add(u64::from(next) << 32 | ports(p, IPV6_HEADER, next, false));
+            h.add(u64::from(next) << 32 | ports(p, ipv6::HEADER_LEN, next, false));
         }
         _ => {}
     }
@@ -370,32 +371,30 @@ impl Mixer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::checksum::{checksum, verifies, Sum};
+    use crate::checksum::{verifies, Sum};
+    use crate::test_packets;
 
     const MAC_A: Mac = [0x0e, 0x7f, 0x1a, 0, 0, 0x0a];
     const MAC_B: Mac = [0x0e, 0x7f, 0x1a, 0, 0, 0x0b];
 
     /// An IPv4 packet 10.244.1.2 -> 10.244.2.3 with `payload` after a 20-byte header.
     fn ipv4(protocol: u8, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![
-            0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, protocol, 0, 0, 10, 244, 1, 2, 10, 244, 2, 3,
-        ];
-        let total = (20 + payload.len()) as u16;
-        p[2..4].copy_from_slice(&total.to_be_bytes());
-        let c = checksum(&p);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        p.extend_from_slice(payload);
-        p
+        let h = test_packets::V4 {
+            tos: 0,
+            id: 0x1234,
+            frag: 0x4000,
+            ttl: 64,
+            protocol,
+            src: [10, 244, 1, 2],
+            dst: [10, 244, 2, 3],
+        };
+        test_packets::ipv4(&h, &[], payload)
     }
 
     fn ipv6(next: u8, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x60, 0, 0, 0];
-        p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        p.extend_from_slice(&[next, 64]);
-        p.extend_from_slice(&[0xfd, 0, 0, 0x10, 0x02, 0x44, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
-        p.extend_from_slice(&[0xfd, 0, 0, 0x10, 0x02, 0x44, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1]);
-        p.extend_from_slice(payload);
-        p
+        let src = [0xfd, 0, 0, 0x10, 0x02, 0x44, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1];
+        let dst = [0xfd, 0, 0, 0x10, 0x02, 0x44, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1];
+        test_packets::ipv6(0x6000_0000, next, 64, &src, &dst, payload)
     }
 
     fn tcp_ports(sport: u16, dport: u16) -> Vec<u8> {

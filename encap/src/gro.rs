@@ -522,7 +522,8 @@ fn checksums_verify(p: &[u8], v6: bool, l4: usize, protocol: u8) -> bool {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::gso::{self, test_packets::*};
+    use crate::gso;
+    use crate::test_packets::*;
     use crate::wire::virtio::VirtioNetHdr;
 
     fn seg(spec: &Spec<'_>, i: usize, gso: usize, payload: &[u8]) -> Vec<u8> {

@@ -15,7 +15,8 @@
 //! multicast or broadcast destination (except ICMPv6 Packet Too Big, RFC 4443 §2.4 (e.3)), is
 //! truncated or malformed, has the other IP version than the given TUN address, or `out` is too
 //! small. Every IP and ICMP checksum is filled in. No allocation, no panics on any input. The
-//! offending packet's fields are read at fixed offsets, so this module needs no other view.
+//! offending packet is read through the [`crate::wire`] views (lengths checked by their
+//! `check_len`, IPv6 extension headers walked by [`Ipv6Packet::upper_layer`]).
 //!
 //! The source address: flannel uses the TUN's own address, but Linux drops a received packet
 //! whose source is one of its own addresses as a martian (`fib_validate_source`, unless
@@ -47,7 +48,9 @@
 //#      address.
 
 use crate::checksum::{checksum, pseudo_header_v6, Sum};
-use crate::wire::proto;
+use crate::wire::ipv4::{self, Ipv4Packet};
+use crate::wire::ipv6::{self, Ipv6Packet};
+use crate::wire::{icmpv4, icmpv6, proto};
 use core::net::IpAddr;
 
 /// The TTL / hop limit of the errors weft generates: 8, as flannel's udp proxy uses.
@@ -64,41 +67,9 @@ pub const MAX_ERROR_LEN: usize = IPV6_MIN_MTU;
 /// The IPv6 minimum link MTU (RFC 8200 §5).
 const IPV6_MIN_MTU: usize = 1280;
 
-const IPV4_HEADER: usize = 20;
-const IPV6_HEADER: usize = 40;
-const ICMP_HEADER: usize = 8;
-
-/// ICMPv4 types (RFC 792) and codes used or recognised here.
-mod v4 {
-    pub(super) const DEST_UNREACHABLE: u8 = 3;
-    pub(super) const SOURCE_QUENCH: u8 = 4;
-    pub(super) const REDIRECT: u8 = 5;
-    pub(super) const TIME_EXCEEDED: u8 = 11;
-    pub(super) const PARAMETER_PROBLEM: u8 = 12;
-    pub(super) const CODE_NET_UNREACHABLE: u8 = 0;
-    pub(super) const CODE_FRAG_NEEDED: u8 = 4;
-}
-
-/// ICMPv6 types (RFC 4443, RFC 4861).
-mod v6 {
-    pub(super) const DEST_UNREACHABLE: u8 = 1;
-    pub(super) const PACKET_TOO_BIG: u8 = 2;
-    pub(super) const CODE_NO_ROUTE: u8 = 0;
-    /// Types below this are errors.
-    pub(super) const FIRST_INFORMATIONAL: u8 = 128;
-    pub(super) const REDIRECT: u8 = 137;
-}
-
-/// IPv6 extension headers walked to find the upper layer (IANA "IPv6 Extension Header Types").
-mod ext {
-    pub(super) const HOP_BY_HOP: u8 = 0;
-    pub(super) const ROUTING: u8 = 43;
-    pub(super) const FRAGMENT: u8 = 44;
-    pub(super) const AUTH: u8 = 51;
-    pub(super) const DEST_OPTS: u8 = 60;
-    /// More than this many extension headers: give up (no error sent).
-    pub(super) const MAX_CHAIN: usize = 8;
-}
+const IPV4_HEADER: usize = ipv4::HEADER_LEN;
+const IPV6_HEADER: usize = ipv6::HEADER_LEN;
+const ICMP_HEADER: usize = icmpv4::HEADER_LEN;
 
 /// The error a packet too large for the path calls for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -124,16 +95,14 @@ pub enum PathError {
 pub fn exceeds_path(packet: &[u8], mtu: usize) -> Option<PathError> {
     match packet.first()? >> 4 {
         4 => {
-            let h = packet.get(..IPV4_HEADER)?;
-            let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-            let df = h[6] & 0x40 != 0;
-            (df && total > mtu).then(|| PathError::FragNeeded {
+            let h = Ipv4Packet::new_unchecked(packet.get(..IPV4_HEADER)?);
+            let total = usize::from(h.total_len());
+            (h.dont_frag() && total > mtu).then(|| PathError::FragNeeded {
                 mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
             })
         }
         6 => {
-            let h = packet.get(..IPV6_HEADER)?;
-            let total = IPV6_HEADER + usize::from(u16::from_be_bytes([h[4], h[5]]));
+            let total = Ipv6Packet::new_unchecked(packet.get(..IPV6_HEADER)?).total_len();
             (total > mtu).then(|| PathError::PacketTooBig {
                 mtu: u32::try_from(mtu).unwrap_or(u32::MAX),
             })
@@ -161,7 +130,10 @@ pub fn net_unreachable(offending: &[u8], tun_addr: IpAddr, out: &mut [u8]) -> Op
                 out,
                 src.octets(),
                 o.src,
-                [v4::DEST_UNREACHABLE, v4::CODE_NET_UNREACHABLE],
+                [
+                    icmpv4::msg_type::DST_UNREACHABLE,
+                    icmpv4::dst_unreachable::NET_UNREACHABLE,
+                ],
                 [0; 4],
                 o.quote(offending),
             )
@@ -172,7 +144,10 @@ pub fn net_unreachable(offending: &[u8], tun_addr: IpAddr, out: &mut [u8]) -> Op
                 out,
                 &src.octets(),
                 &o.src,
-                [v6::DEST_UNREACHABLE, v6::CODE_NO_ROUTE],
+                [
+                    icmpv6::msg_type::DST_UNREACHABLE,
+                    icmpv6::dst_unreachable::NO_ROUTE,
+                ],
                 [0; 4],
                 &offending[..o.len],
             )
@@ -207,7 +182,10 @@ pub fn frag_needed(
         out,
         tun_addr_v4,
         o.src,
-        [v4::DEST_UNREACHABLE, v4::CODE_FRAG_NEEDED],
+        [
+            icmpv4::msg_type::DST_UNREACHABLE,
+            icmpv4::dst_unreachable::FRAG_NEEDED,
+        ],
         [0, 0, mtu[0], mtu[1]],
         o.quote(offending),
     )
@@ -231,7 +209,7 @@ pub fn packet_too_big(
         out,
         &tun_addr_v6,
         &o.src,
-        [v6::PACKET_TOO_BIG, 0],
+        [icmpv6::msg_type::PACKET_TOO_BIG, 0],
         mtu.to_be_bytes(),
         &offending[..o.len],
     )
@@ -247,18 +225,13 @@ struct V4Offending {
 
 impl V4Offending {
     fn check(p: &[u8]) -> Option<V4Offending> {
-        let h = p.get(..IPV4_HEADER)?;
-        let ihl = usize::from(h[0] & 0x0f) * 4;
-        let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-        if h[0] >> 4 != 4 || ihl < IPV4_HEADER || total < ihl || total > p.len() {
+        // Version 4, 20 <= header length <= total length <= buffer.
+        let ip = Ipv4Packet::new_checked(p).ok()?;
+        if !ip.is_first_fragment() {
             return None;
         }
-        let frag = u16::from_be_bytes([h[6], h[7]]);
-        if frag & 0x1fff != 0 {
-            return None; // non-initial fragment
-        }
-        let src = [h[12], h[13], h[14], h[15]];
-        let dst = [h[16], h[17], h[18], h[19]];
+        let src = ip.src();
+        let dst = ip.dst();
         // Not a single host: 0/8, 127/8, 224/4 multicast, 240/4 class E, 255.255.255.255.
         if src[0] == 0 || src[0] == 127 || src[0] >= 224 {
             return None;
@@ -267,24 +240,17 @@ impl V4Offending {
         if dst[0] >= 224 {
             return None;
         }
-        if h[9] == proto::ICMP {
-            let icmp_type = *p.get(ihl..total)?.first()?;
-            if matches!(
-                icmp_type,
-                v4::DEST_UNREACHABLE
-                    | v4::SOURCE_QUENCH
-                    | v4::REDIRECT
-                    | v4::TIME_EXCEEDED
-                    | v4::PARAMETER_PROBLEM
-            ) {
+        if ip.protocol() == proto::ICMP {
+            let icmp_type = *ip.payload().first()?;
+            if icmpv4::msg_type::is_error(icmp_type) {
                 return None;
             }
         }
         Some(V4Offending {
-            ihl,
-            total,
+            ihl: ip.header_len(),
+            total: usize::from(ip.total_len()),
             src,
-            df: frag & 0x4000 != 0,
+            df: ip.dont_frag(),
         })
     }
 
@@ -303,13 +269,10 @@ struct V6Offending {
 
 impl V6Offending {
     fn check(p: &[u8], allow_multicast_dst: bool) -> Option<V6Offending> {
-        let h = p.get(..IPV6_HEADER)?;
-        let len = IPV6_HEADER + usize::from(u16::from_be_bytes([h[4], h[5]]));
-        if h[0] >> 4 != 6 || len > p.len() {
-            return None;
-        }
-        let mut src = [0u8; 16];
-        src.copy_from_slice(&h[8..24]);
+        // Version 6, 40 + payload length <= buffer.
+        let ip = Ipv6Packet::new_checked(p).ok()?;
+        let len = ip.total_len();
+        let src = ip.src();
         //= https://www.rfc-editor.org/rfc/rfc4443#section-2.4
         //# (e.6) A packet whose source address does not uniquely identify a
         //#       single node -- e.g., the IPv6 Unspecified Address, an IPv6
@@ -325,43 +288,27 @@ impl V6Offending {
         //#       two exceptions to this rule: (1) the Packet Too Big Message
         //#       (Section 3.2) to allow Path MTU discovery to work for IPv6
         //#       multicast, and (2) the Parameter Problem Message, Code 2
-        if h[24] == 0xff && !allow_multicast_dst {
+        if ip.dst()[0] == 0xff && !allow_multicast_dst {
             return None;
         }
-        // Walk the extension headers to the upper layer.
-        let p = &p[..len];
-        let mut next = h[6];
-        let mut off = IPV6_HEADER;
-        for _ in 0..ext::MAX_CHAIN {
-            let ext_len = match next {
-                ext::HOP_BY_HOP | ext::ROUTING | ext::DEST_OPTS => {
-                    (usize::from(*p.get(off + 1)?) + 1) * 8
-                }
-                ext::AUTH => (usize::from(*p.get(off + 1)?) + 2) * 4,
-                ext::FRAGMENT => {
-                    let f = p.get(off..off + 8)?;
-                    if u16::from_be_bytes([f[2], f[3]]) & 0xfff8 != 0 {
-                        return None; // non-initial fragment
-                    }
-                    8
-                }
-                proto::ICMPV6 => {
-                    //= https://www.rfc-editor.org/rfc/rfc4443#section-2.4
-                    //# (e.1) An ICMPv6 error message.
-                    //#
-                    //# (e.2) An ICMPv6 redirect message [IPv6-DISC].
-                    let t = *p.get(off)?;
-                    if t < v6::FIRST_INFORMATIONAL || t == v6::REDIRECT {
-                        return None;
-                    }
-                    return Some(V6Offending { len, src });
-                }
-                _ => return Some(V6Offending { len, src }),
-            };
-            next = *p.get(off)?;
-            off += ext_len;
+        // The walk gives up (no error sent) on a truncated extension header and after
+        // ipv6::MAX_EXT_HEADERS (16) of them; RFC 8200 §4.1 allows each header once (Destination
+        // Options twice), so no legitimate chain comes near.
+        let upper = ip.upper_layer().ok()?;
+        if upper.fragment.is_some_and(|f| f.offset != 0) {
+            return None; // non-initial fragment
         }
-        None
+        if upper.protocol == proto::ICMPV6 {
+            //= https://www.rfc-editor.org/rfc/rfc4443#section-2.4
+            //# (e.1) An ICMPv6 error message.
+            //#
+            //# (e.2) An ICMPv6 redirect message [IPv6-DISC].
+            let t = *p[..len].get(upper.offset)?;
+            if icmpv6::msg_type::is_error(t) || t == icmpv6::msg_type::REDIRECT {
+                return None;
+            }
+        }
+        Some(V6Offending { len, src })
     }
 }
 
@@ -476,6 +423,7 @@ fn write_v6(
 mod tests {
     use super::*;
     use crate::checksum::{pseudo_header_v6, verifies};
+    use crate::test_packets;
     use core::net::{Ipv4Addr, Ipv6Addr};
 
     const TUN4: [u8; 4] = [10, 244, 1, 0];
@@ -492,25 +440,20 @@ mod tests {
 
     /// IPv4 10.244.1.5 -> 10.244.9.7 with `payload`; `frag` is the flags/offset word.
     fn ipv4(protocol: u8, frag: u16, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![
-            0x45, 0, 0, 0, 0xab, 0xcd, 0, 0, 63, protocol, 0, 0, 10, 244, 1, 5, 10, 244, 9, 7,
-        ];
-        p[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-        p[6..8].copy_from_slice(&frag.to_be_bytes());
-        let c = checksum(&p);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-        p.extend_from_slice(payload);
-        p
+        let h = test_packets::V4 {
+            tos: 0,
+            id: 0xabcd,
+            frag,
+            ttl: 63,
+            protocol,
+            src: [10, 244, 1, 5],
+            dst: [10, 244, 9, 7],
+        };
+        test_packets::ipv4(&h, &[], payload)
     }
 
     fn ipv6(next: u8, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0x60, 0, 0, 0];
-        p.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-        p.extend_from_slice(&[next, 64]);
-        p.extend_from_slice(&POD6);
-        p.extend_from_slice(&FAR6);
-        p.extend_from_slice(payload);
-        p
+        test_packets::ipv6(0x6000_0000, next, 64, &POD6, &FAR6, payload)
     }
 
     fn udp_payload(n: usize) -> Vec<u8> {
@@ -743,6 +686,39 @@ mod tests {
         let mut first = vec![proto::UDP, 0, 0x00, 0x01, 0, 0, 0, 1]; // offset 0, M
         first.extend_from_slice(&udp_payload(8));
         assert!(net_unreachable(&ipv6(44, &first), tun6(), &mut out).is_some());
+    }
+
+    #[test]
+    fn v6_extension_chain_limit() {
+        // n empty Destination Options headers, then UDP: answered up to
+        // ipv6::MAX_EXT_HEADERS, suppressed beyond (the walk gives up).
+        let chain = |n: usize| {
+            let mut b = Vec::new();
+            for i in 0..n {
+                let next = if i + 1 == n { proto::UDP } else { 60 };
+                b.extend_from_slice(&[next, 0, 1, 4, 0, 0, 0, 0]);
+            }
+            b.extend_from_slice(&udp_payload(8));
+            ipv6(60, &b)
+        };
+        let mut out = [0u8; MAX_ERROR_LEN];
+        assert_eq!(ipv6::MAX_EXT_HEADERS, 16);
+        for n in [1, 8, 9, 16] {
+            assert!(
+                net_unreachable(&chain(n), tun6(), &mut out).is_some(),
+                "{n} headers"
+            );
+        }
+        assert_eq!(net_unreachable(&chain(17), tun6(), &mut out), None);
+    }
+
+    #[test]
+    fn v6_extension_header_past_the_packet_is_suppressed() {
+        // A Destination Options header claiming 16 bytes in a 12-byte payload.
+        let mut b = vec![proto::UDP, 1, 1, 4, 0, 0, 0, 0];
+        b.extend_from_slice(&[0; 4]);
+        let mut out = [0u8; MAX_ERROR_LEN];
+        assert_eq!(net_unreachable(&ipv6(60, &b), tun6(), &mut out), None);
     }
 
     #[test]

@@ -16,6 +16,8 @@ mod error;
 pub mod gro;
 pub mod gso;
 pub mod icmp;
+#[cfg(test)]
+mod test_packets;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -24,10 +24,27 @@ pub mod msg_type {
     pub const ECHO_REPLY: u8 = 0;
     /// Destination Unreachable.
     pub const DST_UNREACHABLE: u8 = 3;
+    /// Source Quench (deprecated by RFC 6633, still an error message).
+    pub const SOURCE_QUENCH: u8 = 4;
+    /// Redirect.
+    pub const REDIRECT: u8 = 5;
     /// Echo.
     pub const ECHO_REQUEST: u8 = 8;
     /// Time Exceeded.
     pub const TIME_EXCEEDED: u8 = 11;
+    /// Parameter Problem.
+    pub const PARAM_PROBLEM: u8 = 12;
+
+    /// Whether `msg_type` is an ICMP error message (RFC 792 / RFC 1122 §3.2.2: destination
+    /// unreachable, source quench, redirect, time exceeded, parameter problem), which no ICMP
+    /// error may answer.
+    #[inline]
+    pub const fn is_error(msg_type: u8) -> bool {
+        matches!(
+            msg_type,
+            DST_UNREACHABLE | SOURCE_QUENCH | REDIRECT | TIME_EXCEEDED | PARAM_PROBLEM
+        )
+    }
 }
 
 /// Destination Unreachable codes (RFC 792).
@@ -422,6 +439,12 @@ mod tests {
         let ip = Ipv4Packet::new_unchecked(ip);
         let hl = ip.header_len();
         Icmpv4Packet::new_checked(&ip.into_inner()[hl..]).expect("icmp")
+    }
+
+    #[test]
+    fn error_types() {
+        let errors: Vec<u8> = (0..=255u8).filter(|&t| msg_type::is_error(t)).collect();
+        assert_eq!(errors, [3, 4, 5, 11, 12]);
     }
 
     #[test]

@@ -32,6 +32,18 @@ pub mod msg_type {
     pub const ECHO_REQUEST: u8 = 128;
     /// Echo Reply.
     pub const ECHO_REPLY: u8 = 129;
+    /// Redirect (neighbour discovery, RFC 4861 §4.5).
+    pub const REDIRECT: u8 = 137;
+
+    //= https://www.rfc-editor.org/rfc/rfc4443#section-2.1
+    //# Error messages are identified as such by a
+    //# zero in the high-order bit of their message Type field values.
+
+    /// Whether `msg_type` is an ICMPv6 error message (type < 128).
+    #[inline]
+    pub const fn is_error(msg_type: u8) -> bool {
+        msg_type & 0x80 == 0
+    }
 }
 
 /// Destination Unreachable codes (RFC 4443 §3.1).
@@ -454,6 +466,16 @@ mod tests {
         let (src, dst) = (ip.src(), ip.dst());
         let p = Icmpv6Packet::new_checked(&ip.into_inner()[40..]).expect("icmp");
         (p, src, dst)
+    }
+
+    #[test]
+    fn error_types() {
+        assert!(msg_type::is_error(0));
+        assert!(msg_type::is_error(msg_type::DST_UNREACHABLE));
+        assert!(msg_type::is_error(127));
+        assert!(!msg_type::is_error(msg_type::ECHO_REQUEST));
+        assert!(!msg_type::is_error(msg_type::REDIRECT));
+        assert!(!msg_type::is_error(255));
     }
 
     #[test]
