@@ -15,7 +15,11 @@ use weftctl::testbed::{self, Binaries};
 use weftctl::{bench, control, forward};
 
 #[derive(Debug, Parser)]
-#[command(name = "weftctl", version, about = "Inspect and drive weft; testbed and bench harness")]
+#[command(
+    name = "weftctl",
+    version,
+    about = "Inspect and drive weft; testbed and bench harness"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,

@@ -127,7 +127,11 @@ pub struct Mac(pub [u8; 6]);
 impl FromStr for Mac {
     type Err = ParseIpNetError;
     fn from_str(s: &str) -> Result<Mac, ParseIpNetError> {
-        let err = || ParseIpNetError(format!("invalid MAC address {s:?}: expected 6 hex bytes separated by ':'"));
+        let err = || {
+            ParseIpNetError(format!(
+                "invalid MAC address {s:?}: expected 6 hex bytes separated by ':'"
+            ))
+        };
         let mut out = [0u8; 6];
         let mut parts = s.split(':');
         for byte in &mut out {
@@ -178,7 +182,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "10.0.0.0", "10.0.0.0/33", "x/8", "10.0.0.0/-1", "::/129", "/"] {
+        for bad in [
+            "",
+            "10.0.0.0",
+            "10.0.0.0/33",
+            "x/8",
+            "10.0.0.0/-1",
+            "::/129",
+            "/",
+        ] {
             assert!(IpNet::parse(bad).is_err(), "{bad:?} parsed");
         }
     }
@@ -187,7 +199,13 @@ mod tests {
     fn mac_round_trip() {
         let m: Mac = "0e:77:66:00:01:0a".parse().expect("valid");
         assert_eq!(m.to_string(), "0e:77:66:00:01:0a");
-        for bad in ["", "0e:77:66:00:01", "0e:77:66:00:01:0a:00", "0e:77:66:00:01:zz", "0e::66:00:01:0a"] {
+        for bad in [
+            "",
+            "0e:77:66:00:01",
+            "0e:77:66:00:01:0a:00",
+            "0e:77:66:00:01:zz",
+            "0e::66:00:01:0a",
+        ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad:?} parsed");
         }
     }

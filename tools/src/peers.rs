@@ -114,10 +114,13 @@ pub fn parse(text: &str, origin: &str) -> anyhow::Result<Vec<Peer>> {
             )
         })?;
         let subnet = IpNet::parse(&raw.subnet).with_context(at)?;
-        let public_ip: IpAddr = raw
-            .public_ip
-            .parse()
-            .with_context(|| format!("{}: public_ip {:?} is not an IP address", at(), raw.public_ip))?;
+        let public_ip: IpAddr = raw.public_ip.parse().with_context(|| {
+            format!(
+                "{}: public_ip {:?} is not an IP address",
+                at(),
+                raw.public_ip
+            )
+        })?;
         let vtep_mac = raw
             .vtep_mac
             .as_deref()
@@ -178,7 +181,11 @@ mod tests {
         .expect_err("no mac");
         assert!(format!("{e:#}").contains("vtep_mac"), "{e:#}");
         assert!(parse("garbage", "p").is_err());
-        assert!(parse(r#"{"subnet": "10.0.0.0/8", "public_ip": "1.2.3.4", "backend": "gre"}"#, "p").is_err());
+        assert!(parse(
+            r#"{"subnet": "10.0.0.0/8", "public_ip": "1.2.3.4", "backend": "gre"}"#,
+            "p"
+        )
+        .is_err());
     }
 
     #[test]

@@ -16,16 +16,14 @@ pub const COMMANDS: [&str; 5] = ["ip", "bridge", "ethtool", "ping", "ss"];
 /// Why testbeds cannot run here, or `None` when they can.
 pub fn missing() -> Option<String> {
     if !rustix::process::geteuid().is_root() {
-        return Some("not running as root (a testbed needs CAP_NET_ADMIN and CAP_SYS_ADMIN)".into());
+        return Some(
+            "not running as root (a testbed needs CAP_NET_ADMIN and CAP_SYS_ADMIN)".into(),
+        );
     }
     if !Path::new("/dev/net/tun").exists() {
         return Some("/dev/net/tun does not exist (modprobe tun?)".into());
     }
-    let lacking: Vec<&str> = COMMANDS
-        .iter()
-        .copied()
-        .filter(|c| !on_path(c))
-        .collect();
+    let lacking: Vec<&str> = COMMANDS.iter().copied().filter(|c| !on_path(c)).collect();
     if !lacking.is_empty() {
         return Some(format!(
             "commands not found: {} (apt-get install iproute2 ethtool iputils-ping)",

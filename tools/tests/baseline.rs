@@ -42,7 +42,8 @@ fn forwarder_pair_passes_the_full_check() {
 fn three_nodes_on_a_bridge_reach_each_other() {
     require_root!();
     let mut bed = Testbed::new(3, common::binaries()).expect("testbed");
-    bed.start(&[Overlay::Forwarder; 3]).expect("forward-udp on three nodes");
+    bed.start(&[Overlay::Forwarder; 3])
+        .expect("forward-udp on three nodes");
     for i in 0..3 {
         for j in 0..3 {
             if i != j {
@@ -66,12 +67,24 @@ fn the_forwarder_answers_net_unreachable_for_unknown_subnets() {
         .ns()
         .command(
             "ping",
-            &["-n", "-c", "1", "-W", "2", "-I", &a.pod_ip().to_string(), "10.244.77.1"],
+            &[
+                "-n",
+                "-c",
+                "1",
+                "-W",
+                "2",
+                "-I",
+                &a.pod_ip().to_string(),
+                "10.244.77.1",
+            ],
         )
         .output()
         .expect("ping");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "ping to a subnet nobody owns succeeded: {text}");
+    assert!(
+        !out.status.success(),
+        "ping to a subnet nobody owns succeeded: {text}"
+    );
     assert!(
         text.contains("Destination Net Unreachable"),
         "no ICMP net unreachable came back: {text}"
@@ -99,7 +112,10 @@ fn checks_fail_when_the_overlay_is_down() {
         Duration::from_secs(5),
     );
     assert!(stream.is_err(), "a stream through a dead overlay passed");
-    assert!(bed.check_alive().is_err(), "check_alive missed the dead forwarder");
+    assert!(
+        bed.check_alive().is_err(),
+        "check_alive missed the dead forwarder"
+    );
 }
 
 #[test]
@@ -119,7 +135,8 @@ fn namespaces_are_deleted_on_drop_and_on_panic() {
         bed.start(&[Overlay::Forwarder, Overlay::Forwarder])
             .expect("forwarders");
         let pid = bed.overlay_process(0).and_then(|p| p.pid()).expect("pid");
-        tx.send((bed.node(1).ns().name().to_owned(), pid)).expect("send");
+        tx.send((bed.node(1).ns().name().to_owned(), pid))
+            .expect("send");
         panic!("deliberate panic inside a testbed");
     })
     .join();

@@ -187,8 +187,7 @@ fn measure(binaries: &Binaries, overlay: Overlay, seconds: u32) -> anyhow::Resul
         1,
         "iperf3-server",
         &iperf,
-        &["-s", "-1", "-B", &server_ip]
-            .map(str::to_owned),
+        &["-s", "-1", "-B", &server_ip].map(str::to_owned),
     )?;
     traffic::wait_for_port(bed.node(1).ns(), false, IPERF_PORT, Duration::from_secs(5))?;
     // Make sure the path works (and neighbours are resolved) before timing it.
@@ -216,9 +215,9 @@ fn measure(binaries: &Binaries, overlay: Overlay, seconds: u32) -> anyhow::Resul
     let out = bed.process(client).log();
     bed.check_alive()?;
     let _ = bed.process(server).wait(Duration::from_secs(2));
-    let json_start = out.find('{').with_context(|| {
-        format!("iperf3 printed no JSON ({status}):\n{out}")
-    })?;
+    let json_start = out
+        .find('{')
+        .with_context(|| format!("iperf3 printed no JSON ({status}):\n{out}"))?;
     let report: serde_json::Value = serde_json::from_str(&out[json_start..])
         .with_context(|| format!("iperf3's output is not JSON ({status}):\n{out}"))?;
     if let Some(err) = report.get("error").and_then(|e| e.as_str()) {
@@ -227,7 +226,9 @@ fn measure(binaries: &Binaries, overlay: Overlay, seconds: u32) -> anyhow::Resul
     let end = &report["end"];
     let bps = end["sum_received"]["bits_per_second"]
         .as_f64()
-        .with_context(|| format!("no end.sum_received.bits_per_second in iperf3's report ({status})"))?;
+        .with_context(|| {
+            format!("no end.sum_received.bits_per_second in iperf3's report ({status})")
+        })?;
     let retransmits = end["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
     Ok((bps / 1e9, retransmits))
 }
@@ -325,11 +326,18 @@ mod tests {
         let mut failed = row("weft-udp-uring", &[]);
         failed.error = Some("no weftd binary\nmore".to_owned());
         let t = table(
-            &[row("kernel-vxlan", &[10.0, 12.0, 14.0]), row("forwarder", &[1.0, 1.2, 0.8]), failed],
+            &[
+                row("kernel-vxlan", &[10.0, 12.0, 14.0]),
+                row("forwarder", &[1.0, 1.2, 0.8]),
+                failed,
+            ],
             3,
             3,
         );
-        assert!(t.contains("kernel-vxlan          12.00  (10.00..14.00)          1.00"), "{t}");
+        assert!(
+            t.contains("kernel-vxlan          12.00  (10.00..14.00)          1.00"),
+            "{t}"
+        );
         assert!(t.contains("0.08"), "{t}");
         assert!(t.contains("n/a: no weftd binary"), "{t}");
         assert!(!t.contains("more"), "{t}");

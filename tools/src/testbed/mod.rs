@@ -67,6 +67,8 @@ pub enum IoDriver {
     Uring,
     /// poll + recvmmsg / sendmsg.
     Poll,
+    /// weftd's choice (probe io_uring, fall back to poll).
+    Auto,
 }
 
 impl IoDriver {
@@ -75,6 +77,7 @@ impl IoDriver {
         match self {
             IoDriver::Uring => "uring",
             IoDriver::Poll => "poll",
+            IoDriver::Auto => "auto",
         }
     }
 }
@@ -300,8 +303,16 @@ impl Testbed {
         let switch = if nodes == 2 {
             let b = built[1].ns.name().to_owned();
             built[0].ip(&[
-                "link", "add", UNDERLAY_DEV, "type", "veth", "peer", "name", UNDERLAY_DEV,
-                "netns", &b,
+                "link",
+                "add",
+                UNDERLAY_DEV,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                UNDERLAY_DEV,
+                "netns",
+                &b,
             ])?;
             None
         } else {
@@ -313,8 +324,16 @@ impl Testbed {
                 sw.exec_checked(
                     "ip",
                     &[
-                        "link", "add", &port, "type", "veth", "peer", "name", UNDERLAY_DEV,
-                        "netns", node.ns.name(),
+                        "link",
+                        "add",
+                        &port,
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        UNDERLAY_DEV,
+                        "netns",
+                        node.ns.name(),
                     ],
                 )?;
                 sw.exec_checked("ip", &["link", "set", &port, "master", "br0", "up"])?;
@@ -366,7 +385,10 @@ impl Testbed {
                 self.nodes.len()
             );
         }
-        if overlays.iter().any(|o| o.backend() != overlays[0].backend()) {
+        if overlays
+            .iter()
+            .any(|o| o.backend() != overlays[0].backend())
+        {
             bail!("the overlays speak different wire formats: {overlays:?}");
         }
         if self.nodes.iter().any(|n| n.overlay.is_some()) {
@@ -375,25 +397,27 @@ impl Testbed {
         for (node, overlay) in self.nodes.iter_mut().zip(overlays) {
             node.overlay = Some(*overlay);
         }
-        for i in 0..self.nodes.len() {
+        for (i, overlay) in overlays.iter().enumerate() {
             let peers = self.write_peers(i)?;
-            match overlays[i] {
+            match *overlay {
                 Overlay::KernelVxlan => self.setup_kernel_vxlan(i)?,
                 Overlay::Forwarder => self.spawn_forwarder(i, &peers)?,
-                Overlay::Weftd { backend, driver } => self.spawn_weftd(i, backend, driver, &peers)?,
+                Overlay::Weftd { backend, driver } => {
+                    self.spawn_weftd(i, backend, driver, &peers)?
+                }
             }
         }
-        for i in 0..self.nodes.len() {
+        for (i, overlay) in overlays.iter().enumerate() {
             let Some(p) = self.nodes[i].process else {
                 continue;
             };
-            let needle = match overlays[i] {
+            let needle = match overlay {
                 Overlay::Forwarder => crate::forward::READY_LINE,
                 _ => WEFTD_READY,
             };
             self.processes[p]
                 .wait_for_line(needle, READY_TIMEOUT)
-                .with_context(|| format!("starting {} on node {}", overlays[i].label(), ROLES[i]))?;
+                .with_context(|| format!("starting {} on node {}", overlay.label(), ROLES[i]))?;
         }
         Ok(())
     }
@@ -486,11 +510,38 @@ impl Testbed {
         let vni = VNI.to_string();
         let port = Backend::Vxlan.default_port().to_string();
         node.ip(&[
-            "link", "add", dev, "type", "vxlan", "id", &vni, "local", &underlay, "dev",
-            UNDERLAY_DEV, "dstport", &port, "nolearning", "udpcsum",
+            "link",
+            "add",
+            dev,
+            "type",
+            "vxlan",
+            "id",
+            &vni,
+            "local",
+            &underlay,
+            "dev",
+            UNDERLAY_DEV,
+            "dstport",
+            &port,
+            "nolearning",
+            "udpcsum",
         ])?;
-        node.ip(&["link", "set", dev, "address", &node.vtep_mac.to_string(), "mtu", &mtu])?;
-        node.ip(&["addr", "add", &format!("{}/32", node.subnet.addr()), "dev", dev])?;
+        node.ip(&[
+            "link",
+            "set",
+            dev,
+            "address",
+            &node.vtep_mac.to_string(),
+            "mtu",
+            &mtu,
+        ])?;
+        node.ip(&[
+            "addr",
+            "add",
+            &format!("{}/32", node.subnet.addr()),
+            "dev",
+            dev,
+        ])?;
         node.ip(&[
             "-6",
             "addr",
@@ -505,13 +556,51 @@ impl Testbed {
             let mac = peer.vtep_mac.to_string();
             let gw = peer.subnet.addr().to_string();
             let gw6 = peer.subnet6.addr().to_string();
-            node.ip(&["neigh", "replace", &gw, "lladdr", &mac, "dev", dev, "nud", "permanent"])?;
+            node.ip(&[
+                "neigh",
+                "replace",
+                &gw,
+                "lladdr",
+                &mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ])?;
             node.ns.exec_checked(
                 "bridge",
-                &["fdb", "append", &mac, "dev", dev, "dst", &peer.underlay.to_string()],
+                &[
+                    "fdb",
+                    "append",
+                    &mac,
+                    "dev",
+                    dev,
+                    "dst",
+                    &peer.underlay.to_string(),
+                ],
             )?;
-            node.ip(&["route", "replace", &peer.subnet.to_string(), "via", &gw, "dev", dev, "onlink"])?;
-            node.ip(&["-6", "neigh", "replace", &gw6, "lladdr", &mac, "dev", dev, "nud", "permanent"])?;
+            node.ip(&[
+                "route",
+                "replace",
+                &peer.subnet.to_string(),
+                "via",
+                &gw,
+                "dev",
+                dev,
+                "onlink",
+            ])?;
+            node.ip(&[
+                "-6",
+                "neigh",
+                "replace",
+                &gw6,
+                "lladdr",
+                &mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ])?;
             node.ip(&[
                 "-6",
                 "route",
@@ -637,9 +726,24 @@ fn setup_node(node: &Node) -> anyhow::Result<()> {
         .exec_checked("ethtool", &["-K", UNDERLAY_DEV, "tx", "off"])?;
     // This kernel may lack the dummy driver: a veth pair inside the node stands in (as a
     // pod's veth would), with the addresses on one end.
-    node.ip(&["link", "add", POD_DEV, "type", "veth", "peer", "name", POD_PEER_DEV])?;
+    node.ip(&[
+        "link",
+        "add",
+        POD_DEV,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        POD_PEER_DEV,
+    ])?;
     node.ip(&["link", "set", POD_PEER_DEV, "up"])?;
-    node.ip(&["addr", "add", &format!("{}/24", node.pod_ip()), "dev", POD_DEV])?;
+    node.ip(&[
+        "addr",
+        "add",
+        &format!("{}/24", node.pod_ip()),
+        "dev",
+        POD_DEV,
+    ])?;
     node.ip(&[
         "-6",
         "addr",

@@ -37,7 +37,9 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
     // A panic while holding the lock leaves plain vectors behind: still usable.
-    REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Records a process the testbed started (so [`cleanup_all`] can kill it).
@@ -55,7 +57,10 @@ pub(crate) fn unregister_pid(pid: i32) {
 pub fn cleanup_all() {
     let (pids, namespaces) = {
         let mut r = registry();
-        (std::mem::take(&mut r.pids), std::mem::take(&mut r.namespaces))
+        (
+            std::mem::take(&mut r.pids),
+            std::mem::take(&mut r.namespaces),
+        )
     };
     for pid in &pids {
         if let Some(pid) = Pid::from_raw(*pid) {

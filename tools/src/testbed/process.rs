@@ -37,7 +37,9 @@ impl Process {
     /// Starts `cmd` with stdout and stderr appended to `log`.
     pub fn spawn(label: &str, mut cmd: Command, log: &Path) -> anyhow::Result<Process> {
         let file = File::create(log).with_context(|| format!("creating log {}", log.display()))?;
-        let err = file.try_clone().context("duplicating the log file handle")?;
+        let err = file
+            .try_clone()
+            .context("duplicating the log file handle")?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::from(file))
             .stderr(Stdio::from(err));

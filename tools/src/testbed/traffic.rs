@@ -244,7 +244,10 @@ pub fn verify_stream<R: Read>(
             Err(e) => return Err(e).context(format!("receiver: read after {got} bytes")),
         };
         if got + n as u64 > bytes {
-            bail!("receiver: more bytes than sent ({} > {bytes})", got + n as u64);
+            bail!(
+                "receiver: more bytes than sent ({} > {bytes})",
+                got + n as u64
+            );
         }
         let expected = pattern.window(got, n);
         if buf[..n] != *expected {
@@ -253,7 +256,10 @@ pub fn verify_stream<R: Read>(
                 .zip(expected)
                 .position(|(a, b)| a != b)
                 .unwrap_or(0);
-            bail!("receiver: byte {} of the stream differs from what was sent", got + at as u64);
+            bail!(
+                "receiver: byte {} of the stream differs from what was sent",
+                got + at as u64
+            );
         }
         got += n as u64;
     }
