@@ -75,6 +75,12 @@ enum Cmd {
         /// The weftd binary (default: next to weftctl).
         #[arg(long)]
         weftd: Option<PathBuf>,
+        /// Keep the veths' tx checksum offload (and TSO / UDP GSO across them) on.
+        #[arg(long)]
+        veth_tx_offload: bool,
+        /// Leave GRO off on the veths.
+        #[arg(long)]
+        no_veth_gro: bool,
     },
     /// Print weftd's counters (the control socket's `stats`).
     Stats {
@@ -145,6 +151,8 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             json,
             only,
             weftd,
+            veth_tx_offload,
+            no_veth_gro,
         } => {
             let exe = std::env::current_exe().context("finding weftctl's own path")?;
             let weftd = weftd.or_else(|| Binaries::weftd_near(&exe));
@@ -157,6 +165,10 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 binaries: Binaries {
                     weftctl: exe,
                     weftd,
+                },
+                options: testbed::Options {
+                    veth_tx_offload,
+                    veth_gro: !no_veth_gro,
                 },
             };
             bench::run(&config).map(drop)

@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use serde::Serialize;
 
 use crate::peers::Backend;
-use crate::testbed::{traffic, Binaries, IoDriver, Overlay, Testbed};
+use crate::testbed::{traffic, Binaries, IoDriver, Options, Overlay, Testbed};
 
 /// iperf3's default port.
 const IPERF_PORT: u16 = 5201;
@@ -42,6 +42,8 @@ pub struct Config {
     pub only: Vec<String>,
     /// The programs to run.
     pub binaries: Binaries,
+    /// How the testbed's veths are set up.
+    pub options: Options,
 }
 
 /// The data paths measured, in table order.
@@ -99,6 +101,7 @@ struct Report<'a> {
     kernel: String,
     seconds_per_sample: u32,
     reps: usize,
+    underlay: String,
     rows: Vec<JsonRow<'a>>,
 }
 
@@ -155,7 +158,7 @@ pub fn run(config: &Config) -> anyhow::Result<Vec<Row>> {
                 continue;
             }
             eprint!("bench: rep {rep}/{}: {:<18} ", config.reps, row.path);
-            match measure(&config.binaries, *overlay, seconds) {
+            match measure(&config.binaries, config.options, *overlay, seconds) {
                 Ok((gbit, retransmits)) => {
                     eprintln!("{gbit:7.2} Gbit/s ({retransmits} retransmits)");
                     row.samples_gbit_s.push(gbit);
@@ -168,17 +171,22 @@ pub fn run(config: &Config) -> anyhow::Result<Vec<Row>> {
             }
         }
     }
-    println!("{}", table(&rows, seconds, config.reps));
+    println!("{}", table(&rows, seconds, config.reps, config.options));
     if let Some(path) = &config.json {
-        write_json(path, &rows, seconds, config.reps)?;
+        write_json(path, &rows, seconds, config.reps, config.options)?;
         eprintln!("bench: results written to {}", path.display());
     }
     Ok(rows)
 }
 
 /// One iperf3 run on a fresh testbed: (Gbit/s at the receiver, retransmits).
-fn measure(binaries: &Binaries, overlay: Overlay, seconds: u32) -> anyhow::Result<(f64, u64)> {
-    let mut bed = Testbed::new(2, binaries.clone())?;
+fn measure(
+    binaries: &Binaries,
+    options: Options,
+    overlay: Overlay,
+    seconds: u32,
+) -> anyhow::Result<(f64, u64)> {
+    let mut bed = Testbed::with_options(2, binaries.clone(), options)?;
     bed.start(&[overlay, overlay])?;
     let iperf = PathBuf::from("iperf3");
     let server_ip = bed.node(1).pod_ip().to_string();
@@ -234,7 +242,7 @@ fn measure(binaries: &Binaries, overlay: Overlay, seconds: u32) -> anyhow::Resul
 }
 
 /// The results table.
-pub fn table(rows: &[Row], seconds: u32, reps: usize) -> String {
+pub fn table(rows: &[Row], seconds: u32, reps: usize, options: Options) -> String {
     let kernel = rows
         .iter()
         .find(|r| r.path == Overlay::KernelVxlan.label())
@@ -244,6 +252,7 @@ pub fn table(rows: &[Row], seconds: u32, reps: usize) -> String {
         t,
         "TCP single stream, pod a -> pod b, iperf3 {seconds} s x {reps}; Gbit/s median (min..max)"
     );
+    let _ = writeln!(t, "underlay: veth MTU 1500, {}", describe(options));
     let _ = writeln!(
         t,
         "{:<18} {:>8}  {:<17} {:>10}",
@@ -269,7 +278,22 @@ pub fn table(rows: &[Row], seconds: u32, reps: usize) -> String {
     t
 }
 
-fn write_json(path: &PathBuf, rows: &[Row], seconds: u32, reps: usize) -> anyhow::Result<()> {
+/// The veth set-up in words.
+pub fn describe(options: Options) -> String {
+    format!(
+        "tx checksum offload {}, GRO {}",
+        if options.veth_tx_offload { "on" } else { "off" },
+        if options.veth_gro { "on" } else { "off" }
+    )
+}
+
+fn write_json(
+    path: &PathBuf,
+    rows: &[Row],
+    seconds: u32,
+    reps: usize,
+    options: Options,
+) -> anyhow::Result<()> {
     let kernel = rows
         .iter()
         .find(|r| r.path == Overlay::KernelVxlan.label())
@@ -280,6 +304,7 @@ fn write_json(path: &PathBuf, rows: &[Row], seconds: u32, reps: usize) -> anyhow
         kernel: command_output("uname", &["-r"]),
         seconds_per_sample: seconds,
         reps,
+        underlay: describe(options),
         rows: rows
             .iter()
             .map(|row| JsonRow {
@@ -333,6 +358,7 @@ mod tests {
             ],
             3,
             3,
+            Options::default(),
         );
         assert!(
             t.contains("kernel-vxlan          12.00  (10.00..14.00)          1.00"),

@@ -4,7 +4,8 @@
 //! `lo` up, an underlay `veth0` (MTU 1500, `192.168.250.<i+1>/24`, transmit checksum offload
 //! off so that kernel VXLAN peers do not hand partial checksums across the veth) and a "pod":
 //! `pod0` (a veth pair inside the node: this kernel may lack the dummy driver) holding `10.244.<i+1>.1/24` and `fd00:10:244:<i+1>::1/64`. Two nodes share
-//! one veth pair; three or more hang off a bridge in a fourth namespace (`...-sw`).
+//! one veth pair; three or more hang off a bridge in a fourth namespace (`...-sw`). By default
+//! the veths have GRO on (as a real NIC) and transmit checksum offload off ([`Options`]).
 //! [`Testbed::start`] then runs one [`Overlay`] per node: the kernel's VXLAN device set up as
 //! flanneld's vxlan backend sets up `flannel.1`, `weftctl forward-udp`, or `weftd`, each
 //! pointed at the other nodes through a peers file, and waits until all are ready.
@@ -264,9 +265,53 @@ pub struct Testbed {
     _lock: File,
 }
 
+/// How the underlay veths are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Keep the veths' transmit checksum offload (and with it TSO / UDP GSO across the veth).
+    /// Off by default: a kernel VXLAN peer would otherwise hand weftd inner packets with only
+    /// a partial checksum, and GSO packets would cross the veth unsplit, which no real NIC
+    /// does.
+    pub veth_tx_offload: bool,
+    /// Turn GRO on on the veths (default), as a real NIC has it: UDP datagrams of one flow
+    /// reach a UDP_GRO socket coalesced, and VXLAN is coalesced by the kernel's UDP tunnel GRO.
+    pub veth_gro: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            veth_tx_offload: false,
+            veth_gro: true,
+        }
+    }
+}
+
+impl Options {
+    /// The `ethtool -K DEV ...` arguments after the device.
+    fn ethtool_features(&self) -> [&'static str; 4] {
+        [
+            "tx",
+            if self.veth_tx_offload { "on" } else { "off" },
+            "gro",
+            if self.veth_gro { "on" } else { "off" },
+        ]
+    }
+}
+
 impl Testbed {
-    /// Builds `nodes` (2 or 3) nodes joined by the underlay, with pods but no overlay yet.
+    /// Builds `nodes` (2 or 3) nodes joined by the underlay, with pods but no overlay yet,
+    /// with the default [`Options`].
     pub fn new(nodes: usize, binaries: Binaries) -> anyhow::Result<Testbed> {
+        Testbed::with_options(nodes, binaries, Options::default())
+    }
+
+    /// Like [`Testbed::new`] with the underlay set up as `options` say.
+    pub fn with_options(
+        nodes: usize,
+        binaries: Binaries,
+        options: Options,
+    ) -> anyhow::Result<Testbed> {
         if !(2..=ROLES.len()).contains(&nodes) {
             bail!("a testbed has 2 or 3 nodes, not {nodes}");
         }
@@ -337,12 +382,14 @@ impl Testbed {
                     ],
                 )?;
                 sw.exec_checked("ip", &["link", "set", &port, "master", "br0", "up"])?;
-                sw.exec_checked("ethtool", &["-K", &port, "tx", "off"])?;
+                let mut args = vec!["-K", &port];
+                args.extend(options.ethtool_features());
+                sw.exec_checked("ethtool", &args)?;
             }
             Some(sw)
         };
         for node in &built {
-            setup_node(node)?;
+            setup_node(node, options)?;
         }
         Ok(Testbed {
             id,
@@ -712,7 +759,7 @@ impl Drop for Testbed {
 }
 
 /// Underlay, checksum offload and pod set-up of one node.
-fn setup_node(node: &Node) -> anyhow::Result<()> {
+fn setup_node(node: &Node, options: Options) -> anyhow::Result<()> {
     let mtu = UNDERLAY_MTU.to_string();
     node.ip(&[
         "addr",
@@ -722,8 +769,10 @@ fn setup_node(node: &Node) -> anyhow::Result<()> {
         UNDERLAY_DEV,
     ])?;
     node.ip(&["link", "set", UNDERLAY_DEV, "mtu", &mtu, "up"])?;
-    node.ns
-        .exec_checked("ethtool", &["-K", UNDERLAY_DEV, "tx", "off"])?;
+    node.ns.exec_checked(
+        "ethtool",
+        &[&["-K", UNDERLAY_DEV][..], &options.ethtool_features()].concat(),
+    )?;
     // This kernel may lack the dummy driver: a veth pair inside the node stands in (as a
     // pod's veth would), with the addresses on one end.
     node.ip(&[

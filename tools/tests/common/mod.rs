@@ -1,6 +1,6 @@
 //! Shared by the testbed tests: the binaries, and the traffic checks every node pair must pass.
 //!
-//! Stream sizes: `WEFT_TEST_STREAM_MIB` (default 1024, i.e. the 1 GiB of issue 3) sets the
+//! `WEFTD_BIN=/path/to/weftd` runs another weftd than target/<profile>/weftd. Stream sizes: `WEFT_TEST_STREAM_MIB` (default 1024, i.e. the 1 GiB of issue 3) sets the
 //! size of each verified TCP stream, so a developer can iterate with a smaller one.
 #![allow(dead_code, unreachable_pub)]
 
@@ -16,12 +16,17 @@ pub const STALL: Duration = Duration::from_secs(20);
 /// No stream may take longer than this (1 GiB at 100 Mbit/s would take 86 s).
 pub const STREAM_LIMIT: Duration = Duration::from_secs(240);
 
-/// weftctl (this crate's binary) and, when built, weftd.
+/// weftctl (this crate's binary) and, when built, weftd: `$WEFTD_BIN` if set, else
+/// target/<profile>/weftd beside this test.
 pub fn binaries() -> Binaries {
     let exe = std::env::current_exe().expect("the test's own path");
+    let weftd = match std::env::var_os("WEFTD_BIN") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => Binaries::weftd_near(&exe),
+    };
     Binaries {
         weftctl: PathBuf::from(env!("CARGO_BIN_EXE_weftctl")),
-        weftd: Binaries::weftd_near(&exe),
+        weftd,
     }
 }
 
