@@ -329,6 +329,7 @@ impl Testbed {
             .prefix("weft-testbed-")
             .tempdir()
             .context("creating the testbed's directory")?;
+        netns::register_dir(dir.path());
         let mut built = Vec::with_capacity(nodes);
         for (i, role) in ROLES.iter().enumerate().take(nodes) {
             let ns = Netns::create(&format!("{id}-{role}"))?;
@@ -755,6 +756,7 @@ impl Drop for Testbed {
             p.stop();
         }
         self.processes.clear();
+        netns::unregister_dir(self.dir.path());
     }
 }
 

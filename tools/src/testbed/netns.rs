@@ -2,14 +2,14 @@
 //!
 //! Contract: every namespace is named `wft-<pid>-<n>-<role>` (the pid of the process that made
 //! it), created with `ip netns add` and deleted by name with `ip netns del` when its [`Netns`]
-//! drops, also during a panic. Every namespace and every process the testbed starts is listed
+//! drops, also during a panic. Every namespace and every process and scratch directory the testbed makes is listed
 //! in a process-wide registry so that [`cleanup_all`] (the SIGINT / SIGTERM handler of `weftctl
 //! bench`) can remove them when the normal drops will never run. [`reap_stale`] deletes
 //! `wft-<pid>-*` namespaces left behind by a process that no longer exists (a test killed by a
 //! timeout), after killing the processes inside them. Nothing else on the host is touched.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
@@ -28,11 +28,13 @@ const NETNS_DIR: &str = "/run/netns";
 struct Registry {
     namespaces: Vec<String>,
     pids: Vec<i32>,
+    dirs: Vec<PathBuf>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     namespaces: Vec::new(),
     pids: Vec::new(),
+    dirs: Vec::new(),
 });
 
 fn registry() -> std::sync::MutexGuard<'static, Registry> {
@@ -52,14 +54,25 @@ pub(crate) fn unregister_pid(pid: i32) {
     registry().pids.retain(|p| *p != pid);
 }
 
+/// Records a scratch directory of a testbed (removed by [`cleanup_all`]).
+pub(crate) fn register_dir(dir: &Path) {
+    registry().dirs.push(dir.to_owned());
+}
+
+/// Forgets a scratch directory (its owner removes it).
+pub(crate) fn unregister_dir(dir: &Path) {
+    registry().dirs.retain(|d| d != dir);
+}
+
 /// Kills every process and deletes every namespace this process's testbeds still hold. For
 /// signal handlers and other exits where the testbed's drops will not run.
 pub fn cleanup_all() {
-    let (pids, namespaces) = {
+    let (pids, namespaces, dirs) = {
         let mut r = registry();
         (
             std::mem::take(&mut r.pids),
             std::mem::take(&mut r.namespaces),
+            std::mem::take(&mut r.dirs),
         )
     };
     for pid in &pids {
@@ -70,6 +83,9 @@ pub fn cleanup_all() {
     for ns in &namespaces {
         kill_inside(ns);
         let _ = Command::new("ip").args(["netns", "del", ns]).output();
+    }
+    for dir in &dirs {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
