@@ -4,7 +4,7 @@
 //!   forwarder or weftd on each node) and bounded traffic checks between them.
 //! - [`forward`]: `weftctl forward-udp`, flannel's one-packet-per-syscall udp data path: the
 //!   interop peer for weftd's udp backend and the benchmarks' floor.
-//! - [`bench`]: `weftctl bench`, TCP throughput of each data path on the same testbed.
+//! - [`bench`](mod@bench): `weftctl bench`, TCP throughput of each data path on the same testbed.
 //! - [`control`]: a client for weftd's control socket.
 //! - [`peers`], [`net`]: the static peers file and IP prefixes.
 //! - [`privileges`]: `require_root!` for tests that build testbeds.

@@ -28,7 +28,7 @@ const STREAM_BUF: usize = 256 * 1024;
 /// How long a UDP check waits for each echo before it resends.
 const ECHO_WAIT: Duration = Duration::from_millis(500);
 /// How often a UDP datagram is sent before the check gives up on it.
-const ECHO_TRIES: usize = 6;
+pub const ECHO_TRIES: usize = 6;
 /// Bytes of sequence number at the start of each echoed datagram.
 const ECHO_SEQ_LEN: usize = 8;
 
