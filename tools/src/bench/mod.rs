@@ -26,6 +26,8 @@ const IPERF_PORT: u16 = 5201;
 const FULL_SECONDS: u32 = 10;
 /// Test duration with `--quick`.
 const QUICK_SECONDS: u32 = 3;
+/// The widest reason shown in the table (the JSON has the whole error).
+const REASON_WIDTH: usize = 160;
 /// Extra time iperf3 gets beyond the test duration before it is killed.
 const IPERF_SLACK: Duration = Duration::from_secs(20);
 
@@ -266,16 +268,31 @@ pub fn table(rows: &[Row], seconds: u32, reps: usize, options: Options) -> Strin
                 let _ = writeln!(t, "{:<18} {median:>8.2}  {range:<17} {ratio:>10}", row.path);
             }
             _ => {
-                let why = row.error.as_deref().unwrap_or("no sample");
-                let why = why.lines().next().unwrap_or(why);
+                let why = one_line(row.error.as_deref().unwrap_or("no sample"));
                 let _ = writeln!(t, "{:<18} {:>8}  n/a: {why}", row.path, "-");
             }
         }
         if let (Some(e), false) = (&row.error, row.samples_gbit_s.is_empty()) {
-            let _ = writeln!(t, "{:<18} (stopped: {})", "", e.lines().next().unwrap_or(e));
+            let _ = writeln!(t, "{:<18} (stopped: {})", "", one_line(e));
         }
     }
     t
+}
+
+/// A multi-line error as one table line of at most [`REASON_WIDTH`] characters.
+fn one_line(text: &str) -> String {
+    let joined = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ");
+    if joined.chars().count() <= REASON_WIDTH {
+        joined
+    } else {
+        let cut: String = joined.chars().take(REASON_WIDTH - 3).collect();
+        format!("{cut}...")
+    }
 }
 
 /// The veth set-up in words.
@@ -349,7 +366,7 @@ mod tests {
     #[test]
     fn table_shows_ratios_and_errors() {
         let mut failed = row("weft-udp-uring", &[]);
-        failed.error = Some("no weftd binary\nmore".to_owned());
+        failed.error = Some(format!("no weftd binary\n  more: {}", "x".repeat(300)));
         let t = table(
             &[
                 row("kernel-vxlan", &[10.0, 12.0, 14.0]),
@@ -365,7 +382,7 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("0.08"), "{t}");
-        assert!(t.contains("n/a: no weftd binary"), "{t}");
-        assert!(!t.contains("more"), "{t}");
+        assert!(t.contains("n/a: no weftd binary / more: xxx"), "{t}");
+        assert!(t.lines().all(|l| l.len() < 200), "{t}");
     }
 }
