@@ -148,3 +148,18 @@ fn namespaces_are_deleted_on_drop_and_on_panic() {
         "the forwarder (pid {pid}) survived a panic"
     );
 }
+
+#[test]
+fn stale_namespaces_of_dead_processes_are_reaped() {
+    require_root!();
+    // A pid above the kernel's limit (PID_MAX_LIMIT = 4194304) never belongs to a live process.
+    let stale = "wft-4194399-0-a";
+    let _ = Command::new("ip").args(["netns", "add", stale]).output();
+    assert!(namespaces().contains(stale), "could not make {stale}");
+    let bed = Testbed::new(2, common::binaries()).expect("testbed");
+    assert!(!namespaces().contains(stale), "{stale} was not reaped");
+    // Our own live testbed's namespaces are left alone by another testbed's reaping.
+    let live = bed.node(0).ns().name().to_owned();
+    assert!(weftctl::testbed::netns::reap_stale().is_empty());
+    assert!(namespaces().contains(&live));
+}
