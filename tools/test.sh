@@ -57,6 +57,9 @@ step "tests"
 if [ "$(id -u)" != 0 ]; then
     lack "not root: tests that need TUN, netns or etcd will skip"
 fi
+# The testbed tests (tools/tests) run target/debug/weftd and target/debug/weftctl: build every
+# binary first, so they never test a stale weftd.
+cargo build --workspace --bins --quiet
 cargo test --workspace --doc --quiet
 # Last, so that its summary line closes the run.
 cargo nextest run --workspace --no-fail-fast

@@ -1,6 +1,199 @@
-//! weftctl: inspect and drive weft. The testbed, demo and bench harness land with issues 3-5.
+//! weftctl: inspect and drive weft; the udp forwarder; the bench harness.
+#![forbid(unsafe_code)]
 
-fn main() {
-    eprintln!("weftctl: not built yet");
-    std::process::exit(1);
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use weftctl::net::IpNet;
+use weftctl::testbed::{self, Binaries};
+use weftctl::{bench, control, forward};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "weftctl",
+    version,
+    about = "Inspect and drive weft; testbed and bench harness"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// flannel's udp data path, one packet per system call (interop peer and bench floor).
+    ForwardUdp {
+        /// TUN device name.
+        #[arg(long, default_value = "flannel0")]
+        tun: String,
+        /// Our IPv4 subnet (the TUN gets <subnet>.0/32).
+        #[arg(long)]
+        subnet: IpNet,
+        /// Our IPv6 subnet (the TUN gets <subnet6>::/128); flannel itself is IPv4 only.
+        #[arg(long)]
+        subnet6: Option<IpNet>,
+        /// The overlay Network, routed through the TUN.
+        #[arg(long)]
+        network: IpNet,
+        /// The IPv6 overlay Network, routed through the TUN.
+        #[arg(long)]
+        network6: Option<IpNet>,
+        /// Underlay address to bind.
+        #[arg(long)]
+        public_ip: IpAddr,
+        /// UDP port to bind, and the peers' default port.
+        #[arg(long, default_value_t = encap::backend::FLANNEL_UDP_PORT)]
+        port: u16,
+        /// Peers file: JSON lines {"subnet", "public_ip", "backend", "vtep_mac", "port"}.
+        #[arg(long)]
+        peers: PathBuf,
+        /// TUN MTU (default: the underlay interface's MTU - 28).
+        #[arg(long)]
+        mtu: Option<u32>,
+    },
+    /// TCP throughput of kernel VXLAN, the forwarder and weftd on a two-node testbed.
+    Bench {
+        /// 3 s per measurement instead of 10 s.
+        #[arg(long)]
+        quick: bool,
+        /// Measurements per data path.
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Only these data paths (comma separated): kernel-vxlan, forwarder, weft-udp-uring,
+        /// weft-udp-poll, weft-vxlan-uring, weft-vxlan-poll.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        /// The weftd binary (default: next to weftctl).
+        #[arg(long)]
+        weftd: Option<PathBuf>,
+        /// Keep the veths' tx checksum offload (and TSO / UDP GSO across them) on.
+        #[arg(long)]
+        veth_tx_offload: bool,
+        /// Leave GRO off on the veths.
+        #[arg(long)]
+        no_veth_gro: bool,
+    },
+    /// Print weftd's counters (the control socket's `stats`).
+    Stats {
+        /// weftd's control socket.
+        #[arg(long, default_value = "/run/weft/flannel0.sock")]
+        control: PathBuf,
+    },
+    /// Print weftd's routes (the control socket's `routes`).
+    Routes {
+        /// weftd's control socket.
+        #[arg(long, default_value = "/run/weft/flannel0.sock")]
+        control: PathBuf,
+    },
+    /// Two nodes talking through weft (lands with the control-plane issue).
+    Demo,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weftctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
+        Cmd::ForwardUdp {
+            tun,
+            subnet,
+            subnet6,
+            network,
+            network6,
+            public_ip,
+            port,
+            peers,
+            mtu,
+        } => {
+            let stop = Arc::new(AtomicBool::new(false));
+            for sig in [SIGINT, SIGTERM] {
+                signal_hook::flag::register(sig, Arc::clone(&stop))
+                    .context("installing the signal handler")?;
+            }
+            let config = forward::Config {
+                tun,
+                subnet,
+                subnet6,
+                network,
+                network6,
+                public_ip,
+                port,
+                peers,
+                mtu,
+            };
+            let c = forward::run(&config, &stop)?;
+            eprintln!(
+                "forward-udp: stopped: {} tun->udp, {} udp->tun, {} net unreachable, {} dropped",
+                c.tun_to_udp, c.udp_to_tun, c.net_unreachable, c.dropped
+            );
+            Ok(())
+        }
+        Cmd::Bench {
+            quick,
+            reps,
+            json,
+            only,
+            weftd,
+            veth_tx_offload,
+            no_veth_gro,
+        } => {
+            let exe = std::env::current_exe().context("finding weftctl's own path")?;
+            let weftd = weftd.or_else(|| Binaries::weftd_near(&exe));
+            cleanup_on_signals()?;
+            let config = bench::Config {
+                quick,
+                reps,
+                json,
+                only,
+                binaries: Binaries {
+                    weftctl: exe,
+                    weftd,
+                },
+                options: testbed::Options {
+                    veth_tx_offload,
+                    veth_gro: !no_veth_gro,
+                },
+            };
+            bench::run(&config).map(drop)
+        }
+        Cmd::Stats { control } => print_json(&control::request(&control, "stats")?),
+        Cmd::Routes { control } => print_json(&control::request(&control, "routes")?),
+        Cmd::Demo => anyhow::bail!("the demo lands with the control-plane issue (issue 4)"),
+    }
+}
+
+/// On SIGINT / SIGTERM / SIGHUP: kill the testbed's processes, delete its namespaces, exit.
+fn cleanup_on_signals() -> anyhow::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("installing the signal handlers")?;
+    std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            eprintln!("\nweftctl: signal {sig}: removing the testbed");
+            testbed::netns::cleanup_all();
+            std::process::exit(128 + sig);
+        }
+    });
+    Ok(())
+}
+
+fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
 }

@@ -1,0 +1,82 @@
+//! A client for weftd's control socket (WEFTD_CLI contract).
+//!
+//! Contract: [`request`] connects to the unix stream socket, writes one request line
+//! (`stats`, `routes`), reads the reply until weftd closes the connection and parses it as
+//! JSON, all within [`TIMEOUT`]. [`drops`] and [`counter`] read the `stats` reply without
+//! panicking on any shape (a missing field reads as 0).
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::Value;
+
+/// How long a request may take.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `request` (without the newline) and returns the parsed reply.
+pub fn request(path: &Path, request: &str) -> anyhow::Result<Value> {
+    let what = || format!("control request {request:?} to {}", path.display());
+    let mut conn = UnixStream::connect(path)
+        .with_context(|| format!("{}: connecting (is weftd running with --control?)", what()))?;
+    conn.set_read_timeout(Some(TIMEOUT))?;
+    conn.set_write_timeout(Some(TIMEOUT))?;
+    conn.write_all(format!("{request}\n").as_bytes())
+        .with_context(what)?;
+    let mut reply = Vec::new();
+    conn.read_to_end(&mut reply).with_context(what)?;
+    serde_json::from_slice(&reply).with_context(|| {
+        format!(
+            "{}: the reply is not JSON: {:?}",
+            what(),
+            String::from_utf8_lossy(&reply)
+        )
+    })
+}
+
+/// The drop counter for `reason` in a `stats` reply (0 when absent).
+pub fn drops(stats: &Value, reason: &str) -> u64 {
+    stats
+        .get("drops")
+        .and_then(|d| d.get(reason))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// The sum of all drop counters in a `stats` reply.
+pub fn total_drops(stats: &Value) -> u64 {
+    stats
+        .get("drops")
+        .and_then(Value::as_object)
+        .map_or(0, |d| d.values().filter_map(Value::as_u64).sum())
+}
+
+/// A pump counter (`tun_rx_packets`, `udp_rx_datagrams`, ...) in a `stats` reply.
+pub fn counter(stats: &Value, name: &str) -> u64 {
+    stats
+        .get("pump")
+        .and_then(|p| p.get(name))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_counters_from_any_shape() {
+        let stats: Value = serde_json::json!({
+            "pump": {"tun_rx_packets": 5},
+            "drops": {"spoofed": 2, "unknown_peer": 3},
+        });
+        assert_eq!(drops(&stats, "spoofed"), 2);
+        assert_eq!(drops(&stats, "truncated"), 0);
+        assert_eq!(total_drops(&stats), 5);
+        assert_eq!(counter(&stats, "tun_rx_packets"), 5);
+        assert_eq!(total_drops(&Value::Null), 0);
+        assert_eq!(counter(&serde_json::json!([1, 2]), "x"), 0);
+    }
+}

@@ -1,0 +1,19 @@
+//! weftctl: inspect and drive weft, and the harness that tests and measures it.
+//!
+//! - [`testbed`]: two- or three-node testbeds in network namespaces (kernel VXLAN, the udp
+//!   forwarder or weftd on each node) and bounded traffic checks between them.
+//! - [`forward`]: `weftctl forward-udp`, flannel's one-packet-per-syscall udp data path: the
+//!   interop peer for weftd's udp backend and the benchmarks' floor.
+//! - [`bench`](mod@bench): `weftctl bench`, TCP throughput of each data path on the same testbed.
+//! - [`control`]: a client for weftd's control socket.
+//! - [`peers`], [`net`]: the static peers file and IP prefixes.
+//! - [`privileges`]: `require_root!` for tests that build testbeds.
+#![forbid(unsafe_code)]
+
+pub mod bench;
+pub mod control;
+pub mod forward;
+pub mod net;
+pub mod peers;
+pub mod privileges;
+pub mod testbed;

@@ -1,0 +1,828 @@
+//! Two- or three-node overlay testbeds in network namespaces, for tests and benchmarks.
+//!
+//! Contract: [`Testbed::new`] builds `n` nodes, each a namespace `wft-<pid>-<k>-<a|b|c>` with
+//! `lo` up, an underlay `veth0` (MTU 1500, `192.168.250.<i+1>/24`, transmit checksum offload
+//! off so that kernel VXLAN peers do not hand partial checksums across the veth) and a "pod":
+//! `pod0` (a veth pair inside the node: this kernel may lack the dummy driver) holding `10.244.<i+1>.1/24` and `fd00:10:244:<i+1>::1/64`. Two nodes share
+//! one veth pair; three or more hang off a bridge in a fourth namespace (`...-sw`). By default
+//! the veths have GRO on (as a real NIC) and transmit checksum offload off ([`Options`]).
+//! [`Testbed::start`] then runs one [`Overlay`] per node: the kernel's VXLAN device set up as
+//! flanneld's vxlan backend sets up `flannel.1`, `weftctl forward-udp`, or `weftd`, each
+//! pointed at the other nodes through a peers file, and waits until all are ready.
+//!
+//! Everything is undone on drop, also when a test panics: processes get SIGTERM then SIGKILL,
+//! namespaces are deleted by name, and on a panic the tail of every process log is printed.
+//! Testbeds of all processes on the machine run one at a time (an exclusive `flock` on
+//! `$TMPDIR/weft-testbed.lock`), so timings in tests and benches are not skewed by each other,
+//! and a testbed first deletes namespaces left behind by processes that no longer exist.
+//! Traffic only ever flows between the namespaces a testbed created.
+
+pub mod netns;
+pub mod process;
+pub mod traffic;
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+use crate::control;
+use crate::net::{IpNet, Mac};
+use crate::peers::{Backend, PeerLine};
+pub use netns::Netns;
+pub use process::Process;
+pub use traffic::End;
+
+/// The overlay Network (flannel's `Network`).
+pub const NETWORK: &str = "10.244.0.0/16";
+/// The IPv6 overlay Network.
+pub const NETWORK6: &str = "fd00:10:244::/48";
+/// The underlay MTU.
+pub const UNDERLAY_MTU: u32 = 1500;
+/// The VXLAN network identifier (flannel's default).
+pub const VNI: u32 = 1;
+/// The kernel VXLAN device name for [`VNI`] (`flannel.<VNI>`).
+pub const KERNEL_VXLAN_DEV: &str = "flannel.1";
+/// The underlay device inside each node.
+pub const UNDERLAY_DEV: &str = "veth0";
+/// The pod device inside each node (one end of a veth pair).
+pub const POD_DEV: &str = "pod0";
+/// The other end of the pod's veth pair.
+pub const POD_PEER_DEV: &str = "pod0p";
+/// What weftd prints once its pump threads run (WEFTD_CLI contract).
+pub const WEFTD_READY: &str = "weftd: ready";
+/// How long an overlay process gets to become ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// The lock file that makes testbeds run one at a time.
+const LOCK_FILE: &str = "weft-testbed.lock";
+/// Letters naming the nodes.
+const ROLES: [&str; 3] = ["a", "b", "c"];
+
+/// weftd's I/O driver (`--io-driver`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IoDriver {
+    /// io_uring.
+    Uring,
+    /// poll + recvmmsg / sendmsg.
+    Poll,
+    /// weftd's choice (probe io_uring, fall back to poll).
+    Auto,
+}
+
+impl IoDriver {
+    /// The flag value.
+    pub fn name(&self) -> &'static str {
+        match self {
+            IoDriver::Uring => "uring",
+            IoDriver::Poll => "poll",
+            IoDriver::Auto => "auto",
+        }
+    }
+}
+
+/// What moves a node's overlay traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Overlay {
+    /// The kernel's VXLAN device, set up as flanneld's vxlan backend does.
+    KernelVxlan,
+    /// `weftctl forward-udp`, flannel's one-packet-per-syscall udp data path.
+    Forwarder,
+    /// weftd with a backend and an I/O driver.
+    Weftd {
+        /// `--backend`.
+        backend: Backend,
+        /// `--io-driver`.
+        driver: IoDriver,
+    },
+}
+
+impl Overlay {
+    /// The wire format the overlay speaks.
+    pub fn backend(&self) -> Backend {
+        match self {
+            Overlay::KernelVxlan => Backend::Vxlan,
+            Overlay::Forwarder => Backend::Udp,
+            Overlay::Weftd { backend, .. } => *backend,
+        }
+    }
+
+    /// A short name for tables and logs (`kernel-vxlan`, `forwarder`, `weft-udp-uring`).
+    pub fn label(&self) -> String {
+        match self {
+            Overlay::KernelVxlan => "kernel-vxlan".to_owned(),
+            Overlay::Forwarder => "forwarder".to_owned(),
+            Overlay::Weftd { backend, driver } => {
+                format!("weft-{}-{}", backend.name(), driver.name())
+            }
+        }
+    }
+}
+
+/// The programs a testbed runs.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    /// `weftctl` (for `forward-udp`).
+    pub weftctl: PathBuf,
+    /// `weftd`, when there is one.
+    pub weftd: Option<PathBuf>,
+}
+
+impl Binaries {
+    /// `weftd` next to `exe`'s target directory: `target/<profile>/weftd` for a binary in
+    /// `target/<profile>/` or a test in `target/<profile>/deps/`.
+    pub fn weftd_near(exe: &Path) -> Option<PathBuf> {
+        let dir = exe.parent()?;
+        let profile_dir = if dir.file_name().is_some_and(|n| n == "deps") {
+            dir.parent()?
+        } else {
+            dir
+        };
+        let weftd = profile_dir.join("weftd");
+        weftd.is_file().then_some(weftd)
+    }
+}
+
+/// One node of a testbed.
+#[derive(Debug)]
+pub struct Node {
+    index: usize,
+    ns: Netns,
+    underlay: Ipv4Addr,
+    subnet: IpNet,
+    subnet6: IpNet,
+    vtep_mac: Mac,
+    overlay: Option<Overlay>,
+    control: Option<PathBuf>,
+    process: Option<usize>,
+}
+
+impl Node {
+    /// The node's namespace.
+    pub fn ns(&self) -> &Netns {
+        &self.ns
+    }
+
+    /// The node's position in the testbed (0 = a).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The underlay address on `veth0`.
+    pub fn underlay(&self) -> Ipv4Addr {
+        self.underlay
+    }
+
+    /// The node's IPv4 subnet (`10.244.<i+1>.0/24`).
+    pub fn subnet(&self) -> IpNet {
+        self.subnet
+    }
+
+    /// The node's IPv6 subnet (`fd00:10:244:<i+1>::/64`).
+    pub fn subnet6(&self) -> IpNet {
+        self.subnet6
+    }
+
+    /// The VtepMAC the node uses when its overlay is VXLAN.
+    pub fn vtep_mac(&self) -> Mac {
+        self.vtep_mac
+    }
+
+    /// The pod's IPv4 address (`<subnet>.1`).
+    pub fn pod_ip(&self) -> IpAddr {
+        self.subnet.host(1)
+    }
+
+    /// The pod's IPv6 address (`<subnet6>::1`).
+    pub fn pod_ip6(&self) -> IpAddr {
+        self.subnet6.host(1)
+    }
+
+    /// The pod's IPv4 address as a check endpoint.
+    pub fn pod(&self) -> End<'_> {
+        End {
+            ns: &self.ns,
+            ip: self.pod_ip(),
+        }
+    }
+
+    /// The pod's IPv6 address as a check endpoint.
+    pub fn pod6(&self) -> End<'_> {
+        End {
+            ns: &self.ns,
+            ip: self.pod_ip6(),
+        }
+    }
+
+    /// The overlay started on this node.
+    pub fn overlay(&self) -> Option<Overlay> {
+        self.overlay
+    }
+
+    /// weftd's control socket, when the node runs weftd.
+    pub fn control_path(&self) -> Option<&Path> {
+        self.control.as_deref()
+    }
+
+    /// Runs `ip <args>` inside the node.
+    pub fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
+        self.ns.exec_checked("ip", args)
+    }
+
+    /// The peers-file lines that describe this node to the others.
+    fn peer_lines(&self) -> anyhow::Result<Vec<PeerLine>> {
+        let overlay = self
+            .overlay
+            .context("the node has no overlay yet: call Testbed::start")?;
+        let backend = overlay.backend();
+        Ok([self.subnet, self.subnet6]
+            .into_iter()
+            .map(|subnet| PeerLine {
+                subnet: subnet.to_string(),
+                public_ip: self.underlay.to_string(),
+                backend,
+                vtep_mac: (backend == Backend::Vxlan).then(|| self.vtep_mac.to_string()),
+                port: None,
+            })
+            .collect())
+    }
+}
+
+static NEXT_TESTBED: AtomicU32 = AtomicU32::new(0);
+
+/// A set of nodes in namespaces, the processes running in them, and the files they use.
+#[derive(Debug)]
+pub struct Testbed {
+    id: String,
+    binaries: Binaries,
+    // Drop order: processes (in Drop::drop), nodes, the switch, the files, the lock.
+    processes: Vec<Process>,
+    nodes: Vec<Node>,
+    _switch: Option<Netns>,
+    dir: tempfile::TempDir,
+    _lock: File,
+}
+
+/// How the underlay veths are set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Keep the veths' transmit checksum offload (and with it TSO / UDP GSO across the veth).
+    /// Off by default: a kernel VXLAN peer would otherwise hand weftd inner packets with only
+    /// a partial checksum, and GSO packets would cross the veth unsplit, which no real NIC
+    /// does.
+    pub veth_tx_offload: bool,
+    /// Turn GRO on on the veths (default), as a real NIC has it: UDP datagrams of one flow
+    /// reach a UDP_GRO socket coalesced, and VXLAN is coalesced by the kernel's UDP tunnel GRO.
+    pub veth_gro: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            veth_tx_offload: false,
+            veth_gro: true,
+        }
+    }
+}
+
+impl Options {
+    /// The `ethtool -K DEV ...` arguments after the device.
+    fn ethtool_features(&self) -> [&'static str; 4] {
+        [
+            "tx",
+            if self.veth_tx_offload { "on" } else { "off" },
+            "gro",
+            if self.veth_gro { "on" } else { "off" },
+        ]
+    }
+}
+
+impl Testbed {
+    /// Builds `nodes` (2 or 3) nodes joined by the underlay, with pods but no overlay yet,
+    /// with the default [`Options`].
+    pub fn new(nodes: usize, binaries: Binaries) -> anyhow::Result<Testbed> {
+        Testbed::with_options(nodes, binaries, Options::default())
+    }
+
+    /// Like [`Testbed::new`] with the underlay set up as `options` say.
+    pub fn with_options(
+        nodes: usize,
+        binaries: Binaries,
+        options: Options,
+    ) -> anyhow::Result<Testbed> {
+        if !(2..=ROLES.len()).contains(&nodes) {
+            bail!("a testbed has 2 or 3 nodes, not {nodes}");
+        }
+        let lock = lock()?;
+        for name in netns::reap_stale() {
+            eprintln!("testbed: deleted stale namespace {name}");
+        }
+        let id = format!(
+            "{}{}-{}",
+            netns::PREFIX,
+            std::process::id(),
+            NEXT_TESTBED.fetch_add(1, Ordering::Relaxed)
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("weft-testbed-")
+            .tempdir()
+            .context("creating the testbed's directory")?;
+        netns::register_dir(dir.path());
+        let mut built = Vec::with_capacity(nodes);
+        for (i, role) in ROLES.iter().enumerate().take(nodes) {
+            let ns = Netns::create(&format!("{id}-{role}"))?;
+            let k = u8::try_from(i + 1).context("node count")?;
+            built.push(Node {
+                index: i,
+                ns,
+                underlay: Ipv4Addr::new(192, 168, 250, k),
+                subnet: IpNet::parse(&format!("10.244.{k}.0/24"))?,
+                subnet6: IpNet::parse(&format!("fd00:10:244:{k}::/64"))?,
+                vtep_mac: Mac([0x0e, 0x77, 0x65, 0x66, 0x74, k]),
+                overlay: None,
+                control: None,
+                process: None,
+            });
+        }
+        let switch = if nodes == 2 {
+            let b = built[1].ns.name().to_owned();
+            built[0].ip(&[
+                "link",
+                "add",
+                UNDERLAY_DEV,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                UNDERLAY_DEV,
+                "netns",
+                &b,
+            ])?;
+            None
+        } else {
+            let sw = Netns::create(&format!("{id}-sw"))?;
+            sw.exec_checked("ip", &["link", "add", "br0", "type", "bridge"])?;
+            sw.exec_checked("ip", &["link", "set", "br0", "up"])?;
+            for node in &built {
+                let port = format!("p{}", node.index);
+                sw.exec_checked(
+                    "ip",
+                    &[
+                        "link",
+                        "add",
+                        &port,
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        UNDERLAY_DEV,
+                        "netns",
+                        node.ns.name(),
+                    ],
+                )?;
+                sw.exec_checked("ip", &["link", "set", &port, "master", "br0", "up"])?;
+                let mut args = vec!["-K", &port];
+                args.extend(options.ethtool_features());
+                sw.exec_checked("ethtool", &args)?;
+            }
+            Some(sw)
+        };
+        for node in &built {
+            setup_node(node, options)?;
+        }
+        Ok(Testbed {
+            id,
+            binaries,
+            processes: Vec::new(),
+            nodes: built,
+            _switch: switch,
+            dir,
+            _lock: lock,
+        })
+    }
+
+    /// The testbed's name prefix (`wft-<pid>-<k>`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The nodes.
+    pub fn nodes(&self) -> &[Node] {
+        &self.nodes
+    }
+
+    /// Node `i` (panics on a bad index: a bug in the caller).
+    pub fn node(&self, i: usize) -> &Node {
+        &self.nodes[i]
+    }
+
+    /// The testbed's scratch directory (logs, peers files, control sockets).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Starts one overlay per node and waits until every node is ready. All overlays must
+    /// speak the same wire format.
+    pub fn start(&mut self, overlays: &[Overlay]) -> anyhow::Result<()> {
+        if overlays.len() != self.nodes.len() {
+            bail!(
+                "{} overlays given for {} nodes",
+                overlays.len(),
+                self.nodes.len()
+            );
+        }
+        if overlays
+            .iter()
+            .any(|o| o.backend() != overlays[0].backend())
+        {
+            bail!("the overlays speak different wire formats: {overlays:?}");
+        }
+        if self.nodes.iter().any(|n| n.overlay.is_some()) {
+            bail!("the testbed's overlays were already started");
+        }
+        for (node, overlay) in self.nodes.iter_mut().zip(overlays) {
+            node.overlay = Some(*overlay);
+        }
+        for (i, overlay) in overlays.iter().enumerate() {
+            let peers = self.write_peers(i)?;
+            match *overlay {
+                Overlay::KernelVxlan => self.setup_kernel_vxlan(i)?,
+                Overlay::Forwarder => self.spawn_forwarder(i, &peers)?,
+                Overlay::Weftd { backend, driver } => {
+                    self.spawn_weftd(i, backend, driver, &peers)?
+                }
+            }
+        }
+        for (i, overlay) in overlays.iter().enumerate() {
+            let Some(p) = self.nodes[i].process else {
+                continue;
+            };
+            let needle = match overlay {
+                Overlay::Forwarder => crate::forward::READY_LINE,
+                _ => WEFTD_READY,
+            };
+            self.processes[p]
+                .wait_for_line(needle, READY_TIMEOUT)
+                .with_context(|| format!("starting {} on node {}", overlay.label(), ROLES[i]))?;
+        }
+        Ok(())
+    }
+
+    /// The overlay MTU every node can carry (the TUN / vxlan MTU).
+    pub fn overlay_mtu(&self) -> u32 {
+        let backend = self
+            .nodes
+            .first()
+            .and_then(|n| n.overlay)
+            .map_or(Backend::Vxlan, |o| o.backend());
+        UNDERLAY_MTU - backend.overhead()
+    }
+
+    /// Starts `program args` inside node `node`; its output goes to `<dir>/<label>.log`.
+    /// Returns a handle for [`Testbed::process`].
+    pub fn spawn(
+        &mut self,
+        node: usize,
+        label: &str,
+        program: &Path,
+        args: &[String],
+    ) -> anyhow::Result<usize> {
+        let ns = &self.nodes[node].ns;
+        let program = program.to_str().context("the program path is not UTF-8")?;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let log = self.dir.path().join(format!("{label}.log"));
+        let process = Process::spawn(label, ns.command(program, &args), &log)?;
+        self.processes.push(process);
+        Ok(self.processes.len() - 1)
+    }
+
+    /// A process started by [`Testbed::spawn`] or [`Testbed::start`].
+    pub fn process(&mut self, handle: usize) -> &mut Process {
+        &mut self.processes[handle]
+    }
+
+    /// The overlay process of node `node` (forwarder or weftd), if any.
+    pub fn overlay_process(&mut self, node: usize) -> Option<&mut Process> {
+        let p = self.nodes[node].process?;
+        self.processes.get_mut(p)
+    }
+
+    /// One request to weftd's control socket on node `node` (`stats`, `routes`).
+    pub fn control(&self, node: usize, request: &str) -> anyhow::Result<serde_json::Value> {
+        let path = self.nodes[node]
+            .control
+            .as_deref()
+            .with_context(|| format!("node {} runs no weftd", ROLES[node]))?;
+        control::request(path, request)
+    }
+
+    /// Fails if an overlay process has exited (it should run for the testbed's life).
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        for node in &self.nodes {
+            if let Some(p) = node.process {
+                let process = &mut self.processes[p];
+                if let Some(status) = process.try_status() {
+                    bail!(
+                        "{} on node {} exited ({status}); its log:\n{}",
+                        process.label(),
+                        ROLES[node.index],
+                        process.tail()
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_peers(&self, i: usize) -> anyhow::Result<PathBuf> {
+        let mut text = String::new();
+        for other in self.nodes.iter().filter(|n| n.index != i) {
+            for line in other.peer_lines()? {
+                text.push_str(&line.to_line());
+                text.push('\n');
+            }
+        }
+        let path = self.dir.path().join(format!("peers-{}.json", ROLES[i]));
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+
+    /// flanneld's vxlan backend, as `ip` commands (pkg/backend/vxlan: device.go, vxlan_network.go).
+    fn setup_kernel_vxlan(&self, i: usize) -> anyhow::Result<()> {
+        let node = &self.nodes[i];
+        let dev = KERNEL_VXLAN_DEV;
+        let mtu = (UNDERLAY_MTU - Backend::Vxlan.overhead()).to_string();
+        let underlay = node.underlay.to_string();
+        let vni = VNI.to_string();
+        let port = Backend::Vxlan.default_port().to_string();
+        node.ip(&[
+            "link",
+            "add",
+            dev,
+            "type",
+            "vxlan",
+            "id",
+            &vni,
+            "local",
+            &underlay,
+            "dev",
+            UNDERLAY_DEV,
+            "dstport",
+            &port,
+            "nolearning",
+            "udpcsum",
+        ])?;
+        node.ip(&[
+            "link",
+            "set",
+            dev,
+            "address",
+            &node.vtep_mac.to_string(),
+            "mtu",
+            &mtu,
+        ])?;
+        node.ip(&[
+            "addr",
+            "add",
+            &format!("{}/32", node.subnet.addr()),
+            "dev",
+            dev,
+        ])?;
+        node.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/128", node.subnet6.addr()),
+            "dev",
+            dev,
+            "nodad",
+        ])?;
+        node.ip(&["link", "set", dev, "up"])?;
+        for peer in self.nodes.iter().filter(|n| n.index != i) {
+            let mac = peer.vtep_mac.to_string();
+            let gw = peer.subnet.addr().to_string();
+            let gw6 = peer.subnet6.addr().to_string();
+            node.ip(&[
+                "neigh",
+                "replace",
+                &gw,
+                "lladdr",
+                &mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ])?;
+            node.ns.exec_checked(
+                "bridge",
+                &[
+                    "fdb",
+                    "append",
+                    &mac,
+                    "dev",
+                    dev,
+                    "dst",
+                    &peer.underlay.to_string(),
+                ],
+            )?;
+            node.ip(&[
+                "route",
+                "replace",
+                &peer.subnet.to_string(),
+                "via",
+                &gw,
+                "dev",
+                dev,
+                "onlink",
+            ])?;
+            node.ip(&[
+                "-6",
+                "neigh",
+                "replace",
+                &gw6,
+                "lladdr",
+                &mac,
+                "dev",
+                dev,
+                "nud",
+                "permanent",
+            ])?;
+            node.ip(&[
+                "-6",
+                "route",
+                "replace",
+                &peer.subnet6.to_string(),
+                "via",
+                &gw6,
+                "dev",
+                dev,
+                "onlink",
+            ])?;
+        }
+        Ok(())
+    }
+
+    fn spawn_forwarder(&mut self, i: usize, peers: &Path) -> anyhow::Result<()> {
+        let node = &self.nodes[i];
+        let args: Vec<String> = [
+            "forward-udp",
+            "--tun",
+            "flannel0",
+            "--subnet",
+            &node.subnet.to_string(),
+            "--subnet6",
+            &node.subnet6.to_string(),
+            "--network",
+            NETWORK,
+            "--network6",
+            NETWORK6,
+            "--public-ip",
+            &node.underlay.to_string(),
+            "--peers",
+            path_str(peers)?,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let program = self.binaries.weftctl.clone();
+        let p = self.spawn(i, &format!("forwarder-{}", ROLES[i]), &program, &args)?;
+        self.nodes[i].process = Some(p);
+        Ok(())
+    }
+
+    fn spawn_weftd(
+        &mut self,
+        i: usize,
+        backend: Backend,
+        driver: IoDriver,
+        peers: &Path,
+    ) -> anyhow::Result<()> {
+        let program = self.binaries.weftd.clone().context(
+            "no weftd binary next to this program (run `cargo build -p engine`, with --release \
+             for a release build)",
+        )?;
+        let control = self.dir.path().join(format!("weftd-{}.sock", ROLES[i]));
+        let node = &self.nodes[i];
+        let mut args: Vec<String> = [
+            "--backend",
+            backend.name(),
+            "--public-ip",
+            &node.underlay.to_string(),
+            "--subnet",
+            &node.subnet.to_string(),
+            "--subnet6",
+            &node.subnet6.to_string(),
+            "--network",
+            NETWORK,
+            "--network6",
+            NETWORK6,
+            "--peers",
+            path_str(peers)?,
+            "--io-driver",
+            driver.name(),
+            "--control",
+            path_str(&control)?,
+            "-v",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        if backend == Backend::Vxlan {
+            args.extend(["--vtep-mac".to_owned(), node.vtep_mac.to_string()]);
+        }
+        let p = self.spawn(i, &format!("weftd-{}", ROLES[i]), &program, &args)?;
+        self.nodes[i].process = Some(p);
+        self.nodes[i].control = Some(control);
+        Ok(())
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for p in &self.processes {
+                eprintln!(
+                    "---- testbed {}: log of {} ({}) ----\n{}",
+                    self.id,
+                    p.label(),
+                    p.log_path().display(),
+                    p.tail()
+                );
+            }
+        }
+        for p in &mut self.processes {
+            p.stop();
+        }
+        self.processes.clear();
+        netns::unregister_dir(self.dir.path());
+    }
+}
+
+/// Underlay, checksum offload and pod set-up of one node.
+fn setup_node(node: &Node, options: Options) -> anyhow::Result<()> {
+    let mtu = UNDERLAY_MTU.to_string();
+    node.ip(&[
+        "addr",
+        "add",
+        &format!("{}/24", node.underlay),
+        "dev",
+        UNDERLAY_DEV,
+    ])?;
+    node.ip(&["link", "set", UNDERLAY_DEV, "mtu", &mtu, "up"])?;
+    node.ns.exec_checked(
+        "ethtool",
+        &[&["-K", UNDERLAY_DEV][..], &options.ethtool_features()].concat(),
+    )?;
+    // This kernel may lack the dummy driver: a veth pair inside the node stands in (as a
+    // pod's veth would), with the addresses on one end.
+    node.ip(&[
+        "link",
+        "add",
+        POD_DEV,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        POD_PEER_DEV,
+    ])?;
+    node.ip(&["link", "set", POD_PEER_DEV, "up"])?;
+    node.ip(&[
+        "addr",
+        "add",
+        &format!("{}/24", node.pod_ip()),
+        "dev",
+        POD_DEV,
+    ])?;
+    node.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{}/64", node.pod_ip6()),
+        "dev",
+        POD_DEV,
+        "nodad",
+    ])?;
+    node.ip(&["link", "set", POD_DEV, "up"])?;
+    Ok(())
+}
+
+/// Takes the machine-wide testbed lock (blocks while another testbed runs).
+fn lock() -> anyhow::Result<File> {
+    let path = std::env::temp_dir().join(LOCK_FILE);
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening the testbed lock {}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
+}
+
+fn path_str(p: &Path) -> anyhow::Result<&str> {
+    p.to_str()
+        .with_context(|| format!("path {} is not UTF-8", p.display()))
+}

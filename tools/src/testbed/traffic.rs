@@ -1,0 +1,466 @@
+//! Traffic checks between namespaces: ping, a verified TCP stream, UDP datagrams echoed and
+//! compared, and waiting for a listening port.
+//!
+//! Contract: every check is bounded in time (no check can hang a test) and returns an error
+//! that says what was sent, from where to where, and what went wrong. The TCP stream's bytes
+//! come from a seeded pseudo-random [`Pattern`] and the receiver compares every byte it gets
+//! against the pattern at that offset, so a byte lost, duplicated, reordered or corrupted
+//! anywhere in the stream fails the check with its offset (stronger than comparing hashes
+//! at the end). Sockets are opened on threads that entered the namespaces, not in child
+//! processes, so nothing outside the testbed is needed.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use super::netns::Netns;
+
+/// The pattern's period: a prime, so no segment or buffer size lines up with it.
+pub const PATTERN_PERIOD: usize = 1_000_003;
+/// Size of the TCP stream's read and write buffers.
+const STREAM_BUF: usize = 256 * 1024;
+/// How long a UDP check waits for each echo before it resends.
+const ECHO_WAIT: Duration = Duration::from_millis(500);
+/// How often a UDP datagram is sent before the check gives up on it.
+pub const ECHO_TRIES: usize = 6;
+/// Bytes of sequence number at the start of each echoed datagram.
+const ECHO_SEQ_LEN: usize = 8;
+
+/// A deterministic pseudo-random byte sequence of period [`PATTERN_PERIOD`], laid out twice
+/// so that any window of up to one period is one slice.
+#[derive(Debug, Clone)]
+pub struct Pattern {
+    bytes: Vec<u8>,
+}
+
+impl Pattern {
+    /// The pattern for `seed` (xorshift64*).
+    pub fn new(seed: u64) -> Pattern {
+        let mut state = seed | 1;
+        let mut bytes = Vec::with_capacity(2 * PATTERN_PERIOD + 8);
+        while bytes.len() < PATTERN_PERIOD {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            bytes.extend_from_slice(&state.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+        }
+        bytes.truncate(PATTERN_PERIOD);
+        bytes.extend_from_within(..PATTERN_PERIOD);
+        Pattern { bytes }
+    }
+
+    /// The `len` (at most [`PATTERN_PERIOD`]) bytes at stream offset `offset`.
+    pub fn window(&self, offset: u64, len: usize) -> &[u8] {
+        let start = (offset % PATTERN_PERIOD as u64) as usize;
+        &self.bytes[start..start + len.min(PATTERN_PERIOD)]
+    }
+}
+
+/// What a verified TCP stream measured.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamReport {
+    /// Bytes received and verified.
+    pub bytes: u64,
+    /// From connect to the receiver's end of stream.
+    pub elapsed: Duration,
+}
+
+impl StreamReport {
+    /// Goodput in Gbit/s.
+    pub fn gbit_per_s(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.elapsed.as_secs_f64().max(1e-9) / 1e9
+    }
+}
+
+/// One end of a check: a namespace and an address in it.
+#[derive(Debug, Clone, Copy)]
+pub struct End<'a> {
+    /// The namespace.
+    pub ns: &'a Netns,
+    /// The address to bind.
+    pub ip: IpAddr,
+}
+
+/// Pings `to` from `from.ip` inside `from.ns`: `count` echo requests of `size` data bytes
+/// (None: ping's default 56) with the DF bit set, all of which must be answered.
+pub fn ping(from: End<'_>, to: IpAddr, count: u32, size: Option<usize>) -> anyhow::Result<()> {
+    let count_s = count.to_string();
+    let src = from.ip.to_string();
+    let dst = to.to_string();
+    let deadline = (count + 5).to_string();
+    let mut args = vec![
+        "-n", "-q", "-c", &count_s, "-i", "0.2", "-W", "2", "-w", &deadline, "-I", &src,
+    ];
+    let size_s;
+    if let Some(size) = size {
+        size_s = size.to_string();
+        args.extend(["-s", &size_s, "-M", "do"]);
+    }
+    args.push(&dst);
+    let out = from
+        .ns
+        .command("ping", &args)
+        .output()
+        .context("running ping (is iputils-ping installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "ping {dst} from {src} in {} (size {size:?}) failed ({}):\n{}{}",
+            from.ns.name(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// Streams `bytes` pattern bytes from `from` to `to` over TCP and verifies every byte on
+/// arrival. Fails if no byte moves for `stall`, or after `limit` overall.
+pub fn tcp_stream(
+    from: End<'_>,
+    to: End<'_>,
+    bytes: u64,
+    seed: u64,
+    stall: Duration,
+    limit: Duration,
+) -> anyhow::Result<StreamReport> {
+    let pattern = Arc::new(Pattern::new(seed));
+    let deadline = Instant::now() + limit;
+    let (port_tx, port_rx) = mpsc::channel();
+    let dst = to.ip;
+    let rx_pattern = Arc::clone(&pattern);
+    let receiver = to.ns.spawn_inside(move || {
+        let listener = TcpListener::bind((dst, 0)).with_context(|| format!("binding TCP {dst}"))?;
+        let _ = port_tx.send(listener.local_addr()?.port());
+        listener.set_nonblocking(true)?;
+        let (mut conn, _) = loop {
+            match listener.accept() {
+                Ok(c) => break c,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e).context("accepting the stream's connection"),
+            }
+        };
+        let started = Instant::now();
+        conn.set_nonblocking(false)?;
+        conn.set_read_timeout(Some(stall))?;
+        let got = verify_stream(&mut conn, &rx_pattern, bytes, deadline)?;
+        Ok(StreamReport {
+            bytes: got,
+            elapsed: started.elapsed(),
+        })
+    });
+
+    let port = port_rx
+        .recv_timeout(limit)
+        .map_err(|_| anyhow::anyhow!("the receiver never listened"));
+    let port = match port {
+        Ok(p) => p,
+        Err(e) => {
+            return Err(join(receiver).err().unwrap_or(e)).context("TCP stream: receiver");
+        }
+    };
+    let src = from.ip;
+    let tx_pattern = Arc::clone(&pattern);
+    let sender = from.ns.spawn_inside(move || {
+        let to = SocketAddr::new(dst, port);
+        let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
+        socket
+            .bind(&SockAddr::from(SocketAddr::new(src, 0)))
+            .with_context(|| format!("sender: binding {src}"))?;
+        socket
+            .connect_timeout(&to.into(), stall)
+            .with_context(|| format!("sender: connecting {src} -> {to}"))?;
+        let mut conn: TcpStream = socket.into();
+        conn.set_write_timeout(Some(stall))?;
+        let mut sent: u64 = 0;
+        while sent < bytes {
+            if Instant::now() >= deadline {
+                bail!("sender: time limit {limit:?} reached after {sent} of {bytes} bytes");
+            }
+            let len = (bytes - sent).min(STREAM_BUF as u64) as usize;
+            match conn.write(tx_pattern.window(sent, len)) {
+                Ok(n) => sent += n as u64,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    bail!("sender: stalled for {stall:?} after {sent} of {bytes} bytes")
+                }
+                Err(e) => return Err(e).context(format!("sender: write after {sent} bytes")),
+            }
+        }
+        conn.shutdown(std::net::Shutdown::Write)?;
+        // Keep the socket until the receiver has everything (a close with unread data
+        // would reset the connection).
+        conn.set_read_timeout(Some(stall))?;
+        let mut sink = [0u8; 16];
+        let _ = conn.read(&mut sink);
+        Ok(sent)
+    });
+    let what = format!(
+        "TCP stream of {bytes} bytes {} ({}) -> {} ({})",
+        from.ip,
+        from.ns.name(),
+        to.ip,
+        to.ns.name()
+    );
+    let rx = join(receiver);
+    let tx = join(sender);
+    match (rx, tx) {
+        (Ok(report), Ok(_)) => Ok(report),
+        (Err(rx), Ok(_)) => Err(rx).context(what),
+        (Ok(_), Err(tx)) => Err(tx).context(what),
+        (Err(rx), Err(tx)) => Err(rx).context(format!("{what}; sender: {tx:#}")),
+    }
+}
+
+/// Reads `reader` to its end, checking every byte against `pattern` from offset 0; returns
+/// the byte count, which must be `bytes`. A read timeout set on the reader is a stall.
+pub fn verify_stream<R: Read>(
+    reader: &mut R,
+    pattern: &Pattern,
+    bytes: u64,
+    deadline: Instant,
+) -> anyhow::Result<u64> {
+    let mut buf = vec![0u8; STREAM_BUF];
+    let mut got: u64 = 0;
+    loop {
+        if Instant::now() >= deadline {
+            bail!("receiver: time limit reached after {got} of {bytes} bytes");
+        }
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                bail!("receiver: stalled after {got} of {bytes} bytes")
+            }
+            Err(e) => return Err(e).context(format!("receiver: read after {got} bytes")),
+        };
+        if got + n as u64 > bytes {
+            bail!(
+                "receiver: more bytes than sent ({} > {bytes})",
+                got + n as u64
+            );
+        }
+        let expected = pattern.window(got, n);
+        if buf[..n] != *expected {
+            let at = buf[..n]
+                .iter()
+                .zip(expected)
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            bail!(
+                "receiver: byte {} of the stream differs from what was sent",
+                got + at as u64
+            );
+        }
+        got += n as u64;
+    }
+    if got != bytes {
+        bail!("receiver: the stream ended after {got} of {bytes} bytes");
+    }
+    Ok(got)
+}
+
+/// Sends one datagram of each size from `from` to an echo server at `to`, and checks every
+/// echo byte for byte (so both directions are checked). Each size is tried up to
+/// [`ECHO_TRIES`] times; fails naming the sizes that never came back intact.
+pub fn udp_echo(from: End<'_>, to: End<'_>, sizes: &[usize]) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (port_tx, port_rx) = mpsc::channel();
+    let dst = to.ip;
+    let server_stop = Arc::clone(&stop);
+    let server = to.ns.spawn_inside(move || {
+        let socket = UdpSocket::bind((dst, 0)).with_context(|| format!("binding UDP {dst}"))?;
+        let _ = port_tx.send(socket.local_addr()?.port());
+        socket.set_read_timeout(Some(Duration::from_millis(100)))?;
+        let mut buf = vec![0u8; 65536];
+        let mut echoed = 0usize;
+        while !server_stop.load(Ordering::Relaxed) {
+            match socket.recv_from(&mut buf) {
+                Ok((n, peer)) => {
+                    socket.send_to(&buf[..n], peer)?;
+                    echoed += 1;
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e).context("echo server: recv"),
+            }
+        }
+        Ok(echoed)
+    });
+    let port = match port_rx.recv_timeout(Duration::from_secs(10)) {
+        Ok(p) => p,
+        Err(_) => {
+            stop.store(true, Ordering::Relaxed);
+            return Err(join(server)
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the echo server never bound")));
+        }
+    };
+    let src = from.ip;
+    let sizes_owned = sizes.to_vec();
+    let client = from.ns.spawn_inside(move || {
+        let socket = UdpSocket::bind((src, 0)).with_context(|| format!("binding UDP {src}"))?;
+        socket.connect((dst, port))?;
+        socket.set_read_timeout(Some(ECHO_WAIT))?;
+        let mut failed = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        for (seq, &size) in sizes_owned.iter().enumerate() {
+            let payload = echo_payload(seq as u64, size);
+            let mut ok = false;
+            'tries: for _ in 0..ECHO_TRIES {
+                // A send can fail while a neighbour or route settles: count it as a loss.
+                let _ = socket.send(&payload);
+                let until = Instant::now() + ECHO_WAIT;
+                while Instant::now() < until {
+                    match socket.recv(&mut buf) {
+                        Ok(n) if buf[..n] == payload[..] => {
+                            ok = true;
+                            break 'tries;
+                        }
+                        // A late echo of an earlier datagram, or a corrupted one.
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+            if !ok {
+                failed.push(size);
+            }
+        }
+        Ok(failed)
+    });
+    let failed = join(client);
+    stop.store(true, Ordering::Relaxed);
+    let served = join(server);
+    let what = format!(
+        "UDP echo {} ({}) -> {} ({})",
+        from.ip,
+        from.ns.name(),
+        to.ip,
+        to.ns.name()
+    );
+    let failed = failed.context(what.clone())?;
+    served.context(what.clone())?;
+    if !failed.is_empty() {
+        bail!("{what}: no intact echo for datagram sizes {failed:?} (of {sizes:?})");
+    }
+    Ok(())
+}
+
+/// A datagram of `size` bytes: the sequence number, then pattern bytes (fewer than
+/// [`ECHO_SEQ_LEN`] bytes: just pattern bytes).
+fn echo_payload(seq: u64, size: usize) -> Vec<u8> {
+    let mut p = Pattern::new(seq.wrapping_add(0x5eed))
+        .window(0, size)
+        .to_vec();
+    if size >= ECHO_SEQ_LEN {
+        p[..ECHO_SEQ_LEN].copy_from_slice(&seq.to_be_bytes());
+    }
+    p
+}
+
+/// Waits until something listens on `port` (TCP or UDP) inside `ns` (`ss -Hln`).
+pub fn wait_for_port(ns: &Netns, udp: bool, port: u16, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let flag = if udp { "-Hlnu" } else { "-Hlnt" };
+    let suffix = format!(":{port}");
+    loop {
+        let out = ns.exec_checked("ss", &[flag])?;
+        let listening = out.lines().any(|l| {
+            l.split_whitespace()
+                .nth(3)
+                .is_some_and(|local| local.ends_with(&suffix))
+        });
+        if listening {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "nothing listens on {} port {port} in {} after {timeout:?}",
+                if udp { "UDP" } else { "TCP" },
+                ns.name()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Joins a check thread, turning a panic into an error.
+fn join<R>(handle: std::thread::JoinHandle<anyhow::Result<R>>) -> anyhow::Result<R> {
+    handle
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the check thread panicked")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_windows_wrap_around_the_period() {
+        let p = Pattern::new(7);
+        let period = PATTERN_PERIOD as u64;
+        assert_eq!(p.window(period - 3, 6)[..3], p.window(period - 3, 3)[..]);
+        assert_eq!(p.window(period - 3, 6)[3..], p.window(0, 3)[..]);
+        assert_eq!(p.window(5 * period + 11, 100), p.window(11, 100));
+        assert_ne!(Pattern::new(8).window(0, 64), p.window(0, 64));
+        assert_ne!(p.window(0, 64), p.window(64, 64));
+    }
+
+    fn stream_of(p: &Pattern, len: usize) -> Vec<u8> {
+        let mut v = Vec::new();
+        while v.len() < len {
+            let chunk = (len - v.len()).min(PATTERN_PERIOD);
+            v.extend_from_slice(p.window(v.len() as u64, chunk));
+        }
+        v
+    }
+
+    #[test]
+    fn verify_stream_accepts_the_pattern_and_catches_every_fault() {
+        let p = Pattern::new(42);
+        let far = Instant::now() + Duration::from_secs(60);
+        let len = 3 * PATTERN_PERIOD + 12_345;
+        let good = stream_of(&p, len);
+        let got = verify_stream(&mut &good[..], &p, len as u64, far).expect("intact stream");
+        assert_eq!(got, len as u64);
+
+        let mut flipped = good.clone();
+        flipped[2_000_001] ^= 0x40;
+        let e = verify_stream(&mut &flipped[..], &p, len as u64, far).expect_err("corruption");
+        assert!(e.to_string().contains("byte 2000001 "), "{e}");
+
+        let short = &good[..len - 1];
+        let e = verify_stream(&mut &short[..], &p, len as u64, far).expect_err("short");
+        assert!(e.to_string().contains("ended after"), "{e}");
+
+        let e = verify_stream(&mut &good[..], &p, len as u64 - 1, far).expect_err("long");
+        assert!(e.to_string().contains("more bytes"), "{e}");
+
+        // A segment delivered twice (and the stream cut to length) shifts what follows.
+        let mut dup = good[..1_000_000].to_vec();
+        dup.extend_from_slice(&good[999_000..len - 1000]);
+        let e = verify_stream(&mut &dup[..], &p, len as u64, far).expect_err("duplicate");
+        assert!(e.to_string().contains("differs"), "{e}");
+
+        let past = Instant::now();
+        assert!(verify_stream(&mut &good[..], &p, len as u64, past).is_err());
+    }
+
+    #[test]
+    fn echo_payloads_are_distinct_and_sized() {
+        assert_eq!(echo_payload(1, 0).len(), 0);
+        assert_eq!(echo_payload(1, 3).len(), 3);
+        assert_eq!(echo_payload(1, 1472).len(), 1472);
+        assert_ne!(echo_payload(1, 100), echo_payload(2, 100));
+    }
+}
