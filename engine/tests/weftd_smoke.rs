@@ -385,3 +385,15 @@ fn invalid_flags_exit_2_naming_the_flag() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn udp_backend_pings_both_ways_uring() {
+    require_root!("udp_backend_pings_both_ways_uring");
+    two_nodes_ping("udp", "uring");
+}
+
+#[test]
+fn vxlan_backend_pings_both_ways_uring() {
+    require_root!("vxlan_backend_pings_both_ways_uring");
+    two_nodes_ping("vxlan", "uring");
+}

@@ -17,6 +17,7 @@
 //! - [`poll`]: `poll(2)` over borrowed fds and an `eventfd` to wake pump threads.
 //! - [`ifaddrs`]: which interface holds an address (`getifaddrs`).
 //! - [`rtnetlink`]: a minimal `RTM_NEWROUTE` request (routes through the TUN).
+//! - [`uring`]: one io_uring per pump thread, owning the buffers the kernel uses.
 #![allow(unsafe_code)]
 
 pub mod cmsg;
@@ -30,3 +31,4 @@ pub mod process;
 pub mod rtnetlink;
 pub mod sockopt;
 pub mod tun;
+pub mod uring;
