@@ -3,7 +3,8 @@
 //!
 //! Contract: the loop drains the TUN queue (up to [`TUN_BATCH`] reads) and the UDP socket (up
 //! to [`RX_BATCHES`] `recvmmsg` calls of [`RX_SLOTS`] datagrams) in turn, flushing the
-//! coalescer into the TUN after each receive batch and whenever it is full. Only when both
+//! coalescer into the TUN once per drain of the socket (so segments of several `recvmmsg`s
+//! merge) and whenever it is full. Only when both
 //! return `EAGAIN` does it block in `poll` on the TUN queue, the socket and the stop eventfd,
 //! with no timeout: an idle pump thread sleeps in the kernel and costs nothing. A send that
 //! finds the socket buffer full waits for `POLLOUT` (backpressure to the TUN) rather than
@@ -31,14 +32,16 @@ pub const RX_SLOTS: usize = 8;
 pub const RX_BATCHES: usize = 8;
 /// Bytes per receive slot: the largest GRO batch (64 KiB).
 pub const RX_SLOT_LEN: usize = 65_536;
+/// The coalescer holds this many full GRO batches before it must flush.
+const COALESCE_SLOTS: usize = 16;
 /// How long a send waits for socket buffer room before checking the stop flag again.
 const SEND_WAIT_MS: i32 = 100;
 
-/// The coalescer configuration for a receive batch of [`RX_SLOTS`] GRO batches.
+/// The coalescer configuration: room for 16 GRO batches of 64 segments between flushes.
 pub fn coalescer_config(udp: bool, checksum: encap::ChecksumCaps) -> gro::Config {
     gro::Config {
-        max_packets: RX_SLOTS * UDP_MAX_SEGMENTS,
-        arena_len: 2 * RX_SLOTS * RX_SLOT_LEN,
+        max_packets: COALESCE_SLOTS * UDP_MAX_SEGMENTS,
+        arena_len: 2 * COALESCE_SLOTS * RX_SLOT_LEN,
         udp,
         checksum,
     }
@@ -123,11 +126,13 @@ pub fn run(
                     None => {}
                 }
             }
-            rxq.flush(&counters, |p| tun.write(p).is_ok());
             if n < batch.capacity() {
                 break;
             }
         }
+        // One flush per drain of the socket: without kernel GRO each datagram is one
+        // segment, and a larger batch lets more of a flow's segments merge.
+        rxq.flush(&counters, |p| tun.write(p).is_ok());
         busy |= batches == RX_BATCHES;
 
         if !busy {

@@ -36,7 +36,7 @@ pub use crate::sys::uring::probe;
 /// TUN reads kept in flight.
 pub const TUN_SLOTS: usize = 8;
 /// UDP receives kept in flight.
-pub const RECV_SLOTS: usize = 8;
+pub const RECV_SLOTS: usize = 16;
 /// Super-packets being sent at once.
 pub const SEND_SLOTS: usize = 16;
 /// Consecutive failed reads or receives after which the thread gives up.

@@ -44,6 +44,7 @@ impl Key for u128 {
 pub(crate) struct FoldHasher(u64);
 
 const FOLD_K: u64 = 0x9e37_79b9_7f4a_7c15;
+const FOLD_K2: u64 = 0xe703_7ed1_a0b4_28db;
 
 #[inline]
 fn fold_mul(a: u64, b: u64) -> u64 {
@@ -78,8 +79,8 @@ impl Hasher for FoldHasher {
 
     #[inline]
     fn write_u128(&mut self, n: u128) {
-        self.write_u64(n as u64);
-        self.write_u64((n >> 64) as u64);
+        // One multiply for both halves (wyhash's "mum" of the two words, each keyed).
+        self.0 = fold_mul(self.0 ^ (n as u64) ^ FOLD_K, ((n >> 64) as u64) ^ FOLD_K2);
     }
 }
 
@@ -182,5 +183,15 @@ mod tests {
         let distinct: std::collections::HashSet<u64> =
             (0..256u32).map(|i| low(0x0af4_0000 | i << 8)).collect();
         assert!(distinct.len() > 128, "{}", distinct.len());
+        // The same for /64 IPv6 prefixes (low 64 bits zero).
+        let low6 = |k: u128| {
+            let mut h = FoldHasher::default();
+            h.write_u128(k);
+            h.finish() & 0xff
+        };
+        let distinct6: std::collections::HashSet<u64> = (0..256u128)
+            .map(|i| low6(0xfd00_0010_0244_0000u128 << 64 | i << 64))
+            .collect();
+        assert!(distinct6.len() > 128, "{}", distinct6.len());
     }
 }
