@@ -4,8 +4,10 @@
 //!   `sendmsg` / `recvmsg` / `recvmmsg`.
 //! - [`tun`]: a multiqueue TUN device with the virtio header and probed offloads.
 //! - [`udp`]: one UDP socket per pump thread with GSO send and GRO receive.
-//!
-//! The packet pump, route table and control plane build on these (issue 3).
+//! - [`route`]: the route table snapshot (longest-prefix match to peers) and the peers file.
+//! - [`pump`]: the pump threads (TUN <-> UDP) with the poll and io_uring drivers.
+//! - [`control`]: the control socket (`stats`, `routes`).
+//! - [`config`]: weftd's command line.
 #![deny(unsafe_code)]
 
 // First, so its `require_root!` macro is in scope in the modules below.
@@ -13,6 +15,10 @@
 #[macro_use]
 mod test_support;
 
+pub mod config;
+pub mod control;
+pub mod pump;
+pub mod route;
 pub mod sys;
 pub mod tun;
 pub mod udp;

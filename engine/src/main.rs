@@ -1,7 +1,254 @@
-//! weftd: the weft dataplane daemon. The data path lands with issue 3.
+//! weftd: the weft dataplane daemon.
+//!
+//! Start-up, in order: flags ([`engine::config`]; bad values exit 2), logging on stderr, the
+//! TUN (queues, MTU, address `<subnet>.0/32` and `<subnet6>::/128`, up, routes for `--network`
+//! / `--network6`), one UDP socket per pump thread, the route table from `--peers`, the pump
+//! threads, the control socket; then `weftd: ready` on stderr. SIGHUP reloads the peers file;
+//! SIGTERM / SIGINT stop the pumps and exit 0 (1 when a pump thread failed). Every resource is
+//! owned (the TUN is not persistent, so it and its routes go when its queues close; the control
+//! socket file is removed on drop), so a failed start leaves nothing behind.
 #![deny(unsafe_code)]
 
-fn main() {
-    eprintln!("weftd: the dataplane is not built yet");
-    std::process::exit(1);
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use encap::ChecksumCaps;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use engine::config::{Cli, DriverArg, Settings};
+use engine::control::{ControlServer, ControlState};
+use engine::pump::{IoDriver, PumpConfig, Pumps};
+use engine::route::{format_mac, load_peers_file, Local, RouteTable, Routes};
+use engine::sys::{netif, rtnetlink};
+use engine::tun::Tun;
+use engine::udp::{UdpConfig, UdpSocket};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let settings = match cli.resolve() {
+        Ok(s) => s,
+        Err(e) => e.exit(),
+    };
+    match run(&settings) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("weftd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+}
+
+fn local(s: &Settings) -> Local {
+    Local {
+        backend: s.backend,
+        port: s.port,
+        vni: s.vni,
+        vtep_mac: s.vtep_mac,
+        public_ip: s.public_ip,
+        subnets: s.subnets(),
+    }
+}
+
+/// Loads the peers file (an empty table without one), logging each line left out.
+fn load_routes(s: &Settings, previous: Option<&RouteTable>) -> Result<RouteTable> {
+    let Some(path) = &s.peers else {
+        return Ok(RouteTable::empty());
+    };
+    let (table, errors) = load_peers_file(path, &local(s), previous)?;
+    for e in &errors {
+        tracing::warn!("peers file: {e} (line skipped)");
+    }
+    tracing::info!(
+        "peers file {}: {} route(s) to {} peer(s), {} line(s) skipped",
+        path.display(),
+        table.len(),
+        table.peers().len(),
+        errors.len()
+    );
+    Ok(table)
+}
+
+fn choose_driver(asked: DriverArg) -> Result<IoDriver> {
+    match asked {
+        DriverArg::Poll => Ok(IoDriver::Poll),
+        DriverArg::Uring => match engine::pump::uring_driver::probe() {
+            Ok(()) => Ok(IoDriver::Uring),
+            Err(e) => bail!("--io-driver uring: io_uring is not usable here: {e}"),
+        },
+        DriverArg::Auto => match engine::pump::uring_driver::probe() {
+            Ok(()) => Ok(IoDriver::Uring),
+            Err(e) => {
+                tracing::info!("io_uring not usable ({e}); using the poll driver");
+                Ok(IoDriver::Poll)
+            }
+        },
+    }
+}
+
+fn run(s: &Settings) -> Result<ExitCode> {
+    // Signals first, so that a SIGTERM during start-up ends in a clean exit below.
+    let mut signals =
+        Signals::new([SIGHUP, SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let driver = choose_driver(s.io_driver)?;
+
+    let tun = Tun::open(&s.tun_name, s.pump_threads)?;
+    let offloads = tun.offloads();
+    tun.set_mtu(s.mtu)?;
+    tracing::info!("TUN {} MTU {} ({})", tun.name(), s.mtu, s.mtu_source);
+    if let Some(subnet) = s.subnet {
+        if let std::net::IpAddr::V4(a) = subnet.addr() {
+            tun.set_ipv4_addr(a, 32)?;
+        }
+    }
+    if let Some(subnet6) = s.subnet6 {
+        if let std::net::IpAddr::V6(a) = subnet6.addr() {
+            tun.add_ipv6_addr(a, 128)?;
+        }
+    }
+    tun.set_up()?;
+    let ifindex = netif::index(tun.name())
+        .with_context(|| format!("reading the interface index of {}", tun.name()))?;
+    for network in [s.network, s.network6].into_iter().flatten() {
+        rtnetlink::add_device_route(network.addr(), network.prefix_len(), ifindex)
+            .with_context(|| format!("adding the route {network} dev {}", tun.name()))?;
+        tracing::info!("route {network} dev {}", tun.name());
+    }
+    if s.network.is_none() && s.subnet.is_some() {
+        tracing::warn!("no --network: nothing routed through {}, and ICMP errors use the TUN address (the kernel drops them as martians)", tun.name());
+    }
+    tun.set_nonblocking(true)?;
+
+    let bind = SocketAddr::new(s.public_ip, s.port);
+    let udp_config = UdpConfig {
+        nonblocking: true,
+        ..UdpConfig::default()
+    };
+    let sockets = (0..s.pump_threads)
+        .map(|_| UdpSocket::bind(bind, &udp_config))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(first) = sockets.first() {
+        let b = first.buffers();
+        tracing::info!(
+            "UDP {bind}: {} socket(s), SO_REUSEPORT, buffers rcv {} snd {}{}, GRO {}, GSO {}",
+            sockets.len(),
+            b.recv,
+            b.send,
+            if b.forced {
+                ""
+            } else {
+                " (not forced: capped by net.core.*mem_max)"
+            },
+            if first.gro_enabled() { "on" } else { "off" },
+            if first.gso_enabled() { "on" } else { "off" },
+        );
+    }
+
+    let routes = Arc::new(Routes::from_pointee(load_routes(s, None)?));
+    let config = PumpConfig {
+        backend: s.backend,
+        vni: s.vni,
+        vtep_mac: s.vtep_mac,
+        mtu: s.mtu as usize,
+        offloads,
+        icmp_source_v4: s.icmp_source_v4(),
+        icmp_source_v6: s.icmp_source_v6(),
+        checksum: if s.public_ip.is_ipv6() {
+            ChecksumCaps::Offloaded
+        } else {
+            ChecksumCaps::Complete
+        },
+    };
+    if s.backend == engine::route::Backend::Vxlan {
+        tracing::info!(
+            "vxlan VNI {} VtepMAC {}{}",
+            s.vni,
+            format_mac(&s.vtep_mac),
+            if s.vtep_mac_random { " (random)" } else { "" }
+        );
+    }
+    let pumps = Pumps::start(
+        config,
+        driver,
+        tun.into_queues(),
+        sockets,
+        Arc::clone(&routes),
+        || {
+            // Wake the signal loop below so the daemon exits instead of running without a pump.
+            if let Err(e) = signal_hook::low_level::raise(SIGTERM) {
+                tracing::error!("raising SIGTERM after a pump failure failed: {e}");
+            }
+        },
+    )?;
+    tracing::info!(
+        "{} pump thread(s), {} driver, backend {}",
+        pumps.threads(),
+        pumps.driver(),
+        s.backend
+    );
+    let control = ControlServer::bind(
+        &s.control,
+        ControlState {
+            routes: Arc::clone(&routes),
+            counters: pumps.counters().to_vec(),
+            driver,
+            offloads,
+        },
+    )?;
+    tracing::info!("control socket {}", control.path().display());
+    eprintln!("weftd: ready");
+
+    for signal in signals.forever() {
+        match signal {
+            SIGHUP => reload(s, &routes),
+            _ => {
+                tracing::info!("signal {signal}: stopping");
+                break;
+            }
+        }
+    }
+    let failed = pumps.failed();
+    pumps.stop();
+    drop(control);
+    tracing::info!("stopped");
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn reload(s: &Settings, routes: &Routes) {
+    let Some(path) = &s.peers else {
+        tracing::info!("SIGHUP: no --peers file to reload");
+        return;
+    };
+    let current = routes.load_full();
+    match load_routes(s, Some(&current)) {
+        Ok(table) => {
+            routes.store(Arc::new(table));
+            tracing::info!("SIGHUP: reloaded {}", path.display());
+        }
+        Err(e) => tracing::error!("SIGHUP: keeping the current routes: {e:#}"),
+    }
 }

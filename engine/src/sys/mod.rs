@@ -14,13 +14,21 @@
 //! - [`cmsg`]: control messages: an aligned buffer, an encoder, a decoder that checks MSG_CTRUNC.
 //! - [`msg`]: `sendmsg` / `recvmsg` / `recvmmsg` with the UDP_SEGMENT / UDP_GRO cmsgs.
 //! - [`process`]: credentials and network-namespace calls (`geteuid`, `unshare`).
+//! - [`poll`]: `poll(2)` over borrowed fds and an `eventfd` to wake pump threads.
+//! - [`ifaddrs`]: which interface holds an address (`getifaddrs`).
+//! - [`rtnetlink`]: a minimal `RTM_NEWROUTE` request (routes through the TUN).
+//! - [`uring`]: one io_uring per pump thread, owning the buffers the kernel uses.
 #![allow(unsafe_code)]
 
 pub mod cmsg;
+pub mod ifaddrs;
 pub mod io;
 mod ioctl;
 pub mod msg;
 pub mod netif;
+pub mod poll;
 pub mod process;
+pub mod rtnetlink;
 pub mod sockopt;
 pub mod tun;
+pub mod uring;

@@ -1,0 +1,222 @@
+//! Per-thread pump counters and the drop reasons.
+//!
+//! Contract: each pump thread owns one [`PumpCounters`] and is its only writer; a counter's
+//! [`Counter::add`] is a relaxed load + store (no locked instruction on the hot path), which is
+//! exact because there is one writer. The control plane reads any thread's counters at any
+//! time and sums them ([`Totals`]); each value is exact, the set is not one snapshot. Drops are
+//! counted by [`DropReason`], whose names are the snake_case labels of the control socket.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use encap::backend::DecapError;
+
+/// A counter with a single writer (its pump thread) and any number of readers.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the owning thread may call this (a load + store, not an atomic add).
+    #[inline]
+    pub fn add(&self, n: u64) {
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// The current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+macro_rules! drop_reasons {
+    ($($variant:ident => $name:literal: $doc:literal,)*) => {
+        /// Why a packet or datagram was dropped.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(usize)]
+        pub enum DropReason {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in a fixed order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+
+            /// The snake_case label (the key in the control socket's `drops`).
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)*
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    UnknownPeer => "unknown_peer": "A datagram from an underlay address that is no peer.",
+    Spoofed => "spoofed": "An inner source outside the sending peer's subnets.",
+    Truncated => "truncated": "A datagram shorter than the headers (DecapError::Truncated).",
+    ReservedFlags => "reserved_flags": "VXLAN flags other than I.",
+    ReservedBits => "reserved_bits": "VXLAN reserved bits set.",
+    WrongVni => "wrong_vni": "A VNI that is not ours.",
+    WrongDstMac => "wrong_dst_mac": "An inner destination MAC that is not our VtepMAC.",
+    Loop => "loop": "An inner source MAC equal to our VtepMAC.",
+    NotIp => "not_ip": "An inner ethertype that is not IPv4 or IPv6.",
+    BadInner => "bad_inner": "A malformed inner IP packet.",
+    NoRoute => "no_route": "A TUN packet whose destination no peer owns (ICMP net unreachable sent).",
+    TooBig => "too_big": "A TUN packet larger than the MTU (ICMP frag needed / packet too big sent when due).",
+    BadTunPacket => "bad_tun_packet": "A TUN read that is not a valid IP packet or super-packet.",
+    TunReadError => "tun_read_error": "A TUN read failed.",
+    TunWriteError => "tun_write_error": "A TUN write failed.",
+    UdpSendError => "udp_send_error": "A UDP send failed.",
+    UdpRecvError => "udp_recv_error": "A UDP receive failed or was truncated.",
+}
+
+impl DropReason {
+    /// The number of reasons.
+    pub const COUNT: usize = DropReason::ALL.len();
+}
+
+impl From<DecapError> for DropReason {
+    fn from(e: DecapError) -> DropReason {
+        match e {
+            DecapError::Truncated => DropReason::Truncated,
+            DecapError::ReservedFlags => DropReason::ReservedFlags,
+            DecapError::ReservedBits => DropReason::ReservedBits,
+            DecapError::WrongVni => DropReason::WrongVni,
+            DecapError::WrongDstMac => DropReason::WrongDstMac,
+            DecapError::Loop => DropReason::Loop,
+            DecapError::NotIp => DropReason::NotIp,
+            DecapError::BadInner(_) => DropReason::BadInner,
+        }
+    }
+}
+
+macro_rules! pump_counters {
+    ($($field:ident: $doc:literal,)*) => {
+        /// One pump thread's counters; see the module documentation.
+        #[derive(Debug, Default)]
+        #[repr(align(128))]
+        pub struct PumpCounters {
+            $(#[doc = $doc] pub $field: Counter,)*
+            /// Drops, indexed by `DropReason as usize`.
+            drops: [Counter; DropReason::COUNT],
+        }
+
+        /// The sum of every thread's counters.
+        #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+        pub struct Totals {
+            $(#[doc = $doc] pub $field: u64,)*
+        }
+
+        impl Totals {
+            fn add(&mut self, c: &PumpCounters) {
+                $(self.$field += c.$field.get();)*
+            }
+        }
+    };
+}
+
+pump_counters! {
+    tun_rx_packets: "Reads from the TUN (packets or super-packets).",
+    tun_rx_bytes: "Bytes read from the TUN (IP bytes, without the virtio header).",
+    udp_tx_datagrams: "Datagrams sent (each GSO segment counts).",
+    udp_tx_bytes: "UDP payload bytes sent.",
+    udp_rx_datagrams: "Datagrams received (each GRO segment counts).",
+    udp_rx_bytes: "UDP payload bytes received.",
+    tun_tx_packets: "Writes into the TUN (packets or super-packets).",
+    tun_tx_bytes: "IP bytes written into the TUN.",
+    gso_sends: "Sends carrying more than one segment (UDP_SEGMENT).",
+    gso_fallback_sends: "Multi-segment sends done one datagram per segment (GSO refused).",
+    gro_merged: "Inner packets merged into a previous one before a TUN write.",
+    icmp_sent: "ICMP errors written into the TUN.",
+}
+
+impl PumpCounters {
+    /// Counts one drop.
+    #[inline]
+    pub fn count_drop(&self, reason: DropReason) {
+        self.drops[reason as usize].add(1);
+    }
+
+    /// Counts `n` drops.
+    #[inline]
+    pub fn count_drops(&self, reason: DropReason, n: u64) {
+        self.drops[reason as usize].add(n);
+    }
+
+    /// Drops so far for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize].get()
+    }
+}
+
+/// Sums the counters of every thread: the totals and the drops by reason (every reason, in
+/// [`DropReason::ALL`] order, zero included).
+pub fn sum<'a>(
+    threads: impl IntoIterator<Item = &'a PumpCounters>,
+) -> (Totals, Vec<(DropReason, u64)>) {
+    let mut totals = Totals::default();
+    let mut drops = [0u64; DropReason::COUNT];
+    for c in threads {
+        totals.add(c);
+        for (d, reason) in drops.iter_mut().zip(DropReason::ALL) {
+            *d += c.dropped(*reason);
+        }
+    }
+    let drops = DropReason::ALL.iter().copied().zip(drops).collect();
+    (totals, drops)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_cover_every_decap_error() {
+        for e in [
+            DecapError::Truncated,
+            DecapError::ReservedFlags,
+            DecapError::ReservedBits,
+            DecapError::WrongVni,
+            DecapError::WrongDstMac,
+            DecapError::Loop,
+            DecapError::NotIp,
+            DecapError::BadInner("x"),
+        ] {
+            assert_eq!(DropReason::from(e).as_str(), e.reason());
+        }
+        let names: std::collections::HashSet<&str> =
+            DropReason::ALL.iter().map(DropReason::as_str).collect();
+        assert_eq!(names.len(), DropReason::COUNT);
+        for required in [
+            "unknown_peer",
+            "spoofed",
+            "no_route",
+            "too_big",
+            "tun_write_error",
+            "udp_send_error",
+        ] {
+            assert!(names.contains(required), "{required}");
+        }
+    }
+
+    #[test]
+    fn sums_threads() {
+        let a = PumpCounters::default();
+        let b = PumpCounters::default();
+        a.tun_rx_packets.add(2);
+        b.tun_rx_packets.add(3);
+        a.count_drop(DropReason::Spoofed);
+        b.count_drops(DropReason::Spoofed, 4);
+        let (t, d) = sum([&a, &b]);
+        assert_eq!(t.tun_rx_packets, 5);
+        assert_eq!(
+            d.iter().find(|(r, _)| *r == DropReason::Spoofed).unwrap().1,
+            5
+        );
+        assert_eq!(d.len(), DropReason::COUNT);
+    }
+}

@@ -1,0 +1,389 @@
+//! The per-packet work of a pump thread, independent of how the I/O is driven.
+//!
+//! Contract: [`Dataplane::tx`] turns one TUN read into a verdict: segments laid out for UDP
+//! sends to a peer, an ICMP error to write back into the TUN, or a counted drop.
+//! [`Dataplane::rx`] checks and decapsulates one received datagram or GRO batch and hands each
+//! valid inner packet to a sink (the driver's coalescer). Neither does I/O, allocates, logs or
+//! panics; every drop is counted by reason in the thread's [`PumpCounters`]. The drivers
+//! own the buffers and the syscalls and count their outcome with [`Dataplane::sent`],
+//! [`Dataplane::send_failed`], [`Dataplane::replied`], [`RxQueue::flush`] and
+//! [`count_tun_write`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use encap::backend::{udp_decap, VxlanDecap};
+use encap::gro::{Coalescer, Full};
+use encap::gso::{self, Segments};
+use encap::icmp::{self, PathError};
+use encap::wire::{self, virtio};
+
+use super::counters::{DropReason, PumpCounters};
+use super::PumpConfig;
+use crate::route::{Backend, RouteTable};
+
+/// The most bytes one TUN read delivers: the virtio header and a 64 KiB super-packet.
+pub const TUN_READ_LEN: usize = virtio::HEADER_LEN + 65_535;
+
+/// The most segments one super-packet is split into: 64 KiB of payload in segments of at
+/// least 128 bytes. A super-packet with a smaller `gso_size` is dropped as `bad_tun_packet`.
+pub const MAX_SPLIT_SEGMENTS: usize = 512;
+
+/// The size of the split output buffer: a 64 KiB packet in [`MAX_SPLIT_SEGMENTS`] segments,
+/// each with a VXLAN header and repeated IP + TCP headers.
+pub const SPLIT_OUT_LEN: usize =
+    gso::max_len(65_535, encap::backend::VXLAN_HEADER_LEN, MAX_SPLIT_SEGMENTS);
+
+/// The size of the ICMP reply buffer: a virtio header and the largest ICMP error.
+pub const REPLY_LEN: usize = virtio::HEADER_LEN + icmp::MAX_ERROR_LEN;
+
+/// What to do with one TUN read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxVerdict {
+    /// Send `segments` of the output buffer to `dst`, in [`Segments::chunks`] of at most
+    /// `max_payload` bytes (the underlay's UDP payload limit).
+    Send {
+        /// The peer's underlay address.
+        dst: SocketAddr,
+        /// Where the segments are in the output buffer.
+        segments: Segments,
+        /// The most UDP payload per send.
+        max_payload: usize,
+    },
+    /// Write the first `len` bytes of the reply buffer into the TUN (an ICMP error, behind a
+    /// virtio header when the TUN has one).
+    Reply {
+        /// Bytes to write.
+        len: usize,
+    },
+    /// Dropped (counted).
+    Drop,
+}
+
+/// One pump thread's packet logic and counters.
+#[derive(Debug)]
+pub struct Dataplane {
+    config: Arc<PumpConfig>,
+    counters: Arc<PumpCounters>,
+    vxlan: VxlanDecap,
+    vnet_len: usize,
+}
+
+impl Dataplane {
+    /// The logic for one thread, counting into `counters`.
+    pub fn new(config: Arc<PumpConfig>, counters: Arc<PumpCounters>) -> Dataplane {
+        Dataplane {
+            vxlan: VxlanDecap {
+                vni: config.vni,
+                local_mac: config.vtep_mac,
+            },
+            vnet_len: config.offloads.header_len(),
+            config,
+            counters,
+        }
+    }
+
+    /// The thread's counters.
+    pub fn counters(&self) -> &Arc<PumpCounters> {
+        &self.counters
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PumpConfig {
+        &self.config
+    }
+
+    /// Handles one TUN read `frame` (virtio header, when the TUN has one, then the packet):
+    /// looks the destination up in `table`, splits into `out` or writes an ICMP error into
+    /// `reply`.
+    #[inline]
+    pub fn tx(
+        &mut self,
+        table: &RouteTable,
+        frame: &[u8],
+        out: &mut [u8],
+        reply: &mut [u8],
+    ) -> TxVerdict {
+        let c = &*self.counters;
+        let (vnet, packet) = if self.vnet_len > 0 {
+            let Some((hdr, packet)) = frame.split_at_checked(self.vnet_len) else {
+                c.count_drop(DropReason::BadTunPacket);
+                return TxVerdict::Drop;
+            };
+            match virtio::VirtioNetRepr::parse(&virtio::VirtioNetHdr::new_unchecked(hdr)) {
+                Ok(v) => (v, packet),
+                Err(_) => {
+                    c.count_drop(DropReason::BadTunPacket);
+                    return TxVerdict::Drop;
+                }
+            }
+        } else {
+            (virtio::VirtioNetRepr::default(), frame)
+        };
+        c.tun_rx_packets.add(1);
+        c.tun_rx_bytes.add(packet.len() as u64);
+        let Some(dst) = wire::destination(packet) else {
+            c.count_drop(DropReason::BadTunPacket);
+            return TxVerdict::Drop;
+        };
+        let Some(peer) = table.lookup(dst) else {
+            c.count_drop(DropReason::NoRoute);
+            return self.net_unreachable(packet, dst, reply);
+        };
+        let version = if dst.is_ipv4() { 4 } else { 6 };
+        let encap_hdr = peer.encap_header(version);
+        match gso::split(&vnet, packet, encap_hdr, self.config.mtu, out) {
+            Ok(segments) => {
+                let inner = segments.len - segments.count * encap_hdr.len();
+                peer.counters().add_tx(segments.count as u64, inner as u64);
+                let dst = peer.underlay();
+                let max_payload = if dst.is_ipv4() {
+                    gso::MAX_UDP_PAYLOAD_V4
+                } else {
+                    gso::MAX_UDP_PAYLOAD_V6
+                };
+                TxVerdict::Send {
+                    dst,
+                    segments,
+                    max_payload,
+                }
+            }
+            Err(e) if e == gso::TOO_BIG => {
+                c.count_drop(DropReason::TooBig);
+                self.too_big(packet, reply)
+            }
+            Err(_) => {
+                c.count_drop(DropReason::BadTunPacket);
+                TxVerdict::Drop
+            }
+        }
+    }
+
+    /// The ICMP source for an error about a packet to `dst`'s family.
+    fn icmp_source(&self, v4: bool) -> Option<IpAddr> {
+        if v4 {
+            self.config.icmp_source_v4.map(IpAddr::V4)
+        } else {
+            self.config.icmp_source_v6.map(IpAddr::V6)
+        }
+    }
+
+    fn net_unreachable(&self, packet: &[u8], dst: IpAddr, reply: &mut [u8]) -> TxVerdict {
+        let Some(src) = self.icmp_source(dst.is_ipv4()) else {
+            return TxVerdict::Drop;
+        };
+        let (hdr, body) = reply.split_at_mut(self.vnet_len);
+        hdr.fill(0);
+        match icmp::net_unreachable(packet, src, body) {
+            Some(n) => TxVerdict::Reply {
+                len: self.vnet_len + n,
+            },
+            None => TxVerdict::Drop,
+        }
+    }
+
+    fn too_big(&self, packet: &[u8], reply: &mut [u8]) -> TxVerdict {
+        let (hdr, body) = reply.split_at_mut(self.vnet_len);
+        hdr.fill(0);
+        let written = match icmp::exceeds_path(packet, self.config.mtu) {
+            Some(PathError::FragNeeded { mtu }) => match self.config.icmp_source_v4 {
+                Some(src) => icmp::frag_needed(packet, src.octets(), mtu, body),
+                None => None,
+            },
+            Some(PathError::PacketTooBig { mtu }) => match self.config.icmp_source_v6 {
+                Some(src) => icmp::packet_too_big(packet, src.octets(), mtu, body),
+                None => None,
+            },
+            None => None,
+        };
+        match written {
+            Some(n) => TxVerdict::Reply {
+                len: self.vnet_len + n,
+            },
+            None => TxVerdict::Drop,
+        }
+    }
+
+    /// Counts a send of `bytes` UDP payload bytes in `segments` datagrams; `gso_on` is whether
+    /// the socket still used UDP_SEGMENT.
+    #[inline]
+    pub fn sent(&self, segments: usize, bytes: usize, gso_on: bool) {
+        let c = &*self.counters;
+        c.udp_tx_datagrams.add(segments as u64);
+        c.udp_tx_bytes.add(bytes as u64);
+        if segments > 1 {
+            if gso_on {
+                c.gso_sends.add(1);
+            } else {
+                c.gso_fallback_sends.add(1);
+            }
+        }
+    }
+
+    /// Counts a failed send of `segments` datagrams.
+    #[inline]
+    pub fn send_failed(&self, segments: usize) {
+        self.counters
+            .count_drops(DropReason::UdpSendError, segments as u64);
+    }
+
+    /// Counts an ICMP error written into the TUN (or a failed write).
+    #[inline]
+    pub fn replied(&self, ok: bool) {
+        if ok {
+            self.counters.icmp_sent.add(1);
+        } else {
+            self.counters.count_drop(DropReason::TunWriteError);
+        }
+    }
+
+    /// Handles one received datagram or GRO batch of `len` bytes from `src`, cut in segments of
+    /// `segment_size`: checks the sender, decapsulates, checks each inner source against the
+    /// peer's subnets, and hands each valid inner packet to `sink`.
+    #[inline]
+    pub fn rx(
+        &mut self,
+        table: &RouteTable,
+        bytes: &[u8],
+        segment_size: usize,
+        src: SocketAddr,
+        sink: &mut impl FnMut(&[u8]),
+    ) {
+        let c = &*self.counters;
+        let segment_size = if segment_size == 0 {
+            bytes.len().max(1)
+        } else {
+            segment_size
+        };
+        let count = bytes.len().div_ceil(segment_size).max(1) as u64;
+        c.udp_rx_datagrams.add(count);
+        c.udp_rx_bytes.add(bytes.len() as u64);
+        let Some(peer) = table.peer_by_underlay(src.ip()) else {
+            c.count_drops(DropReason::UnknownPeer, count);
+            return;
+        };
+        let (mut packets, mut inner_bytes) = (0u64, 0u64);
+        for segment in bytes.chunks(segment_size) {
+            let inner = match self.config.backend {
+                Backend::Udp => udp_decap(segment),
+                Backend::Vxlan => self.vxlan.decap(segment).map(|d| d.inner),
+            };
+            let inner = match inner {
+                Ok(inner) => inner,
+                Err(e) => {
+                    c.count_drop(DropReason::from(e));
+                    continue;
+                }
+            };
+            match wire::source(inner) {
+                Some(s) if peer.owns(s) => {}
+                _ => {
+                    c.count_drop(DropReason::Spoofed);
+                    continue;
+                }
+            }
+            packets += 1;
+            inner_bytes += inner.len() as u64;
+            sink(inner);
+        }
+        if packets > 0 {
+            peer.counters().add_rx(packets, inner_bytes);
+        }
+    }
+}
+
+/// A coalescer and how to use it for the TUN: whether the TUN takes a virtio header at all.
+#[derive(Debug)]
+pub struct RxQueue {
+    coalescer: Coalescer,
+    vnet: bool,
+    pushed: u64,
+}
+
+impl RxQueue {
+    /// A queue for a TUN with (`vnet`) or without a virtio header.
+    pub fn new(coalescer: Coalescer, vnet: bool) -> RxQueue {
+        RxQueue {
+            coalescer,
+            vnet,
+            pushed: 0,
+        }
+    }
+
+    /// Whether packets are coalesced (the TUN has a virtio header), or written one by one.
+    pub fn coalescing(&self) -> bool {
+        self.vnet
+    }
+
+    /// Adds an inner packet; `Err(Full)` when the caller must flush first.
+    #[inline]
+    pub fn push(&mut self, packet: &[u8]) -> Result<(), Full> {
+        self.coalescer.push(packet)?;
+        self.pushed += 1;
+        Ok(())
+    }
+
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.coalescer.is_empty()
+    }
+
+    /// Finishes the queued packets and calls `write` with each (virtio header included), then
+    /// counts and clears. `write` returns whether the TUN took the packet.
+    pub fn flush(&mut self, counters: &PumpCounters, mut write: impl FnMut(&[u8]) -> bool) {
+        if self.coalescer.is_empty() {
+            return;
+        }
+        self.coalescer.finish();
+        let mut written = 0u64;
+        for p in self.coalescer.packets() {
+            if write(p) {
+                counters.tun_tx_packets.add(1);
+                counters
+                    .tun_tx_bytes
+                    .add((p.len() - virtio::HEADER_LEN) as u64);
+            } else {
+                counters.count_drop(DropReason::TunWriteError);
+            }
+            written += 1;
+        }
+        counters.gro_merged.add(self.pushed.saturating_sub(written));
+        self.pushed = 0;
+        self.coalescer.clear();
+    }
+
+    /// Borrows the finished packets without clearing (for drivers that write asynchronously):
+    /// call [`RxQueue::finish`] first, and [`RxQueue::clear`] once every write completed.
+    pub fn packets(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.coalescer.packets()
+    }
+
+    /// Writes the final headers of the queued packets (see [`Coalescer::finish`]) and counts
+    /// the merges; returns the number of output packets.
+    pub fn finish(&mut self, counters: &PumpCounters) -> usize {
+        self.coalescer.finish();
+        let n = self.coalescer.len();
+        counters
+            .gro_merged
+            .add(self.pushed.saturating_sub(n as u64));
+        self.pushed = 0;
+        n
+    }
+
+    /// Forgets the queued packets.
+    pub fn clear(&mut self) {
+        self.coalescer.clear();
+        self.pushed = 0;
+    }
+}
+
+/// Counts one TUN write of an IP packet of `ip_len` bytes.
+#[inline]
+pub fn count_tun_write(counters: &PumpCounters, ip_len: usize, ok: bool) {
+    if ok {
+        counters.tun_tx_packets.add(1);
+        counters.tun_tx_bytes.add(ip_len as u64);
+    } else {
+        counters.count_drop(DropReason::TunWriteError);
+    }
+}

@@ -1,0 +1,307 @@
+//! The packet pump: N threads moving packets between TUN queues and UDP sockets.
+//!
+//! Contract: [`Pumps::start`] takes one TUN queue and one UDP socket (bound with SO_REUSEPORT
+//! to the same address) per thread and runs each pair on its own thread with the chosen
+//! [`IoDriver`]. Per thread, nothing is shared on the hot path but the route table snapshot
+//! (read lock-free through `arc_swap`) and the per-peer counters; buffers are allocated once
+//! when the thread starts, and nothing is allocated, logged or panicked on per packet.
+//!
+//! - TX: TUN read -> virtio header -> destination -> [`RouteTable::lookup`] -> no route: ICMP
+//!   net unreachable back into the TUN (source: [`PumpConfig::icmp_source_v4`] / `_v6`, the
+//!   base address of the overlay network, which no host owns) -> [`encap::gso::split`] with the
+//!   peer's encapsulation header -> one `sendmsg` with UDP_SEGMENT per chunk; a packet over the
+//!   MTU gets ICMP fragmentation needed / packet too big.
+//! - RX: UDP receive with UDP_GRO -> segments -> the sender must be a known peer -> decap ->
+//!   the inner source must lie in that peer's subnets -> [`encap::gro::Coalescer`] -> one TUN
+//!   write per super-packet, flushed at the end of each receive batch and when full.
+//!
+//! Every drop is counted by [`DropReason`] in the thread's [`PumpCounters`]; the control
+//! plane sums them with [`counters::sum`]. [`Pumps::stop`] (or a [`StopHandle`]) sets the stop
+//! flag and signals an eventfd every thread waits on, so sleeping threads wake at once; a
+//! thread that fails records it ([`Pumps::failed`]) and raises SIGTERM so the daemon exits.
+//!
+//! [`RouteTable::lookup`]: crate::route::RouteTable::lookup
+
+pub mod counters;
+pub mod dataplane;
+pub mod poll_driver;
+pub mod uring_driver;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use encap::backend::Mac;
+use encap::ChecksumCaps;
+
+pub use counters::{DropReason, PumpCounters, Totals};
+pub use dataplane::Dataplane;
+
+use crate::route::{Backend, Routes};
+use crate::sys::poll::EventFd;
+use crate::tun::{Offloads, TunQueue};
+use crate::udp::UdpSocket;
+
+/// What every pump thread needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PumpConfig {
+    /// Our backend.
+    pub backend: Backend,
+    /// Our VNI (vxlan).
+    pub vni: u32,
+    /// Our VtepMAC (vxlan).
+    pub vtep_mac: Mac,
+    /// The TUN MTU: the largest inner packet sent in one datagram.
+    pub mtu: usize,
+    /// What the TUN negotiated.
+    pub offloads: Offloads,
+    /// The source of ICMPv4 errors written into the TUN (`None`: none are sent).
+    pub icmp_source_v4: Option<Ipv4Addr>,
+    /// The source of ICMPv6 errors written into the TUN (`None`: none are sent).
+    pub icmp_source_v6: Option<Ipv6Addr>,
+    /// Whether the coalescer verifies inner checksums before merging: `Offloaded` only when
+    /// the outer UDP checksum is known to have been verified (an IPv6 underlay, where it is
+    /// mandatory); over IPv4 it may be zero, so `Complete`.
+    pub checksum: ChecksumCaps,
+}
+
+/// How pump threads do their I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IoDriver {
+    /// Non-blocking fds, `poll`, `recvmmsg`, `sendmsg`.
+    Poll,
+    /// One io_uring per thread with batched submissions.
+    Uring,
+}
+
+impl IoDriver {
+    /// `poll` or `uring`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            IoDriver::Poll => "poll",
+            IoDriver::Uring => "uring",
+        }
+    }
+}
+
+impl fmt::Display for IoDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The stop flag and the eventfd that wakes threads waiting in `poll` or on a ring.
+#[derive(Debug)]
+pub struct Stop {
+    flag: AtomicBool,
+    failed: AtomicBool,
+    event: EventFd,
+}
+
+impl Stop {
+    /// A fresh, unrequested stop.
+    pub fn new() -> io::Result<Stop> {
+        Ok(Stop {
+            flag: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+            event: EventFd::new()?,
+        })
+    }
+
+    /// Whether stopping was requested.
+    #[inline]
+    pub fn requested(&self) -> bool {
+        self.flag.load(Ordering::Relaxed)
+    }
+
+    /// Requests a stop and wakes every waiting thread.
+    pub fn request(&self) {
+        self.flag.store(true, Ordering::Relaxed);
+        if let Err(e) = self.event.signal() {
+            tracing::error!("waking the pump threads (eventfd write) failed: {e}");
+        }
+    }
+
+    /// The eventfd pump threads wait on (never drained: once signalled it stays readable).
+    pub fn event(&self) -> &EventFd {
+        &self.event
+    }
+
+    /// Whether a pump thread failed.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    fn fail(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+        self.request();
+    }
+}
+
+/// A cloneable handle that stops the pumps (for signal handlers and the control plane).
+#[derive(Debug, Clone)]
+pub struct StopHandle(Arc<Stop>);
+
+impl StopHandle {
+    /// Requests a stop.
+    pub fn stop(&self) {
+        self.0.request();
+    }
+}
+
+/// A pump thread could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum PumpError {
+    /// The stop eventfd could not be made.
+    #[error("creating the pump stop eventfd failed: {0}")]
+    EventFd(#[source] io::Error),
+    /// A thread could not be spawned.
+    #[error("spawning pump thread {index} failed: {source}")]
+    Spawn {
+        /// The thread number.
+        index: usize,
+        /// The error from the spawn.
+        #[source]
+        source: io::Error,
+    },
+    /// Queues and sockets do not pair up.
+    #[error("{queues} TUN queues but {sockets} UDP sockets: one of each per pump thread")]
+    Mismatch {
+        /// TUN queues given.
+        queues: usize,
+        /// Sockets given.
+        sockets: usize,
+    },
+}
+
+/// The running pump threads.
+#[derive(Debug)]
+pub struct Pumps {
+    threads: Vec<JoinHandle<()>>,
+    stop: Arc<Stop>,
+    counters: Vec<Arc<PumpCounters>>,
+    driver: IoDriver,
+}
+
+impl Pumps {
+    /// Starts one thread per (TUN queue, UDP socket) pair.
+    pub fn start(
+        config: PumpConfig,
+        driver: IoDriver,
+        queues: Vec<TunQueue>,
+        sockets: Vec<UdpSocket>,
+        routes: Arc<Routes>,
+        on_failure: impl Fn() + Send + Sync + 'static,
+    ) -> Result<Pumps, PumpError> {
+        if queues.len() != sockets.len() || queues.is_empty() {
+            return Err(PumpError::Mismatch {
+                queues: queues.len(),
+                sockets: sockets.len(),
+            });
+        }
+        let stop = Arc::new(Stop::new().map_err(PumpError::EventFd)?);
+        let config = Arc::new(config);
+        let on_failure: Arc<dyn Fn() + Send + Sync> = Arc::new(on_failure);
+        let mut pumps = Pumps {
+            threads: Vec::with_capacity(queues.len()),
+            stop: Arc::clone(&stop),
+            counters: Vec::with_capacity(queues.len()),
+            driver,
+        };
+        for (index, (tun, udp)) in queues.into_iter().zip(sockets).enumerate() {
+            let counters = Arc::new(PumpCounters::default());
+            pumps.counters.push(Arc::clone(&counters));
+            let dp = Dataplane::new(Arc::clone(&config), counters);
+            let routes = Arc::clone(&routes);
+            let stop = Arc::clone(&stop);
+            let on_failure = Arc::clone(&on_failure);
+            let spawned = std::thread::Builder::new()
+                .name(format!("weft-pump-{index}"))
+                .spawn(move || {
+                    if !run_thread(index, driver, dp, &tun, &udp, &routes, &stop) {
+                        on_failure();
+                    }
+                });
+            match spawned {
+                Ok(handle) => pumps.threads.push(handle),
+                Err(source) => {
+                    pumps.stop_and_join();
+                    return Err(PumpError::Spawn { index, source });
+                }
+            }
+        }
+        Ok(pumps)
+    }
+
+    /// Each thread's counters.
+    pub fn counters(&self) -> &[Arc<PumpCounters>] {
+        &self.counters
+    }
+
+    /// The driver the threads run.
+    pub fn driver(&self) -> IoDriver {
+        self.driver
+    }
+
+    /// The number of threads.
+    pub fn threads(&self) -> usize {
+        self.counters.len()
+    }
+
+    /// A handle that stops the threads.
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(Arc::clone(&self.stop))
+    }
+
+    /// Whether a thread ended with an error.
+    pub fn failed(&self) -> bool {
+        self.stop.failed()
+    }
+
+    /// Stops every thread and waits for them (each notices within one loop turn).
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.request();
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("a pump thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Pumps {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+fn run_thread(
+    index: usize,
+    driver: IoDriver,
+    dp: Dataplane,
+    tun: &TunQueue,
+    udp: &UdpSocket,
+    routes: &Arc<Routes>,
+    stop: &Stop,
+) -> bool {
+    let result = match driver {
+        IoDriver::Poll => poll_driver::run(dp, tun, udp, routes, stop),
+        IoDriver::Uring => uring_driver::run(dp, tun, udp, routes, stop),
+    };
+    if let Err(e) = result {
+        tracing::error!("pump thread {index} ({driver} driver) stopped: {e}");
+        stop.fail();
+        return false;
+    }
+    true
+}

@@ -1,0 +1,338 @@
+//! The io_uring driver: one ring per pump thread with several TUN reads and UDP receives
+//! always in flight, sends and TUN writes submitted in batches, one `io_uring_enter` per turn.
+//!
+//! Contract: the thread arms [`TUN_SLOTS`] TUN reads (`READ_FIXED` into registered buffers
+//! when the kernel allows), [`RECV_SLOTS`] `RECVMSG`s (UDP_GRO) and a poll on the stop
+//! eventfd, then loops: one `submit_and_wait` (which also submits everything queued in the
+//! previous turn), then every completion: a TUN read is split straight into a free send slot
+//! and leaves as `SENDMSG`s with UDP_SEGMENT (when every send slot is in flight the read
+//! waits, which throttles the TUN); a receive is decapsulated into the coalescer and re-armed;
+//! at the end of the turn (and whenever the coalescer is full) the coalesced packets go to the
+//! TUN as one batch of `WRITE`s. The fds are made blocking: io_uring waits for readiness
+//! itself. When the socket stops taking UDP_SEGMENT (EIO / EINVAL), sends go through
+//! [`UdpSocket::send_gso`]'s one-datagram-per-segment fallback synchronously. Nothing is
+//! allocated per packet; an idle thread sleeps in `io_uring_enter`.
+
+use std::io;
+use std::ops::Range;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use encap::gro::Coalescer;
+use encap::gso::Segments;
+
+use super::dataplane::{
+    count_tun_write, Dataplane, RxQueue, TxVerdict, REPLY_LEN, SPLIT_OUT_LEN, TUN_READ_LEN,
+};
+use super::poll_driver::{coalescer_config, RX_SLOT_LEN};
+use super::{DropReason, PumpCounters, Stop};
+use crate::route::{RouteTable, Routes};
+use crate::sys::uring::{Event, PumpRing, RingConfig, MAX_CHUNKS};
+use crate::tun::TunQueue;
+use crate::udp::{UdpSocket, UDP_MAX_SEGMENTS};
+
+pub use crate::sys::uring::probe;
+
+/// TUN reads kept in flight.
+pub const TUN_SLOTS: usize = 8;
+/// UDP receives kept in flight.
+pub const RECV_SLOTS: usize = 16;
+/// Super-packets being sent at once.
+pub const SEND_SLOTS: usize = 16;
+/// Consecutive failed reads or receives after which the thread gives up.
+const MAX_CONSECUTIVE_ERRORS: u32 = 1000;
+
+/// Segments and bytes of each chunk of each send slot, for counting completions.
+type ChunkInfo = [(usize, usize); MAX_CHUNKS];
+
+struct Turn<'a, 'fd> {
+    dp: Dataplane,
+    ring: PumpRing<'fd>,
+    rxq: RxQueue,
+    tun: &'a TunQueue,
+    udp: &'a UdpSocket,
+    counters: Arc<PumpCounters>,
+    reply: Vec<u8>,
+    chunk_info: Vec<ChunkInfo>,
+    /// TUN slots read but waiting for a free send slot: (slot, bytes).
+    waiting: Vec<(usize, usize)>,
+    read_errors: u32,
+    recv_errors: u32,
+    gso_warned: bool,
+}
+
+/// Runs one pump thread on an io_uring until `stop` is requested.
+pub fn run(
+    dp: Dataplane,
+    tun: &TunQueue,
+    udp: &UdpSocket,
+    routes: &Arc<Routes>,
+    stop: &Stop,
+) -> io::Result<()> {
+    tun.set_nonblocking(false).map_err(io::Error::other)?;
+    udp.set_nonblocking(false).map_err(io::Error::other)?;
+    let config = RingConfig {
+        tun_slots: TUN_SLOTS,
+        tun_slot_len: TUN_READ_LEN,
+        recv_slots: RECV_SLOTS,
+        recv_slot_len: RX_SLOT_LEN,
+        send_slots: SEND_SLOTS,
+        send_slot_len: SPLIT_OUT_LEN,
+        write_batch: RECV_SLOTS * UDP_MAX_SEGMENTS,
+    };
+    let ring = PumpRing::new(tun.as_fd(), udp.as_fd(), stop.event().as_fd(), &config)?;
+    tracing::debug!(
+        "pump ring: {TUN_SLOTS} TUN reads, {RECV_SLOTS} receives, {SEND_SLOTS} send slots, registered buffers {}",
+        ring.registered_buffers()
+    );
+    let cfg = *dp.config();
+    let mut t = Turn {
+        counters: Arc::clone(dp.counters()),
+        dp,
+        ring,
+        rxq: RxQueue::new(
+            Coalescer::new(coalescer_config(cfg.offloads.uso, cfg.checksum)),
+            cfg.offloads.vnet_hdr,
+        ),
+        tun,
+        udp,
+        reply: vec![0u8; REPLY_LEN],
+        chunk_info: vec![[(0, 0); MAX_CHUNKS]; SEND_SLOTS],
+        waiting: Vec::with_capacity(TUN_SLOTS),
+        read_errors: 0,
+        recv_errors: 0,
+        gso_warned: false,
+    };
+    for slot in 0..TUN_SLOTS {
+        t.ring.read_tun(slot)?;
+    }
+    for slot in 0..RECV_SLOTS {
+        t.ring
+            .recv(slot, vec![0u8; RX_SLOT_LEN].into_boxed_slice())?;
+    }
+    t.ring.watch_wake()?;
+    let mut cache = arc_swap::Cache::new(Arc::clone(routes));
+    while !stop.requested() {
+        t.ring.submit_and_wait(true)?;
+        let table = cache.load();
+        while let Some(event) = t.ring.next_event() {
+            t.handle(table, event)?;
+        }
+        t.flush();
+    }
+    Ok(())
+}
+
+impl Turn<'_, '_> {
+    fn handle(&mut self, table: &RouteTable, event: Event) -> io::Result<()> {
+        match event {
+            Event::TunRead { slot, result } => match result {
+                Ok(n) => {
+                    self.read_errors = 0;
+                    if self.ring.has_free_send() && self.waiting.is_empty() {
+                        self.tx(table, slot, n)?;
+                    } else {
+                        self.waiting.push((slot, n));
+                    }
+                }
+                Err(_) => {
+                    self.counters.count_drop(DropReason::TunReadError);
+                    self.read_errors += 1;
+                    if self.read_errors > MAX_CONSECUTIVE_ERRORS {
+                        return Err(io::Error::other("the TUN queue keeps failing reads"));
+                    }
+                    self.ring.read_tun(slot)?;
+                }
+            },
+            Event::Recv { slot, result } => {
+                let Some(buf) = self.ring.take_recv(slot) else {
+                    return Err(io::Error::other("receive slot without its buffer"));
+                };
+                match result {
+                    Ok(meta) => {
+                        self.recv_errors = 0;
+                        match meta.src {
+                            Some(src) if !meta.truncated && !meta.control_truncated => {
+                                let seg = meta.gro_segment_size.map_or(meta.len, usize::from);
+                                let data = &buf[..meta.len.min(buf.len())];
+                                let (ring, rxq, tun, counters) =
+                                    (&mut self.ring, &mut self.rxq, self.tun, &*self.counters);
+                                self.dp.rx(table, data, seg, src, &mut |inner: &[u8]| {
+                                    deliver(ring, rxq, tun, counters, inner);
+                                });
+                            }
+                            _ => self.counters.count_drop(DropReason::UdpRecvError),
+                        }
+                    }
+                    Err(_) => {
+                        self.counters.count_drop(DropReason::UdpRecvError);
+                        self.recv_errors += 1;
+                        if self.recv_errors > MAX_CONSECUTIVE_ERRORS {
+                            return Err(io::Error::other("the UDP socket keeps failing receives"));
+                        }
+                    }
+                }
+                self.ring.recv(slot, buf)?;
+            }
+            Event::Sent {
+                slot,
+                chunk,
+                result,
+            } => {
+                let (count, bytes) = self
+                    .chunk_info
+                    .get(slot)
+                    .and_then(|c| c.get(chunk))
+                    .copied()
+                    .unwrap_or((1, 0));
+                match result {
+                    Ok(_) => self.dp.sent(count, bytes, true),
+                    Err(e) => {
+                        if count > 1 && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) {
+                            self.udp.disable_gso();
+                            if !self.gso_warned {
+                                self.gso_warned = true;
+                                tracing::warn!("UDP GSO send refused ({e}); sending one datagram per segment from now on");
+                            }
+                        }
+                        self.dp.send_failed(count);
+                    }
+                }
+                self.drain_waiting(table)?;
+            }
+            Event::Wake => {}
+        }
+        Ok(())
+    }
+
+    /// Handles TUN reads that waited for a send slot, while slots are free.
+    fn drain_waiting(&mut self, table: &RouteTable) -> io::Result<()> {
+        while self.ring.has_free_send() {
+            let Some(&(slot, n)) = self.waiting.first() else {
+                break;
+            };
+            self.waiting.remove(0);
+            self.tx(table, slot, n)?;
+        }
+        Ok(())
+    }
+
+    /// Splits TUN read `slot` (`n` bytes) into a send slot and queues its sends; re-arms the
+    /// read.
+    fn tx(&mut self, table: &RouteTable, slot: usize, n: usize) -> io::Result<()> {
+        let Some(send) = self.ring.claim_send() else {
+            self.waiting.push((slot, n));
+            return Ok(());
+        };
+        let Some((frame, out)) = self.ring.tx_buffers(slot, send) else {
+            return Err(io::Error::other("TUN or send slot in an unexpected state"));
+        };
+        let verdict = self
+            .dp
+            .tx(table, &frame[..n.min(frame.len())], out, &mut self.reply);
+        match verdict {
+            TxVerdict::Send {
+                dst,
+                segments,
+                max_payload,
+            } => {
+                let mut chunks: [(Range<usize>, Option<u16>); MAX_CHUNKS] =
+                    std::array::from_fn(|_| (0..0, None));
+                let mut k = 0;
+                let mut fits = self.udp.gso_enabled();
+                for range in segments.chunks(UDP_MAX_SEGMENTS, max_payload) {
+                    if k == MAX_CHUNKS {
+                        fits = false;
+                        break;
+                    }
+                    let count = range.len().div_ceil(segments.stride);
+                    self.chunk_info[send][k] = (count, range.len());
+                    let size = (count > 1).then(|| u16::try_from(segments.stride).unwrap_or(0));
+                    chunks[k] = (range, size);
+                    k += 1;
+                }
+                if fits {
+                    if self.ring.send(send, dst, &chunks[..k]).is_err() {
+                        self.dp.send_failed(segments.count);
+                        self.ring.release_send(send);
+                    }
+                } else {
+                    self.send_sync(send, slot, dst, segments, max_payload);
+                    self.ring.release_send(send);
+                }
+            }
+            TxVerdict::Reply { len } => {
+                self.dp.replied(self.tun.write(&self.reply[..len]).is_ok());
+                self.ring.release_send(send);
+            }
+            TxVerdict::Drop => self.ring.release_send(send),
+        }
+        self.ring.read_tun(slot)
+    }
+
+    /// Sends a split super-packet with plain `sendmsg`s (GSO refused, or too many chunks).
+    fn send_sync(
+        &mut self,
+        send: usize,
+        tun_slot: usize,
+        dst: std::net::SocketAddr,
+        segments: Segments,
+        max_payload: usize,
+    ) {
+        let Some((_, out)) = self.ring.tx_buffers(tun_slot, send) else {
+            self.dp.send_failed(segments.count);
+            return;
+        };
+        for range in segments.chunks(UDP_MAX_SEGMENTS, max_payload) {
+            let bytes = &out[range];
+            let count = bytes.len().div_ceil(segments.stride);
+            match self.udp.send_gso(dst, bytes, segments.stride) {
+                Ok(sent) => self.dp.sent(count, sent, self.udp.gso_enabled()),
+                Err(_) => self.dp.send_failed(count),
+            }
+        }
+    }
+
+    /// Writes what the coalescer holds into the TUN, as one batch.
+    fn flush(&mut self) {
+        flush(&mut self.ring, &mut self.rxq, &self.counters);
+    }
+}
+
+fn flush(ring: &mut PumpRing<'_>, rxq: &mut RxQueue, counters: &PumpCounters) {
+    if rxq.is_empty() {
+        return;
+    }
+    rxq.finish(counters);
+    ring.write_tun_all(rxq.packets(), |_, result| match result {
+        Ok(n) => count_tun_write(
+            counters,
+            n.saturating_sub(encap::wire::virtio::HEADER_LEN),
+            true,
+        ),
+        Err(_) => count_tun_write(counters, 0, false),
+    });
+    rxq.clear();
+}
+
+/// Hands one valid inner packet to the coalescer (flushing it when full), or straight to the
+/// TUN when it has no virtio header.
+fn deliver(
+    ring: &mut PumpRing<'_>,
+    rxq: &mut RxQueue,
+    tun: &TunQueue,
+    counters: &PumpCounters,
+    inner: &[u8],
+) {
+    if !rxq.coalescing() {
+        count_tun_write(counters, inner.len(), tun.write(inner).is_ok());
+        return;
+    }
+    if rxq.push(inner).is_ok() {
+        return;
+    }
+    flush(ring, rxq, counters);
+    if rxq.push(inner).is_err() {
+        counters.count_drop(DropReason::BadInner);
+    }
+}

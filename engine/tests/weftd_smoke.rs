@@ -1,0 +1,399 @@
+//! End-to-end smoke tests of the `weftd` binary: two instances in two network namespaces
+//! joined by a veth pair, udp and vxlan backends, pings both ways (IPv4 and IPv6 inner), the
+//! control socket, SIGHUP reload and a clean SIGTERM exit.
+//!
+//! Needs root (network namespaces, TUN). Outside CI a missing privilege skips with a printed
+//! reason; with `CI=true` it fails (the same rule as `engine::test_support::require_root!`).
+//! Namespaces are named `wfp-<pid>-<n>` and deleted by a Drop guard, also on failure; weftd
+//! processes are stopped by PID.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const WEFTD: &str = env!("CARGO_BIN_EXE_weftd");
+
+/// Why these tests cannot run here, or `None`.
+fn missing_privileges() -> Option<String> {
+    let uid = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+        return Some("not running as root".to_owned());
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Some("/dev/net/tun does not exist".to_owned());
+    }
+    match Command::new("ip").arg("-V").output() {
+        Ok(o) if o.status.success() => None,
+        _ => Some("the ip tool (iproute2) is missing".to_owned()),
+    }
+}
+
+macro_rules! require_root {
+    ($name:literal) => {
+        if let Some(reason) = missing_privileges() {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "{}: cannot run: {reason}; with CI=true this test must run as root",
+                $name
+            );
+            eprintln!("skipping {}: {reason}", $name);
+            return;
+        }
+    };
+}
+
+fn sh(args: &[&str]) {
+    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sh_ok(args: &[&str]) -> bool {
+    Command::new(args[0])
+        .args(&args[1..])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Two namespaces joined by a veth pair: `a` has 192.168.250.1/24, `b` 192.168.250.2/24.
+/// Deleted on drop.
+struct Testbed {
+    ns: [String; 2],
+    dir: PathBuf,
+}
+
+impl Testbed {
+    fn new() -> Testbed {
+        let id = format!(
+            "wfp-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        let ns = [format!("{id}-a"), format!("{id}-b")];
+        let dir = std::env::temp_dir().join(&id);
+        let bed = Testbed { ns, dir };
+        std::fs::create_dir_all(&bed.dir).unwrap();
+        let [a, b] = &bed.ns;
+        sh(&["ip", "netns", "add", a]);
+        sh(&["ip", "netns", "add", b]);
+        sh(&[
+            "ip", "link", "add", "wfp-va", "netns", a, "type", "veth", "peer", "name", "wfp-vb",
+            "netns", b,
+        ]);
+        for (ns, dev, addr) in [
+            (a, "wfp-va", "192.168.250.1/24"),
+            (b, "wfp-vb", "192.168.250.2/24"),
+        ] {
+            sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        bed
+    }
+
+    fn exec(&self, node: usize, args: &[&str]) -> bool {
+        let mut full = vec!["ip", "netns", "exec", &self.ns[node]];
+        full.extend_from_slice(args);
+        sh_ok(&full)
+    }
+
+    fn ping(&self, node: usize, dst: &str) -> bool {
+        self.exec(node, &["ping", "-c", "2", "-i", "0.2", "-W", "2", dst])
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        for ns in &self.ns {
+            let _ = sh_ok(&["ip", "netns", "del", ns]);
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A running weftd, stopped (SIGTERM, then SIGKILL) on drop.
+struct Weftd {
+    child: Option<Child>,
+    log: PathBuf,
+    control: PathBuf,
+}
+
+impl Weftd {
+    fn start(bed: &Testbed, node: usize, args: &[String]) -> Weftd {
+        let log = bed.dir.join(format!("weftd-{node}.log"));
+        let control = bed.dir.join(format!("weftd-{node}.sock"));
+        let child = Command::new("ip")
+            .args(["netns", "exec", &bed.ns[node], WEFTD])
+            .args(args)
+            .arg("--control")
+            .arg(&control)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut w = Weftd {
+            child: Some(child),
+            log,
+            control,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = w.log_text();
+            if text.contains("weftd: ready") {
+                return w;
+            }
+            if let Some(status) = w.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("weftd exited ({status}) before ready:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "weftd not ready in 10 s:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> String {
+        self.child.as_ref().unwrap().id().to_string()
+    }
+
+    fn ask(&self, request: &str) -> serde_json::Value {
+        let mut s = UnixStream::connect(&self.control).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// SIGTERM, and the time until exit and the exit status.
+    fn terminate(mut self) -> (Duration, std::process::ExitStatus) {
+        let mut child = self.child.take().unwrap();
+        let t0 = Instant::now();
+        sh(&["kill", "-TERM", &child.id().to_string()]);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (t0.elapsed(), status);
+            }
+            if t0.elapsed() > Duration::from_secs(5) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("weftd did not exit 5 s after SIGTERM:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Weftd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = sh_ok(&["kill", "-TERM", &child.id().to_string()]);
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(ToString::to_string).collect()
+}
+
+fn node_args(backend: &str, driver: &str, node: usize, peers: &Path) -> Vec<String> {
+    let n = node + 1;
+    let mut a = args(&[
+        "--backend",
+        backend,
+        "--public-ip",
+        &format!("192.168.250.{n}"),
+        "--subnet",
+        &format!("10.244.{n}.0/24"),
+        "--subnet6",
+        &format!("fd00:10:244:{n}::/64"),
+        "--network",
+        "10.244.0.0/16",
+        "--network6",
+        "fd00:10:244::/48",
+        "--vtep-mac",
+        &format!("0e:00:00:00:00:0{n}"),
+        "--io-driver",
+        driver,
+        "--pump-threads",
+        "2",
+        "-v",
+    ]);
+    a.push("--peers".to_owned());
+    a.push(peers.display().to_string());
+    a
+}
+
+fn peers_text(backend: &str, nodes: &[usize]) -> String {
+    let mut s = String::new();
+    for &node in nodes {
+        let n = node + 1;
+        for subnet in [format!("10.244.{n}.0/24"), format!("fd00:10:244:{n}::/64")] {
+            s.push_str(&format!(
+                "{{\"subnet\": \"{subnet}\", \"public_ip\": \"192.168.250.{n}\", \"backend\": \"{backend}\", \"vtep_mac\": \"0e:00:00:00:00:0{n}\"}}\n"
+            ));
+        }
+    }
+    s
+}
+
+fn two_nodes_ping(backend: &str, driver: &str) {
+    let bed = Testbed::new();
+    let peers = bed.dir.join("peers");
+    std::fs::write(&peers, peers_text(backend, &[0, 1])).unwrap();
+    let a = Weftd::start(&bed, 0, &node_args(backend, driver, 0, &peers));
+    let b = Weftd::start(&bed, 1, &node_args(backend, driver, 1, &peers));
+    assert!(
+        bed.ping(0, "10.244.2.0"),
+        "a -> b v4\n{}\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    assert!(bed.ping(1, "10.244.1.0"), "b -> a v4");
+    assert!(
+        bed.ping(0, "fd00:10:244:2::"),
+        "a -> b v6\n{}",
+        a.log_text()
+    );
+    assert!(bed.ping(1, "fd00:10:244:1::"), "b -> a v6");
+    // Unknown destination: net unreachable from the network's base address.
+    assert!(!bed.ping(0, "10.244.9.9"));
+
+    let stats = a.ask("stats\n");
+    assert_eq!(stats["driver"], driver);
+    assert_eq!(stats["threads"], 2);
+    assert!(
+        stats["pump"]["udp_tx_datagrams"].as_u64().unwrap() >= 8,
+        "{stats}"
+    );
+    assert!(
+        stats["pump"]["tun_tx_packets"].as_u64().unwrap() >= 8,
+        "{stats}"
+    );
+    assert!(stats["pump"]["icmp_sent"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(stats["drops"]["no_route"].as_u64().unwrap() >= 1, "{stats}");
+    assert_eq!(stats["drops"]["unknown_peer"], 0);
+    assert_eq!(stats["drops"]["spoofed"], 0);
+    assert_eq!(stats["peers"][0]["public_ip"], "192.168.250.2");
+    assert!(stats["peers"][0]["rx_packets"].as_u64().unwrap() >= 8);
+    let routes = a.ask("routes\n");
+    assert_eq!(routes.as_array().unwrap().len(), 2, "{routes}");
+    assert_eq!(routes[0]["subnet"], "10.244.2.0/24");
+    assert_eq!(routes[0]["backend"], backend);
+
+    // SIGTERM: a clean exit within 1 s, the TUN and the control socket gone.
+    let control = a.control.clone();
+    let (took, status) = a.terminate();
+    assert!(status.success(), "{status}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(!control.exists());
+    let tun = if backend == "udp" {
+        "flannel0"
+    } else {
+        "flannel.1"
+    };
+    assert!(
+        !bed.exec(0, &["ip", "link", "show", tun]),
+        "{tun} left behind"
+    );
+    drop(b);
+}
+
+#[test]
+fn udp_backend_pings_both_ways_poll() {
+    require_root!("udp_backend_pings_both_ways_poll");
+    two_nodes_ping("udp", "poll");
+}
+
+#[test]
+fn vxlan_backend_pings_both_ways_poll() {
+    require_root!("vxlan_backend_pings_both_ways_poll");
+    two_nodes_ping("vxlan", "poll");
+}
+
+#[test]
+fn sighup_reloads_the_peers_file() {
+    require_root!("sighup_reloads_the_peers_file");
+    let bed = Testbed::new();
+    let peers_a = bed.dir.join("peers-a");
+    let peers_b = bed.dir.join("peers-b");
+    // a starts without b; b knows a.
+    std::fs::write(&peers_a, "{\"subnet\": \"10.244.7.0/24\", \"public_ip\": \"192.168.250.7\", \"backend\": \"udp\"}\nnot json\n").unwrap();
+    std::fs::write(&peers_b, peers_text("udp", &[0])).unwrap();
+    let a = Weftd::start(&bed, 0, &node_args("udp", "poll", 0, &peers_a));
+    let _b = Weftd::start(&bed, 1, &node_args("udp", "poll", 1, &peers_b));
+    assert!(a.log_text().contains("line 2"), "{}", a.log_text());
+    assert!(!bed.ping(0, "10.244.2.0"));
+    std::fs::write(&peers_a, peers_text("udp", &[1])).unwrap();
+    sh(&["kill", "-HUP", &a.pid()]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !a.log_text().contains("SIGHUP: reloaded") {
+        assert!(Instant::now() < deadline, "{}", a.log_text());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(bed.ping(0, "10.244.2.0"), "{}", a.log_text());
+    assert_eq!(a.ask("routes\n").as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn invalid_flags_exit_2_naming_the_flag() {
+    let out = Command::new(WEFTD)
+        .args([
+            "--backend",
+            "udp",
+            "--public-ip",
+            "127.0.0.1",
+            "--subnet",
+            "10.244.1.1/24",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--subnet") && err.contains("10.244.1.0/24"),
+        "{err}"
+    );
+    let out = Command::new(WEFTD)
+        .args(["--backend", "udp", "--public-ip", "127.0.0.1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn udp_backend_pings_both_ways_uring() {
+    require_root!("udp_backend_pings_both_ways_uring");
+    two_nodes_ping("udp", "uring");
+}
+
+#[test]
+fn vxlan_backend_pings_both_ways_uring() {
+    require_root!("vxlan_backend_pings_both_ways_uring");
+    two_nodes_ping("vxlan", "uring");
+}
