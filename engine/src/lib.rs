@@ -13,6 +13,8 @@
 #[macro_use]
 mod test_support;
 
+pub mod lease;
+pub mod netconf;
 pub mod sys;
 pub mod tun;
 pub mod udp;
