@@ -151,3 +151,87 @@ fn dir_lease_ttl_renewal_keeps_it() {
     assert!(renewals >= 3, "{renewals} renewals");
     handle.stop();
 }
+
+#[test]
+fn dir_dual_stack_lease() {
+    let dir = TempDir::new("dir-dual");
+    let s = store(&dir);
+    let config_text = r#"{"Network":"10.8.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:8::/48","Backend":{"Type":"vxlan"}}"#;
+    s.set_config(config_text).expect("config");
+    let config = engine::lease::NetworkConfig::parse(config_text).expect("valid");
+    let attrs = LeaseAttrs::vxlan(
+        "192.168.50.1".parse().expect("ip"),
+        Some("fd00::1".parse().expect("ip6")),
+        1,
+        scenarios::mac(1),
+        true,
+    );
+    let mut m = engine::lease::SubnetManager::new(
+        Arc::clone(&s),
+        config.clone(),
+        engine::lease::ManagerOptions::new(attrs),
+    );
+    let own = m.acquire().expect("acquire");
+    let v6 = own.subnet6().expect("a v6 subnet");
+    assert!(config.ipv6.expect("pool").accepts(&v6));
+    let name = own.key.to_string();
+    assert!(name.contains('&'), "{name}");
+    assert!(dir.path().join("subnets").join(&name).exists());
+    let listing = s.list().expect("list");
+    assert_eq!(listing.leases[0].key, own.key);
+    assert!(listing.leases[0]
+        .attrs
+        .to_json()
+        .contains("\"BackendV6Data\""));
+}
+
+#[test]
+fn dir_wait_for_config_until_valid() {
+    use std::sync::atomic::AtomicBool;
+    let dir = TempDir::new("dir-config");
+    let s = store(&dir);
+    let writer = {
+        let s = Arc::clone(&s);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            s.set_config(r#"{"Network":"10.9.0.0/30"}"#)
+                .expect("invalid config");
+            std::thread::sleep(Duration::from_millis(300));
+            s.set_config(r#"{"Network":"10.9.0.0/16"}"#)
+                .expect("valid config");
+        })
+    };
+    let stop = AtomicBool::new(false);
+    let start = std::time::Instant::now();
+    let config = engine::lease::manager::wait_for_config(&*s, &stop, Duration::from_millis(100))
+        .expect("a config");
+    assert!(start.elapsed() >= Duration::from_millis(600));
+    assert_eq!(config.ipv4.network.to_string(), "10.9.0.0/16");
+    writer.join().expect("writer");
+    // With stop set it returns at once.
+    let empty = TempDir::new("dir-config-none");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(engine::lease::manager::wait_for_config(
+        &*store(&empty),
+        &stop,
+        Duration::from_secs(1)
+    )
+    .is_none());
+}
+
+#[test]
+fn dir_stored_vtep_mac_survives_restart() {
+    let dir = TempDir::new("dir-mac");
+    let s = store(&dir);
+    s.set_config(scenarios::VXLAN_CONFIG).expect("config");
+    let ip = "192.168.50.1".parse().expect("ip");
+    assert_eq!(
+        engine::lease::manager::stored_vtep_mac(&*s, ip).expect("list"),
+        None
+    );
+    scenarios::manager(&s, 1).acquire().expect("acquire");
+    assert_eq!(
+        engine::lease::manager::stored_vtep_mac(&*s, ip).expect("list"),
+        Some(scenarios::mac(1))
+    );
+}

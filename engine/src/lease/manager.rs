@@ -52,6 +52,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
+use encap::backend::Mac;
 
 use super::config::{BackendKind, NetworkConfig};
 use super::{
@@ -214,6 +215,30 @@ pub fn wait_for_config(
         sleep_unless(stop, retry);
     }
     None
+}
+
+/// The VtepMAC of the vxlan lease that already carries `public_ip`, if any, so that a
+/// restarted node keeps its MAC (flanneld's `GetStoredMacAddresses`).
+pub fn stored_vtep_mac(
+    store: &dyn LeaseStore,
+    public_ip: Ipv4Addr,
+) -> Result<Option<Mac>, StoreError> {
+    Ok(store
+        .list()?
+        .leases
+        .iter()
+        .filter(|l| l.attrs.public_ip == public_ip)
+        .find_map(|l| l.attrs.vxlan_data())
+        .map(|d| d.vtep_mac))
+}
+
+/// A random locally administered unicast MAC (as the kernel gives a new vxlan device).
+pub fn random_vtep_mac() -> Mac {
+    let mut mac = [0u8; 6];
+    fastrand::fill(&mut mac);
+    // Unicast (I/G bit clear), locally administered (U/L bit set).
+    mac[0] = (mac[0] & 0xfe) | 0x02;
+    mac
 }
 
 /// Sleeps `d` in short steps, returning early once `stop` is set.
@@ -481,6 +506,11 @@ impl ManagerHandle {
     /// The counters.
     pub fn stats(&self) -> &ManagerStats {
         &self.stats
+    }
+
+    /// The counters, shareable with another thread (the metrics endpoint).
+    pub fn stats_handle(&self) -> Arc<ManagerStats> {
+        Arc::clone(&self.stats)
     }
 
     /// Stops the thread and waits for it (at most about 200 ms plus a store call in flight).
@@ -784,5 +814,20 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_macs_are_local_unicast() {
+        for _ in 0..64 {
+            let m = random_vtep_mac();
+            assert_eq!(m[0] & 0x01, 0, "multicast bit set: {m:x?}");
+            assert_eq!(m[0] & 0x02, 0x02, "not locally administered: {m:x?}");
+        }
+        assert_ne!(random_vtep_mac(), random_vtep_mac());
     }
 }
