@@ -197,3 +197,69 @@ fn etcd_watch_survives_an_etcd_restart() {
     );
     assert!(watch.reconnects() >= 1);
 }
+
+#[test]
+fn etcd_tls_with_client_certificates() {
+    let Some(etcd) = Etcd::start_tls("etcd_tls_with_client_certificates") else {
+        return;
+    };
+    let tls = etcd.tls().expect("tls files").clone();
+    let options = EtcdOptions {
+        endpoints: vec![etcd.endpoint.clone()],
+        ca_file: Some(tls.ca.clone()),
+        cert_file: Some(tls.client_cert.clone()),
+        key_file: Some(tls.client_key.clone()),
+        ..EtcdOptions::default()
+    };
+    let s: Arc<dyn LeaseStore> = Arc::new(EtcdStore::connect(options.clone()).expect("connect"));
+    scenarios::distinct_subnets_and_restart(Arc::clone(&s), &Etcdctl(&etcd));
+    // Without a client certificate etcd refuses us.
+    let no_cert = EtcdOptions {
+        cert_file: None,
+        key_file: None,
+        ..options.clone()
+    };
+    let refused = EtcdStore::connect(no_cert).and_then(|s| s.list());
+    assert!(
+        refused.is_err(),
+        "listing without a client certificate worked"
+    );
+    // Half an identity is a set-up error that names both flags.
+    let half = EtcdOptions {
+        key_file: None,
+        ..options
+    };
+    let e = EtcdStore::connect(half)
+        .expect_err("cert without key")
+        .to_string();
+    assert!(
+        e.contains("--etcd-certfile") && e.contains("--etcd-keyfile"),
+        "{e}"
+    );
+}
+
+#[test]
+fn etcd_user_and_password() {
+    let Some(mut etcd) = Etcd::start("etcd_user_and_password") else {
+        return;
+    };
+    etcd.enable_auth("wfl-secret");
+    let with_user = EtcdOptions {
+        endpoints: vec![etcd.endpoint.clone()],
+        username: Some("root".to_owned()),
+        password: Some("wfl-secret".to_owned()),
+        ..EtcdOptions::default()
+    };
+    let s: Arc<dyn LeaseStore> = Arc::new(EtcdStore::connect(with_user.clone()).expect("connect"));
+    scenarios::distinct_subnets_and_restart(s, &Etcdctl(&etcd));
+    // The password is not printed in debug output.
+    let debug = format!("{with_user:?}");
+    assert!(!debug.contains("wfl-secret"), "{debug}");
+    // Without credentials etcd refuses.
+    let anonymous = EtcdOptions {
+        endpoints: vec![etcd.endpoint.clone()],
+        ..EtcdOptions::default()
+    };
+    let refused = EtcdStore::connect(anonymous).and_then(|s| s.list());
+    assert!(refused.is_err(), "listing without credentials worked");
+}

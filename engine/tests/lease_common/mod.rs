@@ -75,6 +75,108 @@ fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// Certificates for an etcd with TLS and client-certificate authentication.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl TlsFiles {
+    /// A throw-away CA, a server certificate for 127.0.0.1 and a client certificate.
+    pub fn generate(dir: &Path) -> TlsFiles {
+        std::fs::write(
+            dir.join("server.ext"),
+            "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n\
+             extendedKeyUsage=serverAuth,clientAuth\nkeyUsage=digitalSignature\n",
+        )
+        .expect("ext file");
+        std::fs::write(
+            dir.join("client.ext"),
+            "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\nkeyUsage=digitalSignature\n",
+        )
+        .expect("ext file");
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let mut ca = vec!["req", "-x509"];
+        ca.extend(ec);
+        ca.extend([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-subj",
+            "/CN=wfl-test-ca",
+            "-days",
+            "2",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ]);
+        openssl(dir, &ca);
+        for (name, cn) in [("server", "127.0.0.1"), ("client", "wfl-client")] {
+            let mut req = vec!["req"];
+            req.extend(ec);
+            let key = format!("{name}.key");
+            let csr = format!("{name}.csr");
+            let subj = format!("/CN={cn}");
+            req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+            openssl(dir, &req);
+            let crt = format!("{name}.crt");
+            let ext = format!("{name}.ext");
+            openssl(
+                dir,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &csr,
+                    "-CA",
+                    "ca.crt",
+                    "-CAkey",
+                    "ca.key",
+                    "-CAcreateserial",
+                    "-out",
+                    &crt,
+                    "-days",
+                    "2",
+                    "-extfile",
+                    &ext,
+                ],
+            );
+        }
+        TlsFiles {
+            ca: dir.join("ca.crt"),
+            server_cert: dir.join("server.crt"),
+            server_key: dir.join("server.key"),
+            client_cert: dir.join("client.crt"),
+            client_key: dir.join("client.key"),
+        }
+    }
+}
+
 /// A single-member etcd on loopback ports, killed (by PID) on drop.
 #[derive(Debug)]
 pub struct Etcd {
@@ -82,12 +184,29 @@ pub struct Etcd {
     dir: TempDir,
     client_port: u16,
     peer_port: u16,
+    tls: Option<TlsFiles>,
+    /// `user:password` for etcdctl once auth is on.
+    user: Option<String>,
     pub endpoint: String,
 }
 
 impl Etcd {
     /// Starts etcd, or returns `None` after [`skip`] when it is not installed.
     pub fn start(test: &str) -> Option<Etcd> {
+        Etcd::start_with(test, false)
+    }
+
+    /// Starts etcd serving TLS with client-certificate authentication (certificates made with
+    /// `openssl`), or `None` after [`skip`].
+    pub fn start_tls(test: &str) -> Option<Etcd> {
+        if !have("openssl") {
+            skip(test, "openssl is not installed");
+            return None;
+        }
+        Etcd::start_with(test, true)
+    }
+
+    fn start_with(test: &str, tls: bool) -> Option<Etcd> {
         if !have("etcd") || !have("etcdctl") {
             skip(
                 test,
@@ -97,22 +216,45 @@ impl Etcd {
         }
         let client_port = free_port();
         let peer_port = free_port();
+        let dir = TempDir::new("etcd");
+        let tls = tls.then(|| TlsFiles::generate(dir.path()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let mut etcd = Etcd {
             child: None,
-            dir: TempDir::new("etcd"),
+            dir,
             client_port,
             peer_port,
-            endpoint: format!("http://127.0.0.1:{client_port}"),
+            tls,
+            user: None,
+            endpoint: format!("{scheme}://127.0.0.1:{client_port}"),
         };
         etcd.spawn();
         Some(etcd)
     }
 
+    pub fn tls(&self) -> Option<&TlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// Turns on etcd's authentication with a `root` user; etcdctl uses it from then on.
+    pub fn enable_auth(&mut self, password: &str) {
+        self.etcdctl(&["user", "add", &format!("root:{password}")]);
+        self.etcdctl(&["auth", "enable"]);
+        self.user = Some(format!("root:{password}"));
+    }
+
     fn spawn(&mut self) {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let client = self.endpoint.clone();
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::File::create(self.dir.path().join("etcd.log")).expect("etcd log");
-        let child = Command::new("etcd")
+        let mut cmd = Command::new("etcd");
+        if let Some(t) = &self.tls {
+            cmd.arg(format!("--cert-file={}", t.server_cert.display()))
+                .arg(format!("--key-file={}", t.server_key.display()))
+                .arg(format!("--trusted-ca-file={}", t.ca.display()))
+                .arg("--client-cert-auth");
+        }
+        let child = cmd
             .arg("--name=wfl")
             .arg(format!(
                 "--data-dir={}",
@@ -171,13 +313,19 @@ impl Etcd {
     }
 
     fn etcdctl_output(&self, args: &[&str]) -> Option<Output> {
-        Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
+        let mut cmd = Command::new("etcdctl");
+        cmd.env("ETCDCTL_API", "3")
             .arg(format!("--endpoints={}", self.endpoint))
-            .arg("--command-timeout=3s")
-            .args(args)
-            .output()
-            .ok()
+            .arg("--command-timeout=3s");
+        if let Some(t) = &self.tls {
+            cmd.arg(format!("--cacert={}", t.ca.display()))
+                .arg(format!("--cert={}", t.client_cert.display()))
+                .arg(format!("--key={}", t.client_key.display()));
+        }
+        if let Some(user) = &self.user {
+            cmd.arg(format!("--user={user}"));
+        }
+        cmd.args(args).output().ok()
     }
 
     /// Runs etcdctl; panics with its stderr on failure; returns stdout.
