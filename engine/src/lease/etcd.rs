@@ -447,15 +447,14 @@ async fn watch_task(
         let options = WatchOptions::new().with_prefix().with_start_revision(since);
         let end = match client.watch(prefix.clone(), Some(options)).await {
             Ok(mut stream) => {
-                follow(
-                    &mut client,
-                    &mut stream,
-                    &prefix,
-                    &mut since,
-                    &tx,
-                    &mut backoff,
-                )
-                .await
+                let mut ctx = Follow {
+                    prefix: &prefix,
+                    since: &mut since,
+                    tx: &tx,
+                    backoff: &mut backoff,
+                    reconnects: &reconnects,
+                };
+                follow(&mut client, &mut stream, &mut ctx).await
             }
             Err(e) => {
                 tracing::warn!(
@@ -465,11 +464,11 @@ async fn watch_task(
                 StreamEnd::Broken
             }
         };
-        reconnects.fetch_add(1, Ordering::Relaxed);
         match end {
             StreamEnd::Closed => return,
             StreamEnd::Resynced => {}
             StreamEnd::Broken => {
+                reconnects.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
@@ -477,15 +476,24 @@ async fn watch_task(
     }
 }
 
+/// The watch loop's state that [`follow`] updates.
+struct Follow<'a> {
+    prefix: &'a str,
+    since: &'a mut i64,
+    tx: &'a Sender<WatchBatch>,
+    backoff: &'a mut Duration,
+    reconnects: &'a AtomicU64,
+}
+
 /// Forwards one watch stream's events until it ends.
 async fn follow(
     client: &mut Client,
     stream: &mut etcd_client::WatchStream,
-    prefix: &str,
-    since: &mut i64,
-    tx: &Sender<WatchBatch>,
-    backoff: &mut Duration,
+    ctx: &mut Follow<'_>,
 ) -> StreamEnd {
+    let (prefix, tx) = (ctx.prefix, ctx.tx);
+    let since = &mut *ctx.since;
+    let backoff = &mut *ctx.backoff;
     loop {
         let resp = match stream.message().await {
             Ok(Some(resp)) => resp,
@@ -511,6 +519,8 @@ async fn follow(
             return match list_async(client, prefix).await {
                 Ok(listing) => {
                     *since = listing.revision + 1;
+                    // Counted before the send, so a reader of the resync sees it.
+                    ctx.reconnects.fetch_add(1, Ordering::Relaxed);
                     if tx.send(WatchBatch::Resync(listing)).is_err() {
                         StreamEnd::Closed
                     } else {
