@@ -64,6 +64,23 @@ use super::{
 pub const CONFIG_RETRY: Duration = Duration::from_secs(1);
 /// flanneld's `--subnet-lease-renew-margin` default: 60 minutes.
 pub const DEFAULT_RENEW_MARGIN: Duration = Duration::from_secs(60 * 60);
+/// The range flanneld accepts for `--subnet-lease-renew-margin`, in minutes (the lease lives
+/// 24 h = 1440 minutes).
+pub const RENEW_MARGIN_MINUTES: std::ops::RangeInclusive<u64> = 1..=1439;
+
+/// `--subnet-lease-renew-margin` (minutes) as a duration, or why it is out of range.
+pub fn renew_margin_from_minutes(minutes: u64) -> Result<Duration, String> {
+    if RENEW_MARGIN_MINUTES.contains(&minutes) {
+        Ok(Duration::from_secs(minutes * 60))
+    } else {
+        Err(format!(
+            "--subnet-lease-renew-margin {minutes}: must be {} to {} minutes (the lease lives 24 h)",
+            RENEW_MARGIN_MINUTES.start(),
+            RENEW_MARGIN_MINUTES.end()
+        ))
+    }
+}
+
 /// flanneld retries a failed renewal after a minute.
 pub const RENEW_RETRY: Duration = Duration::from_secs(60);
 /// Attempts at creating a lease when other nodes keep winning the race (flannel's
@@ -820,6 +837,16 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renew_margin_range() {
+        assert_eq!(renew_margin_from_minutes(60), Ok(DEFAULT_RENEW_MARGIN));
+        assert_eq!(renew_margin_from_minutes(1), Ok(Duration::from_secs(60)));
+        assert!(renew_margin_from_minutes(1439).is_ok());
+        assert!(renew_margin_from_minutes(0).is_err());
+        let e = renew_margin_from_minutes(1440).expect_err("too long");
+        assert!(e.contains("--subnet-lease-renew-margin"), "{e}");
+    }
 
     #[test]
     fn random_macs_are_local_unicast() {

@@ -3,7 +3,7 @@
 
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Barrier};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::lease::manager::AcquireError;
 use engine::lease::{
@@ -89,13 +89,20 @@ pub fn hand_written_peer(store: Arc<dyn LeaseStore>, hand: &dyn Hand) {
     } else {
         "10.5.200.0-24"
     };
+    // Timed from before the write (which includes starting etcdctl).
+    let start = Instant::now();
     hand.put(
         name,
         r#"{"PublicIP":"192.168.50.9","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:09"}}"#,
     );
-    let (set, took) = wait_peers(&rx, Duration::from_secs(5), |s| has(s, name))
+    let (set, _) = wait_peers(&rx, Duration::from_secs(5), |s| has(s, name))
         .expect("the hand-written lease becomes a peer");
+    let took = start.elapsed();
     assert!(took < Duration::from_secs(1), "took {took:?}");
+    eprintln!(
+        "{}: a hand-written lease became a peer in {took:?}",
+        store.describe()
+    );
     let peer = &set.peers[0];
     assert_eq!(peer.attrs.public_ip, Ipv4Addr::new(192, 168, 50, 9));
     assert_eq!(peer.attrs.vxlan_data().expect("vxlan").vtep_mac, mac(9));
@@ -107,10 +114,16 @@ pub fn hand_written_peer(store: Arc<dyn LeaseStore>, hand: &dyn Hand) {
         r#"{"PublicIP":"192.168.50.10","BackendType":"host-gw"}"#,
     );
     hand.put("10.5.203.0-24", r#"{"PublicIP":"nonsense"}"#);
+    let start = Instant::now();
     hand.delete(name);
-    let (set, took) = wait_peers(&rx, Duration::from_secs(5), |s| !has(s, name))
+    let (set, _) = wait_peers(&rx, Duration::from_secs(5), |s| !has(s, name))
         .expect("the deletion removes the peer");
+    let took = start.elapsed();
     assert!(took < Duration::from_secs(1), "took {took:?}");
+    eprintln!(
+        "{}: its deletion removed the peer in {took:?}",
+        store.describe()
+    );
     assert!(set.peers.is_empty(), "{set:?}");
     assert_eq!(set.removed, vec![SubnetKey::parse(name).expect("key")]);
     handle.stop();
