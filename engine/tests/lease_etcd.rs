@@ -263,3 +263,47 @@ fn etcd_user_and_password() {
     let refused = EtcdStore::connect(anonymous).and_then(|s| s.list());
     assert!(refused.is_err(), "listing without credentials worked");
 }
+
+#[test]
+fn etcd_outage_keeps_the_peers_and_resumes() {
+    let Some(mut etcd) = Etcd::start("etcd_outage_keeps_the_peers") else {
+        return;
+    };
+    let s = store(&etcd);
+    let hand = Etcdctl(&etcd);
+    s.set_config(scenarios::VXLAN_CONFIG).expect("config");
+    hand.put(
+        "10.5.10.0-24",
+        r#"{"PublicIP":"192.168.50.10","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:10"}}"#,
+    );
+    let mut m = scenarios::manager(&s, 1);
+    let own = m.acquire().expect("acquire");
+    let (handle, rx) = m.spawn(own);
+    lease_common::wait_peers(&rx, Duration::from_secs(5), |p| {
+        lease_common::has(p, "10.5.10.0-24")
+    })
+    .expect("the peer is there");
+    etcd.stop();
+    // While etcd is down nothing changes: no event removes the peer.
+    let during = lease_common::wait_peers(&rx, Duration::from_secs(3), |_| true);
+    assert_eq!(during, None, "the peer set changed during the outage");
+    etcd.restart();
+    let hand = Etcdctl(&etcd);
+    hand.put(
+        "10.5.11.0-24",
+        r#"{"PublicIP":"192.168.50.11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:11"}}"#,
+    );
+    let (set, _) = lease_common::wait_peers(&rx, Duration::from_secs(10), |p| {
+        lease_common::has(p, "10.5.11.0-24")
+    })
+    .expect("watching resumes after etcd returns");
+    assert!(lease_common::has(&set, "10.5.10.0-24"), "{set:?}");
+    assert!(
+        handle
+            .stats()
+            .watch_reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    handle.stop();
+}
