@@ -17,6 +17,8 @@ mod test_support;
 
 pub mod config;
 pub mod control;
+pub mod lease;
+pub mod netconf;
 pub mod pump;
 pub mod route;
 pub mod sys;

@@ -1,0 +1,597 @@
+//! The etcd v3 lease store: flannel's schema, what flanneld reads and writes.
+//!
+//! - Config: `Get(<prefix>/config)`.
+//! - List: `Get(<prefix>/subnets/, prefix)`; the header revision is the listing's revision.
+//!   Each key's TTL is not read (flanneld asks `TimeToLive` per key; weft has no use for a
+//!   peer's expiry), so listed leases are [`Expiry::Leased`] or, without an etcd lease,
+//!   [`Expiry::Reservation`].
+//! - Create (flannel's `createSubnet`): `Grant(ttl)`, then
+//!   `Txn(If(Version(key) == 0) Then Put(key, value, lease))`; a failed compare revokes the
+//!   grant and is [`StoreError::Exists`].
+//! - Renew (flannel's `updateSubnet`: a new grant, then a put with it; the old lease expires
+//!   by itself) made safe: it reads the key first and refuses ([`StoreError::Taken`]) when
+//!   another `PublicIP` holds it; the put is a transaction on the key's `ModRevision` (or on
+//!   `Version == 0` when it is gone), retried a few times if the key changes in between.
+//! - Watch: `Watch(<prefix>/subnets/, prefix, from revision + 1)`. A compacted start revision
+//!   (`compact_revision` set, watch cancelled) re-lists and delivers
+//!   [`WatchBatch::Resync`], then watches on from the new revision. A broken stream (etcd
+//!   down, connection reset) is re-created from the revision after the last event delivered,
+//!   with backoff 100 ms doubling to 5 s (flanneld's), and counted in
+//!   [`LeaseWatch::reconnects`].
+//!
+//! The client is async (tonic); [`EtcdStore`] owns a small tokio runtime (one worker thread)
+//! and offers the blocking [`LeaseStore`] API, so callers need no runtime of their own.
+//! Options: endpoints, prefix, TLS (CA file; certificate and key files for a client identity;
+//! `https://` endpoints), user name and password, all as flanneld's `--etcd-*` flags.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    KeyValue, PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
+};
+use tokio::runtime::Runtime;
+
+use super::attrs::LeaseAttrs;
+use super::{
+    Expiry, InvalidLease, Lease, LeaseStore, LeaseWatch, Listing, StoreError, SubnetKey,
+    WatchBatch, WatchEvent, DEFAULT_PREFIX,
+};
+
+/// flanneld's default `--etcd-endpoints`.
+pub const DEFAULT_ENDPOINTS: [&str; 2] = ["http://127.0.0.1:4001", "http://127.0.0.1:2379"];
+/// Watch reconnect backoff, first step (flanneld's).
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+/// Watch reconnect backoff, cap (flanneld's).
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often renew re-reads and retries when the key changes under it.
+const RENEW_ATTEMPTS: usize = 3;
+
+/// How to reach etcd (flanneld's `--etcd-*` flags).
+#[derive(Clone)]
+pub struct EtcdOptions {
+    /// `--etcd-endpoints`.
+    pub endpoints: Vec<String>,
+    /// `--etcd-prefix` (no trailing slash).
+    pub prefix: String,
+    /// `--etcd-cafile`.
+    pub ca_file: Option<PathBuf>,
+    /// `--etcd-certfile`.
+    pub cert_file: Option<PathBuf>,
+    /// `--etcd-keyfile`.
+    pub key_file: Option<PathBuf>,
+    /// `--etcd-username`.
+    pub username: Option<String>,
+    /// `--etcd-password`.
+    pub password: Option<String>,
+    /// The deadline of one request (connection set-up included).
+    pub request_timeout: Duration,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> EtcdOptions {
+        EtcdOptions {
+            endpoints: DEFAULT_ENDPOINTS.iter().map(|s| (*s).to_owned()).collect(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            username: None,
+            password: None,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl fmt::Debug for EtcdOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdOptions")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.prefix)
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "(set)"))
+            .finish()
+    }
+}
+
+/// flannel's lease schema in etcd v3 (see the module documentation).
+pub struct EtcdStore {
+    runtime: Runtime,
+    client: Client,
+    options: EtcdOptions,
+    endpoints: String,
+}
+
+impl fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_file(what: &str, path: &PathBuf) -> Result<Vec<u8>, StoreError> {
+    std::fs::read(path)
+        .map_err(|e| StoreError::EtcdSetup(format!("cannot read {what} {}: {e}", path.display())))
+}
+
+impl EtcdStore {
+    /// Builds the client. With a user name it authenticates at once (and fails if etcd is
+    /// unreachable); without, connections are made on first use.
+    pub fn connect(options: EtcdOptions) -> Result<EtcdStore, StoreError> {
+        let endpoints = options.endpoints.join(",");
+        if options.endpoints.is_empty() {
+            return Err(StoreError::EtcdSetup("no etcd endpoint given".to_owned()));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("weft-etcd")
+            .enable_all()
+            .build()
+            .map_err(|e| {
+                StoreError::EtcdSetup(format!("cannot start the etcd client runtime: {e}"))
+            })?;
+        let mut connect = ConnectOptions::new()
+            .with_timeout(options.request_timeout)
+            .with_connect_timeout(options.request_timeout)
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
+            .with_keep_alive_while_idle(true);
+        if let (Some(user), password) = (&options.username, &options.password) {
+            connect = connect.with_user(user.clone(), password.clone().unwrap_or_default());
+        }
+        let mut tls = None;
+        if let Some(ca) = &options.ca_file {
+            let pem = read_file("the etcd CA file", ca)?;
+            tls = Some(TlsOptions::new().ca_certificate(Certificate::from_pem(pem)));
+        }
+        match (&options.cert_file, &options.key_file) {
+            (Some(cert), Some(key)) => {
+                let identity = Identity::from_pem(
+                    read_file("the etcd certificate", cert)?,
+                    read_file("the etcd key", key)?,
+                );
+                tls = Some(tls.unwrap_or_default().identity(identity));
+            }
+            (None, None) => {}
+            _ => {
+                return Err(StoreError::EtcdSetup(
+                    "--etcd-certfile and --etcd-keyfile go together: give both or neither"
+                        .to_owned(),
+                ))
+            }
+        }
+        if let Some(tls) = tls {
+            connect = connect.with_tls(tls);
+        }
+        let client = runtime
+            .block_on(Client::connect(options.endpoints.clone(), Some(connect)))
+            .map_err(|source| StoreError::Etcd {
+                op: "connect",
+                endpoints: endpoints.clone(),
+                source,
+            })?;
+        Ok(EtcdStore {
+            runtime,
+            client,
+            options,
+            endpoints,
+        })
+    }
+
+    fn config_key(&self) -> String {
+        format!("{}/config", self.options.prefix)
+    }
+
+    fn subnets_prefix(&self) -> String {
+        format!("{}/subnets/", self.options.prefix)
+    }
+
+    fn lease_key(&self, key: &SubnetKey) -> String {
+        format!("{}{key}", self.subnets_prefix())
+    }
+
+    fn etcd_err(&self, op: &'static str) -> impl FnOnce(etcd_client::Error) -> StoreError + '_ {
+        move |source| StoreError::Etcd {
+            op,
+            endpoints: self.endpoints.clone(),
+            source,
+        }
+    }
+
+    /// Reads one key's value and mod revision.
+    fn get_one(&self, key: &str) -> Result<Option<(Vec<u8>, i64, i64)>, StoreError> {
+        let mut client = self.client.clone();
+        let resp = self
+            .runtime
+            .block_on(client.get(key, None))
+            .map_err(self.etcd_err("get"))?;
+        Ok(resp
+            .kvs()
+            .first()
+            .map(|kv| (kv.value().to_vec(), kv.mod_revision(), kv.lease())))
+    }
+
+    /// Grants an etcd lease of `ttl`; returns its id and granted TTL.
+    fn grant(&self, ttl: Duration) -> Result<(i64, Duration), StoreError> {
+        let mut client = self.client.clone();
+        let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let resp = self
+            .runtime
+            .block_on(client.lease_grant(secs, None))
+            .map_err(self.etcd_err("grant lease"))?;
+        Ok((resp.id(), Duration::from_secs(resp.ttl().max(0) as u64)))
+    }
+
+    fn revoke(&self, id: i64) {
+        let mut client = self.client.clone();
+        if let Err(e) = self.runtime.block_on(client.lease_revoke(id)) {
+            tracing::debug!("etcd: revoking unused lease {id:x} failed: {e}");
+        }
+    }
+}
+
+/// Turns one listed or watched key-value into a lease.
+fn kv_to_lease(prefix: &str, kv: &KeyValue) -> Result<Lease, InvalidLease> {
+    let full = String::from_utf8_lossy(kv.key()).into_owned();
+    let invalid = |reason: String| InvalidLease {
+        key: full.clone(),
+        reason,
+    };
+    let name = full
+        .strip_prefix(prefix)
+        .ok_or_else(|| invalid("not under the subnets prefix".to_owned()))?;
+    let key = SubnetKey::parse(name).map_err(|e| invalid(e.to_string()))?;
+    let attrs = LeaseAttrs::from_json(kv.value()).map_err(|e| invalid(e.to_string()))?;
+    let expiry = if kv.lease() == 0 {
+        Expiry::Reservation
+    } else {
+        Expiry::Leased
+    };
+    Ok(Lease { key, attrs, expiry })
+}
+
+async fn list_async(client: &mut Client, prefix: &str) -> Result<Listing, etcd_client::Error> {
+    let resp = client
+        .get(prefix, Some(GetOptions::new().with_prefix()))
+        .await?;
+    let mut listing = Listing {
+        revision: resp.header().map_or(0, |h| h.revision()),
+        ..Listing::default()
+    };
+    for kv in resp.kvs() {
+        match kv_to_lease(prefix, kv) {
+            Ok(lease) => listing.leases.push(lease),
+            Err(invalid) => listing.invalid.push(invalid),
+        }
+    }
+    Ok(listing)
+}
+
+impl LeaseStore for EtcdStore {
+    fn describe(&self) -> String {
+        format!("etcd {} {}", self.endpoints, self.options.prefix)
+    }
+
+    fn config(&self) -> Result<String, StoreError> {
+        let key = self.config_key();
+        match self.get_one(&key)? {
+            Some((value, _, _)) => Ok(String::from_utf8_lossy(&value).into_owned()),
+            None => Err(StoreError::ConfigMissing {
+                location: format!("etcd key {key}"),
+            }),
+        }
+    }
+
+    fn set_config(&self, text: &str) -> Result<(), StoreError> {
+        let mut client = self.client.clone();
+        self.runtime
+            .block_on(client.put(self.config_key(), text, None))
+            .map_err(self.etcd_err("put config"))?;
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Listing, StoreError> {
+        let mut client = self.client.clone();
+        let prefix = self.subnets_prefix();
+        self.runtime
+            .block_on(list_async(&mut client, &prefix))
+            .map_err(self.etcd_err("list subnets"))
+    }
+
+    fn create(
+        &self,
+        key: &SubnetKey,
+        attrs: &LeaseAttrs,
+        ttl: Duration,
+    ) -> Result<SystemTime, StoreError> {
+        let etcd_key = self.lease_key(key);
+        let (id, granted) = self.grant(ttl)?;
+        let txn = Txn::new()
+            .when([Compare::version(etcd_key.clone(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(
+                etcd_key,
+                attrs.to_json(),
+                Some(PutOptions::new().with_lease(id)),
+            )]);
+        let mut client = self.client.clone();
+        match self.runtime.block_on(client.txn(txn)) {
+            Ok(resp) if resp.succeeded() => Ok(SystemTime::now() + granted),
+            Ok(_) => {
+                self.revoke(id);
+                Err(StoreError::Exists { key: *key })
+            }
+            Err(e) => {
+                self.revoke(id);
+                Err(self.etcd_err("create lease")(e))
+            }
+        }
+    }
+
+    fn renew(
+        &self,
+        key: &SubnetKey,
+        attrs: &LeaseAttrs,
+        ttl: Option<Duration>,
+    ) -> Result<Expiry, StoreError> {
+        let etcd_key = self.lease_key(key);
+        for _ in 0..RENEW_ATTEMPTS {
+            let compare = match self.get_one(&etcd_key)? {
+                Some((value, mod_revision, _)) => {
+                    if let Ok(current) = LeaseAttrs::from_json(&value) {
+                        if current.public_ip != attrs.public_ip {
+                            return Err(StoreError::Taken {
+                                key: *key,
+                                holder: current.public_ip,
+                            });
+                        }
+                    }
+                    Compare::mod_revision(etcd_key.clone(), CompareOp::Equal, mod_revision)
+                }
+                None => Compare::version(etcd_key.clone(), CompareOp::Equal, 0),
+            };
+            let (put_options, grant) = match ttl {
+                Some(ttl) => {
+                    let (id, granted) = self.grant(ttl)?;
+                    (Some(PutOptions::new().with_lease(id)), Some((id, granted)))
+                }
+                None => (None, None),
+            };
+            let txn = Txn::new().when([compare]).and_then([TxnOp::put(
+                etcd_key.clone(),
+                attrs.to_json(),
+                put_options,
+            )]);
+            let mut client = self.client.clone();
+            match self.runtime.block_on(client.txn(txn)) {
+                Ok(resp) if resp.succeeded() => {
+                    return Ok(match grant {
+                        Some((_, granted)) => Expiry::At(SystemTime::now() + granted),
+                        None => Expiry::Reservation,
+                    });
+                }
+                Ok(_) => {
+                    // The key changed between the read and the write: look again.
+                    if let Some((id, _)) = grant {
+                        self.revoke(id);
+                    }
+                }
+                Err(e) => {
+                    if let Some((id, _)) = grant {
+                        self.revoke(id);
+                    }
+                    return Err(self.etcd_err("renew lease")(e));
+                }
+            }
+        }
+        Err(StoreError::EtcdSetup(format!(
+            "renewing {etcd_key}: the key kept changing under us ({RENEW_ATTEMPTS} attempts)"
+        )))
+    }
+
+    fn delete(&self, key: &SubnetKey) -> Result<(), StoreError> {
+        let mut client = self.client.clone();
+        self.runtime
+            .block_on(client.delete(self.lease_key(key), None))
+            .map_err(self.etcd_err("delete lease"))?;
+        Ok(())
+    }
+
+    fn watch(&self, revision: i64) -> Result<Box<dyn LeaseWatch>, StoreError> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let reconnects = Arc::new(AtomicU64::new(0));
+        let task = self.runtime.spawn(watch_task(
+            self.client.clone(),
+            self.subnets_prefix(),
+            revision + 1,
+            tx,
+            Arc::clone(&reconnects),
+        ));
+        Ok(Box::new(EtcdWatch {
+            rx,
+            reconnects,
+            task,
+        }))
+    }
+}
+
+/// How one watch stream ended.
+enum StreamEnd {
+    /// Compacted: re-listed and sent a resync; watch again from the new revision at once.
+    Resynced,
+    /// Broken or closed: reconnect after the backoff.
+    Broken,
+    /// Nobody listens any more.
+    Closed,
+}
+
+/// The watch loop, on the store's runtime; ends when the receiver is dropped (the task is
+/// aborted then) or a send fails.
+async fn watch_task(
+    client: Client,
+    prefix: String,
+    mut since: i64,
+    tx: Sender<WatchBatch>,
+    reconnects: Arc<AtomicU64>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let mut client = client.clone();
+        let options = WatchOptions::new().with_prefix().with_start_revision(since);
+        let end = match client.watch(prefix.clone(), Some(options)).await {
+            Ok(mut stream) => {
+                let mut ctx = Follow {
+                    prefix: &prefix,
+                    since: &mut since,
+                    tx: &tx,
+                    backoff: &mut backoff,
+                    reconnects: &reconnects,
+                };
+                follow(&mut client, &mut stream, &mut ctx).await
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "etcd watch of {prefix} from revision {since} failed: {e}; retrying in \
+                     {backoff:?}"
+                );
+                StreamEnd::Broken
+            }
+        };
+        match end {
+            StreamEnd::Closed => return,
+            StreamEnd::Resynced => {}
+            StreamEnd::Broken => {
+                reconnects.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// The watch loop's state that [`follow`] updates.
+struct Follow<'a> {
+    prefix: &'a str,
+    since: &'a mut i64,
+    tx: &'a Sender<WatchBatch>,
+    backoff: &'a mut Duration,
+    reconnects: &'a AtomicU64,
+}
+
+/// Forwards one watch stream's events until it ends.
+async fn follow(
+    client: &mut Client,
+    stream: &mut etcd_client::WatchStream,
+    ctx: &mut Follow<'_>,
+) -> StreamEnd {
+    let (prefix, tx) = (ctx.prefix, ctx.tx);
+    let since = &mut *ctx.since;
+    let backoff = &mut *ctx.backoff;
+    loop {
+        let resp = match stream.message().await {
+            Ok(Some(resp)) => resp,
+            Ok(None) => {
+                tracing::warn!("etcd watch of {prefix} ended; reconnecting from revision {since}");
+                return StreamEnd::Broken;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "etcd watch of {prefix} broke: {e}; reconnecting from revision {since} in \
+                     {backoff:?}"
+                );
+                return StreamEnd::Broken;
+            }
+        };
+        *backoff = BACKOFF_MIN;
+        if resp.compact_revision() > 0 || resp.canceled() {
+            tracing::warn!(
+                "etcd watch of {prefix} fell behind compaction (revision {since} < {}): \
+                 re-listing",
+                resp.compact_revision()
+            );
+            return match list_async(client, prefix).await {
+                Ok(listing) => {
+                    *since = listing.revision + 1;
+                    // Counted before the send, so a reader of the resync sees it.
+                    ctx.reconnects.fetch_add(1, Ordering::Relaxed);
+                    if tx.send(WatchBatch::Resync(listing)).is_err() {
+                        StreamEnd::Closed
+                    } else {
+                        StreamEnd::Resynced
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("etcd re-list of {prefix} failed: {e}");
+                    StreamEnd::Broken
+                }
+            };
+        }
+        if resp.events().is_empty() {
+            // A progress notification vouches for everything up to its revision.
+            if !resp.created() {
+                if let Some(h) = resp.header() {
+                    *since = (*since).max(h.revision() + 1);
+                }
+            }
+            continue;
+        }
+        let mut events = Vec::with_capacity(resp.events().len());
+        for event in resp.events() {
+            let Some(kv) = event.kv() else { continue };
+            *since = (*since).max(kv.mod_revision() + 1);
+            match event.event_type() {
+                EventType::Put => match kv_to_lease(prefix, kv) {
+                    Ok(lease) => events.push(WatchEvent::Put(lease)),
+                    Err(invalid) => events.push(WatchEvent::Invalid(invalid)),
+                },
+                EventType::Delete => {
+                    let full = String::from_utf8_lossy(kv.key());
+                    // Deleting a key that was never a lease changes nothing.
+                    if let Some(Ok(key)) = full.strip_prefix(prefix).map(SubnetKey::parse) {
+                        events.push(WatchEvent::Delete(key));
+                    }
+                }
+            }
+        }
+        let revision = *since - 1;
+        if !events.is_empty() && tx.send(WatchBatch::Events { events, revision }).is_err() {
+            return StreamEnd::Closed;
+        }
+    }
+}
+
+/// A running etcd watch.
+struct EtcdWatch {
+    rx: Receiver<WatchBatch>,
+    reconnects: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EtcdWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl LeaseWatch for EtcdWatch {
+    fn next(&mut self, timeout: Duration) -> Result<Option<WatchBatch>, StoreError> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(batch) => Ok(Some(batch)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(StoreError::WatchClosed(
+                "the etcd watch task stopped".to_owned(),
+            )),
+        }
+    }
+
+    fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,309 @@
+//! The etcd store and the subnet manager against a real etcd (started per test).
+
+mod lease_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::lease::{
+    EtcdOptions, EtcdStore, LeaseAttrs, LeaseStore, SubnetKey, WatchBatch, WatchEvent,
+    DEFAULT_PREFIX, LEASE_TTL,
+};
+use lease_common::scenarios::{self, Hand};
+use lease_common::Etcd;
+
+fn store(etcd: &Etcd) -> Arc<dyn LeaseStore> {
+    let options = EtcdOptions {
+        endpoints: vec![etcd.endpoint.clone()],
+        ..EtcdOptions::default()
+    };
+    Arc::new(EtcdStore::connect(options).expect("connect to etcd"))
+}
+
+/// etcdctl, as an operator or a flanneld would write leases.
+struct Etcdctl<'a>(&'a Etcd);
+
+impl Hand for Etcdctl<'_> {
+    fn put(&self, name: &str, value: &str) {
+        let grant = self.0.etcdctl(&["lease", "grant", "600"]);
+        // "lease 694d7e1b4f6e1d0a granted with TTL(600s)"
+        let id = grant
+            .split_whitespace()
+            .nth(1)
+            .expect("lease id")
+            .to_owned();
+        self.0.etcdctl(&[
+            "put",
+            &format!("--lease={id}"),
+            &format!("{DEFAULT_PREFIX}/subnets/{name}"),
+            value,
+        ]);
+    }
+
+    fn delete(&self, name: &str) {
+        self.0
+            .etcdctl(&["del", &format!("{DEFAULT_PREFIX}/subnets/{name}")]);
+    }
+
+    fn get(&self, name: &str) -> String {
+        self.0.get(&format!("{DEFAULT_PREFIX}/subnets/{name}"))
+    }
+}
+
+#[test]
+fn etcd_distinct_subnets_and_restart() {
+    let Some(etcd) = Etcd::start("etcd_distinct_subnets_and_restart") else {
+        return;
+    };
+    scenarios::distinct_subnets_and_restart(store(&etcd), &Etcdctl(&etcd));
+    // The lease is attached to a 24 h etcd lease, as flanneld's.
+    let key = etcd.etcdctl(&[
+        "get",
+        "--prefix",
+        "--keys-only",
+        "/coreos.com/network/subnets/",
+    ]);
+    let first = key.lines().next().expect("a lease key").to_owned();
+    let out = etcd.etcdctl(&["get", &first, "-w", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let lease_id = v["kvs"][0]["lease"].as_i64().expect("a lease id");
+    let ttl = etcd.etcdctl(&["lease", "timetolive", &format!("{lease_id:x}")]);
+    let granted: u64 = ttl
+        .split("granted with TTL(")
+        .nth(1)
+        .and_then(|s| s.split('s').next())
+        .and_then(|s| s.parse().ok())
+        .expect("granted TTL");
+    assert_eq!(granted, LEASE_TTL.as_secs(), "{ttl}");
+}
+
+#[test]
+fn etcd_hand_written_peer() {
+    let Some(etcd) = Etcd::start("etcd_hand_written_peer") else {
+        return;
+    };
+    scenarios::hand_written_peer(store(&etcd), &Etcdctl(&etcd));
+}
+
+#[test]
+fn etcd_own_lease_deleted() {
+    let Some(etcd) = Etcd::start("etcd_own_lease_deleted") else {
+        return;
+    };
+    scenarios::own_lease_deleted(store(&etcd), &Etcdctl(&etcd));
+}
+
+#[test]
+fn etcd_race_for_last_subnet() {
+    let Some(etcd) = Etcd::start("etcd_race_for_last_subnet") else {
+        return;
+    };
+    scenarios::race_for_last_subnet([store(&etcd), store(&etcd)], &Etcdctl(&etcd));
+}
+
+#[test]
+fn etcd_create_is_exclusive_and_renew_never_steals() {
+    let Some(etcd) = Etcd::start("etcd_create_is_exclusive") else {
+        return;
+    };
+    let s = store(&etcd);
+    let key = SubnetKey::parse("10.5.9.0-24").expect("key");
+    let a = LeaseAttrs::udp("192.168.50.1".parse().expect("ip"), None);
+    let b = LeaseAttrs::udp("192.168.50.2".parse().expect("ip"), None);
+    s.create(&key, &a, Duration::from_secs(60)).expect("create");
+    assert!(matches!(
+        s.create(&key, &b, Duration::from_secs(60)),
+        Err(engine::lease::StoreError::Exists { .. })
+    ));
+    assert!(matches!(
+        s.renew(&key, &b, Some(Duration::from_secs(60))),
+        Err(engine::lease::StoreError::Taken { .. })
+    ));
+    s.renew(&key, &a, Some(Duration::from_secs(60)))
+        .expect("renew ours");
+    // flannel's udp backend value, byte for byte.
+    assert_eq!(
+        etcd.get("/coreos.com/network/subnets/10.5.9.0-24"),
+        r#"{"PublicIP":"192.168.50.1","PublicIPv6":null}"#
+    );
+    // A missing config is an error that says where and what to write.
+    let missing = s.config().expect_err("no config yet").to_string();
+    assert!(missing.contains("/coreos.com/network/config"), "{missing}");
+}
+
+#[test]
+fn etcd_compaction_past_the_watch_revision_resyncs() {
+    let Some(etcd) = Etcd::start("etcd_compaction_resyncs") else {
+        return;
+    };
+    let s = store(&etcd);
+    let hand = Etcdctl(&etcd);
+    hand.put("10.5.1.0-24", r#"{"PublicIP":"192.168.50.1"}"#);
+    let listing = s.list().expect("list");
+    assert_eq!(listing.leases.len(), 1);
+    // Changes after the listing, then compaction past the listing's revision.
+    hand.delete("10.5.1.0-24");
+    hand.put("10.5.2.0-24", r#"{"PublicIP":"192.168.50.2"}"#);
+    hand.put("10.5.3.0-24", r#"{"PublicIP":"192.168.50.3"}"#);
+    let rev = etcd.revision();
+    etcd.etcdctl(&["compaction", &rev.to_string()]);
+    let mut watch = s.watch(listing.revision).expect("watch");
+    let batch = watch
+        .next(Duration::from_secs(5))
+        .expect("watch works")
+        .expect("a batch");
+    let WatchBatch::Resync(fresh) = batch else {
+        panic!("expected a resync after compaction, got {batch:?}");
+    };
+    let keys: Vec<String> = fresh.leases.iter().map(|l| l.key.to_string()).collect();
+    assert_eq!(keys, ["10.5.2.0-24", "10.5.3.0-24"]);
+    assert!(watch.reconnects() >= 1);
+    // The watch carries on from the re-listed revision.
+    hand.put("10.5.4.0-24", r#"{"PublicIP":"192.168.50.4"}"#);
+    let batch = watch
+        .next(Duration::from_secs(5))
+        .expect("watch works")
+        .expect("a batch");
+    let WatchBatch::Events { events, .. } = batch else {
+        panic!("expected events, got {batch:?}");
+    };
+    assert!(
+        matches!(&events[..], [WatchEvent::Put(l)] if l.key.to_string() == "10.5.4.0-24"),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn etcd_watch_survives_an_etcd_restart() {
+    let Some(mut etcd) = Etcd::start("etcd_watch_survives_restart") else {
+        return;
+    };
+    let s = store(&etcd);
+    let listing = s.list().expect("list");
+    let mut watch = s.watch(listing.revision).expect("watch");
+    assert_eq!(watch.next(Duration::from_millis(200)).expect("ok"), None);
+    etcd.stop();
+    assert_eq!(watch.next(Duration::from_secs(1)).expect("still ok"), None);
+    etcd.restart();
+    Etcdctl(&etcd).put("10.5.5.0-24", r#"{"PublicIP":"192.168.50.5"}"#);
+    let batch = watch
+        .next(Duration::from_secs(10))
+        .expect("watch works")
+        .expect("the put after the restart arrives");
+    assert!(
+        matches!(&batch, WatchBatch::Events { events, .. }
+            if matches!(&events[..], [WatchEvent::Put(l)] if l.key.to_string() == "10.5.5.0-24")),
+        "{batch:?}"
+    );
+    assert!(watch.reconnects() >= 1);
+}
+
+#[test]
+fn etcd_tls_with_client_certificates() {
+    let Some(etcd) = Etcd::start_tls("etcd_tls_with_client_certificates") else {
+        return;
+    };
+    let tls = etcd.tls().expect("tls files").clone();
+    let options = EtcdOptions {
+        endpoints: vec![etcd.endpoint.clone()],
+        ca_file: Some(tls.ca.clone()),
+        cert_file: Some(tls.client_cert.clone()),
+        key_file: Some(tls.client_key.clone()),
+        ..EtcdOptions::default()
+    };
+    let s: Arc<dyn LeaseStore> = Arc::new(EtcdStore::connect(options.clone()).expect("connect"));
+    scenarios::distinct_subnets_and_restart(Arc::clone(&s), &Etcdctl(&etcd));
+    // Without a client certificate etcd refuses us.
+    let no_cert = EtcdOptions {
+        cert_file: None,
+        key_file: None,
+        ..options.clone()
+    };
+    let refused = EtcdStore::connect(no_cert).and_then(|s| s.list());
+    assert!(
+        refused.is_err(),
+        "listing without a client certificate worked"
+    );
+    // Half an identity is a set-up error that names both flags.
+    let half = EtcdOptions {
+        key_file: None,
+        ..options
+    };
+    let e = EtcdStore::connect(half)
+        .expect_err("cert without key")
+        .to_string();
+    assert!(
+        e.contains("--etcd-certfile") && e.contains("--etcd-keyfile"),
+        "{e}"
+    );
+}
+
+#[test]
+fn etcd_user_and_password() {
+    let Some(mut etcd) = Etcd::start("etcd_user_and_password") else {
+        return;
+    };
+    etcd.enable_auth("wfl-secret");
+    let with_user = EtcdOptions {
+        endpoints: vec![etcd.endpoint.clone()],
+        username: Some("root".to_owned()),
+        password: Some("wfl-secret".to_owned()),
+        ..EtcdOptions::default()
+    };
+    let s: Arc<dyn LeaseStore> = Arc::new(EtcdStore::connect(with_user.clone()).expect("connect"));
+    scenarios::distinct_subnets_and_restart(s, &Etcdctl(&etcd));
+    // The password is not printed in debug output.
+    let debug = format!("{with_user:?}");
+    assert!(!debug.contains("wfl-secret"), "{debug}");
+    // Without credentials etcd refuses.
+    let anonymous = EtcdOptions {
+        endpoints: vec![etcd.endpoint.clone()],
+        ..EtcdOptions::default()
+    };
+    let refused = EtcdStore::connect(anonymous).and_then(|s| s.list());
+    assert!(refused.is_err(), "listing without credentials worked");
+}
+
+#[test]
+fn etcd_outage_keeps_the_peers_and_resumes() {
+    let Some(mut etcd) = Etcd::start("etcd_outage_keeps_the_peers") else {
+        return;
+    };
+    let s = store(&etcd);
+    let hand = Etcdctl(&etcd);
+    s.set_config(scenarios::VXLAN_CONFIG).expect("config");
+    hand.put(
+        "10.5.10.0-24",
+        r#"{"PublicIP":"192.168.50.10","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:10"}}"#,
+    );
+    let mut m = scenarios::manager(&s, 1);
+    let own = m.acquire().expect("acquire");
+    let (handle, rx) = m.spawn(own);
+    lease_common::wait_peers(&rx, Duration::from_secs(5), |p| {
+        lease_common::has(p, "10.5.10.0-24")
+    })
+    .expect("the peer is there");
+    etcd.stop();
+    // While etcd is down nothing changes: no event removes the peer.
+    let during = lease_common::wait_peers(&rx, Duration::from_secs(3), |_| true);
+    assert_eq!(during, None, "the peer set changed during the outage");
+    etcd.restart();
+    let hand = Etcdctl(&etcd);
+    hand.put(
+        "10.5.11.0-24",
+        r#"{"PublicIP":"192.168.50.11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:11"}}"#,
+    );
+    let (set, _) = lease_common::wait_peers(&rx, Duration::from_secs(10), |p| {
+        lease_common::has(p, "10.5.11.0-24")
+    })
+    .expect("watching resumes after etcd returns");
+    assert!(lease_common::has(&set, "10.5.10.0-24"), "{set:?}");
+    assert!(
+        handle
+            .stats()
+            .watch_reconnects
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    handle.stop();
+}
