@@ -179,6 +179,17 @@ fn run(s: &Settings) -> Result<ExitCode> {
         );
     }
 
+    if sockets.len() > 1 {
+        match engine::pump::spread::attach(&sockets, s.backend) {
+            Ok(()) => tracing::info!(
+                "received flows spread over {} sockets by the inner flow (reuseport BPF)",
+                sockets.len()
+            ),
+            Err(e) => tracing::warn!(
+                "reuseport BPF refused ({e}): received flows spread by the outer 4-tuple only"
+            ),
+        }
+    }
     let routes = Arc::new(Routes::from_pointee(load_routes(s, None)?));
     let config = PumpConfig {
         backend: s.backend,

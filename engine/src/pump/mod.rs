@@ -26,6 +26,7 @@
 pub mod counters;
 pub mod dataplane;
 pub mod poll_driver;
+pub mod spread;
 pub mod uring_driver;
 
 #[cfg(test)]
