@@ -198,6 +198,14 @@ impl Cli {
                 self.public_ip
             )));
         }
+        if let Some(peers) = &self.peers {
+            if let Err(e) = std::fs::File::open(peers) {
+                return Err(invalid(format!(
+                    "invalid value '{}' for '--peers': {e}",
+                    peers.display()
+                )));
+            }
+        }
         let port = self.port.unwrap_or_else(|| backend.default_port());
         let tun_name = self.tun_name.unwrap_or_else(|| match backend {
             Backend::Udp => "flannel0".to_owned(),
@@ -486,6 +494,12 @@ mod tests {
         .unwrap_err();
         assert!(not_here.to_string().contains("--public-ip"), "{not_here}");
         assert_eq!(not_here.exit_code(), 2);
+        let no_peers = parse(&with(&["--peers", "/nonexistent/wfp-peers"]))
+            .unwrap()
+            .resolve()
+            .unwrap_err();
+        assert!(no_peers.to_string().contains("--peers"), "{no_peers}");
+        assert_eq!(no_peers.exit_code(), 2);
         // With --mtu the interface is not needed.
         let ok = parse(&[
             "--backend",

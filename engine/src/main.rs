@@ -37,11 +37,26 @@ fn main() -> ExitCode {
     match run(&settings) {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("weftd: {e:#}");
+            eprintln!("weftd: error: {}", describe(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each cause only when the message so far does not already say it
+/// (engine's errors put their source in their own message).
+fn describe(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.is_empty() {
+            text = part;
+        } else if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 fn init_logging(verbose: u8) {
@@ -164,6 +179,17 @@ fn run(s: &Settings) -> Result<ExitCode> {
         );
     }
 
+    if sockets.len() > 1 {
+        match engine::pump::spread::attach(&sockets, s.backend) {
+            Ok(()) => tracing::info!(
+                "received flows spread over {} sockets by the inner flow (reuseport BPF)",
+                sockets.len()
+            ),
+            Err(e) => tracing::warn!(
+                "reuseport BPF refused ({e}): received flows spread by the outer 4-tuple only"
+            ),
+        }
+    }
     let routes = Arc::new(Routes::from_pointee(load_routes(s, None)?));
     let config = PumpConfig {
         backend: s.backend,

@@ -66,7 +66,8 @@ fn sh_ok(args: &[&str]) -> bool {
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-/// Two namespaces joined by a veth pair: `a` has 192.168.250.1/24, `b` 192.168.250.2/24.
+/// Two namespaces joined by a veth pair: `a` has 192.168.250.1/24 and fd99::1/64, `b`
+/// 192.168.250.2/24 and fd99::2/64.
 /// Deleted on drop.
 struct Testbed {
     ns: [String; 2],
@@ -91,11 +92,12 @@ impl Testbed {
             "ip", "link", "add", "wfp-va", "netns", a, "type", "veth", "peer", "name", "wfp-vb",
             "netns", b,
         ]);
-        for (ns, dev, addr) in [
-            (a, "wfp-va", "192.168.250.1/24"),
-            (b, "wfp-vb", "192.168.250.2/24"),
+        for (ns, dev, addr, addr6) in [
+            (a, "wfp-va", "192.168.250.1/24", "fd99::1/64"),
+            (b, "wfp-vb", "192.168.250.2/24", "fd99::2/64"),
         ] {
             sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+            sh(&["ip", "-n", ns, "addr", "add", addr6, "dev", dev, "nodad"]);
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
@@ -221,13 +223,25 @@ fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(ToString::to_string).collect()
 }
 
+fn underlay(node: usize, v6: bool) -> String {
+    if v6 {
+        format!("fd99::{}", node + 1)
+    } else {
+        format!("192.168.250.{}", node + 1)
+    }
+}
+
 fn node_args(backend: &str, driver: &str, node: usize, peers: &Path) -> Vec<String> {
+    node_args_on(backend, driver, node, peers, false)
+}
+
+fn node_args_on(backend: &str, driver: &str, node: usize, peers: &Path, v6: bool) -> Vec<String> {
     let n = node + 1;
     let mut a = args(&[
         "--backend",
         backend,
         "--public-ip",
-        &format!("192.168.250.{n}"),
+        &underlay(node, v6),
         "--subnet",
         &format!("10.244.{n}.0/24"),
         "--subnet6",
@@ -250,12 +264,17 @@ fn node_args(backend: &str, driver: &str, node: usize, peers: &Path) -> Vec<Stri
 }
 
 fn peers_text(backend: &str, nodes: &[usize]) -> String {
+    peers_text_on(backend, nodes, false)
+}
+
+fn peers_text_on(backend: &str, nodes: &[usize], v6: bool) -> String {
     let mut s = String::new();
     for &node in nodes {
         let n = node + 1;
+        let ip = underlay(node, v6);
         for subnet in [format!("10.244.{n}.0/24"), format!("fd00:10:244:{n}::/64")] {
             s.push_str(&format!(
-                "{{\"subnet\": \"{subnet}\", \"public_ip\": \"192.168.250.{n}\", \"backend\": \"{backend}\", \"vtep_mac\": \"0e:00:00:00:00:0{n}\"}}\n"
+                "{{\"subnet\": \"{subnet}\", \"public_ip\": \"{ip}\", \"backend\": \"{backend}\", \"vtep_mac\": \"0e:00:00:00:00:0{n}\"}}\n"
             ));
         }
     }
@@ -396,4 +415,19 @@ fn udp_backend_pings_both_ways_uring() {
 fn vxlan_backend_pings_both_ways_uring() {
     require_root!("vxlan_backend_pings_both_ways_uring");
     two_nodes_ping("vxlan", "uring");
+}
+
+#[test]
+fn vxlan_over_an_ipv6_underlay() {
+    require_root!("vxlan_over_an_ipv6_underlay");
+    let bed = Testbed::new();
+    let peers = bed.dir.join("peers");
+    std::fs::write(&peers, peers_text_on("vxlan", &[0, 1], true)).unwrap();
+    let a = Weftd::start(&bed, 0, &node_args_on("vxlan", "auto", 0, &peers, true));
+    let _b = Weftd::start(&bed, 1, &node_args_on("vxlan", "auto", 1, &peers, true));
+    // MTU: 1500 - 50 - 20 over IPv6.
+    assert!(a.log_text().contains("MTU 1430"), "{}", a.log_text());
+    assert!(bed.ping(0, "10.244.2.0"), "{}", a.log_text());
+    assert!(bed.ping(1, "fd00:10:244:1::"));
+    assert_eq!(a.ask("stats\n")["peers"][0]["public_ip"], "fd99::2");
 }

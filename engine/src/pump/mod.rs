@@ -13,7 +13,8 @@
 //!   MTU gets ICMP fragmentation needed / packet too big.
 //! - RX: UDP receive with UDP_GRO -> segments -> the sender must be a known peer -> decap ->
 //!   the inner source must lie in that peer's subnets -> [`encap::gro::Coalescer`] -> one TUN
-//!   write per super-packet, flushed at the end of each receive batch and when full.
+//!   write per super-packet, flushed once per drain of the socket (poll) or per turn of the
+//!   ring (io_uring), and whenever it is full.
 //!
 //! Every drop is counted by [`DropReason`] in the thread's [`PumpCounters`]; the control
 //! plane sums them with [`counters::sum`]. [`Pumps::stop`] (or a [`StopHandle`]) sets the stop
@@ -25,6 +26,7 @@
 pub mod counters;
 pub mod dataplane;
 pub mod poll_driver;
+pub mod spread;
 pub mod uring_driver;
 
 #[cfg(test)]

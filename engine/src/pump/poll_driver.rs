@@ -34,6 +34,9 @@ pub const RX_BATCHES: usize = 8;
 pub const RX_SLOT_LEN: usize = 65_536;
 /// The coalescer holds this many full GRO batches before it must flush.
 const COALESCE_SLOTS: usize = 16;
+/// Consecutive failed reads or receives (a deleted device, a broken socket) after which the
+/// thread gives up instead of spinning.
+const MAX_CONSECUTIVE_ERRORS: u32 = 1000;
 /// How long a send waits for socket buffer room before checking the stop flag again.
 const SEND_WAIT_MS: i32 = 100;
 
@@ -66,6 +69,7 @@ pub fn run(
         cfg.offloads.vnet_hdr,
     );
     let counters = Arc::clone(dp.counters());
+    let (mut read_errors, mut recv_errors) = (0u32, 0u32);
     while !stop.requested() {
         let mut busy = false;
 
@@ -75,11 +79,19 @@ pub fn run(
             let n = match tun.read(&mut tun_buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => {
+                Err(e) => {
                     counters.count_drop(DropReason::TunReadError);
+                    read_errors += 1;
+                    if read_errors > MAX_CONSECUTIVE_ERRORS {
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("the TUN queue keeps failing reads: {e}"),
+                        ));
+                    }
                     break;
                 }
             };
+            read_errors = 0;
             reads += 1;
             let table = cache.load();
             match dp.tx(table, &tun_buf[..n], &mut out, &mut reply) {
@@ -109,11 +121,18 @@ pub fn run(
             let n = match udp.recv_gro_batch(&mut batch) {
                 Ok(n) => n,
                 Err(e) if e.is_would_block() => break,
-                Err(_) => {
+                Err(e) => {
                     counters.count_drop(DropReason::UdpRecvError);
+                    recv_errors += 1;
+                    if recv_errors > MAX_CONSECUTIVE_ERRORS {
+                        return Err(io::Error::other(format!(
+                            "the UDP socket keeps failing receives: {e}"
+                        )));
+                    }
                     break;
                 }
             };
+            recv_errors = 0;
             batches += 1;
             let table = cache.load();
             for i in 0..n {

@@ -135,11 +135,14 @@ impl Turn<'_, '_> {
                         self.waiting.push((slot, n));
                     }
                 }
-                Err(_) => {
+                Err(e) => {
                     self.counters.count_drop(DropReason::TunReadError);
                     self.read_errors += 1;
                     if self.read_errors > MAX_CONSECUTIVE_ERRORS {
-                        return Err(io::Error::other("the TUN queue keeps failing reads"));
+                        return Err(io::Error::new(
+                            e.kind(),
+                            format!("the TUN queue keeps failing reads: {e}"),
+                        ));
                     }
                     self.ring.read_tun(slot)?;
                 }
@@ -164,11 +167,14 @@ impl Turn<'_, '_> {
                             _ => self.counters.count_drop(DropReason::UdpRecvError),
                         }
                     }
-                    Err(_) => {
+                    Err(e) => {
                         self.counters.count_drop(DropReason::UdpRecvError);
                         self.recv_errors += 1;
                         if self.recv_errors > MAX_CONSECUTIVE_ERRORS {
-                            return Err(io::Error::other("the UDP socket keeps failing receives"));
+                            return Err(io::Error::new(
+                                e.kind(),
+                                format!("the UDP socket keeps failing receives: {e}"),
+                            ));
                         }
                     }
                 }

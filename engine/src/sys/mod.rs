@@ -18,6 +18,7 @@
 //! - [`ifaddrs`]: which interface holds an address (`getifaddrs`).
 //! - [`rtnetlink`]: a minimal `RTM_NEWROUTE` request (routes through the TUN).
 //! - [`uring`]: one io_uring per pump thread, owning the buffers the kernel uses.
+//! - [`reuseport`]: a classic BPF program steering datagrams inside a SO_REUSEPORT group.
 #![allow(unsafe_code)]
 
 pub mod cmsg;
@@ -28,6 +29,7 @@ pub mod msg;
 pub mod netif;
 pub mod poll;
 pub mod process;
+pub mod reuseport;
 pub mod rtnetlink;
 pub mod sockopt;
 pub mod tun;
