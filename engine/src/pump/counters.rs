@@ -64,6 +64,7 @@ drop_reasons! {
     Loop => "loop": "An inner source MAC equal to our VtepMAC.",
     NotIp => "not_ip": "An inner ethertype that is not IPv4 or IPv6.",
     BadInner => "bad_inner": "A malformed inner IP packet.",
+    Oversized => "oversized": "A decapsulated inner packet longer than the TUN MTU: no peer sends one, the path cannot carry it.",
     NoRoute => "no_route": "A TUN packet whose destination no peer owns (ICMP net unreachable sent).",
     TooBig => "too_big": "A TUN packet larger than the MTU (ICMP frag needed / packet too big sent when due).",
     BadTunPacket => "bad_tun_packet": "A TUN read that is not a valid IP packet or super-packet.",

@@ -262,6 +262,10 @@ impl Dataplane {
             c.count_drops(DropReason::UnknownPeer, count);
             return;
         };
+        if bytes.is_empty() {
+            c.count_drop(DropReason::Truncated);
+            return;
+        }
         let (mut packets, mut inner_bytes) = (0u64, 0u64);
         for segment in bytes.chunks(segment_size) {
             let inner = match self.config.backend {
@@ -275,6 +279,10 @@ impl Dataplane {
                     continue;
                 }
             };
+            if inner.len() > self.config.mtu {
+                c.count_drop(DropReason::Oversized);
+                continue;
+            }
             match wire::source(inner) {
                 Some(s) if peer.owns(s) => {}
                 _ => {

@@ -202,6 +202,15 @@ fn rx_checks_sender_source_and_decap() {
     assert_eq!(dp.counters().dropped(DropReason::Spoofed), 2);
     assert_eq!(dp.counters().udp_rx_datagrams.get(), 7);
     assert_eq!(t.peers()[0].counters().get().2, 3);
+    // An empty datagram is truncated; an inner packet longer than the TUN MTU (1450 here) is
+    // oversized; one of exactly the MTU passes.
+    assert!(rx_all(&mut dp, &t, &[], 0, from_peer).is_empty());
+    assert_eq!(dp.counters().dropped(DropReason::Truncated), 2);
+    let oversized = ipv4_udp(b(), a(), 1, 2, &[3; 1451 - 28]);
+    assert!(rx_all(&mut dp, &t, &oversized, oversized.len(), from_peer).is_empty());
+    assert_eq!(dp.counters().dropped(DropReason::Oversized), 1);
+    let full = ipv4_udp(b(), a(), 1, 2, &[3; 1450 - 28]);
+    assert_eq!(rx_all(&mut dp, &t, &full, full.len(), from_peer), vec![full.clone()]);
 }
 
 #[test]
