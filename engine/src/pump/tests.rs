@@ -210,7 +210,10 @@ fn rx_checks_sender_source_and_decap() {
     assert!(rx_all(&mut dp, &t, &oversized, oversized.len(), from_peer).is_empty());
     assert_eq!(dp.counters().dropped(DropReason::Oversized), 1);
     let full = ipv4_udp(b(), a(), 1, 2, &[3; 1450 - 28]);
-    assert_eq!(rx_all(&mut dp, &t, &full, full.len(), from_peer), vec![full.clone()]);
+    assert_eq!(
+        rx_all(&mut dp, &t, &full, full.len(), from_peer),
+        vec![full.clone()]
+    );
 }
 
 #[test]
