@@ -75,7 +75,10 @@ fn control_len(hdr: &libc::msghdr) -> usize {
 }
 
 /// Converts a kernel-filled `sockaddr_storage` of `len` bytes to a std address.
-fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(
+    storage: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
     let len = len as usize;
     match libc::c_int::from(storage.ss_family) {
         libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {

@@ -31,7 +31,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::mem::ManuallyDrop;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
@@ -39,7 +39,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use socket2::SockAddr;
 
 use super::cmsg::{CmsgBuf, Decoder, RECV_CONTROL_LEN, SEND_CONTROL_LEN};
-use super::msg::RecvMeta;
+use super::msg::{socket_addr, RecvMeta};
 
 /// The most `SENDMSG` chunks one send slot holds (64 KiB cut into 64-segment or 64 KiB
 /// chunks of at least 128-byte segments: 8).
@@ -767,33 +767,6 @@ fn recv_meta(s: &RecvSlot, len: usize) -> RecvMeta {
         gro_segment_size,
         truncated: flags & libc::MSG_TRUNC != 0,
         control_truncated,
-    }
-}
-
-fn socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
-    let len = len as usize;
-    match libc::c_int::from(storage.ss_family) {
-        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family is AF_INET, so the kernel wrote a sockaddr_in at the start of
-            // the storage, which is larger and at least as aligned.
-            let sin = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in>() };
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: the family is AF_INET6, so the kernel wrote a sockaddr_in6 at the start
-            // of the storage, which is larger and at least as aligned.
-            let sin6 = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
-        }
-        _ => None,
     }
 }
 
