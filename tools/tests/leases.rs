@@ -435,9 +435,7 @@ fn three_nodes_on_a_lease_directory_with_ip_masq() {
         .expect("iptables-save");
     for want in [
         "-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG".to_owned(),
-        format!(
-            "-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully"
-        ),
+        "-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully".to_owned(),
         format!(
             "-A FLANNEL-POSTRTG -s {} -d 10.244.0.0/16 -m comment --comment \"flanneld masq\" -j RETURN",
             subnets[0]
