@@ -213,6 +213,8 @@ pub struct LeaseSettings {
     pub ip_masq: bool,
     /// `--iptables-resync`.
     pub iptables_resync: Duration,
+    /// Static-mode flags given that the network config overrides (logged at start-up).
+    pub ignored_flags: Vec<&'static str>,
 }
 
 /// Everything weftd runs with, defaults filled in.
@@ -276,6 +278,11 @@ impl Cli {
                 ErrorKind::MissingRequiredArgument,
                 "--peers needs one of --subnet or --subnet6 (our own lease); without all three \
                  weftd leases a subnet from the store",
+            ));
+        }
+        if !lease_mode && self.ip_masq {
+            return Err(invalid(
+                "--ip-masq works in lease mode only (without --subnet and --peers)".to_owned(),
             ));
         }
         let backend = match (self.backend, lease_mode) {
@@ -381,6 +388,15 @@ impl Cli {
                     .map_err(invalid)?,
                 ip_masq: self.ip_masq,
                 iptables_resync: Duration::from_secs(self.iptables_resync),
+                ignored_flags: [
+                    ("--backend", self.backend.is_some()),
+                    ("--port", self.port.is_some()),
+                    ("--network", self.network.is_some()),
+                    ("--network6", self.network6.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(flag, given)| given.then_some(flag))
+                .collect(),
             })
         } else {
             None
@@ -749,6 +765,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(no_subnet.exit_code(), 2);
         assert!(no_subnet.to_string().contains("--subnet"));
+        let masq = parse(&with(&["--ip-masq"])).unwrap().resolve().unwrap_err();
+        assert!(masq.to_string().contains("--ip-masq"), "{masq}");
         // Static mode needs --backend.
         let no_backend = parse(&["--public-ip", "127.0.0.1", "--subnet", "10.244.1.0/24"])
             .unwrap()

@@ -257,6 +257,11 @@ pub(crate) fn run(
     let IpAddr::V4(public_ip) = base.public_ip else {
         bail!("lease mode needs an IPv4 --public-ip");
     };
+    for flag in &lease.ignored_flags {
+        tracing::warn!(
+            "{flag} is ignored in lease mode: the network config decides (as with flanneld)"
+        );
+    }
     let store = open_store(&lease.store)?;
     tracing::info!("lease store: {}", store.describe());
     let Some(config) = wait_for_config(&*store, stop, CONFIG_RETRY) else {
@@ -385,7 +390,7 @@ pub(crate) fn run(
         tracing::info!("signal {signal}: stopping (the lease stays in the store)");
         break;
     }
-    stop_manager(handle);
+    handle.stop();
     let _ = events_thread.join();
     resync_stop.store(true, Ordering::Relaxed);
     if let Some(t) = resync_thread {
@@ -408,8 +413,4 @@ pub(crate) fn run(
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn stop_manager(handle: engine::lease::manager::ManagerHandle) {
-    handle.stop();
 }
