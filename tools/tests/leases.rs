@@ -6,7 +6,8 @@
 //!   with etcdctl becomes a route within 1 s and its deletion removes it; a restarted node
 //!   gets its subnet (and VtepMAC) back.
 //! - The same three nodes on the local directory store, one with `--ip-masq`: its rules are in
-//!   its namespace's `iptables-save`, and gone after SIGTERM, while its lease stays.
+//!   its namespace's `iptables-save`, and gone after SIGTERM, while its lease stays; another
+//!   sends READY=1 to `$NOTIFY_SOCKET`.
 //!
 //! These run target/<profile>/weftd: build it first (`cargo build -p engine`).
 
@@ -151,6 +152,17 @@ struct LeasedNode {
 const ROLES: [&str; 3] = ["a", "b", "c"];
 
 fn start_node(bed: &mut Testbed, i: usize, store: &[String], extra: &[&str]) -> LeasedNode {
+    start_node_with_env(bed, i, store, extra, None)
+}
+
+/// Like [`start_node`], with one `NAME=value` in weftd's environment (through `env`).
+fn start_node_with_env(
+    bed: &mut Testbed,
+    i: usize,
+    store: &[String],
+    extra: &[&str],
+    env: Option<&str>,
+) -> LeasedNode {
     let dir = bed.dir().to_owned();
     let subnet_file = dir.join(format!("subnet-{}.env", ROLES[i]));
     let control = dir.join(format!("leased-{}.sock", ROLES[i]));
@@ -173,20 +185,32 @@ fn start_node(bed: &mut Testbed, i: usize, store: &[String], extra: &[&str]) -> 
         args,
         handle: 0,
     };
-    node.handle = spawn(bed, i, &node.args, 0);
+    node.handle = spawn_with_env(bed, i, &node.args, 0, env);
     node
 }
 
 fn spawn(bed: &mut Testbed, i: usize, args: &[String], generation: usize) -> usize {
+    spawn_with_env(bed, i, args, generation, None)
+}
+
+fn spawn_with_env(
+    bed: &mut Testbed,
+    i: usize,
+    args: &[String],
+    generation: usize,
+    env: Option<&str>,
+) -> usize {
     let weftd = common::binaries_with_weftd().weftd.expect("weftd");
-    let h = bed
-        .spawn(
-            i,
-            &format!("leased-{}-{generation}", ROLES[i]),
-            &weftd,
-            args,
-        )
-        .expect("spawn weftd");
+    let label = format!("leased-{}-{generation}", ROLES[i]);
+    let h = match env {
+        None => bed.spawn(i, &label, &weftd, args),
+        Some(var) => {
+            let mut with_env = vec![var.to_owned(), weftd.display().to_string()];
+            with_env.extend(args.iter().cloned());
+            bed.spawn(i, &label, Path::new("/usr/bin/env"), &with_env)
+        }
+    }
+    .expect("spawn weftd");
     bed.process(h)
         .wait_for_line("weftd: ready", Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("weftd on node {}: {e:#}", ROLES[i]));
@@ -394,12 +418,23 @@ fn three_nodes_on_a_lease_directory_with_ip_masq() {
     std::fs::create_dir_all(&dir).expect("lease dir");
     std::fs::write(dir.join("config"), CONFIG_UDP).expect("config");
     let store = vec!["--lease-dir".to_owned(), dir.display().to_string()];
+    // Node c tells "systemd" it is ready.
+    let notify_path = bed.dir().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let notify_env = format!("NOTIFY_SOCKET={}", notify_path.display());
     let nodes: Vec<LeasedNode> = (0..3)
         .map(|i| {
             let extra: &[&str] = if i == 0 { &["--ip-masq"] } else { &[] };
-            start_node(&mut bed, i, &store, extra)
+            let env = (i == 2).then_some(notify_env.as_str());
+            start_node_with_env(&mut bed, i, &store, extra, env)
         })
         .collect();
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).expect("READY=1 from node c");
+    assert_eq!(&buf[..n], b"READY=1");
     let subnets: Vec<String> = nodes
         .iter()
         .enumerate()
