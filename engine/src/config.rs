@@ -9,12 +9,15 @@
 //! every flag but `-v` can also come from `FLANNELD_<FLAG_IN_UPPER_SNAKE_CASE>`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
 use encap::backend::Mac;
 
+use crate::lease::manager::renew_margin_from_minutes;
+use crate::lease::EtcdOptions;
 use crate::route::{parse_mac, Backend, Cidr};
 use crate::sys::{ifaddrs, netif};
 
@@ -63,19 +66,78 @@ pub enum DriverArg {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "weftd", version, about, long_about = None)]
 pub struct Cli {
-    /// Backend: udp (flannel's udp) or vxlan (kernel flannel.1 compatible).
+    /// Backend: udp (flannel's udp) or vxlan (kernel flannel.1 compatible). Static mode only:
+    /// with a lease store the network config's Backend.Type decides.
     #[arg(long, env = "FLANNELD_BACKEND", value_enum)]
-    pub backend: BackendArg,
+    pub backend: Option<BackendArg>,
 
-    /// Underlay address to bind and to announce (IPv4 or IPv6).
+    /// Underlay address to bind and to announce (IPv4 or IPv6) [default: the address of
+    /// --iface, else of the interface of the default route].
     #[arg(long, env = "FLANNELD_PUBLIC_IP")]
-    pub public_ip: IpAddr,
+    pub public_ip: Option<IpAddr>,
+
+    /// Interface (name or address) whose address is the --public-ip when that is not given.
+    #[arg(long, env = "FLANNELD_IFACE")]
+    pub iface: Option<String>,
+
+    /// etcd endpoints, comma separated.
+    #[arg(
+        long,
+        env = "FLANNELD_ETCD_ENDPOINTS",
+        default_value = "http://127.0.0.1:4001,http://127.0.0.1:2379"
+    )]
+    pub etcd_endpoints: String,
+
+    /// etcd prefix of the network config and the leases.
+    #[arg(long, env = "FLANNELD_ETCD_PREFIX", default_value = crate::lease::DEFAULT_PREFIX)]
+    pub etcd_prefix: String,
+
+    /// etcd: CA certificate file (TLS).
+    #[arg(long, env = "FLANNELD_ETCD_CAFILE")]
+    pub etcd_cafile: Option<PathBuf>,
+
+    /// etcd: client certificate file (TLS).
+    #[arg(long, env = "FLANNELD_ETCD_CERTFILE")]
+    pub etcd_certfile: Option<PathBuf>,
+
+    /// etcd: client key file (TLS).
+    #[arg(long, env = "FLANNELD_ETCD_KEYFILE")]
+    pub etcd_keyfile: Option<PathBuf>,
+
+    /// etcd user name.
+    #[arg(long, env = "FLANNELD_ETCD_USERNAME")]
+    pub etcd_username: Option<String>,
+
+    /// etcd password.
+    #[arg(long, env = "FLANNELD_ETCD_PASSWORD")]
+    pub etcd_password: Option<String>,
+
+    /// Keep the leases in this local directory instead of etcd (one machine: tests, the demo).
+    #[arg(long, env = "FLANNELD_LEASE_DIR")]
+    pub lease_dir: Option<PathBuf>,
+
+    /// flannel's subnet file, written once the lease is held.
+    #[arg(long, env = "FLANNELD_SUBNET_FILE", default_value = crate::netconf::subnet_env::DEFAULT_SUBNET_FILE)]
+    pub subnet_file: PathBuf,
+
+    /// Renew the lease this many minutes before it expires.
+    #[arg(long, env = "FLANNELD_SUBNET_LEASE_RENEW_MARGIN", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=1439))]
+    pub subnet_lease_renew_margin: u64,
+
+    /// Install flannel's masquerade rules for traffic leaving the overlay network.
+    #[arg(long, env = "FLANNELD_IP_MASQ")]
+    pub ip_masq: bool,
+
+    /// Re-check the masquerade rules every this many seconds.
+    #[arg(long, env = "FLANNELD_IPTABLES_RESYNC", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub iptables_resync: u64,
 
     /// UDP port [default: 8285 (udp) / 8472 (vxlan)].
     #[arg(long, env = "FLANNELD_PORT", value_parser = clap::value_parser!(u16).range(1..))]
     pub port: Option<u16>,
 
-    /// Our own IPv4 subnet, e.g. 10.244.1.0/24.
+    /// Our own IPv4 subnet, e.g. 10.244.1.0/24 (static mode; without --subnet and --peers
+    /// weftd leases one from the store).
     #[arg(long, env = "FLANNELD_SUBNET", value_parser = parse_v4_cidr)]
     pub subnet: Option<Cidr>,
 
@@ -128,8 +190,35 @@ pub struct Cli {
     pub verbose: u8,
 }
 
+/// Where the leases are kept (lease mode).
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    /// etcd v3 (`--etcd-*`).
+    Etcd(EtcdOptions),
+    /// The local directory store (`--lease-dir`).
+    Dir(PathBuf),
+}
+
+/// The lease-mode settings: neither `--subnet` nor `--peers` given, so weftd runs the flannel
+/// way (network config and lease from the store).
+#[derive(Debug, Clone)]
+pub struct LeaseSettings {
+    /// The store.
+    pub store: StoreSettings,
+    /// `--subnet-file`.
+    pub subnet_file: PathBuf,
+    /// `--subnet-lease-renew-margin`.
+    pub renew_margin: Duration,
+    /// `--ip-masq`.
+    pub ip_masq: bool,
+    /// `--iptables-resync`.
+    pub iptables_resync: Duration,
+    /// Static-mode flags given that the network config overrides (logged at start-up).
+    pub ignored_flags: Vec<&'static str>,
+}
+
 /// Everything weftd runs with, defaults filled in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// The backend.
     pub backend: Backend,
@@ -167,19 +256,46 @@ pub struct Settings {
     pub control: PathBuf,
     /// `-v` count.
     pub verbose: u8,
+    /// Lease mode (`None`: static mode, `--peers`).
+    pub lease: Option<LeaseSettings>,
+    /// The flags whose defaults depend on the backend, as given (lease mode recomputes).
+    tun_name_flag: Option<String>,
+    mtu_flag: Option<u32>,
+    control_flag: Option<PathBuf>,
 }
 
 impl Cli {
     /// Checks the flags together and fills the defaults; errors exit with code 2.
+    ///
+    /// Without `--subnet`, `--subnet6` and `--peers` the settings are for lease mode: the
+    /// backend, port, VNI, networks and subnets are placeholders until
+    /// [`Settings::with_lease`] fills them from the network config and our lease.
     pub fn resolve(self) -> Result<Settings, clap::Error> {
-        let backend = Backend::from(self.backend);
         let invalid = |msg: String| Cli::command().error(ErrorKind::ValueValidation, msg);
-        if self.subnet.is_none() && self.subnet6.is_none() {
+        let lease_mode = self.subnet.is_none() && self.subnet6.is_none() && self.peers.is_none();
+        if !lease_mode && self.subnet.is_none() && self.subnet6.is_none() {
             return Err(Cli::command().error(
                 ErrorKind::MissingRequiredArgument,
-                "one of --subnet or --subnet6 is required (our own lease)",
+                "--peers needs one of --subnet or --subnet6 (our own lease); without all three \
+                 weftd leases a subnet from the store",
             ));
         }
+        if !lease_mode && self.ip_masq {
+            return Err(invalid(
+                "--ip-masq works in lease mode only (without --subnet and --peers)".to_owned(),
+            ));
+        }
+        let backend = match (self.backend, lease_mode) {
+            (Some(b), _) => Backend::from(b),
+            // A placeholder: the network config decides.
+            (None, true) => Backend::Udp,
+            (None, false) => {
+                return Err(Cli::command().error(
+                    ErrorKind::MissingRequiredArgument,
+                    "--backend is required with --subnet / --peers (static mode)",
+                ))
+            }
+        };
         for (flag, subnet, nflag, network) in [
             ("--subnet", self.subnet, "--network", self.network),
             ("--subnet6", self.subnet6, "--network6", self.network6),
@@ -192,10 +308,17 @@ impl Cli {
                 }
             }
         }
-        if self.public_ip.is_unspecified() || self.public_ip.is_multicast() {
+        let public_ip =
+            resolve_public_ip(self.public_ip, self.iface.as_deref()).map_err(invalid)?;
+        if public_ip.is_unspecified() || public_ip.is_multicast() {
             return Err(invalid(format!(
-                "invalid value '{}' for '--public-ip': not a unicast host address",
-                self.public_ip
+                "invalid value '{public_ip}' for '--public-ip': not a unicast host address"
+            )));
+        }
+        if lease_mode && !public_ip.is_ipv4() {
+            return Err(invalid(format!(
+                "invalid value '{public_ip}' for '--public-ip': a lease needs an IPv4 PublicIP \
+                 (flannel's leases are keyed by it)"
             )));
         }
         if let Some(peers) = &self.peers {
@@ -207,10 +330,7 @@ impl Cli {
             }
         }
         let port = self.port.unwrap_or_else(|| backend.default_port());
-        let tun_name = self.tun_name.unwrap_or_else(|| match backend {
-            Backend::Udp => "flannel0".to_owned(),
-            Backend::Vxlan => format!("flannel.{}", self.vni),
-        });
+        let tun_name = default_tun_name(self.tun_name.as_deref(), backend, self.vni);
         let (vtep_mac, vtep_mac_random) = match self.vtep_mac {
             Some(mac) => (mac, false),
             None => (
@@ -224,7 +344,7 @@ impl Cli {
         };
         let (mtu, mtu_source) = match self.mtu {
             Some(mtu) => (mtu, "--mtu".to_owned()),
-            None => default_mtu(self.public_ip, backend).map_err(invalid)?,
+            None => default_mtu(public_ip, backend).map_err(invalid)?,
         };
         let pump_threads = match self.pump_threads {
             Some(n) => usize::from(n),
@@ -232,12 +352,58 @@ impl Cli {
                 .map_or(1, usize::from)
                 .min(usize::from(MAX_PUMP_THREADS)),
         };
-        let control = self
-            .control
-            .unwrap_or_else(|| PathBuf::from(format!("/run/weft/{tun_name}.sock")));
+        let control = default_control(self.control.as_deref(), &tun_name);
+        let lease = if lease_mode {
+            let store = match &self.lease_dir {
+                Some(dir) => StoreSettings::Dir(dir.clone()),
+                None => {
+                    let endpoints: Vec<String> = self
+                        .etcd_endpoints
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|e| !e.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                    if endpoints.is_empty() {
+                        return Err(invalid(
+                            "invalid value '' for '--etcd-endpoints': no endpoint".to_owned(),
+                        ));
+                    }
+                    StoreSettings::Etcd(EtcdOptions {
+                        endpoints,
+                        prefix: self.etcd_prefix.trim_end_matches('/').to_owned(),
+                        ca_file: self.etcd_cafile.clone(),
+                        cert_file: self.etcd_certfile.clone(),
+                        key_file: self.etcd_keyfile.clone(),
+                        username: self.etcd_username.clone(),
+                        password: self.etcd_password.clone(),
+                        ..EtcdOptions::default()
+                    })
+                }
+            };
+            Some(LeaseSettings {
+                store,
+                subnet_file: self.subnet_file.clone(),
+                renew_margin: renew_margin_from_minutes(self.subnet_lease_renew_margin)
+                    .map_err(invalid)?,
+                ip_masq: self.ip_masq,
+                iptables_resync: Duration::from_secs(self.iptables_resync),
+                ignored_flags: [
+                    ("--backend", self.backend.is_some()),
+                    ("--port", self.port.is_some()),
+                    ("--network", self.network.is_some()),
+                    ("--network6", self.network6.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(flag, given)| given.then_some(flag))
+                .collect(),
+            })
+        } else {
+            None
+        };
         Ok(Settings {
             backend,
-            public_ip: self.public_ip,
+            public_ip,
             port,
             subnet: self.subnet,
             subnet6: self.subnet6,
@@ -254,11 +420,62 @@ impl Cli {
             pump_threads,
             control,
             verbose: self.verbose,
+            lease,
+            tun_name_flag: self.tun_name,
+            mtu_flag: self.mtu,
+            control_flag: self.control,
         })
     }
 }
 
+/// What the network config and our lease decide in lease mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeasedNetwork {
+    /// `Backend.Type`.
+    pub backend: Backend,
+    /// `Backend.Port` (or the backend's default).
+    pub port: u16,
+    /// `Backend.VNI`.
+    pub vni: u32,
+    /// `Network`.
+    pub network: Cidr,
+    /// `IPv6Network`.
+    pub network6: Option<Cidr>,
+    /// Our leased subnet.
+    pub subnet: Cidr,
+    /// Our leased IPv6 subnet.
+    pub subnet6: Option<Cidr>,
+    /// The VtepMAC we publish (vxlan).
+    pub vtep_mac: Mac,
+    /// Whether that MAC was generated now (not given, not found in a lease of ours).
+    pub vtep_mac_random: bool,
+}
+
 impl Settings {
+    /// The settings for lease mode once the network config is read and our lease held: the
+    /// config's backend, port, VNI and networks (as flanneld, no flag overrides them), our
+    /// subnets, and the defaults that depend on them (TUN name, MTU, control socket) unless
+    /// their flags were given.
+    pub fn with_lease(&self, net: &LeasedNetwork) -> Result<Settings, String> {
+        let mut s = self.clone();
+        s.backend = net.backend;
+        s.port = net.port;
+        s.vni = net.vni;
+        s.network = Some(net.network);
+        s.network6 = net.network6;
+        s.subnet = Some(net.subnet);
+        s.subnet6 = net.subnet6;
+        s.vtep_mac = net.vtep_mac;
+        s.vtep_mac_random = net.vtep_mac_random;
+        s.tun_name = default_tun_name(self.tun_name_flag.as_deref(), net.backend, net.vni);
+        (s.mtu, s.mtu_source) = match self.mtu_flag {
+            Some(mtu) => (mtu, "--mtu".to_owned()),
+            None => default_mtu(self.public_ip, net.backend)?,
+        };
+        s.control = default_control(self.control_flag.as_deref(), &s.tun_name);
+        Ok(s)
+    }
+
     /// Our own subnets.
     pub fn subnets(&self) -> Vec<Cidr> {
         self.subnet
@@ -292,6 +509,71 @@ impl Settings {
         }
     }
 }
+
+/// `--tun-name`, else flannel's name: `flannel0` (udp) or `flannel.<VNI>` (vxlan).
+fn default_tun_name(flag: Option<&str>, backend: Backend, vni: u32) -> String {
+    match (flag, backend) {
+        (Some(name), _) => name.to_owned(),
+        (None, Backend::Udp) => "flannel0".to_owned(),
+        (None, Backend::Vxlan) => format!("flannel.{vni}"),
+    }
+}
+
+/// `--control`, else `/run/weft/<tun-name>.sock`.
+fn default_control(flag: Option<&Path>, tun_name: &str) -> PathBuf {
+    flag.map_or_else(
+        || PathBuf::from(format!("/run/weft/{tun_name}.sock")),
+        Path::to_path_buf,
+    )
+}
+
+/// `--public-ip`, else `--iface` (an address, or the first IPv4 address of the named
+/// interface), else the first IPv4 address of the interface of the default route (flanneld's
+/// choice).
+fn resolve_public_ip(public_ip: Option<IpAddr>, iface: Option<&str>) -> Result<IpAddr, String> {
+    if let Some(ip) = public_ip {
+        return Ok(ip);
+    }
+    let (name, flag) = match iface {
+        Some(i) => match i.parse::<IpAddr>() {
+            Ok(ip) => return Ok(ip),
+            Err(_) => (i.to_owned(), "--iface"),
+        },
+        None => (
+            default_route_interface().ok_or_else(|| {
+                "no --public-ip or --iface given and no default route to take the interface \
+                 from: pass --public-ip or --iface"
+                    .to_owned()
+            })?,
+            "the default route's interface",
+        ),
+    };
+    let addrs = ifaddrs::addresses_of(&name)
+        .map_err(|e| format!("listing the addresses of {name} ({flag}) failed: {e}"))?;
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| {
+            format!("invalid value '{name}' for '--iface': no interface of that name with an address ({flag})")
+        })
+}
+
+/// The interface of the IPv4 default route, from `/proc/net/route`.
+fn default_route_interface() -> Option<String> {
+    let text = std::fs::read_to_string(PROC_NET_ROUTE).ok()?;
+    text.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields.as_slice() {
+            [iface, "00000000", _, _, _, _, _, "00000000", ..] => Some((*iface).to_owned()),
+            _ => None,
+        }
+    })
+}
+
+/// The kernel's IPv4 routing table, as text.
+const PROC_NET_ROUTE: &str = "/proc/net/route";
 
 /// The default MTU: the underlay interface's minus the backend overhead.
 fn default_mtu(public_ip: IpAddr, backend: Backend) -> Result<(u32, String), String> {
@@ -469,12 +751,28 @@ mod tests {
 
     #[test]
     fn cross_flag_checks() {
-        let no_subnet = parse(&["--backend", "udp", "--public-ip", "127.0.0.1"])
+        // --peers without a subnet.
+        let no_subnet = parse(&[
+            "--backend",
+            "udp",
+            "--public-ip",
+            "127.0.0.1",
+            "--peers",
+            "/dev/null",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap_err();
+        assert_eq!(no_subnet.exit_code(), 2);
+        assert!(no_subnet.to_string().contains("--subnet"));
+        let masq = parse(&with(&["--ip-masq"])).unwrap().resolve().unwrap_err();
+        assert!(masq.to_string().contains("--ip-masq"), "{masq}");
+        // Static mode needs --backend.
+        let no_backend = parse(&["--public-ip", "127.0.0.1", "--subnet", "10.244.1.0/24"])
             .unwrap()
             .resolve()
             .unwrap_err();
-        assert_eq!(no_subnet.exit_code(), 2);
-        assert!(no_subnet.to_string().contains("--subnet"));
+        assert!(no_backend.to_string().contains("--backend"), "{no_backend}");
         let outside = parse(&with(&["--network", "10.245.0.0/16"]))
             .unwrap()
             .resolve()
@@ -515,6 +813,78 @@ mod tests {
         .resolve()
         .unwrap();
         assert_eq!(ok.mtu, 1400);
+    }
+
+    #[test]
+    fn lease_mode() {
+        // Neither --subnet nor --peers: lease mode, etcd by default.
+        let s = parse(&["--iface", "lo"]).unwrap().resolve().unwrap();
+        assert_eq!(s.public_ip, IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let lease = s.lease.clone().unwrap();
+        match &lease.store {
+            StoreSettings::Etcd(o) => {
+                assert_eq!(
+                    o.endpoints,
+                    vec!["http://127.0.0.1:4001", "http://127.0.0.1:2379"]
+                );
+                assert_eq!(o.prefix, "/coreos.com/network");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(lease.subnet_file, PathBuf::from("/run/flannel/subnet.env"));
+        assert_eq!(lease.renew_margin, Duration::from_secs(3600));
+        assert_eq!(lease.iptables_resync, Duration::from_secs(5));
+        assert!(!lease.ip_masq);
+        let d = parse(&[
+            "--public-ip",
+            "127.0.0.1",
+            "--lease-dir",
+            "/tmp/x",
+            "--ip-masq",
+            "--subnet-lease-renew-margin",
+            "30",
+        ])
+        .unwrap()
+        .resolve()
+        .unwrap();
+        let lease = d.lease.clone().unwrap();
+        assert!(matches!(lease.store, StoreSettings::Dir(ref p) if p == Path::new("/tmp/x")));
+        assert!(lease.ip_masq);
+        assert_eq!(lease.renew_margin, Duration::from_secs(1800));
+        // The config decides the backend and the defaults that follow from it.
+        let v = d
+            .with_lease(&LeasedNetwork {
+                backend: Backend::Vxlan,
+                port: 8472,
+                vni: 4,
+                network: "10.244.0.0/16".parse().unwrap(),
+                network6: None,
+                subnet: "10.244.7.0/24".parse().unwrap(),
+                subnet6: None,
+                vtep_mac: [2, 0, 0, 0, 0, 1],
+                vtep_mac_random: false,
+            })
+            .unwrap();
+        assert_eq!(v.tun_name, "flannel.4");
+        assert_eq!(v.control, PathBuf::from("/run/weft/flannel.4.sock"));
+        assert_eq!(v.mtu, netif::mtu("lo").unwrap() - 50);
+        assert_eq!(v.icmp_source_v4(), Some(Ipv4Addr::new(10, 244, 0, 0)));
+        for bad in [
+            vec![
+                "--public-ip",
+                "127.0.0.1",
+                "--subnet-lease-renew-margin",
+                "0",
+            ],
+            vec!["--public-ip", "127.0.0.1", "--iptables-resync", "0"],
+            vec!["--iface", "wfl-no-such-if"],
+        ] {
+            let err = match parse(&bad) {
+                Err(e) => e,
+                Ok(cli) => cli.resolve().unwrap_err(),
+            };
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,6 +1,16 @@
 //! weftd: the weft dataplane daemon.
 //!
-//! Start-up, in order: flags ([`engine::config`]; bad values exit 2), logging on stderr, the
+//! Two modes. Static mode (`--subnet` / `--subnet6` and `--peers`): the routes come from the
+//! peers file. Lease mode (neither given), flanneld's way: the lease store (etcd, or the
+//! directory of `--lease-dir`) -> the network config (waited for while missing or invalid)
+//! -> the backend, port, VNI and Network from it -> our lease (`SubnetManager::acquire`; the
+//! VtepMAC of our previous vxlan lease is kept) -> the data path below -> `--subnet-file` ->
+//! `--ip-masq` rules (re-checked every `--iptables-resync` s, removed on SIGTERM) -> a thread
+//! turning the manager's peer sets into route-table swaps and a new own lease into a new TUN
+//! address. On SIGTERM the lease stays in the store (as flanneld's) and the TUN goes.
+//! systemd is sent READY=1 (`$NOTIFY_SOCKET`) once ready.
+//!
+//! Data path start-up, in order: flags ([`engine::config`]; bad values exit 2), logging on stderr, the
 //! TUN (queues, MTU, address `<subnet>.0/32` and `<subnet6>::/128`, up, routes for `--network`
 //! / `--network6`), one UDP socket per pump thread, the route table from `--peers`, the pump
 //! threads, the control socket; then `weftd: ready` on stderr. SIGHUP reloads the peers file;
@@ -11,6 +21,7 @@
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -20,6 +31,8 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use engine::config::{Cli, DriverArg, Settings};
+
+mod leased;
 use engine::control::{ControlServer, ControlState};
 use engine::pump::{IoDriver, PumpConfig, Pumps};
 use engine::route::{format_mac, load_peers_file, Local, RouteTable, Routes};
@@ -74,7 +87,7 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
-fn local(s: &Settings) -> Local {
+pub(crate) fn local(s: &Settings) -> Local {
     Local {
         backend: s.backend,
         port: s.port,
@@ -121,10 +134,61 @@ fn choose_driver(asked: DriverArg) -> Result<IoDriver> {
     }
 }
 
+/// The running data path: the pumps (which own the TUN queues) and the control socket.
+pub(crate) struct Dataplane {
+    pumps: Pumps,
+    control: ControlServer,
+}
+
+impl Dataplane {
+    /// Stops the pumps; returns whether one had failed.
+    pub(crate) fn stop(self) -> bool {
+        let failed = self.pumps.failed();
+        self.pumps.stop();
+        drop(self.control);
+        failed
+    }
+}
+
 fn run(s: &Settings) -> Result<ExitCode> {
     // Signals first, so that a SIGTERM during start-up ends in a clean exit below.
-    let mut signals =
-        Signals::new([SIGHUP, SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    match &s.lease {
+        None => run_static(s, signals),
+        Some(lease) => leased::run(s, lease, signals, &stop),
+    }
+}
+
+fn run_static(s: &Settings, mut signals: Signals) -> Result<ExitCode> {
+    let routes = Arc::new(Routes::from_pointee(load_routes(s, None)?));
+    let dataplane = start_dataplane(s, &routes)?;
+    eprintln!("weftd: ready");
+    notify_ready();
+    for signal in signals.forever() {
+        match signal {
+            SIGHUP => reload(s, &routes),
+            _ => {
+                tracing::info!("signal {signal}: stopping");
+                break;
+            }
+        }
+    }
+    let failed = dataplane.stop();
+    tracing::info!("stopped");
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The TUN (name, MTU, addresses, routes), the UDP sockets, the pumps and the control socket.
+pub(crate) fn start_dataplane(s: &Settings, routes: &Arc<Routes>) -> Result<Dataplane> {
     let driver = choose_driver(s.io_driver)?;
 
     let tun = Tun::open(&s.tun_name, s.pump_threads)?;
@@ -190,7 +254,6 @@ fn run(s: &Settings) -> Result<ExitCode> {
             ),
         }
     }
-    let routes = Arc::new(Routes::from_pointee(load_routes(s, None)?));
     let config = PumpConfig {
         backend: s.backend,
         vni: s.vni,
@@ -218,7 +281,7 @@ fn run(s: &Settings) -> Result<ExitCode> {
         driver,
         tun.into_queues(),
         sockets,
-        Arc::clone(&routes),
+        Arc::clone(routes),
         || {
             // Wake the signal loop below so the daemon exits instead of running without a pump.
             if let Err(e) = signal_hook::low_level::raise(SIGTERM) {
@@ -235,33 +298,37 @@ fn run(s: &Settings) -> Result<ExitCode> {
     let control = ControlServer::bind(
         &s.control,
         ControlState {
-            routes: Arc::clone(&routes),
+            routes: Arc::clone(routes),
             counters: pumps.counters().to_vec(),
             driver,
             offloads,
         },
     )?;
     tracing::info!("control socket {}", control.path().display());
-    eprintln!("weftd: ready");
+    Ok(Dataplane { pumps, control })
+}
 
-    for signal in signals.forever() {
-        match signal {
-            SIGHUP => reload(s, &routes),
-            _ => {
-                tracing::info!("signal {signal}: stopping");
-                break;
-            }
-        }
+/// Tells systemd we are ready (`READY=1` to `$NOTIFY_SOCKET`, a path or `@abstract` name);
+/// nothing without the variable.
+pub(crate) fn notify_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str());
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => UnixAddr::from_abstract_name(name),
+        None => UnixAddr::from_pathname(&target),
+    };
+    let sent = addr.and_then(|addr| {
+        let sock = UnixDatagram::unbound()?;
+        sock.send_to_addr(b"READY=1", &addr)
+    });
+    match sent {
+        Ok(_) => tracing::debug!("told systemd READY=1"),
+        Err(e) => tracing::warn!("telling systemd READY=1 via {target:?} failed: {e}"),
     }
-    let failed = pumps.failed();
-    pumps.stop();
-    drop(control);
-    tracing::info!("stopped");
-    Ok(if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 fn reload(s: &Settings, routes: &Routes) {

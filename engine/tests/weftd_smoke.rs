@@ -398,11 +398,61 @@ fn invalid_flags_exit_2_naming_the_flag() {
         err.contains("--subnet") && err.contains("10.244.1.0/24"),
         "{err}"
     );
+    // --peers without our own subnet (without both, weftd runs in lease mode).
     let out = Command::new(WEFTD)
-        .args(["--backend", "udp", "--public-ip", "127.0.0.1"])
+        .args([
+            "--backend",
+            "udp",
+            "--public-ip",
+            "127.0.0.1",
+            "--peers",
+            "/dev/null",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Lease mode without a network config in the store waits for one (as flanneld), saying what
+/// is missing, and SIGTERM ends the wait with exit 0. Needs no root: nothing is set up yet.
+#[test]
+fn lease_mode_waits_for_the_config_and_stops_on_sigterm() {
+    let dir = std::env::temp_dir().join(format!("wfl-smoke-leases-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(WEFTD)
+        .args(["--public-ip", "127.0.0.1", "--lease-dir"])
+        .arg(&dir)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "weftd exited instead of waiting"
+    );
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("weftd did not stop on SIGTERM while waiting for the config");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = reader.join().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "{status}: {log}");
+    assert!(log.contains("no network config"), "{log}");
 }
 
 #[test]

@@ -6,13 +6,17 @@
 //!   interop peer for weftd's udp backend and the benchmarks' floor.
 //! - [`bench`](mod@bench): `weftctl bench`, TCP throughput of each data path on the same testbed.
 //! - [`control`]: a client for weftd's control socket.
+//! - [`demo`]: `weftctl demo`, two nodes talking through weftd in lease mode.
+//! - [`leases`]: `weftctl leases`, what a lease store holds.
 //! - [`peers`], [`net`]: the static peers file and IP prefixes.
 //! - [`privileges`]: `require_root!` for tests that build testbeds.
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod control;
+pub mod demo;
 pub mod forward;
+pub mod leases;
 pub mod net;
 pub mod peers;
 pub mod privileges;

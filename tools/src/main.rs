@@ -94,8 +94,31 @@ enum Cmd {
         #[arg(long, default_value = "/run/weft/flannel0.sock")]
         control: PathBuf,
     },
-    /// Two nodes talking through weft (lands with the control-plane issue).
-    Demo,
+    /// Two nodes in network namespaces talking through weftd (as root): leases, ping,
+    /// throughput, then everything is torn down.
+    Demo {
+        /// Keep the leases in a real etcd (started inside node a) instead of a directory.
+        #[arg(long)]
+        etcd: bool,
+        /// The backend in the network config.
+        #[arg(long, default_value = "udp", value_parser = parse_backend)]
+        backend: weftctl::peers::Backend,
+        /// The weftd binary (default: next to weftctl, built with cargo when missing).
+        #[arg(long)]
+        weftd: Option<PathBuf>,
+    },
+    /// Print the network config and the leases of a lease store.
+    Leases {
+        /// The local directory store (weftd --lease-dir).
+        #[arg(long)]
+        lease_dir: Option<PathBuf>,
+        /// etcd endpoints, comma separated (when no --lease-dir).
+        #[arg(long, default_value = "http://127.0.0.1:4001,http://127.0.0.1:2379")]
+        etcd_endpoints: String,
+        /// etcd prefix.
+        #[arg(long, default_value = engine::lease::DEFAULT_PREFIX)]
+        etcd_prefix: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -175,8 +198,86 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Stats { control } => print_json(&control::request(&control, "stats")?),
         Cmd::Routes { control } => print_json(&control::request(&control, "routes")?),
-        Cmd::Demo => anyhow::bail!("the demo lands with the control-plane issue (issue 4)"),
+        Cmd::Demo {
+            etcd,
+            backend,
+            weftd,
+        } => {
+            let exe = std::env::current_exe().context("finding weftctl's own path")?;
+            let weftd = match weftd.or_else(|| Binaries::weftd_near(&exe)) {
+                Some(w) => w,
+                None => build_weftd(&exe)?,
+            };
+            cleanup_on_signals()?;
+            weftctl::demo::run(&weftctl::demo::Config {
+                etcd,
+                backend,
+                binaries: Binaries {
+                    weftctl: exe,
+                    weftd: Some(weftd),
+                },
+            })
+        }
+        Cmd::Leases {
+            lease_dir,
+            etcd_endpoints,
+            etcd_prefix,
+        } => {
+            let store: Box<dyn engine::lease::LeaseStore> = match lease_dir {
+                Some(dir) => Box::new(engine::lease::DirStore::open(dir)?),
+                None => Box::new(engine::lease::EtcdStore::connect(
+                    engine::lease::EtcdOptions {
+                        endpoints: etcd_endpoints
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|e| !e.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                        prefix: etcd_prefix.trim_end_matches('/').to_owned(),
+                        ..engine::lease::EtcdOptions::default()
+                    },
+                )?),
+            };
+            print!("{}", weftctl::leases::render(&*store)?);
+            Ok(())
+        }
     }
+}
+
+fn parse_backend(s: &str) -> Result<weftctl::peers::Backend, String> {
+    match s {
+        "udp" => Ok(weftctl::peers::Backend::Udp),
+        "vxlan" => Ok(weftctl::peers::Backend::Vxlan),
+        other => Err(format!("unknown backend {other:?}: udp or vxlan")),
+    }
+}
+
+/// `cargo run -p weftctl -- demo` builds weftctl only: build weftd beside it (same profile),
+/// from the workspace that holds weftctl's target directory.
+fn build_weftd(exe: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let profile_dir = exe.parent().context("weftctl's directory")?;
+    let workspace = profile_dir
+        .parent()
+        .and_then(std::path::Path::parent)
+        .context("weftctl is not in <workspace>/target/<profile>/")?;
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "-p", "engine", "--bin", "weftd"]);
+    if release {
+        cmd.arg("--release");
+    }
+    eprintln!(
+        "weftctl: no weftd next to {}: building it (cargo build -p engine{})",
+        exe.display(),
+        if release { " --release" } else { "" }
+    );
+    let status = cmd.status().context("running cargo to build weftd")?;
+    if !status.success() {
+        anyhow::bail!("building weftd failed ({status})");
+    }
+    Binaries::weftd_near(exe).context("cargo built weftd, but it is not next to weftctl")
 }
 
 /// On SIGINT / SIGTERM / SIGHUP: kill the testbed's processes, delete its namespaces, exit.

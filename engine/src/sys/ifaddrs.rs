@@ -1,7 +1,7 @@
-//! Which interface holds an address (`getifaddrs(3)`).
+//! Which interface holds an address, and which addresses an interface holds (`getifaddrs(3)`).
 //!
-//! Contract: [`interface_with_address`] walks the list `getifaddrs` returns once, copies out
-//! the name of the first interface carrying the address, and frees the list before returning;
+//! Contract: [`interface_with_address`] and [`addresses_of`] walk the list `getifaddrs` returns once, copy out
+//! what they need, and free the list before returning;
 //! no pointer into it escapes.
 
 use std::ffi::CStr;
@@ -12,10 +12,35 @@ use super::io::cvt;
 
 /// The name of the interface that has `addr` assigned, or `None` when none has.
 pub fn interface_with_address(addr: IpAddr) -> io::Result<Option<String>> {
+    let mut found = None;
+    walk(|name, here| {
+        if here == addr {
+            found = Some(name.to_owned());
+            true
+        } else {
+            false
+        }
+    })?;
+    Ok(found)
+}
+
+/// The addresses assigned to the interface `name`, in the order `getifaddrs` lists them.
+pub fn addresses_of(name: &str) -> io::Result<Vec<IpAddr>> {
+    let mut found = Vec::new();
+    walk(|ifname, addr| {
+        if ifname == name {
+            found.push(addr);
+        }
+        false
+    })?;
+    Ok(found)
+}
+
+/// Calls `f(interface name, address)` for each IPv4 / IPv6 address until it returns true.
+fn walk(mut f: impl FnMut(&str, IpAddr) -> bool) -> io::Result<()> {
     let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
     // SAFETY: getifaddrs writes a pointer to a list it allocates into `head`.
     cvt(unsafe { libc::getifaddrs(&mut head) })?;
-    let mut found = None;
     let mut cur = head;
     while !cur.is_null() {
         // SAFETY: `cur` is a node of the list getifaddrs returned, not yet freed.
@@ -39,16 +64,16 @@ pub fn interface_with_address(addr: IpAddr) -> io::Result<Option<String>> {
             }
             _ => continue,
         };
-        if here == addr {
-            // SAFETY: `ifa_name` is a non-null NUL-terminated string owned by the list.
-            let name = unsafe { CStr::from_ptr(ifa.ifa_name) };
-            found = Some(name.to_string_lossy().into_owned());
+        // SAFETY: `ifa_name` is a non-null NUL-terminated string owned by the list, and the
+        // borrow ends before the list is freed.
+        let name = unsafe { CStr::from_ptr(ifa.ifa_name) };
+        if f(&name.to_string_lossy(), here) {
             break;
         }
     }
     // SAFETY: `head` came from getifaddrs and is freed once; nothing borrowed from it remains.
     unsafe { libc::freeifaddrs(head) };
-    Ok(found)
+    Ok(())
 }
 
 #[cfg(test)]

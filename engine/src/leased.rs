@@ -1,0 +1,416 @@
+//! weftd's lease mode: flanneld's start-up and its life on the lease store.
+//!
+//! Contract ([`run`]): store -> `wait_for_config` (retried every second until valid; SIGTERM
+//! while waiting exits 0) -> our lease (transient store failures retried every second; a full
+//! network or a lost race loop is fatal) -> the data path with an empty route table -> the
+//! subnet file -> the masquerade rules -> `weftd: ready` and READY=1. From then on one thread
+//! applies the manager's events: every [`ManagerEvent::Peers`] becomes a new route table
+//! (swapped in whole; leases of another backend are left out with a log line), and an
+//! [`ManagerEvent::OwnLease`] re-addresses the TUN, rewrites the subnet file and the
+//! masquerade rules. SIGTERM / SIGINT: the manager stops (the lease stays in the store), the
+//! masquerade rules are removed, the pumps stop and the TUN goes with them.
+
+use std::net::IpAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use signal_hook::consts::SIGHUP;
+use signal_hook::iterator::Signals;
+
+use engine::config::{LeaseSettings, LeasedNetwork, Settings, StoreSettings};
+use engine::lease::manager::{
+    random_vtep_mac, stored_vtep_mac, wait_for_config, AcquireError, CONFIG_RETRY,
+};
+use engine::lease::{
+    BackendKind, BackendType, DirStore, EtcdStore, Ipv4Net, Ipv6Net, LeaseAttrs, LeaseStore,
+    ManagerEvent, ManagerOptions, NetworkConfig, OwnLease, PeerSet, SubnetManager,
+};
+use engine::netconf::masq::MasqRules;
+use engine::netconf::subnet_env::{read_previous, SubnetEnv};
+use engine::route::{Backend, Cidr, Local, PeerEntry, RouteTable, Routes};
+use engine::sys::netif;
+
+/// How long the masquerade thread sleeps between checks of the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(200);
+
+fn cidr4(net: Ipv4Net) -> Result<Cidr> {
+    Cidr::new(IpAddr::V4(net.addr()), net.prefix_len())
+        .map_err(|e| anyhow::anyhow!("subnet {net}: {e}"))
+}
+
+fn cidr6(net: Ipv6Net) -> Result<Cidr> {
+    Cidr::new(IpAddr::V6(net.addr()), net.prefix_len())
+        .map_err(|e| anyhow::anyhow!("subnet {net}: {e}"))
+}
+
+/// Sleeps `d` in short steps, returning early once `stop` is set.
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let end = Instant::now() + d;
+    while !stop.load(Ordering::Relaxed) {
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        std::thread::sleep((end - now).min(STOP_POLL));
+    }
+}
+
+fn open_store(settings: &StoreSettings) -> Result<Arc<dyn LeaseStore>> {
+    Ok(match settings {
+        StoreSettings::Etcd(options) => Arc::new(EtcdStore::connect(options.clone())?),
+        StoreSettings::Dir(dir) => Arc::new(DirStore::open(dir)?),
+    })
+}
+
+/// Acquires our lease, retrying transient store failures every second until `stop`.
+fn acquire(manager: &mut SubnetManager, stop: &AtomicBool) -> Result<Option<OwnLease>> {
+    let mut last = String::new();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        match manager.acquire() {
+            Ok(own) => return Ok(Some(own)),
+            Err(AcquireError::Store(e)) if e.is_transient() => {
+                let text = e.to_string();
+                if text != last {
+                    tracing::error!(
+                        "acquiring a subnet lease: {text}; retrying every {CONFIG_RETRY:?}"
+                    );
+                    last = text;
+                }
+                sleep_unless(stop, CONFIG_RETRY);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The masquerade rules for our lease.
+fn masq_rules(config: &NetworkConfig, own: &OwnLease) -> MasqRules {
+    let rules = MasqRules::new(config.ipv4.network, own.subnet());
+    match (&config.ipv6, own.subnet6()) {
+        (Some(pool), Some(subnet6)) => rules.with_ipv6(pool.network, subnet6),
+        _ => rules,
+    }
+}
+
+/// The subnet file for our lease.
+fn subnet_env(config: &NetworkConfig, own: &OwnLease, mtu: u32, ip_masq: bool) -> SubnetEnv {
+    SubnetEnv {
+        network: config.ipv4.network,
+        subnet: own.subnet(),
+        ipv6: config
+            .ipv6
+            .as_ref()
+            .zip(own.subnet6())
+            .map(|(pool, s6)| (pool.network, s6)),
+        mtu,
+        ip_masq,
+    }
+}
+
+/// The route-table entries of a peer set: one per subnet of each lease of our backend.
+/// Returns the entries and, per entry line, the lease key (for log lines).
+fn peer_entries(set: &PeerSet, backend: Backend) -> (Vec<PeerEntry>, Vec<String>) {
+    let mut entries = Vec::new();
+    let mut keys = Vec::new();
+    for lease in &set.peers {
+        let lease_backend = match lease.attrs.backend() {
+            BackendType::Udp => Backend::Udp,
+            BackendType::Vxlan => Backend::Vxlan,
+            // The manager already left these out with a log line.
+            BackendType::Other(_) => continue,
+        };
+        if lease_backend != backend || lease.attrs.public_ip.is_unspecified() {
+            continue;
+        }
+        let vtep_mac = lease.attrs.vxlan_data().map(|d| d.vtep_mac);
+        let mut subnets = Vec::new();
+        match cidr4(lease.key.v4) {
+            Ok(c) => subnets.push(c),
+            Err(e) => tracing::warn!("lease {}: {e:#}", lease.key),
+        }
+        if let Some(v6) = lease.key.v6 {
+            match cidr6(v6) {
+                Ok(c) => subnets.push(c),
+                Err(e) => tracing::warn!("lease {}: {e:#}", lease.key),
+            }
+        }
+        for subnet in subnets {
+            keys.push(lease.key.to_string());
+            entries.push(PeerEntry {
+                line: keys.len(),
+                subnet,
+                public_ip: IpAddr::V4(lease.attrs.public_ip),
+                backend: lease_backend,
+                vtep_mac,
+                port: None,
+            });
+        }
+    }
+    (entries, keys)
+}
+
+/// Builds and swaps in the route table for `set`.
+fn apply_peers(routes: &Routes, local: &Local, set: &PeerSet) {
+    let (entries, keys) = peer_entries(set, local.backend);
+    let current = routes.load_full();
+    let (table, errors) = RouteTable::build(local, &entries, Some(&current), "leases");
+    for e in &errors {
+        let key = keys.get(e.line.wrapping_sub(1)).map_or("?", String::as_str);
+        tracing::warn!("lease {key}: {} (left out of the routes)", e.message);
+    }
+    tracing::info!(
+        "leases: {} route(s) to {} peer(s) (+{} -{})",
+        table.len(),
+        table.peers().len(),
+        set.added.len(),
+        set.removed.len()
+    );
+    routes.store(Arc::new(table));
+}
+
+/// What the event thread keeps up to date.
+struct Applier {
+    routes: Arc<Routes>,
+    local: Local,
+    config: NetworkConfig,
+    own: OwnLease,
+    tun_name: String,
+    mtu: u32,
+    subnet_file: std::path::PathBuf,
+    ip_masq: bool,
+    masq: Arc<Mutex<Option<MasqRules>>>,
+}
+
+impl Applier {
+    fn handle(&mut self, event: ManagerEvent) {
+        match event {
+            ManagerEvent::Peers(set) => apply_peers(&self.routes, &self.local, &set),
+            ManagerEvent::OwnLease(own) => self.readdress(own),
+        }
+    }
+
+    fn readdress(&mut self, own: OwnLease) {
+        tracing::warn!(
+            "our lease is now {} (was {}): re-addressing {}",
+            own.key,
+            self.own.key,
+            self.tun_name
+        );
+        if own.subnet() != self.own.subnet() {
+            if let Err(e) = netif::set_ipv4_addr(&self.tun_name, own.subnet().addr(), 32) {
+                tracing::error!(
+                    "setting {}/32 on {}: {e}",
+                    own.subnet().addr(),
+                    self.tun_name
+                );
+            }
+        }
+        if let Some(s6) = own.subnet6() {
+            if Some(s6) != self.own.subnet6() {
+                if let Err(e) = netif::add_ipv6_addr(&self.tun_name, s6.addr(), 128) {
+                    tracing::error!("adding {}/128 on {}: {e}", s6.addr(), self.tun_name);
+                }
+            }
+        }
+        let mut subnets = Vec::new();
+        subnets.extend(cidr4(own.subnet()).ok());
+        subnets.extend(own.subnet6().and_then(|s| cidr6(s).ok()));
+        self.local.subnets = subnets;
+        if let Err(e) =
+            subnet_env(&self.config, &own, self.mtu, self.ip_masq).write(&self.subnet_file)
+        {
+            tracing::error!("{e}");
+        }
+        if self.ip_masq {
+            let mut guard = match self.masq.lock() {
+                Ok(g) => g,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if let Some(old) = guard.take() {
+                if let Err(e) = old.remove() {
+                    tracing::error!("removing the old masquerade rules: {e}");
+                }
+            }
+            let rules = masq_rules(&self.config, &own);
+            if let Err(e) = rules.apply() {
+                tracing::error!("installing the masquerade rules: {e}");
+            }
+            *guard = Some(rules);
+        }
+        self.own = own;
+    }
+}
+
+/// Lease mode (see the module documentation).
+pub(crate) fn run(
+    base: &Settings,
+    lease: &LeaseSettings,
+    mut signals: Signals,
+    stop: &AtomicBool,
+) -> Result<ExitCode> {
+    let IpAddr::V4(public_ip) = base.public_ip else {
+        bail!("lease mode needs an IPv4 --public-ip");
+    };
+    for flag in &lease.ignored_flags {
+        tracing::warn!(
+            "{flag} is ignored in lease mode: the network config decides (as with flanneld)"
+        );
+    }
+    let store = open_store(&lease.store)?;
+    tracing::info!("lease store: {}", store.describe());
+    let Some(config) = wait_for_config(&*store, stop, CONFIG_RETRY) else {
+        tracing::info!("stopped while waiting for the network config");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let backend = match config.backend.kind {
+        BackendKind::Udp => Backend::Udp,
+        BackendKind::Vxlan => Backend::Vxlan,
+    };
+    let vni = config.backend.vni;
+    let (vtep_mac, vtep_mac_random) = if backend == Backend::Vxlan && base.vtep_mac_random {
+        match stored_vtep_mac(&*store, public_ip) {
+            Ok(Some(mac)) => (mac, false),
+            Ok(None) => (random_vtep_mac(), true),
+            Err(e) => {
+                tracing::warn!("reading our previous VtepMAC: {e}; using a new one");
+                (random_vtep_mac(), true)
+            }
+        }
+    } else {
+        (base.vtep_mac, base.vtep_mac_random)
+    };
+    let attrs = match backend {
+        Backend::Udp => LeaseAttrs::udp(public_ip, None),
+        Backend::Vxlan => LeaseAttrs::vxlan(public_ip, None, vni, vtep_mac, config.ipv6.is_some()),
+    };
+    let mut options = ManagerOptions::new(attrs);
+    options.previous = read_previous(&lease.subnet_file);
+    options.renew_margin = lease.renew_margin;
+    let mut manager = SubnetManager::new(Arc::clone(&store), config.clone(), options);
+    let Some(own) = acquire(&mut manager, stop)? else {
+        tracing::info!("stopped while acquiring a lease");
+        return Ok(ExitCode::SUCCESS);
+    };
+    tracing::info!("lease {} for {public_ip} ({backend})", own.key);
+
+    let net = LeasedNetwork {
+        backend,
+        port: config.backend.port(),
+        vni,
+        network: cidr4(config.ipv4.network)?,
+        network6: config.ipv6.as_ref().map(|p| cidr6(p.network)).transpose()?,
+        subnet: cidr4(own.subnet())?,
+        subnet6: own.subnet6().map(cidr6).transpose()?,
+        vtep_mac,
+        vtep_mac_random,
+    };
+    let s = base
+        .with_lease(&net)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("setting up for the leased network")?;
+    let routes = Arc::new(Routes::from_pointee(RouteTable::empty()));
+    let dataplane = crate::start_dataplane(&s, &routes)?;
+
+    let env = subnet_env(&config, &own, s.mtu, lease.ip_masq);
+    env.write(&lease.subnet_file)?;
+    tracing::info!("subnet file {}", lease.subnet_file.display());
+    let masq = Arc::new(Mutex::new(None));
+    if lease.ip_masq {
+        let rules = masq_rules(&config, &own);
+        rules.apply().context("installing the --ip-masq rules")?;
+        tracing::info!("masquerade rules installed");
+        *masq
+            .lock()
+            .map_err(|_| anyhow::anyhow!("masquerade lock poisoned"))? = Some(rules);
+    }
+
+    let (handle, events) = manager.spawn(own.clone());
+    let mut applier = Applier {
+        routes: Arc::clone(&routes),
+        local: crate::local(&s),
+        config: config.clone(),
+        own,
+        tun_name: s.tun_name.clone(),
+        mtu: s.mtu,
+        subnet_file: lease.subnet_file.clone(),
+        ip_masq: lease.ip_masq,
+        masq: Arc::clone(&masq),
+    };
+    let events_thread = std::thread::Builder::new()
+        .name("weft-routes".to_owned())
+        .spawn(move || {
+            // Ends when the manager stops and drops its sender.
+            for event in events {
+                applier.handle(event);
+            }
+        })
+        .context("starting the route thread")?;
+    let resync_stop = Arc::new(AtomicBool::new(false));
+    let resync_thread = if lease.ip_masq {
+        let masq = Arc::clone(&masq);
+        let every = lease.iptables_resync;
+        let stop_flag = Arc::clone(&resync_stop);
+        Some(
+            std::thread::Builder::new()
+                .name("weft-masq".to_owned())
+                .spawn(move || loop {
+                    sleep_unless(&stop_flag, every);
+                    if stop_flag.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let guard = match masq.lock() {
+                        Ok(g) => g,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                    if let Some(rules) = guard.as_ref() {
+                        if let Err(e) = rules.ensure() {
+                            tracing::error!("re-checking the masquerade rules: {e}");
+                        }
+                    }
+                })
+                .context("starting the masquerade thread")?,
+        )
+    } else {
+        None
+    };
+
+    eprintln!("weftd: ready");
+    crate::notify_ready();
+    for signal in signals.forever() {
+        if signal == SIGHUP {
+            tracing::info!("SIGHUP: nothing to reload in lease mode (the store is watched)");
+            continue;
+        }
+        tracing::info!("signal {signal}: stopping (the lease stays in the store)");
+        break;
+    }
+    handle.stop();
+    let _ = events_thread.join();
+    resync_stop.store(true, Ordering::Relaxed);
+    if let Some(t) = resync_thread {
+        let _ = t.join();
+    }
+    let rules = match masq.lock() {
+        Ok(mut g) => g.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    if let Some(rules) = rules {
+        match rules.remove() {
+            Ok(()) => tracing::info!("masquerade rules removed"),
+            Err(e) => tracing::error!("removing the masquerade rules: {e}"),
+        }
+    }
+    let failed = dataplane.stop();
+    tracing::info!("stopped");
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

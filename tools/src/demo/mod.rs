@@ -1,0 +1,284 @@
+//! `weftctl demo`: two nodes talking through weft, on this machine, in under a minute.
+//!
+//! Contract ([`run`], as root): builds a two-node testbed (network namespaces
+//! `wft-<pid>-<k>-a|b` joined by a veth), a lease store (the local directory store in the
+//! testbed's scratch directory by default; with [`Config::etcd`] a real etcd started inside
+//! node a's namespace on its underlay address), writes flannel's network config
+//! (`10.244.0.0/16`, leases from `10.244.100.0`, the chosen backend), starts weftd in lease
+//! mode on each node, prints the leases (`weftctl leases` run inside node a), pings node b's
+//! overlay address from node a and prints the summary, measures TCP throughput a -> b for
+//! [`THROUGHPUT_SECONDS`] with iperf3 (or weftctl's own verified stream when iperf3 is not
+//! installed) and prints it, then tears everything down: weftd and etcd are stopped by PID,
+//! the namespaces and files removed (also on a failure; `weftctl` removes them on Ctrl-C).
+//! Each printed result line starts with `ping:` or `throughput:`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use crate::peers::Backend;
+use crate::privileges;
+use crate::testbed::{traffic, Binaries, Testbed};
+
+/// Seconds of the throughput test.
+pub const THROUGHPUT_SECONDS: u32 = 3;
+/// The demo's network config (flannel's format); `{backend}` is replaced.
+const CONFIG: &str = r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0", "Backend": {"Type": "{backend}"}}"#;
+/// etcd's client port inside node a.
+const ETCD_PORT: u16 = 2379;
+/// iperf3's port.
+const IPERF_PORT: u16 = 5201;
+/// How long weftd gets to become ready.
+const READY: Duration = Duration::from_secs(20);
+
+/// What the demo runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Use a real etcd instead of the directory store.
+    pub etcd: bool,
+    /// The backend in the network config.
+    pub backend: Backend,
+    /// weftctl (for `leases`) and weftd.
+    pub binaries: Binaries,
+}
+
+/// Runs the demo (see the module documentation).
+pub fn run(config: &Config) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if let Some(why) = privileges::missing() {
+        bail!("the demo builds network namespaces: {why}; run it as root");
+    }
+    if config.etcd && !privileges::on_path("etcd") {
+        bail!("--etcd: etcd is not installed (apt-get install etcd-server etcd-client)");
+    }
+    let weftd = config
+        .binaries
+        .weftd
+        .clone()
+        .context("no weftd next to weftctl: build it with `cargo build --release -p engine`")?;
+    println!(
+        "demo: two nodes in network namespaces, weftd in lease mode ({} backend)",
+        config.backend.name()
+    );
+    let mut bed = Testbed::new(2, config.binaries.clone())?;
+    let dir = bed.dir().to_owned();
+    let a_ip = bed.node(0).underlay().to_string();
+    let (store_args, leases_args) = if config.etcd {
+        let endpoint = start_etcd(&mut bed, &a_ip)?;
+        put_etcd_config(&bed, &endpoint, config.backend)?;
+        println!("demo: lease store: etcd {endpoint} (inside node a)");
+        (
+            vec!["--etcd-endpoints".to_owned(), endpoint.clone()],
+            vec!["--etcd-endpoints".to_owned(), endpoint],
+        )
+    } else {
+        let leases = dir.join("leases");
+        std::fs::create_dir_all(&leases).context("creating the lease directory")?;
+        std::fs::write(leases.join("config"), network_config(config.backend))
+            .context("writing the network config")?;
+        println!("demo: lease store: directory {}", leases.display());
+        let arg = vec!["--lease-dir".to_owned(), leases.display().to_string()];
+        (arg.clone(), arg)
+    };
+
+    let mut subnets = Vec::new();
+    for (i, role) in ["a", "b"].iter().enumerate() {
+        let subnet_file = dir.join(format!("subnet-{role}.env"));
+        let mut args = vec![
+            "--public-ip".to_owned(),
+            bed.node(i).underlay().to_string(),
+            "--subnet-file".to_owned(),
+            subnet_file.display().to_string(),
+            "--control".to_owned(),
+            dir.join(format!("weftd-{role}.sock")).display().to_string(),
+        ];
+        args.extend(store_args.iter().cloned());
+        let h = bed.spawn(i, &format!("weftd-{role}"), &weftd, &args)?;
+        bed.process(h)
+            .wait_for_line("weftd: ready", READY)
+            .with_context(|| format!("starting weftd on node {role}"))?;
+        let subnet = leased_subnet(&subnet_file)?;
+        println!(
+            "demo: node {role} ({}) leased {subnet}",
+            bed.node(i).underlay()
+        );
+        subnets.push(subnet);
+    }
+
+    println!("\n$ weftctl leases {}", leases_args.join(" "));
+    let mut leases_cmd_args = vec!["leases"];
+    leases_cmd_args.extend(leases_args.iter().map(String::as_str));
+    let weftctl = config.binaries.weftctl.display().to_string();
+    let listing = bed.node(0).ns().exec_checked(&weftctl, &leases_cmd_args)?;
+    println!("{listing}");
+
+    let b_addr = subnets[1].split('/').next().unwrap_or_default().to_owned();
+    let out = bed
+        .node(0)
+        .ns()
+        .exec_checked("ping", &["-c", "3", "-i", "0.2", "-W", "2", &b_addr])
+        .context("ping from node a to node b across the overlay")?;
+    let summary: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("packets transmitted") || l.starts_with("rtt"))
+        .collect();
+    println!("ping: node a -> node b ({b_addr}): {}", summary.join("; "));
+
+    let b_ip: IpAddr = b_addr.parse().context("node b's overlay address")?;
+    let line = if privileges::on_path("iperf3") {
+        iperf3(&mut bed, &b_addr)?
+    } else {
+        own_stream(&bed, b_ip)?
+    };
+    println!("throughput: node a -> node b: {line}");
+    drop(bed);
+    println!(
+        "demo: done in {:.1} s; namespaces, processes and files removed",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn network_config(backend: Backend) -> String {
+    CONFIG.replace("{backend}", backend.name())
+}
+
+/// FLANNEL_SUBNET of a subnet file as the subnet's network (`10.244.105.0/24`).
+fn leased_subnet(path: &Path) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix("FLANNEL_SUBNET="))
+        .with_context(|| format!("no FLANNEL_SUBNET in {}", path.display()))?;
+    let (ip, len) = value
+        .split_once('/')
+        .context("FLANNEL_SUBNET without a length")?;
+    let ip: std::net::Ipv4Addr = ip.parse().context("FLANNEL_SUBNET's address")?;
+    let network = std::net::Ipv4Addr::from(u32::from(ip) & !0xff);
+    Ok(format!("{network}/{len}"))
+}
+
+/// Starts etcd inside node a, listening on its underlay address; returns the endpoint.
+fn start_etcd(bed: &mut Testbed, a_ip: &str) -> anyhow::Result<String> {
+    let etcd = which("etcd").context("etcd is not on PATH")?;
+    let endpoint = format!("http://{a_ip}:{ETCD_PORT}");
+    let peer = format!("http://127.0.0.1:{}", ETCD_PORT + 1);
+    let data = bed.dir().join("etcd-data");
+    let args = vec![
+        "--name=weft-demo".to_owned(),
+        format!("--data-dir={}", data.display()),
+        format!("--listen-client-urls={endpoint}"),
+        format!("--advertise-client-urls={endpoint}"),
+        format!("--listen-peer-urls={peer}"),
+        format!("--initial-advertise-peer-urls={peer}"),
+        format!("--initial-cluster=weft-demo={peer}"),
+    ];
+    bed.spawn(0, "etcd", &etcd, &args)?;
+    traffic::wait_for_port(bed.node(0).ns(), false, ETCD_PORT, Duration::from_secs(20))
+        .context("waiting for etcd")?;
+    Ok(endpoint)
+}
+
+/// Writes the network config into etcd with etcdctl (inside node a).
+fn put_etcd_config(bed: &Testbed, endpoint: &str, backend: Backend) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let key = format!("{}/config", engine::lease::DEFAULT_PREFIX);
+    let config = network_config(backend);
+    loop {
+        let out = bed
+            .node(0)
+            .ns()
+            .command(
+                "etcdctl",
+                &[&format!("--endpoints={endpoint}"), "put", &key, &config],
+            )
+            .env("ETCDCTL_API", "3")
+            .output()
+            .context("running etcdctl (apt-get install etcd-client)")?;
+        if out.status.success() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "etcdctl put {key} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// iperf3 from node a to node b for [`THROUGHPUT_SECONDS`]; the result line.
+fn iperf3(bed: &mut Testbed, b_addr: &str) -> anyhow::Result<String> {
+    let iperf = which("iperf3").context("iperf3 is not on PATH")?;
+    let server = bed.spawn(
+        1,
+        "iperf3-server",
+        &iperf,
+        &[
+            "-s".to_owned(),
+            "-1".to_owned(),
+            "-B".to_owned(),
+            b_addr.to_owned(),
+        ],
+    )?;
+    traffic::wait_for_port(bed.node(1).ns(), false, IPERF_PORT, Duration::from_secs(10))?;
+    let seconds = THROUGHPUT_SECONDS.to_string();
+    let out = bed
+        .node(0)
+        .ns()
+        .exec_checked("iperf3", &["-c", b_addr, "-t", &seconds, "-J"])
+        .context("iperf3 from node a to node b")?;
+    bed.process(server).stop();
+    let v: serde_json::Value = serde_json::from_str(&out).context("iperf3's JSON")?;
+    let end = &v["end"];
+    let bps = end["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("no end.sum_received.bits_per_second in iperf3's JSON")?;
+    let retransmits = end["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
+    Ok(format!(
+        "{:.2} Gbit/s (iperf3 TCP, {THROUGHPUT_SECONDS} s, {retransmits} retransmits)",
+        bps / 1e9
+    ))
+}
+
+/// Without iperf3: weftctl's verified TCP stream of a fixed size; the result line.
+fn own_stream(bed: &Testbed, b_ip: IpAddr) -> anyhow::Result<String> {
+    const BYTES: u64 = 256 << 20;
+    let from = traffic::End {
+        ns: bed.node(0).ns(),
+        ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    };
+    let to = traffic::End {
+        ns: bed.node(1).ns(),
+        ip: b_ip,
+    };
+    let report = traffic::tcp_stream(
+        from,
+        to,
+        BYTES,
+        1,
+        Duration::from_secs(10),
+        Duration::from_secs(30),
+    )?;
+    Ok(format!(
+        "{:.2} Gbit/s (a verified {} MiB TCP stream in {:.1} s; iperf3 is not installed)",
+        report.gbit_per_s(),
+        BYTES >> 20,
+        report.elapsed.as_secs_f64()
+    ))
+}
+
+/// The full path of `program` on `$PATH`.
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let found = path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file());
+    found
+}

@@ -1,0 +1,507 @@
+//! Issue 4: weftd in lease mode (no --subnet, no --peers), as flanneld runs.
+//!
+//! - Three nodes share a real etcd (started inside node a's namespace, listening on its
+//!   underlay address; killed by PID on drop): distinct subnets, leases in etcd with flannel's
+//!   JSON field names, subnet.env in flannel's format, every pair pings; a lease put by hand
+//!   with etcdctl becomes a route within 1 s and its deletion removes it; a restarted node
+//!   gets its subnet (and VtepMAC) back.
+//! - The same three nodes on the local directory store, one with `--ip-masq`: its rules are in
+//!   its namespace's `iptables-save`, and gone after SIGTERM, while its lease stays; another
+//!   sends READY=1 to `$NOTIFY_SOCKET`.
+//!
+//! These run target/<profile>/weftd: build it first (`cargo build -p engine`).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use weftctl::control;
+use weftctl::require_root;
+use weftctl::testbed::{Netns, Testbed};
+
+const CONFIG_VXLAN: &str =
+    r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0", "Backend": {"Type": "vxlan"}}"#;
+const CONFIG_UDP: &str =
+    r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0", "Backend": {"Type": "udp"}}"#;
+const ETCD_PORT: u16 = 2379;
+const PREFIX: &str = "/coreos.com/network";
+const ROUTE_DEADLINE: Duration = Duration::from_secs(1);
+
+/// etcd inside a node's namespace, killed by PID on drop.
+struct NsEtcd {
+    child: Child,
+    ns: String,
+    endpoint: String,
+    log: PathBuf,
+}
+
+impl NsEtcd {
+    fn start(ns: &Netns, ip: &str, dir: &Path) -> NsEtcd {
+        let client = format!("http://{ip}:{ETCD_PORT}");
+        let peer = format!("http://127.0.0.1:{}", ETCD_PORT + 1);
+        let log = dir.join("etcd.log");
+        let data = dir.join("etcd-data");
+        let args = [
+            "--name=wfl".to_owned(),
+            format!("--data-dir={}", data.display()),
+            format!("--listen-client-urls={client},http://127.0.0.1:{ETCD_PORT}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=wfl={peer}"),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let child = ns
+            .command("etcd", &args)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("etcd log"))
+            .spawn()
+            .expect("start etcd");
+        let mut etcd = NsEtcd {
+            child,
+            ns: ns.name().to_owned(),
+            endpoint: client,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !etcd.ctl_ok(&["endpoint", "health"]) {
+            if let Ok(Some(status)) = etcd.child.try_wait() {
+                panic!("etcd exited ({status}): {}", etcd.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd not healthy: {}",
+                etcd.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        etcd
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn ctl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "etcdctl"])
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint))
+            .arg("--command-timeout=3s")
+            .args(args);
+        cmd
+    }
+
+    fn ctl_ok(&self, args: &[&str]) -> bool {
+        self.ctl_cmd(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn ctl(&self, args: &[&str]) -> String {
+        let out = self.ctl_cmd(args).output().expect("run etcdctl");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for NsEtcd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Skips (fails with CI=true) when etcd is missing.
+fn etcd_installed(test: &str) -> bool {
+    if have("etcd") && have("etcdctl") {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        !ci,
+        "{test}: etcd / etcdctl are not installed; with CI=true this test must run"
+    );
+    eprintln!("skipping {test}: etcd / etcdctl are not installed");
+    false
+}
+
+/// One leased weftd node's files.
+struct LeasedNode {
+    subnet_file: PathBuf,
+    control: PathBuf,
+    args: Vec<String>,
+    handle: usize,
+}
+
+const ROLES: [&str; 3] = ["a", "b", "c"];
+
+fn start_node(bed: &mut Testbed, i: usize, store: &[String], extra: &[&str]) -> LeasedNode {
+    start_node_with_env(bed, i, store, extra, None)
+}
+
+/// Like [`start_node`], with one `NAME=value` in weftd's environment (through `env`).
+fn start_node_with_env(
+    bed: &mut Testbed,
+    i: usize,
+    store: &[String],
+    extra: &[&str],
+    env: Option<&str>,
+) -> LeasedNode {
+    let dir = bed.dir().to_owned();
+    let subnet_file = dir.join(format!("subnet-{}.env", ROLES[i]));
+    let control = dir.join(format!("leased-{}.sock", ROLES[i]));
+    let mut args: Vec<String> = vec![
+        "--public-ip".into(),
+        bed.node(i).underlay().to_string(),
+        "--subnet-file".into(),
+        subnet_file.display().to_string(),
+        "--control".into(),
+        control.display().to_string(),
+        "--pump-threads".into(),
+        "1".into(),
+        "-v".into(),
+    ];
+    args.extend(store.iter().cloned());
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let mut node = LeasedNode {
+        subnet_file,
+        control,
+        args,
+        handle: 0,
+    };
+    node.handle = spawn_with_env(bed, i, &node.args, 0, env);
+    node
+}
+
+fn spawn(bed: &mut Testbed, i: usize, args: &[String], generation: usize) -> usize {
+    spawn_with_env(bed, i, args, generation, None)
+}
+
+fn spawn_with_env(
+    bed: &mut Testbed,
+    i: usize,
+    args: &[String],
+    generation: usize,
+    env: Option<&str>,
+) -> usize {
+    let weftd = common::binaries_with_weftd().weftd.expect("weftd");
+    let label = format!("leased-{}-{generation}", ROLES[i]);
+    let h = match env {
+        None => bed.spawn(i, &label, &weftd, args),
+        Some(var) => {
+            let mut with_env = vec![var.to_owned(), weftd.display().to_string()];
+            with_env.extend(args.iter().cloned());
+            bed.spawn(i, &label, Path::new("/usr/bin/env"), &with_env)
+        }
+    }
+    .expect("spawn weftd");
+    bed.process(h)
+        .wait_for_line("weftd: ready", Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("weftd on node {}: {e:#}", ROLES[i]));
+    h
+}
+
+/// FLANNEL_SUBNET's network (`10.244.105.1/24` -> `10.244.105.0/24`) and the whole file.
+fn read_subnet(node: &LeasedNode) -> (String, String) {
+    let text = std::fs::read_to_string(&node.subnet_file).expect("subnet.env");
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("FLANNEL_SUBNET="))
+        .unwrap_or_else(|| panic!("no FLANNEL_SUBNET in {text}"));
+    let (ip, len) = line.split_once('/').expect("a prefix");
+    let mut octets: Vec<&str> = ip.split('.').collect();
+    assert_eq!(octets.len(), 4, "{line}");
+    assert_eq!(
+        octets[3], "1",
+        "FLANNEL_SUBNET is the subnet's first host: {line}"
+    );
+    octets[3] = "0";
+    (format!("{}/{len}", octets.join(".")), text)
+}
+
+/// flannel's subnet.env for a udp / vxlan node without IPv6.
+fn check_subnet_env(text: &str, subnet: &str, mtu: u32, masq: bool) {
+    let first_host = subnet.replacen(".0/", ".1/", 1);
+    let want = format!(
+        "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET={first_host}\nFLANNEL_MTU={mtu}\nFLANNEL_IPMASQ={masq}\n"
+    );
+    assert_eq!(text, want, "subnet.env is not flannel's");
+}
+
+fn routes(node: &LeasedNode) -> String {
+    control::request(&node.control, "routes")
+        .expect("routes")
+        .to_string()
+}
+
+/// Waits (up to `limit`) until node's routes do / do not contain `needle`; returns the time.
+fn wait_route(node: &LeasedNode, needle: &str, present: bool, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let text = routes(node);
+        if text.contains(needle) == present {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "route {needle} {} after {limit:?}: {text}",
+            if present { "not there" } else { "still there" }
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Every node pings every other node's TUN address (`<subnet>.0`).
+fn ping_all(bed: &Testbed, subnets: &[String]) {
+    for (i, _) in subnets.iter().enumerate() {
+        for (j, dst) in subnets.iter().enumerate() {
+            if i == j {
+                continue;
+            }
+            let to = dst.split('/').next().expect("address");
+            let out = bed
+                .node(i)
+                .ns()
+                .command("ping", &["-c", "2", "-i", "0.2", "-W", "2", to])
+                .output()
+                .expect("ping");
+            assert!(
+                out.status.success(),
+                "ping {} -> {to} failed: {}",
+                ROLES[i],
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+}
+
+fn distinct(subnets: &[String]) {
+    let set: BTreeSet<&String> = subnets.iter().collect();
+    assert_eq!(
+        set.len(),
+        subnets.len(),
+        "subnets not distinct: {subnets:?}"
+    );
+}
+
+#[test]
+fn three_nodes_on_etcd() {
+    require_root!();
+    if !etcd_installed("three_nodes_on_etcd") {
+        return;
+    }
+    let mut bed = Testbed::new(3, common::binaries_with_weftd()).expect("testbed");
+    let etcd = NsEtcd::start(
+        bed.node(0).ns(),
+        &bed.node(0).underlay().to_string(),
+        bed.dir(),
+    );
+    etcd.ctl(&["put", &format!("{PREFIX}/config"), CONFIG_VXLAN]);
+    let store = vec!["--etcd-endpoints".to_owned(), etcd.endpoint.clone()];
+    let mut nodes: Vec<LeasedNode> = (0..3)
+        .map(|i| start_node(&mut bed, i, &store, &[]))
+        .collect();
+    let subnets: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            let (subnet, text) = read_subnet(n);
+            check_subnet_env(&text, &subnet, 1450, false);
+            subnet
+        })
+        .collect();
+    distinct(&subnets);
+
+    // The leases in etcd: flannel's keys and JSON field names.
+    let listing = etcd.ctl(&["get", "--prefix", &format!("{PREFIX}/subnets/")]);
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 6, "three leases expected: {listing}");
+    let mut macs = Vec::new();
+    for pair in lines.chunks(2) {
+        let (key, value) = (pair[0], pair[1]);
+        let name = key.strip_prefix(&format!("{PREFIX}/subnets/")).expect(key);
+        assert!(
+            subnets.iter().any(|s| s.replace('/', "-") == name),
+            "{key} is none of {subnets:?}"
+        );
+        let v: serde_json::Value = serde_json::from_str(value).expect(value);
+        let obj = v.as_object().expect("an object");
+        let fields: BTreeSet<&str> = obj.keys().map(String::as_str).collect();
+        let want: BTreeSet<&str> = ["PublicIP", "PublicIPv6", "BackendType", "BackendData"]
+            .into_iter()
+            .collect();
+        assert_eq!(fields, want, "lease {key}: {value}");
+        assert_eq!(obj["BackendType"], "vxlan", "{value}");
+        let data = obj["BackendData"].as_object().expect("BackendData");
+        assert_eq!(data["VNI"], 1, "{value}");
+        macs.push((obj["PublicIP"].clone(), data["VtepMAC"].clone()));
+    }
+    // Each lease is attached to an etcd lease (a TTL), as flanneld's.
+    let with_lease = etcd.ctl(&[
+        "get",
+        "--prefix",
+        &format!("{PREFIX}/subnets/"),
+        "-w",
+        "json",
+    ]);
+    assert_eq!(with_lease.matches("\"lease\":").count(), 3, "{with_lease}");
+
+    ping_all(&bed, &subnets);
+
+    // A lease written by hand, as a flanneld node writes it, becomes a route within 1 s.
+    let granted = etcd.ctl(&["lease", "grant", "600"]);
+    let id = granted
+        .split_whitespace()
+        .nth(1)
+        .expect("lease id")
+        .to_owned();
+    let key = format!("{PREFIX}/subnets/10.244.250.0-24");
+    etcd.ctl(&[
+        "put",
+        &format!("--lease={id}"),
+        &key,
+        r#"{"PublicIP":"192.168.250.9","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:09"}}"#,
+    ]);
+    let took = wait_route(&nodes[0], "10.244.250.0/24", true, ROUTE_DEADLINE);
+    eprintln!("hand-written lease became a route in {took:?}");
+    assert!(routes(&nodes[0]).contains("0e:00:00:00:00:09"));
+    etcd.ctl(&["del", &key]);
+    let took = wait_route(&nodes[0], "10.244.250.0/24", false, ROUTE_DEADLINE);
+    eprintln!("deleted lease left the routes in {took:?}");
+
+    // Restart node b: same subnet, same VtepMAC.
+    let old = nodes[1].handle;
+    bed.process(old).stop();
+    std::fs::remove_file(&nodes[1].subnet_file).expect("remove subnet.env");
+    nodes[1].handle = spawn(&mut bed, 1, &nodes[1].args, 1);
+    let (again, _) = read_subnet(&nodes[1]);
+    assert_eq!(
+        again, subnets[1],
+        "node b got another subnet after a restart"
+    );
+    let listing = etcd.ctl(&["get", "--prefix", &format!("{PREFIX}/subnets/")]);
+    let b_value = listing
+        .lines()
+        .skip_while(|l| !l.ends_with(&subnets[1].replace('/', "-")))
+        .nth(1)
+        .expect("node b's lease");
+    let v: serde_json::Value = serde_json::from_str(b_value).expect(b_value);
+    assert!(
+        macs.contains(&(v["PublicIP"].clone(), v["BackendData"]["VtepMAC"].clone())),
+        "node b's VtepMAC changed across the restart: {b_value} vs {macs:?}"
+    );
+    ping_all(&bed, &subnets);
+    drop(bed);
+    drop(etcd);
+}
+
+#[test]
+fn three_nodes_on_a_lease_directory_with_ip_masq() {
+    require_root!();
+    let mut bed = Testbed::new(3, common::binaries_with_weftd()).expect("testbed");
+    let dir = bed.dir().join("leases");
+    std::fs::create_dir_all(&dir).expect("lease dir");
+    std::fs::write(dir.join("config"), CONFIG_UDP).expect("config");
+    let store = vec!["--lease-dir".to_owned(), dir.display().to_string()];
+    // Node c tells "systemd" it is ready.
+    let notify_path = bed.dir().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let notify_env = format!("NOTIFY_SOCKET={}", notify_path.display());
+    let nodes: Vec<LeasedNode> = (0..3)
+        .map(|i| {
+            let extra: &[&str] = if i == 0 { &["--ip-masq"] } else { &[] };
+            let env = (i == 2).then_some(notify_env.as_str());
+            start_node_with_env(&mut bed, i, &store, extra, env)
+        })
+        .collect();
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).expect("READY=1 from node c");
+    assert_eq!(&buf[..n], b"READY=1");
+    let subnets: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let (subnet, text) = read_subnet(n);
+            check_subnet_env(&text, &subnet, 1472, i == 0);
+            subnet
+        })
+        .collect();
+    distinct(&subnets);
+    for s in &subnets {
+        let file = dir.join("subnets").join(s.replace('/', "-"));
+        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file:?}: {e}"));
+        let v: serde_json::Value = serde_json::from_str(&text).expect(&text);
+        for field in ["PublicIP", "PublicIPv6", "Expiration"] {
+            assert!(v.get(field).is_some(), "{file:?} lacks {field}: {text}");
+        }
+    }
+    ping_all(&bed, &subnets);
+
+    // A lease file written by hand becomes a route; removing it removes the route.
+    let hand = dir.join("subnets").join("10.244.250.0-24");
+    std::fs::write(&hand, r#"{"PublicIP":"192.168.250.9","PublicIPv6":null}"#).expect("write");
+    wait_route(&nodes[1], "10.244.250.0/24", true, ROUTE_DEADLINE);
+    std::fs::remove_file(&hand).expect("remove");
+    wait_route(&nodes[1], "10.244.250.0/24", false, ROUTE_DEADLINE);
+
+    // --ip-masq on node a: flannel's rules in its namespace.
+    let saved = bed
+        .node(0)
+        .ns()
+        .exec_checked("iptables-save", &["-t", "nat"])
+        .expect("iptables-save");
+    for want in [
+        "-A POSTROUTING -m comment --comment \"flanneld masq\" -j FLANNEL-POSTRTG".to_owned(),
+        "-A FLANNEL-POSTRTG -s 10.244.0.0/16 ! -d 224.0.0.0/4 -m comment --comment \"flanneld masq\" -j MASQUERADE --random-fully".to_owned(),
+        format!(
+            "-A FLANNEL-POSTRTG -s {} -d 10.244.0.0/16 -m comment --comment \"flanneld masq\" -j RETURN",
+            subnets[0]
+        ),
+    ] {
+        assert!(saved.lines().any(|l| l == want), "missing {want:?} in:\n{saved}");
+    }
+    // The other nodes have none.
+    let other = bed
+        .node(1)
+        .ns()
+        .exec_checked("iptables-save", &["-t", "nat"])
+        .expect("iptables-save");
+    assert!(!other.contains("FLANNEL-POSTRTG"), "{other}");
+
+    // SIGTERM: the rules go, the lease stays.
+    let (status, _) = bed.process(nodes[0].handle).stop().expect("stopped");
+    assert!(status.success(), "weftd exited {status}");
+    let saved = bed
+        .node(0)
+        .ns()
+        .exec_checked("iptables-save", &["-t", "nat"])
+        .expect("iptables-save");
+    assert!(
+        !saved.contains("FLANNEL-POSTRTG"),
+        "rules left after SIGTERM:\n{saved}"
+    );
+    assert!(
+        dir.join("subnets")
+            .join(subnets[0].replace('/', "-"))
+            .exists(),
+        "the lease was removed on SIGTERM"
+    );
+}
