@@ -5,6 +5,8 @@
 //!   JSON field names, subnet.env in flannel's format, every pair pings; a lease put by hand
 //!   with etcdctl becomes a route within 1 s and its deletion removes it; a restarted node
 //!   gets its subnet (and VtepMAC) back.
+//! - etcd stopped for 20 s while a ping runs: no echo is lost, and after etcd returns a new
+//!   lease becomes a route (the watch resumed).
 //! - The same three nodes on the local directory store, one with `--ip-masq`: its rules are in
 //!   its namespace's `iptables-save`, and gone after SIGTERM, while its lease stays; another
 //!   sends READY=1 to `$NOTIFY_SOCKET`.
@@ -36,6 +38,7 @@ struct NsEtcd {
     ns: String,
     endpoint: String,
     log: PathBuf,
+    args: Vec<String>,
 }
 
 impl NsEtcd {
@@ -53,19 +56,49 @@ impl NsEtcd {
             format!("--initial-advertise-peer-urls={peer}"),
             format!("--initial-cluster=wfl={peer}"),
         ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let child = ns
-            .command("etcd", &args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("etcd log"))
-            .spawn()
-            .expect("start etcd");
+        let child = NsEtcd::spawn(ns.name(), &args, &log);
         let mut etcd = NsEtcd {
             child,
             ns: ns.name().to_owned(),
             endpoint: client,
             log,
+            args: args.to_vec(),
         };
+        etcd.wait_healthy();
+        etcd
+    }
+
+    fn spawn(ns: &str, args: &[String], log: &Path) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", ns, "etcd"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(log)
+                    .expect("etcd log"),
+            )
+            .spawn()
+            .expect("start etcd")
+    }
+
+    /// Kills etcd (by PID), keeping its data.
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same addresses and data.
+    fn restart(&mut self) {
+        self.stop();
+        self.child = NsEtcd::spawn(&self.ns, &self.args, &self.log);
+        self.wait_healthy();
+    }
+
+    fn wait_healthy(&mut self) {
+        let etcd = self;
         let deadline = Instant::now() + Duration::from_secs(20);
         while !etcd.ctl_ok(&["endpoint", "health"]) {
             if let Ok(Some(status)) = etcd.child.try_wait() {
@@ -78,7 +111,6 @@ impl NsEtcd {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        etcd
     }
 
     fn log(&self) -> String {
@@ -504,4 +536,54 @@ fn three_nodes_on_a_lease_directory_with_ip_masq() {
             .exists(),
         "the lease was removed on SIGTERM"
     );
+}
+
+/// etcd goes away for 20 s while traffic flows: the last known routes keep carrying it, and
+/// weftd resumes watching when etcd returns (a lease written then becomes a route).
+#[test]
+fn etcd_outage_keeps_traffic_and_watching_resumes() {
+    require_root!();
+    if !etcd_installed("etcd_outage_keeps_traffic_and_watching_resumes") {
+        return;
+    }
+    let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
+    let mut etcd = NsEtcd::start(
+        bed.node(0).ns(),
+        &bed.node(0).underlay().to_string(),
+        bed.dir(),
+    );
+    etcd.ctl(&["put", &format!("{PREFIX}/config"), CONFIG_VXLAN]);
+    let store = vec!["--etcd-endpoints".to_owned(), etcd.endpoint.clone()];
+    let nodes: Vec<LeasedNode> = (0..2)
+        .map(|i| start_node(&mut bed, i, &store, &[]))
+        .collect();
+    let subnets: Vec<String> = nodes.iter().map(|n| read_subnet(n).0).collect();
+    ping_all(&bed, &subnets);
+
+    etcd.stop();
+    let to = subnets[1].split('/').next().expect("address").to_owned();
+    let out = bed
+        .node(0)
+        .ns()
+        .command("ping", &["-c", "20", "-i", "1", "-W", "2", &to])
+        .output()
+        .expect("ping");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("20 received"),
+        "traffic did not keep flowing while etcd was down:\n{text}"
+    );
+    bed.check_alive().expect("weftd survives the outage");
+
+    etcd.restart();
+    let key = format!("{PREFIX}/subnets/10.244.250.0-24");
+    etcd.ctl(&[
+        "put",
+        &key,
+        r#"{"PublicIP":"192.168.250.9","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:09"}}"#,
+    ]);
+    // The watch reconnects with a backoff of at most 5 s.
+    let took = wait_route(&nodes[0], "10.244.250.0/24", true, Duration::from_secs(10));
+    eprintln!("after etcd returned, a new lease became a route in {took:?}");
+    ping_all(&bed, &subnets);
 }
