@@ -568,3 +568,52 @@ fn healthz_readyz_and_metrics() {
     assert!(unknown.starts_with("HTTP/1.1 404 "), "{unknown}");
     drop(b);
 }
+
+/// Lease mode waiting for its network config: /healthz is 200 and /readyz 503 (nothing is
+/// set up yet). Needs no root; the endpoint is on a free port of the host's loopback.
+#[test]
+fn readyz_is_503_while_lease_mode_waits() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("wfl-smoke-healthz-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(WEFTD)
+        .args(["--public-ip", "127.0.0.1", "--healthz-ip", "127.0.0.1"])
+        .args(["--healthz-port", &port.to_string(), "--lease-dir"])
+        .arg(&dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ask = |path: &str| -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let healthz = loop {
+        if let Some(r) = ask("/healthz") {
+            break r;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no healthz endpoint on port {port} within 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let readyz = ask("/readyz").unwrap_or_default();
+    let metrics = ask("/metrics").unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(healthz.starts_with("HTTP/1.1 200 "), "{healthz}");
+    assert!(readyz.starts_with("HTTP/1.1 503 "), "{readyz}");
+    assert!(metrics.contains("\nweft_ready 0\n"), "{metrics}");
+}
