@@ -185,6 +185,14 @@ pub struct Cli {
     #[arg(long, env = "FLANNELD_CONTROL")]
     pub control: Option<PathBuf>,
 
+    /// Address of the /healthz, /readyz and /metrics endpoint.
+    #[arg(long, env = "FLANNELD_HEALTHZ_IP", default_value = "0.0.0.0")]
+    pub healthz_ip: IpAddr,
+
+    /// Port of the /healthz, /readyz and /metrics endpoint (0: off).
+    #[arg(long, env = "FLANNELD_HEALTHZ_PORT", default_value_t = 0)]
+    pub healthz_port: u16,
+
     /// Log more (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -254,6 +262,8 @@ pub struct Settings {
     pub pump_threads: usize,
     /// Control socket path.
     pub control: PathBuf,
+    /// `--healthz-ip` / `--healthz-port` (`None`: port 0, off).
+    pub healthz: Option<std::net::SocketAddr>,
     /// `-v` count.
     pub verbose: u8,
     /// Lease mode (`None`: static mode, `--peers`).
@@ -419,6 +429,8 @@ impl Cli {
             io_driver: self.io_driver,
             pump_threads,
             control,
+            healthz: (self.healthz_port != 0)
+                .then(|| std::net::SocketAddr::new(self.healthz_ip, self.healthz_port)),
             verbose: self.verbose,
             lease,
             tun_name_flag: self.tun_name,

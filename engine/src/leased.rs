@@ -253,6 +253,7 @@ pub(crate) fn run(
     lease: &LeaseSettings,
     mut signals: Signals,
     stop: &AtomicBool,
+    health: &engine::http::Health,
 ) -> Result<ExitCode> {
     let IpAddr::V4(public_ip) = base.public_ip else {
         bail!("lease mode needs an IPv4 --public-ip");
@@ -315,7 +316,7 @@ pub(crate) fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("setting up for the leased network")?;
     let routes = Arc::new(Routes::from_pointee(RouteTable::empty()));
-    let dataplane = crate::start_dataplane(&s, &routes)?;
+    let dataplane = crate::start_dataplane(&s, &routes, health)?;
 
     let env = subnet_env(&config, &own, s.mtu, lease.ip_masq);
     env.write(&lease.subnet_file)?;
@@ -331,6 +332,7 @@ pub(crate) fn run(
     }
 
     let (handle, events) = manager.spawn(own.clone());
+    health.set_manager(handle.stats_handle());
     let mut applier = Applier {
         routes: Arc::clone(&routes),
         local: crate::local(&s),
@@ -380,6 +382,7 @@ pub(crate) fn run(
         None
     };
 
+    health.set_ready();
     eprintln!("weftd: ready");
     crate::notify_ready();
     for signal in signals.forever() {

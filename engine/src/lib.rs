@@ -7,6 +7,7 @@
 //! - [`route`]: the route table snapshot (longest-prefix match to peers) and the peers file.
 //! - [`pump`]: the pump threads (TUN <-> UDP) with the poll and io_uring drivers.
 //! - [`control`]: the control socket (`stats`, `routes`).
+//! - [`http`]: `/healthz`, `/readyz` and `/metrics` (`--healthz-ip`, `--healthz-port`).
 //! - [`config`]: weftd's command line.
 #![deny(unsafe_code)]
 
@@ -17,6 +18,7 @@ mod test_support;
 
 pub mod config;
 pub mod control;
+pub mod http;
 pub mod lease;
 pub mod netconf;
 pub mod pump;

@@ -13,8 +13,9 @@
 //! Data path start-up, in order: flags ([`engine::config`]; bad values exit 2), logging on stderr, the
 //! TUN (queues, MTU, address `<subnet>.0/32` and `<subnet6>::/128`, up, routes for `--network`
 //! / `--network6`), one UDP socket per pump thread, the route table from `--peers`, the pump
-//! threads, the control socket; then `weftd: ready` on stderr. SIGHUP reloads the peers file;
-//! SIGTERM / SIGINT stop the pumps and exit 0 (1 when a pump thread failed). Every resource is
+//! threads, the control socket; then `weftd: ready` on stderr. With `--healthz-port` the
+//! `engine::http` endpoint runs from the start (`/readyz` 200 from `weftd: ready` on).
+//! SIGHUP reloads the peers file; SIGTERM / SIGINT stop the pumps and exit 0 (1 when a pump thread failed). Every resource is
 //! owned (the TUN is not persistent, so it and its routes go when its queues close; the control
 //! socket file is removed on drop), so a failed start leaves nothing behind.
 #![deny(unsafe_code)]
@@ -34,6 +35,7 @@ use engine::config::{Cli, DriverArg, Settings};
 
 mod leased;
 use engine::control::{ControlServer, ControlState};
+use engine::http::Health;
 use engine::pump::{IoDriver, PumpConfig, Pumps};
 use engine::route::{format_mac, load_peers_file, Local, RouteTable, Routes};
 use engine::sys::{netif, rtnetlink};
@@ -158,15 +160,21 @@ fn run(s: &Settings) -> Result<ExitCode> {
         signal_hook::flag::register(sig, Arc::clone(&stop))
             .context("installing signal handlers")?;
     }
+    let health = Arc::new(Health::new());
+    if let Some(addr) = s.healthz {
+        let bound = engine::http::serve(addr, Arc::clone(&health))?;
+        tracing::info!("healthz http://{bound}/healthz, /readyz, /metrics");
+    }
     match &s.lease {
-        None => run_static(s, signals),
-        Some(lease) => leased::run(s, lease, signals, &stop),
+        None => run_static(s, signals, &health),
+        Some(lease) => leased::run(s, lease, signals, &stop, &health),
     }
 }
 
-fn run_static(s: &Settings, mut signals: Signals) -> Result<ExitCode> {
+fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<ExitCode> {
     let routes = Arc::new(Routes::from_pointee(load_routes(s, None)?));
-    let dataplane = start_dataplane(s, &routes)?;
+    let dataplane = start_dataplane(s, &routes, health)?;
+    health.set_ready();
     eprintln!("weftd: ready");
     notify_ready();
     for signal in signals.forever() {
@@ -187,8 +195,13 @@ fn run_static(s: &Settings, mut signals: Signals) -> Result<ExitCode> {
     })
 }
 
-/// The TUN (name, MTU, addresses, routes), the UDP sockets, the pumps and the control socket.
-pub(crate) fn start_dataplane(s: &Settings, routes: &Arc<Routes>) -> Result<Dataplane> {
+/// The TUN (name, MTU, addresses, routes), the UDP sockets, the pumps and the control socket;
+/// `health` reports on the same counters and routes as the control socket from then on.
+pub(crate) fn start_dataplane(
+    s: &Settings,
+    routes: &Arc<Routes>,
+    health: &Health,
+) -> Result<Dataplane> {
     let driver = choose_driver(s.io_driver)?;
 
     let tun = Tun::open(&s.tun_name, s.pump_threads)?;
@@ -295,15 +308,14 @@ pub(crate) fn start_dataplane(s: &Settings, routes: &Arc<Routes>) -> Result<Data
         pumps.driver(),
         s.backend
     );
-    let control = ControlServer::bind(
-        &s.control,
-        ControlState {
-            routes: Arc::clone(routes),
-            counters: pumps.counters().to_vec(),
-            driver,
-            offloads,
-        },
-    )?;
+    let state = ControlState {
+        routes: Arc::clone(routes),
+        counters: pumps.counters().to_vec(),
+        driver,
+        offloads,
+    };
+    health.set_dataplane(state.clone());
+    let control = ControlServer::bind(&s.control, state)?;
     tracing::info!("control socket {}", control.path().display());
     Ok(Dataplane { pumps, control })
 }

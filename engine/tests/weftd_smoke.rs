@@ -481,3 +481,139 @@ fn vxlan_over_an_ipv6_underlay() {
     assert!(bed.ping(1, "fd00:10:244:1::"));
     assert_eq!(a.ask("stats\n")["peers"][0]["public_ip"], "fd99::2");
 }
+
+/// One HTTP exchange with `127.0.0.1:port` inside `node`'s namespace (bash's /dev/tcp): the
+/// raw response.
+fn http_in(bed: &Testbed, node: usize, port: u16, request: &str) -> String {
+    let script =
+        format!("exec 3<>/dev/tcp/127.0.0.1/{port} && printf '%s' \"$1\" >&3 && timeout 5 cat <&3");
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &bed.ns[node],
+            "bash",
+            "-c",
+            &script,
+            "http",
+        ])
+        .arg(request)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn healthz_readyz_and_metrics() {
+    require_root!("healthz_readyz_and_metrics");
+    const PORT: u16 = 9102;
+    let bed = Testbed::new();
+    let peers = bed.dir.join("peers");
+    std::fs::write(&peers, peers_text("udp", &[0, 1])).unwrap();
+    let mut a_args = node_args("udp", "poll", 0, &peers);
+    a_args.extend(args(&[
+        "--healthz-ip",
+        "127.0.0.1",
+        "--healthz-port",
+        &PORT.to_string(),
+    ]));
+    let a = Weftd::start(&bed, 0, &a_args);
+    let b = Weftd::start(&bed, 1, &node_args("udp", "poll", 1, &peers));
+    assert!(bed.ping(0, "10.244.2.0"), "a -> b\n{}", a.log_text());
+    assert!(!bed.ping(0, "10.244.9.9"));
+
+    let get = |path: &str| {
+        http_in(
+            &bed,
+            0,
+            PORT,
+            &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"),
+        )
+    };
+    let healthz = get("/healthz");
+    assert!(
+        healthz.starts_with("HTTP/1.1 200 "),
+        "{healthz}\n{}",
+        a.log_text()
+    );
+    assert!(healthz.ends_with("\r\n\r\nok\n"), "{healthz}");
+    let readyz = get("/readyz");
+    assert!(readyz.starts_with("HTTP/1.1 200 "), "{readyz}");
+    let metrics = get("/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200 "), "{metrics}");
+    assert!(metrics.contains("text/plain; version=0.0.4"), "{metrics}");
+    let value = |prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+    };
+    assert!(value("weft_drops_total{reason=\"no_route\"} ") >= 1);
+    assert_eq!(value("weft_drops_total{reason=\"spoofed\"} "), 0);
+    assert!(value("weft_peer_tx_packets_total{peer=\"192.168.250.2\"} ") >= 2);
+    assert!(value("weft_peer_rx_bytes_total{peer=\"192.168.250.2\"} ") > 0);
+    assert!(value("weft_pump_udp_tx_datagrams_total ") >= 2);
+    value("weft_pump_gso_sends_total ");
+    assert_eq!(value("weft_routes "), 2);
+    let post = http_in(
+        &bed,
+        0,
+        PORT,
+        "POST /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    let unknown = get("/nope");
+    assert!(unknown.starts_with("HTTP/1.1 404 "), "{unknown}");
+    drop(b);
+}
+
+/// Lease mode waiting for its network config: /healthz is 200 and /readyz 503 (nothing is
+/// set up yet). Needs no root; the endpoint is on a free port of the host's loopback.
+#[test]
+fn readyz_is_503_while_lease_mode_waits() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = std::env::temp_dir().join(format!("wfl-smoke-healthz-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut child = Command::new(WEFTD)
+        .args(["--public-ip", "127.0.0.1", "--healthz-ip", "127.0.0.1"])
+        .args(["--healthz-port", &port.to_string(), "--lease-dir"])
+        .arg(&dir)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ask = |path: &str| -> Option<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let healthz = loop {
+        if let Some(r) = ask("/healthz") {
+            break r;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no healthz endpoint on port {port} within 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let readyz = ask("/readyz").unwrap_or_default();
+    let metrics = ask("/metrics").unwrap_or_default();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(healthz.starts_with("HTTP/1.1 200 "), "{healthz}");
+    assert!(readyz.starts_with("HTTP/1.1 503 "), "{readyz}");
+    assert!(metrics.contains("\nweft_ready 0\n"), "{metrics}");
+}
