@@ -14,7 +14,6 @@ use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use signal_hook::consts::SIGHUP;
@@ -22,7 +21,7 @@ use signal_hook::iterator::Signals;
 
 use engine::config::{LeaseSettings, LeasedNetwork, Settings, StoreSettings};
 use engine::lease::manager::{
-    random_vtep_mac, stored_vtep_mac, wait_for_config, AcquireError, CONFIG_RETRY,
+    random_vtep_mac, sleep_unless, stored_vtep_mac, wait_for_config, AcquireError, CONFIG_RETRY,
 };
 use engine::lease::{
     BackendKind, BackendType, DirStore, EtcdStore, Ipv4Net, Ipv6Net, LeaseAttrs, LeaseStore,
@@ -33,9 +32,6 @@ use engine::netconf::subnet_env::{read_previous, SubnetEnv};
 use engine::route::{Backend, Cidr, Local, PeerEntry, RouteTable, Routes};
 use engine::sys::netif;
 
-/// How long the masquerade thread sleeps between checks of the stop flag.
-const STOP_POLL: Duration = Duration::from_millis(200);
-
 fn cidr4(net: Ipv4Net) -> Result<Cidr> {
     Cidr::new(IpAddr::V4(net.addr()), net.prefix_len())
         .map_err(|e| anyhow::anyhow!("subnet {net}: {e}"))
@@ -44,18 +40,6 @@ fn cidr4(net: Ipv4Net) -> Result<Cidr> {
 fn cidr6(net: Ipv6Net) -> Result<Cidr> {
     Cidr::new(IpAddr::V6(net.addr()), net.prefix_len())
         .map_err(|e| anyhow::anyhow!("subnet {net}: {e}"))
-}
-
-/// Sleeps `d` in short steps, returning early once `stop` is set.
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let end = Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now >= end {
-            return;
-        }
-        std::thread::sleep((end - now).min(STOP_POLL));
-    }
 }
 
 fn open_store(settings: &StoreSettings) -> Result<Arc<dyn LeaseStore>> {

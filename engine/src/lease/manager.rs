@@ -259,7 +259,7 @@ pub fn random_vtep_mac() -> Mac {
 }
 
 /// Sleeps `d` in short steps, returning early once `stop` is set.
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
+pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
     let end = Instant::now() + d;
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
