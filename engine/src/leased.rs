@@ -25,7 +25,7 @@ use engine::lease::manager::{
 };
 use engine::lease::{
     BackendKind, BackendType, DirStore, EtcdStore, Ipv4Net, Ipv6Net, LeaseAttrs, LeaseStore,
-    ManagerEvent, ManagerOptions, NetworkConfig, OwnLease, PeerSet, SubnetManager,
+    ManagerEvent, ManagerOptions, NetworkConfig, OwnLease, PeerSet, Shutdown, SubnetManager,
 };
 use engine::netconf::masq::MasqRules;
 use engine::netconf::subnet_env::{read_previous, SubnetEnv};
@@ -315,7 +315,8 @@ pub(crate) fn run(
             .map_err(|_| anyhow::anyhow!("masquerade lock poisoned"))? = Some(rules);
     }
 
-    let (handle, events) = manager.spawn(own.clone());
+    let shutdown = Shutdown::new().context("creating the lease threads' stop eventfd")?;
+    let (handle, events) = manager.spawn(own.clone(), shutdown.clone());
     health.set_manager(handle.stats_handle());
     let mut applier = Applier {
         routes: Arc::clone(&routes),
@@ -337,17 +338,15 @@ pub(crate) fn run(
             }
         })
         .context("starting the route thread")?;
-    let resync_stop = Arc::new(AtomicBool::new(false));
     let resync_thread = if lease.ip_masq {
         let masq = Arc::clone(&masq);
         let every = lease.iptables_resync;
-        let stop_flag = Arc::clone(&resync_stop);
+        let stop = shutdown.clone();
         Some(
             std::thread::Builder::new()
                 .name("weft-masq".to_owned())
                 .spawn(move || loop {
-                    sleep_unless(&stop_flag, every);
-                    if stop_flag.load(Ordering::Relaxed) {
+                    if stop.sleep(every) {
                         return;
                     }
                     let guard = match masq.lock() {
@@ -379,7 +378,6 @@ pub(crate) fn run(
     }
     handle.stop();
     let _ = events_thread.join();
-    resync_stop.store(true, Ordering::Relaxed);
     if let Some(t) = resync_thread {
         let _ = t.join();
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use engine::lease::{DirStore, LeaseAttrs, LeaseStore, SubnetKey, WatchBatch, WatchEvent};
 use lease_common::scenarios::{self, Hand};
-use lease_common::TempDir;
+use lease_common::{no_stop, TempDir};
 
 fn store(dir: &TempDir) -> Arc<dyn LeaseStore> {
     Arc::new(DirStore::open(dir.path()).expect("open the lease directory"))
@@ -94,7 +94,7 @@ fn dir_expiry_is_a_delete_event() {
     let listing = s.list().expect("list");
     let mut watch = s.watch(listing.revision).expect("watch");
     assert!(matches!(
-        watch.next(Duration::from_secs(1)).expect("ok"),
+        watch.next(Duration::from_secs(1), &no_stop()).expect("ok"),
         Some(WatchBatch::Resync(l)) if l.leases.is_empty()
     ));
     let key = SubnetKey::parse("10.5.8.0-24").expect("key");
@@ -102,7 +102,7 @@ fn dir_expiry_is_a_delete_event() {
     s.create(&key, &attrs, Duration::from_secs(2))
         .expect("create");
     let batch = watch
-        .next(Duration::from_secs(2))
+        .next(Duration::from_secs(2), &no_stop())
         .expect("ok")
         .expect("the put");
     assert!(
@@ -110,7 +110,7 @@ fn dir_expiry_is_a_delete_event() {
         "{batch:?}"
     );
     let batch = watch
-        .next(Duration::from_secs(4))
+        .next(Duration::from_secs(4), &no_stop())
         .expect("ok")
         .expect("the expiry");
     assert!(
@@ -137,7 +137,7 @@ fn dir_lease_ttl_renewal_keeps_it() {
     options.renew_margin = Duration::from_secs(2);
     let mut m = engine::lease::SubnetManager::new(Arc::clone(&s), config, options);
     let own = m.acquire().expect("acquire");
-    let (handle, _rx) = m.spawn(own.clone());
+    let (handle, _rx) = m.spawn(own.clone(), no_stop());
     std::thread::sleep(Duration::from_secs(5));
     let listing = s.list().expect("list");
     assert!(

@@ -10,7 +10,7 @@ use engine::lease::{
     DEFAULT_PREFIX, LEASE_TTL,
 };
 use lease_common::scenarios::{self, Hand};
-use lease_common::Etcd;
+use lease_common::{no_stop, Etcd};
 
 fn store(etcd: &Etcd) -> Arc<dyn LeaseStore> {
     let options = EtcdOptions {
@@ -149,7 +149,7 @@ fn etcd_compaction_past_the_watch_revision_resyncs() {
     etcd.etcdctl(&["compaction", &rev.to_string()]);
     let mut watch = s.watch(listing.revision).expect("watch");
     let batch = watch
-        .next(Duration::from_secs(5))
+        .next(Duration::from_secs(5), &no_stop())
         .expect("watch works")
         .expect("a batch");
     let WatchBatch::Resync(fresh) = batch else {
@@ -161,7 +161,7 @@ fn etcd_compaction_past_the_watch_revision_resyncs() {
     // The watch carries on from the re-listed revision.
     hand.put("10.5.4.0-24", r#"{"PublicIP":"192.168.50.4"}"#);
     let batch = watch
-        .next(Duration::from_secs(5))
+        .next(Duration::from_secs(5), &no_stop())
         .expect("watch works")
         .expect("a batch");
     let WatchBatch::Events { events, .. } = batch else {
@@ -181,13 +181,23 @@ fn etcd_watch_survives_an_etcd_restart() {
     let s = store(&etcd);
     let listing = s.list().expect("list");
     let mut watch = s.watch(listing.revision).expect("watch");
-    assert_eq!(watch.next(Duration::from_millis(200)).expect("ok"), None);
+    assert_eq!(
+        watch
+            .next(Duration::from_millis(200), &no_stop())
+            .expect("ok"),
+        None
+    );
     etcd.stop();
-    assert_eq!(watch.next(Duration::from_secs(1)).expect("still ok"), None);
+    assert_eq!(
+        watch
+            .next(Duration::from_secs(1), &no_stop())
+            .expect("still ok"),
+        None
+    );
     etcd.restart();
     Etcdctl(&etcd).put("10.5.5.0-24", r#"{"PublicIP":"192.168.50.5"}"#);
     let batch = watch
-        .next(Duration::from_secs(10))
+        .next(Duration::from_secs(10), &no_stop())
         .expect("watch works")
         .expect("the put after the restart arrives");
     assert!(
@@ -278,7 +288,7 @@ fn etcd_outage_keeps_the_peers_and_resumes() {
     );
     let mut m = scenarios::manager(&s, 1);
     let own = m.acquire().expect("acquire");
-    let (handle, rx) = m.spawn(own);
+    let (handle, rx) = m.spawn(own, no_stop());
     lease_common::wait_peers(&rx, Duration::from_secs(5), |p| {
         lease_common::has(p, "10.5.10.0-24")
     })

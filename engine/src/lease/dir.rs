@@ -40,8 +40,8 @@ use serde_json::Value;
 
 use super::attrs::{field, LeaseAttrs};
 use super::{
-    time, Expiry, InvalidLease, Lease, LeaseStore, LeaseWatch, Listing, StoreError, SubnetKey,
-    WatchBatch, WatchEvent,
+    time, Expiry, InvalidLease, Lease, LeaseStore, LeaseWatch, Listing, Shutdown, StoreError,
+    SubnetKey, WatchBatch, WatchEvent,
 };
 
 /// The lock file's name inside the directory.
@@ -442,7 +442,11 @@ impl DirWatch {
 }
 
 impl LeaseWatch for DirWatch {
-    fn next(&mut self, timeout: Duration) -> Result<Option<WatchBatch>, StoreError> {
+    fn next(
+        &mut self,
+        timeout: Duration,
+        stop: &Shutdown,
+    ) -> Result<Option<WatchBatch>, StoreError> {
         if self.need_resync {
             return self.resync().map(Some);
         }
@@ -469,10 +473,16 @@ impl LeaseWatch for DirWatch {
                 tv_sec: wait.as_secs() as _,
                 tv_nsec: wait.subsec_nanos() as _,
             };
-            let mut fds = [PollFd::new(&self.fd, PollFlags::IN)];
+            let mut fds = [
+                PollFd::new(&self.fd, PollFlags::IN),
+                PollFd::new(stop.event(), PollFlags::IN),
+            ];
             match rustix::event::poll(&mut fds, Some(&ts)) {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(io_err("poll inotify of", &self.subnets)(e.into())),
+            }
+            if stop.requested() {
+                return Ok(None);
             }
             match self.drain()? {
                 None => {

@@ -30,7 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
     KeyValue, PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
@@ -39,7 +39,7 @@ use tokio::runtime::Runtime;
 
 use super::attrs::LeaseAttrs;
 use super::{
-    Expiry, InvalidLease, Lease, LeaseStore, LeaseWatch, Listing, StoreError, SubnetKey,
+    Expiry, InvalidLease, Lease, LeaseStore, LeaseWatch, Listing, Shutdown, StoreError, SubnetKey,
     WatchBatch, WatchEvent, DEFAULT_PREFIX,
 };
 
@@ -581,13 +581,20 @@ impl Drop for EtcdWatch {
 }
 
 impl LeaseWatch for EtcdWatch {
-    fn next(&mut self, timeout: Duration) -> Result<Option<WatchBatch>, StoreError> {
-        match self.rx.recv_timeout(timeout) {
-            Ok(batch) => Ok(Some(batch)),
-            Err(RecvTimeoutError::Timeout) => Ok(None),
-            Err(RecvTimeoutError::Disconnected) => Err(StoreError::WatchClosed(
-                "the etcd watch task stopped".to_owned(),
-            )),
+    fn next(
+        &mut self,
+        timeout: Duration,
+        stop: &Shutdown,
+    ) -> Result<Option<WatchBatch>, StoreError> {
+        crossbeam_channel::select! {
+            recv(self.rx) -> batch => match batch {
+                Ok(batch) => Ok(Some(batch)),
+                Err(_) => Err(StoreError::WatchClosed(
+                    "the etcd watch task stopped".to_owned(),
+                )),
+            },
+            recv(stop.closed()) -> _ => Ok(None),
+            default(timeout) => Ok(None),
         }
     }
 

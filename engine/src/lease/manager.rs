@@ -6,7 +6,7 @@
 //! # use std::sync::{Arc, atomic::AtomicBool};
 //! # use std::net::Ipv4Addr;
 //! # use engine::lease::{*, manager::*};
-//! # fn run(store: Arc<dyn LeaseStore>, stop: &AtomicBool) -> Result<(), AcquireError> {
+//! # fn run(store: Arc<dyn LeaseStore>, stop: &AtomicBool) -> Result<(), Box<dyn std::error::Error>> {
 //! // 1. The network config; flannel retries every second until it is there and valid.
 //! let Some(config) = wait_for_config(&*store, stop, CONFIG_RETRY) else { return Ok(()) };
 //! // 2. Our lease (what we publish: flannel's udp or vxlan value, with our PublicIP).
@@ -14,7 +14,7 @@
 //! let mut manager = SubnetManager::new(store, config, ManagerOptions::new(attrs));
 //! let own = manager.acquire()?; // -> TUN address, subnet.env, masquerade rules
 //! // 3. Renewal and the peers, on the manager's thread.
-//! let (handle, events) = manager.spawn(own);
+//! let (handle, events) = manager.spawn(own, Shutdown::new()?);
 //! for event in events {
 //!     match event {
 //!         ManagerEvent::Peers(set) => { /* RouteTable::build(set.peers) and swap it in */ }
@@ -57,7 +57,7 @@ use encap::backend::Mac;
 use super::config::{BackendKind, NetworkConfig};
 use super::{
     BackendType, Expiry, Ipv4Net, Ipv6Net, Lease, LeaseAttrs, LeaseStore, LeaseWatch, Listing,
-    StoreError, SubnetKey, WatchBatch, WatchEvent, LEASE_TTL,
+    Shutdown, StoreError, SubnetKey, WatchBatch, WatchEvent, LEASE_TTL,
 };
 
 /// How often flanneld re-reads a missing or invalid config.
@@ -88,8 +88,11 @@ pub const RENEW_RETRY: Duration = Duration::from_secs(60);
 pub const RACE_RETRIES: usize = 10;
 /// How many free subnets flannel collects before picking one at random.
 pub const FREE_CANDIDATES: usize = 100;
-/// How long the manager thread waits on the watch before checking for stop and renewals.
-const POLL: Duration = Duration::from_millis(200);
+/// The step of [`sleep_unless`], which polls a flag a signal handler sets (start-up only).
+const START_POLL: Duration = Duration::from_millis(200);
+/// The longest the manager thread waits on the watch: it wakes at once for an event, a stop
+/// or a due renewal, and otherwise this seldom (an idle weftd makes no frequent wake-ups).
+const IDLE_WAIT: Duration = Duration::from_secs(10);
 /// Wait between attempts when re-acquiring or re-listing after a store failure.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -266,7 +269,7 @@ pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
         if now >= end {
             return;
         }
-        std::thread::sleep((end - now).min(POLL));
+        std::thread::sleep((end - now).min(START_POLL));
     }
 }
 
@@ -473,9 +476,9 @@ impl SubnetManager {
 
     /// Starts the thread that renews `own` and watches the peers (see the module
     /// documentation). Events arrive on the returned channel until [`ManagerHandle::stop`].
-    pub fn spawn(self, own: OwnLease) -> (ManagerHandle, Receiver<ManagerEvent>) {
+    /// `stop` ends the thread when requested ([`ManagerHandle::stop`] requests it).
+    pub fn spawn(self, own: OwnLease, stop: Shutdown) -> (ManagerHandle, Receiver<ManagerEvent>) {
         let (tx, rx) = crossbeam_channel::unbounded();
-        let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(ManagerStats::default());
         let mut runner = Runner {
             manager: self,
@@ -483,7 +486,7 @@ impl SubnetManager {
             peers: BTreeMap::new(),
             first: true,
             tx,
-            stop: Arc::clone(&stop),
+            stop: stop.clone(),
             stats: Arc::clone(&stats),
             watch: None,
             watch_reconnects_seen: 0,
@@ -514,7 +517,7 @@ impl SubnetManager {
 /// Controls the manager's thread.
 #[derive(Debug)]
 pub struct ManagerHandle {
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
     stats: Arc<ManagerStats>,
     thread: Option<JoinHandle<()>>,
 }
@@ -530,14 +533,14 @@ impl ManagerHandle {
         Arc::clone(&self.stats)
     }
 
-    /// Stops the thread and waits for it (at most about 200 ms plus a store call in flight).
+    /// Stops the thread and waits for it (at once, unless a store call is in flight).
     /// The lease stays in the store.
     pub fn stop(mut self) {
         self.shutdown();
     }
 
     fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.request();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -557,7 +560,7 @@ struct Runner {
     peers: BTreeMap<SubnetKey, Lease>,
     first: bool,
     tx: Sender<ManagerEvent>,
-    stop: Arc<AtomicBool>,
+    stop: Shutdown,
     stats: Arc<ManagerStats>,
     watch: Option<Box<dyn LeaseWatch>>,
     watch_reconnects_seen: u64,
@@ -566,7 +569,7 @@ struct Runner {
 
 impl Runner {
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.requested()
     }
 
     fn schedule_renewal(&mut self) {
@@ -590,17 +593,17 @@ impl Runner {
                 self.renew();
             }
             if self.watch.is_none() && !self.start_watch() {
-                sleep_unless(&self.stop, STORE_RETRY);
+                self.stop.sleep(STORE_RETRY);
                 continue;
             }
             let wait = self
                 .renew_at
                 .saturating_duration_since(Instant::now())
-                .clamp(Duration::from_millis(1), POLL);
+                .clamp(Duration::from_millis(1), IDLE_WAIT);
             let Some(watch) = self.watch.as_mut() else {
                 continue;
             };
-            let result = watch.next(wait);
+            let result = watch.next(wait, &self.stop);
             let reconnects = watch.reconnects();
             if reconnects > self.watch_reconnects_seen {
                 self.stats
@@ -827,7 +830,7 @@ impl Runner {
                 }
                 Err(e) => {
                     tracing::error!("{e}; retrying in {STORE_RETRY:?}");
-                    sleep_unless(&self.stop, STORE_RETRY);
+                    self.stop.sleep(STORE_RETRY);
                 }
             }
         }

@@ -35,6 +35,7 @@ pub mod config;
 mod dir;
 mod etcd;
 pub mod manager;
+mod shutdown;
 pub mod subnet;
 mod time;
 
@@ -48,6 +49,7 @@ pub use config::{BackendConfig, BackendKind, ConfigError, NetworkConfig};
 pub use dir::DirStore;
 pub use etcd::{EtcdOptions, EtcdStore, DEFAULT_ENDPOINTS};
 pub use manager::{ManagerEvent, ManagerOptions, OwnLease, PeerLease, PeerSet, SubnetManager};
+pub use shutdown::Shutdown;
 pub use subnet::{Ipv4Net, Ipv6Net, SubnetKey};
 
 /// flannel's default `--etcd-prefix`.
@@ -131,10 +133,14 @@ pub enum WatchBatch {
 
 /// A running watch of `<prefix>/subnets/`. Dropping it stops it.
 pub trait LeaseWatch: Send {
-    /// The next batch, waiting at most `timeout`; `Ok(None)` when nothing changed in time.
-    /// An error means the watch is over (the store was closed); transient failures are retried
-    /// inside.
-    fn next(&mut self, timeout: Duration) -> Result<Option<WatchBatch>, StoreError>;
+    /// The next batch, waiting at most `timeout`; `Ok(None)` when nothing changed in time or
+    /// `stop` was requested (the wait ends at once then). An error means the watch is over
+    /// (the store was closed); transient failures are retried inside.
+    fn next(
+        &mut self,
+        timeout: Duration,
+        stop: &Shutdown,
+    ) -> Result<Option<WatchBatch>, StoreError>;
 
     /// How many times the watch lost its connection and reconnected (or re-listed).
     fn reconnects(&self) -> u64;

@@ -14,9 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use engine::lease::{ManagerEvent, PeerSet, SubnetKey};
+use engine::lease::{ManagerEvent, PeerSet, Shutdown, SubnetKey};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A stop request nobody makes (for watches and managers a test ends by dropping them).
+pub fn no_stop() -> Shutdown {
+    Shutdown::new().expect("creating an eventfd")
+}
 
 /// Whether the environment says this is CI.
 pub fn in_ci() -> bool {

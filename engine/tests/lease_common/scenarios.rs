@@ -10,7 +10,7 @@ use engine::lease::{
     LeaseAttrs, LeaseStore, ManagerEvent, ManagerOptions, NetworkConfig, SubnetKey, SubnetManager,
 };
 
-use super::{has, wait_peers};
+use super::{has, no_stop, wait_peers};
 
 /// Writes and deletes raw lease values the way another flanneld (or an operator) would.
 pub trait Hand {
@@ -80,7 +80,7 @@ pub fn hand_written_peer(store: Arc<dyn LeaseStore>, hand: &dyn Hand) {
     store.set_config(VXLAN_CONFIG).expect("set config");
     let mut m = manager(&store, 1);
     let own = m.acquire().expect("acquire");
-    let (handle, rx) = m.spawn(own.clone());
+    let (handle, rx) = m.spawn(own.clone(), no_stop());
     let (first, _) = wait_peers(&rx, Duration::from_secs(5), |_| true).expect("first peer set");
     assert!(first.peers.is_empty(), "{first:?}");
 
@@ -134,7 +134,7 @@ pub fn own_lease_deleted(store: Arc<dyn LeaseStore>, hand: &dyn Hand) {
     store.set_config(VXLAN_CONFIG).expect("set config");
     let mut m = manager(&store, 1);
     let own = m.acquire().expect("acquire");
-    let (handle, rx) = m.spawn(own.clone());
+    let (handle, rx) = m.spawn(own.clone(), no_stop());
     wait_peers(&rx, Duration::from_secs(5), |_| true).expect("first peer set");
     hand.delete(&own.key.to_string());
     let event = loop {
