@@ -6,7 +6,8 @@
 //! - `/readyz`: 200 `ready` once [`Health::set_ready`] was called (the subnet file written or
 //!   the routes loaded, and the pumps started), 503 before;
 //! - `/metrics`: Prometheus text format 0.0.4: the summed pump counters
-//!   (`weft_pump_<counter>_total`), drops by reason (`weft_drops_total{reason}`), per-peer
+//!   (`weft_pump_<counter>_total`), drops by reason (`weft_drops_total{reason}`), GSO / GRO
+//!   batch-size histograms (`weft_gso_batch_segments`, `weft_gro_batch_datagrams`), per-peer
 //!   traffic (`weft_peer_{tx,rx}_{packets,bytes}_total{peer}`), the route count
 //!   (`weft_routes`) and, in lease mode, the lease manager's counters (`weft_lease_*`).
 //!
@@ -342,6 +343,33 @@ fn dataplane_metrics(out: &mut String, state: &ControlState) {
             out,
             "weft_drops_total{{reason=\"{}\"}} {n}",
             reason.as_str()
+        );
+    }
+    let (gso, gro) = counters::sum_batches(state.counters.iter().map(|c| &**c));
+    for (name, help, h) in [
+        (
+            "weft_gso_batch_segments",
+            "Segments per UDP send (UDP_SEGMENT batch size).",
+            gso,
+        ),
+        (
+            "weft_gro_batch_datagrams",
+            "Datagrams per UDP receive (UDP_GRO batch size).",
+            gro,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, n) in counters::BATCH_BOUNDS.iter().zip(h.buckets) {
+            cumulative += n;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+            h.count(),
+            h.sum,
+            h.count()
         );
     }
     let table = state.routes.load();

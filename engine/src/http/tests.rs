@@ -23,6 +23,10 @@ fn control_state() -> ControlState {
     let b = Arc::new(PumpCounters::default());
     a.gso_sends.add(4);
     b.gso_sends.add(3);
+    a.gso_batch.record(1);
+    a.gso_batch.record(44);
+    b.gso_batch.record(3);
+    b.gro_batch.record(64);
     b.count_drop(DropReason::UnknownPeer);
     ControlState {
         routes: Arc::new(Routes::from_pointee(table)),
@@ -92,6 +96,18 @@ fn responds_with_readiness_and_metrics() {
         "weft_peer_tx_bytes_total{peer=\"192.168.250.2\"} 200",
         "weft_peer_rx_bytes_total{peer=\"192.168.250.2\"} 0",
         "weft_routes 1",
+        "# TYPE weft_gso_batch_segments histogram",
+        "weft_gso_batch_segments_bucket{le=\"1\"} 1",
+        "weft_gso_batch_segments_bucket{le=\"2\"} 1",
+        "weft_gso_batch_segments_bucket{le=\"4\"} 2",
+        "weft_gso_batch_segments_bucket{le=\"32\"} 2",
+        "weft_gso_batch_segments_bucket{le=\"64\"} 3",
+        "weft_gso_batch_segments_bucket{le=\"+Inf\"} 3",
+        "weft_gso_batch_segments_sum 48",
+        "weft_gso_batch_segments_count 3",
+        "weft_gro_batch_datagrams_bucket{le=\"32\"} 0",
+        "weft_gro_batch_datagrams_bucket{le=\"64\"} 1",
+        "weft_gro_batch_datagrams_count 1",
         "weft_lease_renewals_total 5",
         "weft_lease_watch_reconnects_total 0",
         "weft_ready 1",

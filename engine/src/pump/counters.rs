@@ -5,6 +5,8 @@
 //! exact because there is one writer. The control plane reads any thread's counters at any
 //! time and sums them ([`Totals`]); each value is exact, the set is not one snapshot. Drops are
 //! counted by [`DropReason`], whose names are the snake_case labels of the control socket.
+//! Batch sizes (segments per GSO send, datagrams per GRO receive) go into [`BatchSizes`]
+//! histograms with power-of-two buckets, the same single-writer way.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -27,6 +29,56 @@ impl Counter {
     /// The current value.
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The upper bounds of the [`BatchSizes`] buckets; a last bucket takes everything above.
+pub const BATCH_BOUNDS: [u64; 7] = [1, 2, 4, 8, 16, 32, 64];
+
+/// A histogram of batch sizes with buckets `<= 1, <= 2, <= 4, ... <= 64, > 64` (not
+/// cumulative) and their sum; single writer, like [`Counter`].
+#[derive(Debug, Default)]
+pub struct BatchSizes {
+    buckets: [Counter; BATCH_BOUNDS.len() + 1],
+    sum: Counter,
+}
+
+impl BatchSizes {
+    /// Records one batch of `n` items.
+    #[inline]
+    pub fn record(&self, n: u64) {
+        let bucket = if n <= 1 {
+            0
+        } else {
+            // The smallest i with n <= 2^i, capped at the overflow bucket.
+            ((u64::BITS - (n - 1).leading_zeros()) as usize).min(BATCH_BOUNDS.len())
+        };
+        self.buckets[bucket].add(1);
+        self.sum.add(n);
+    }
+
+    /// Adds this histogram's buckets and sum into `into`.
+    pub fn add_to(&self, into: &mut BatchTotals) {
+        for (t, b) in into.buckets.iter_mut().zip(&self.buckets) {
+            *t += b.get();
+        }
+        into.sum += self.sum.get();
+    }
+}
+
+/// [`BatchSizes`] summed over threads.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct BatchTotals {
+    /// Batches per bucket, as in [`BatchSizes`] (not cumulative).
+    pub buckets: [u64; BATCH_BOUNDS.len() + 1],
+    /// The sum of all batch sizes.
+    pub sum: u64,
+}
+
+impl BatchTotals {
+    /// The number of batches.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
     }
 }
 
@@ -103,6 +155,10 @@ macro_rules! pump_counters {
             $(#[doc = $doc] pub $field: Counter,)*
             /// Drops, indexed by `DropReason as usize`.
             drops: [Counter; DropReason::COUNT],
+            /// Segments per UDP send (1 without GSO).
+            pub gso_batch: BatchSizes,
+            /// Datagrams per UDP receive (more than 1 with GRO).
+            pub gro_batch: BatchSizes,
         }
 
         /// The sum of every thread's counters.
@@ -153,6 +209,18 @@ impl PumpCounters {
     }
 }
 
+/// Sums the batch-size histograms of every thread: (GSO sends, GRO receives).
+pub fn sum_batches<'a>(
+    threads: impl IntoIterator<Item = &'a PumpCounters>,
+) -> (BatchTotals, BatchTotals) {
+    let (mut gso, mut gro) = (BatchTotals::default(), BatchTotals::default());
+    for c in threads {
+        c.gso_batch.add_to(&mut gso);
+        c.gro_batch.add_to(&mut gro);
+    }
+    (gso, gro)
+}
+
 /// Sums the counters of every thread: the totals and the drops by reason (every reason, in
 /// [`DropReason::ALL`] order, zero included).
 pub fn sum<'a>(
@@ -174,6 +242,20 @@ pub fn sum<'a>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batch_sizes_land_in_power_of_two_buckets() {
+        let h = BatchSizes::default();
+        for n in [0, 1, 2, 3, 4, 5, 8, 9, 33, 64, 65, 1000] {
+            h.record(n);
+        }
+        let mut t = BatchTotals::default();
+        h.add_to(&mut t);
+        // <=1: 0, 1; <=2: 2; <=4: 3, 4; <=8: 5, 8; <=16: 9; <=32: -; <=64: 33, 64; >64: 65, 1000.
+        assert_eq!(t.buckets, [2, 1, 2, 2, 1, 0, 2, 2]);
+        assert_eq!(t.count(), 12);
+        assert_eq!(t.sum, 1 + 2 + 3 + 4 + 5 + 8 + 9 + 33 + 64 + 65 + 1000);
+    }
 
     #[test]
     fn reasons_cover_every_decap_error() {

@@ -211,6 +211,7 @@ impl Dataplane {
         let c = &*self.counters;
         c.udp_tx_datagrams.add(segments as u64);
         c.udp_tx_bytes.add(bytes as u64);
+        c.gso_batch.record(segments as u64);
         if segments > 1 {
             if gso_on {
                 c.gso_sends.add(1);
@@ -257,6 +258,7 @@ impl Dataplane {
         };
         let count = bytes.len().div_ceil(segment_size).max(1) as u64;
         c.udp_rx_datagrams.add(count);
+        c.gro_batch.record(count);
         c.udp_rx_bytes.add(bytes.len() as u64);
         let Some(peer) = table.peer_by_underlay(src.ip()) else {
             c.count_drops(DropReason::UnknownPeer, count);
