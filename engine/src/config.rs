@@ -15,6 +15,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser, ValueEnum};
 use encap::backend::Mac;
+use regex::Regex;
 
 use crate::lease::manager::renew_margin_from_minutes;
 use crate::lease::EtcdOptions;
@@ -72,13 +73,19 @@ pub struct Cli {
     pub backend: Option<BackendArg>,
 
     /// Underlay address to bind and to announce (IPv4 or IPv6) [default: the address of
-    /// --iface, else of the interface of the default route].
+    /// --iface / --iface-regex, else of the interface of the default route].
     #[arg(long, env = "FLANNELD_PUBLIC_IP")]
     pub public_ip: Option<IpAddr>,
 
     /// Interface (name or address) whose address is the --public-ip when that is not given.
-    #[arg(long, env = "FLANNELD_IFACE")]
-    pub iface: Option<String>,
+    /// Repeat it (or comma-separate) to try each in order: the first that exists wins.
+    #[arg(long, env = "FLANNELD_IFACE", value_delimiter = ',')]
+    pub iface: Vec<String>,
+
+    /// Regular expression matched against every address, then every interface name; the first
+    /// match gives the --public-ip. Repeatable, tried in order, after every --iface.
+    #[arg(long, env = "FLANNELD_IFACE_REGEX")]
+    pub iface_regex: Vec<String>,
 
     /// etcd endpoints, comma separated.
     #[arg(
@@ -318,8 +325,16 @@ impl Cli {
                 }
             }
         }
+        let mut regexes = Vec::with_capacity(self.iface_regex.len());
+        for r in &self.iface_regex {
+            regexes.push(Regex::new(r).map_err(|e| {
+                invalid(format!(
+                    "invalid value '{r}' for '--iface-regex': not a regular expression: {e}"
+                ))
+            })?);
+        }
         let public_ip =
-            resolve_public_ip(self.public_ip, self.iface.as_deref()).map_err(invalid)?;
+            resolve_public_ip(self.public_ip, &self.iface, &regexes).map_err(invalid)?;
         if public_ip.is_unspecified() || public_ip.is_multicast() {
             return Err(invalid(format!(
                 "invalid value '{public_ip}' for '--public-ip': not a unicast host address"
@@ -539,37 +554,65 @@ fn default_control(flag: Option<&Path>, tun_name: &str) -> PathBuf {
     )
 }
 
-/// `--public-ip`, else `--iface` (an address, or the first IPv4 address of the named
-/// interface), else the first IPv4 address of the interface of the default route (flanneld's
-/// choice).
-fn resolve_public_ip(public_ip: Option<IpAddr>, iface: Option<&str>) -> Result<IpAddr, String> {
+/// `--public-ip`; else the first `--iface` that exists (an address some interface holds, or
+/// the first IPv4 address of the named interface); else the first `--iface-regex` that matches
+/// an address, then an interface name; else the first IPv4 address of the interface of the
+/// default route. flanneld's order.
+fn resolve_public_ip(
+    public_ip: Option<IpAddr>,
+    ifaces: &[String],
+    regexes: &[Regex],
+) -> Result<IpAddr, String> {
     if let Some(ip) = public_ip {
         return Ok(ip);
     }
-    let (name, flag) = match iface {
-        Some(i) => match i.parse::<IpAddr>() {
-            Ok(ip) => return Ok(ip),
-            Err(_) => (i.to_owned(), "--iface"),
-        },
-        None => (
-            default_route_interface().ok_or_else(|| {
-                "no --public-ip or --iface given and no default route to take the interface \
-                 from: pass --public-ip or --iface"
-                    .to_owned()
-            })?,
-            "the default route's interface",
-        ),
-    };
-    let addrs = ifaddrs::addresses_of(&name)
-        .map_err(|e| format!("listing the addresses of {name} ({flag}) failed: {e}"))?;
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .or_else(|| addrs.first())
-        .copied()
-        .ok_or_else(|| {
-            format!("invalid value '{name}' for '--iface': no interface of that name with an address ({flag})")
-        })
+    let listing =
+        || ifaddrs::all().map_err(|e| format!("listing the interface addresses failed: {e}"));
+    if ifaces.is_empty() && regexes.is_empty() {
+        let name = default_route_interface().ok_or_else(|| {
+            "no --public-ip, --iface or --iface-regex given and no default route to take the \
+             interface from: pass one of them"
+                .to_owned()
+        })?;
+        return preferred_address(&listing()?, &name).ok_or_else(|| {
+            format!(
+                "the default route's interface {name} has no address: pass --public-ip or --iface"
+            )
+        });
+    }
+    let all = listing()?;
+    for iface in ifaces {
+        let found = match iface.parse::<IpAddr>() {
+            Ok(ip) => all.iter().any(|(_, a)| *a == ip).then_some(ip),
+            Err(_) => preferred_address(&all, iface),
+        };
+        if let Some(ip) = found {
+            return Ok(ip);
+        }
+    }
+    for re in regexes {
+        if let Some((_, ip)) = all.iter().find(|(_, a)| re.is_match(&a.to_string())) {
+            return Ok(*ip);
+        }
+        if let Some(name) = all.iter().map(|(n, _)| n).find(|n| re.is_match(n)) {
+            if let Some(ip) = preferred_address(&all, name) {
+                return Ok(ip);
+            }
+        }
+    }
+    let mut tried: Vec<String> = ifaces.iter().map(|i| format!("--iface {i}")).collect();
+    tried.extend(regexes.iter().map(|r| format!("--iface-regex {r}")));
+    Err(format!(
+        "no interface with an address matches {}: check the names with `ip addr`",
+        tried.join(", ")
+    ))
+}
+
+/// The first IPv4 address of interface `name` in `all`, else its first address.
+fn preferred_address(all: &[(String, IpAddr)], name: &str) -> Option<IpAddr> {
+    let mut of_name = all.iter().filter(|(n, _)| n == name).map(|(_, a)| *a);
+    let first = of_name.clone().next();
+    of_name.find(IpAddr::is_ipv4).or(first)
 }
 
 /// The interface of the IPv4 default route, from `/proc/net/route`.
@@ -897,6 +940,36 @@ mod tests {
             };
             assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn iface_and_iface_regex_are_tried_in_order() {
+        let ip = |args: &[&str]| parse(args).unwrap().resolve().map(|s| s.public_ip);
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        // The first --iface that exists wins; names and addresses both count.
+        assert_eq!(
+            ip(&["--iface", "wfl-no-such-if", "--iface", "lo"]).unwrap(),
+            lo
+        );
+        assert_eq!(ip(&["--iface", "wfl-no-such-if,127.0.0.1"]).unwrap(), lo);
+        // An address no interface holds is not a match.
+        assert!(ip(&["--iface", "192.0.2.77"]).is_err());
+        // Regexes come after every --iface: an address match, then an interface name match.
+        assert_eq!(ip(&["--iface-regex", "^127\\.0\\.0\\.1$"]).unwrap(), lo);
+        assert_eq!(
+            ip(&["--iface", "wfl-no-such-if", "--iface-regex", "^l.$"]).unwrap(),
+            lo
+        );
+        let none = ip(&["--iface", "wfl-a", "--iface-regex", "^wfl-zz"]).unwrap_err();
+        let msg = none.to_string();
+        assert!(
+            msg.contains("--iface wfl-a") && msg.contains("--iface-regex ^wfl-zz"),
+            "{msg}"
+        );
+        assert_eq!(none.exit_code(), 2);
+        let bad = ip(&["--iface-regex", "(unclosed"]).unwrap_err();
+        assert!(bad.to_string().contains("'--iface-regex'"), "{bad}");
+        assert_eq!(bad.exit_code(), 2);
     }
 
     #[test]

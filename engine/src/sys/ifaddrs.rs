@@ -1,6 +1,6 @@
 //! Which interface holds an address, and which addresses an interface holds (`getifaddrs(3)`).
 //!
-//! Contract: [`interface_with_address`] and [`addresses_of`] walk the list `getifaddrs` returns once, copy out
+//! Contract: [`interface_with_address`], [`addresses_of`] and [`all`] walk the list `getifaddrs` returns once, copy out
 //! what they need, and free the list before returning;
 //! no pointer into it escapes.
 
@@ -31,6 +31,16 @@ pub fn addresses_of(name: &str) -> io::Result<Vec<IpAddr>> {
         if ifname == name {
             found.push(addr);
         }
+        false
+    })?;
+    Ok(found)
+}
+
+/// Every (interface name, address) pair, in the order `getifaddrs` lists them.
+pub fn all() -> io::Result<Vec<(String, IpAddr)>> {
+    let mut found = Vec::new();
+    walk(|ifname, addr| {
+        found.push((ifname.to_owned(), addr));
         false
     })?;
     Ok(found)
