@@ -10,6 +10,8 @@
 //! - The same three nodes on the local directory store, one with `--ip-masq`: its rules are in
 //!   its namespace's `iptables-save`, and gone after SIGTERM, while its lease stays; another
 //!   sends READY=1 to `$NOTIFY_SOCKET`.
+//! - Two weftd processes race for the last free subnet: one holds it, the other exits saying
+//!   the network is full; the winner's `/metrics` shows the lease manager's figures.
 //!
 //! These run target/<profile>/weftd: build it first (`cargo build -p engine`).
 
@@ -586,4 +588,138 @@ fn etcd_outage_keeps_traffic_and_watching_resumes() {
     let took = wait_route(&nodes[0], "10.244.250.0/24", true, Duration::from_secs(10));
     eprintln!("after etcd returned, a new lease became a route in {took:?}");
     ping_all(&bed, &subnets);
+}
+
+/// Two weftd processes start at the same moment on a network with one free subnet: one holds
+/// it, the other exits with a clear "network is full" error and a non-zero code. The winner's
+/// `/metrics` carries the lease manager's figures.
+#[test]
+fn two_weftd_race_for_the_last_free_subnet() {
+    require_root!();
+    if !etcd_installed("two_weftd_race_for_the_last_free_subnet") {
+        return;
+    }
+    let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
+    let etcd = NsEtcd::start(
+        bed.node(0).ns(),
+        &bed.node(0).underlay().to_string(),
+        bed.dir(),
+    );
+    // A /22 of /24s: SubnetMin is 10.246.1.0, SubnetMax 10.246.3.0; two are reserved (keys
+    // without a TTL, flannel's reservations) for nodes that are not here.
+    etcd.ctl(&[
+        "put",
+        &format!("{PREFIX}/config"),
+        r#"{"Network": "10.246.0.0/22", "Backend": {"Type": "udp"}}"#,
+    ]);
+    for (subnet, owner) in [
+        ("10.246.1.0-24", "192.168.250.11"),
+        ("10.246.2.0-24", "192.168.250.12"),
+    ] {
+        etcd.ctl(&[
+            "put",
+            &format!("{PREFIX}/subnets/{subnet}"),
+            &format!(r#"{{"PublicIP":"{owner}","PublicIPv6":null}}"#),
+        ]);
+    }
+    let weftd = common::binaries_with_weftd().weftd.expect("weftd");
+    let handles: Vec<usize> = (0..2)
+        .map(|i| {
+            let args: Vec<String> = [
+                "--public-ip",
+                &bed.node(i).underlay().to_string(),
+                "--etcd-endpoints",
+                &etcd.endpoint,
+                "--subnet-file",
+                &bed.dir()
+                    .join(format!("race-{i}.env"))
+                    .display()
+                    .to_string(),
+                "--control",
+                &bed.dir()
+                    .join(format!("race-{i}.sock"))
+                    .display()
+                    .to_string(),
+                "--healthz-ip",
+                "127.0.0.1",
+                "--healthz-port",
+                "9411",
+                "--pump-threads",
+                "1",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            bed.spawn(i, &format!("race-{i}"), &weftd, &args)
+                .expect("spawn weftd")
+        })
+        .collect();
+
+    // Wait until one is ready and the other has exited.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (winner, loser) = loop {
+        let ready: Vec<bool> = handles
+            .iter()
+            .map(|&h| bed.process(h).log().contains("weftd: ready"))
+            .collect();
+        let exited: Vec<bool> = handles
+            .iter()
+            .map(|&h| bed.process(h).try_status().is_some())
+            .collect();
+        match (ready.as_slice(), exited.as_slice()) {
+            ([true, _], [_, true]) => break (0, 1),
+            ([_, true], [true, _]) => break (1, 0),
+            _ if Instant::now() > deadline => panic!(
+                "expected one ready weftd and one that exited; ready {ready:?}, exited \
+                 {exited:?}\n--- a:\n{}\n--- b:\n{}",
+                bed.process(handles[0]).tail(),
+                bed.process(handles[1]).tail()
+            ),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let status = bed.process(handles[loser]).try_status().expect("exited");
+    let log = bed.process(handles[loser]).log();
+    assert!(!status.success(), "the loser exited with success:\n{log}");
+    assert!(
+        log.contains("the network is full") && log.contains("10.246.0.0/22"),
+        "the loser does not say clearly that the network is full:\n{log}"
+    );
+    let value = etcd.ctl(&[
+        "get",
+        "--print-value-only",
+        &format!("{PREFIX}/subnets/10.246.3.0-24"),
+    ]);
+    assert!(
+        value.contains(&format!("\"PublicIP\":\"{}\"", bed.node(winner).underlay())),
+        "the last subnet is not the winner's: {value}"
+    );
+
+    // The winner's /metrics, from inside its namespace: the lease manager's figures.
+    let metrics = bed
+        .node(winner)
+        .ns()
+        .spawn_inside(|| {
+            use std::io::{Read as _, Write as _};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", 9411))?;
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
+            let mut body = String::new();
+            s.read_to_string(&mut body)?;
+            Ok(body)
+        })
+        .join()
+        .expect("metrics thread")
+        .expect("GET /metrics");
+    for line in [
+        "weft_lease_peers 2",
+        "weft_lease_renewals_total 0",
+        "weft_lease_reacquisitions_total 0",
+        "weft_routes 2",
+        "weft_ready 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in /metrics:\n{metrics}"
+        );
+    }
 }
