@@ -427,7 +427,8 @@ pub struct Ipv4Repr {
 
 impl Ipv4Repr {
     /// Parses and validates a packet: lengths, version, the header checksum (unless `caps` is
-    /// [`ChecksumCaps::Offloaded`]). Options are accepted and dropped; fragments are
+    /// [`ChecksumCaps::Offloaded`]). Options and the reserved flag bit are accepted and
+    /// dropped; fragments are
     /// [`Error::Unsupported`] (see the module doc).
     pub fn parse<T: AsRef<[u8]>>(packet: &Ipv4Packet<T>, caps: ChecksumCaps) -> Result<Ipv4Repr> {
         packet.check_len()?;
