@@ -193,6 +193,12 @@ pub struct Cli {
     #[arg(long, env = "FLANNELD_HEALTHZ_PORT", default_value_t = 0)]
     pub healthz_port: u16,
 
+    /// Deliver inner packets whose source lies outside the sending peer's subnets (default:
+    /// dropped and counted as "spoofed"). Only for setups that route other networks through a
+    /// node's overlay; it lets any peer forge sources of the whole overlay.
+    #[arg(long, env = "FLANNELD_ALLOW_FOREIGN_INNER_SOURCE")]
+    pub allow_foreign_inner_source: bool,
+
     /// Log more (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -264,6 +270,8 @@ pub struct Settings {
     pub control: PathBuf,
     /// `--healthz-ip` / `--healthz-port` (`None`: port 0, off).
     pub healthz: Option<std::net::SocketAddr>,
+    /// `--allow-foreign-inner-source`: skip the inner source check.
+    pub allow_foreign_inner_source: bool,
     /// `-v` count.
     pub verbose: u8,
     /// Lease mode (`None`: static mode, `--peers`).
@@ -431,6 +439,7 @@ impl Cli {
             control,
             healthz: (self.healthz_port != 0)
                 .then(|| std::net::SocketAddr::new(self.healthz_ip, self.healthz_port)),
+            allow_foreign_inner_source: self.allow_foreign_inner_source,
             verbose: self.verbose,
             lease,
             tun_name_flag: self.tun_name,
@@ -897,6 +906,22 @@ mod tests {
             };
             assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn inner_source_check_is_strict_by_default() {
+        assert!(
+            !parse(BASE)
+                .unwrap()
+                .resolve()
+                .unwrap()
+                .allow_foreign_inner_source
+        );
+        let relaxed = parse(&with(&["--allow-foreign-inner-source"]))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(relaxed.allow_foreign_inner_source);
     }
 
     #[test]

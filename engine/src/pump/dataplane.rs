@@ -239,7 +239,7 @@ impl Dataplane {
 
     /// Handles one received datagram or GRO batch of `len` bytes from `src`, cut in segments of
     /// `segment_size`: checks the sender, decapsulates, checks each inner source against the
-    /// peer's subnets, and hands each valid inner packet to `sink`.
+    /// peer's subnets (unless the config allows foreign sources), and hands each valid inner packet to `sink`.
     #[inline]
     pub fn rx(
         &mut self,
@@ -284,7 +284,7 @@ impl Dataplane {
                 continue;
             }
             match wire::source(inner) {
-                Some(s) if peer.owns(s) => {}
+                Some(s) if self.config.allow_foreign_inner_source || peer.owns(s) => {}
                 _ => {
                     c.count_drop(DropReason::Spoofed);
                     continue;
