@@ -13,7 +13,8 @@
 //!   MTU gets ICMP fragmentation needed / packet too big.
 //! - RX: UDP receive with UDP_GRO -> segments -> the sender must be a known peer -> decap ->
 //!   the inner source must lie in that peer's subnets (unless
-//!   [`PumpConfig::allow_foreign_inner_source`]) -> [`encap::gro::Coalescer`] -> one TUN
+//!   [`PumpConfig::allow_foreign_inner_source`]) -> the inner destination must not lie in a
+//!   peer's subnet (no relaying between peers) -> [`encap::gro::Coalescer`] -> one TUN
 //!   write per super-packet, flushed once per drain of the socket (poll) or per turn of the
 //!   ring (io_uring), and whenever it is full.
 //!

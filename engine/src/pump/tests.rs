@@ -246,6 +246,28 @@ fn rx_allow_foreign_inner_source_skips_only_the_source_check() {
 }
 
 #[test]
+fn rx_drops_inner_destinations_a_peer_owns() {
+    let mut dp = dataplane(Backend::Udp, crate::tun::Offloads::ALL);
+    let t = table(Backend::Udp);
+    let from_peer: SocketAddr = "192.168.250.2:8285".parse().unwrap();
+    // From the peer's subnet back to the peer's subnet: a relay.
+    let back = ipv4_udp(b(), Ipv4Addr::new(10, 244, 2, 9), 1, 2, &[1; 50]);
+    assert!(rx_all(&mut dp, &t, &back, back.len(), from_peer).is_empty());
+    assert_eq!(dp.counters().dropped(DropReason::Relay), 1);
+    // To our subnet, to the TUN address and to addresses no peer owns: delivered.
+    for dst in [
+        a(),
+        Ipv4Addr::new(10, 244, 1, 0),
+        Ipv4Addr::new(10, 244, 7, 1),
+    ] {
+        let p = ipv4_udp(b(), dst, 1, 2, &[1; 50]);
+        assert_eq!(rx_all(&mut dp, &t, &p, p.len(), from_peer), vec![p.clone()]);
+    }
+    assert_eq!(dp.counters().dropped(DropReason::Relay), 1);
+    assert_eq!(dp.counters().dropped(DropReason::Spoofed), 0);
+}
+
+#[test]
 fn rx_vxlan_checks_vni_and_macs() {
     let mut dp = dataplane(Backend::Vxlan, crate::tun::Offloads::ALL);
     let t = table(Backend::Vxlan);

@@ -129,8 +129,10 @@ kinds! {
         "A valid inner packet longer than the TUN MTU (about 3000 bytes).";
     MaxDatagram => "max_datagram", vxlan_only: false, reasons: ["oversized"],
         "A valid inner packet filling a 65 507-byte datagram.";
-    ToSenderSubnet => "to_sender_subnet", vxlan_only: false, reasons: [],
-        "From the peer's subnet to the peer's own subnet: delivered into the TUN, where the kernel routes it back (or drops it without forwarding).";
+    ToSenderSubnet => "to_sender_subnet", vxlan_only: false, reasons: ["relay"],
+        "From the peer's subnet to the peer's own subnet: the target would route it back (a relay).";
+    ToThirdSubnet => "to_third_subnet", vxlan_only: false, reasons: ["relay"],
+        "From the peer's subnet to a third node's subnet: the target would relay it there.";
     SpoofedThird => "spoofed_third", vxlan_only: false, reasons: ["spoofed"],
         "An inner source in a third node's subnet.";
     SpoofedTarget => "spoofed_target", vxlan_only: false, reasons: ["spoofed"],
@@ -302,6 +304,14 @@ impl Kind {
                 let p = packet::ipv4_udp(own4, v4(t.own_subnet.host(1)), ports, &payload(32));
                 wrap(t, &p, Some(4))
             }
+            Kind::ToThirdSubnet => {
+                let dst = v4(pick(t.spoof_subnet, rng));
+                wrap(
+                    t,
+                    &packet::ipv4_udp(own4, dst, ports, &payload(32)),
+                    Some(4),
+                )
+            }
             Kind::SpoofedThird => {
                 let src = v4(pick(t.spoof_subnet, rng));
                 wrap(
@@ -471,7 +481,20 @@ mod tests {
         }
         let src = encap::wire::source(inner)?;
         let owns = t.own_subnet.contains(src) || t.own_subnet6.is_some_and(|n| n.contains(src));
-        (!owns).then_some("spoofed")
+        if !owns {
+            return Some("spoofed");
+        }
+        let dst = encap::wire::destination(inner)?;
+        let peer_owned = [
+            Some(t.own_subnet),
+            t.own_subnet6,
+            Some(t.spoof_subnet),
+            t.spoof_subnet6,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|n| n.contains(dst));
+        peer_owned.then_some("relay")
     }
 
     #[test]
