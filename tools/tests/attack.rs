@@ -458,3 +458,96 @@ fn attack_vxlan_backend() {
     require_root!();
     attack(Backend::Vxlan);
 }
+
+/// `--allow-foreign-inner-source` on b only: c sends a's pod address as the inner source to
+/// both. The strict node (a) drops it as `spoofed`; the relaxed one (b) delivers it.
+#[test]
+fn foreign_inner_source_dropped_unless_allowed() {
+    require_root!();
+    let mut bed = Testbed::new(3, common::binaries_with_weftd()).expect("testbed");
+    bed.add_weftd_args(1, &["--allow-foreign-inner-source"]);
+    let overlay = Overlay::Weftd {
+        backend: Backend::Udp,
+        driver: IoDriver::Auto,
+    };
+    bed.start(&[overlay, overlay, overlay])
+        .expect("weftd on a, b, c");
+    let stop = Arc::new(AtomicBool::new(false));
+    let c_nets = [bed.node(2).subnet(), bed.node(2).subnet6()];
+    // The "legitimate" source of each sink is the pod the test spoofs, so only the count of
+    // flow-less datagrams from it matters: they land in `intruders`.
+    let sink_a = sink(bed.node(0), bed.node(1).pod_ip(), c_nets, Arc::clone(&stop));
+    let sink_b = sink(bed.node(1), bed.node(0).pod_ip(), c_nets, Arc::clone(&stop));
+    for n in 0..2 {
+        weftctl::testbed::traffic::wait_for_port(
+            bed.node(n).ns(),
+            true,
+            SINK_PORT,
+            Duration::from_secs(5),
+        )
+        .expect("sink listening");
+    }
+    let before = [0, 1].map(|n| bed.control(n, "stats").expect("stats"));
+    let v4 = |ip: IpAddr| match ip {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => unreachable!("IPv4 pod address"),
+    };
+    // To b: a's pod as the source. To a: b's pod as the source.
+    let datagrams = [(1usize, 0usize), (0, 1)].map(|(to, spoofed)| {
+        let d = weftctl::attack::packet::ipv4_udp(
+            v4(bed.node(spoofed).pod_ip()),
+            v4(bed.node(to).pod_ip()),
+            (40_000, SINK_PORT),
+            b"spoofed by c",
+        );
+        (SocketAddr::new(bed.node(to).underlay().into(), 8285), d)
+    });
+    let c_underlay = bed.node(2).underlay();
+    bed.node(2)
+        .ns()
+        .spawn_inside(move || {
+            let s = UdpSocket::bind((c_underlay, 0))?;
+            for _ in 0..5 {
+                for (to, d) in &datagrams {
+                    s.send_to(d, to)?;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Ok(())
+        })
+        .join()
+        .expect("sender thread")
+        .unwrap_or_else(|e| panic!("sending from c: {e:#}"));
+    std::thread::sleep(Duration::from_millis(500));
+    let after = [0, 1].map(|n| bed.control(n, "stats").expect("stats"));
+    stop.store(true, Ordering::Relaxed);
+    let seen_a = sink_a
+        .join()
+        .expect("sink a")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let seen_b = sink_b
+        .join()
+        .expect("sink b")
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let spoofed =
+        |n: usize| control::drops(&after[n], "spoofed") - control::drops(&before[n], "spoofed");
+    assert_eq!(spoofed(0), 5, "strict a must drop all 5 as spoofed");
+    assert!(
+        seen_a.intruders.is_empty(),
+        "strict a delivered {:?}",
+        seen_a.intruders
+    );
+    assert_eq!(spoofed(1), 0, "relaxed b counted spoofed drops");
+    let from_a = bed.node(0).pod_ip();
+    assert_eq!(
+        seen_b
+            .intruders
+            .iter()
+            .filter(|(s, _)| s.ip() == from_a)
+            .count(),
+        5,
+        "relaxed b must deliver all 5: {:?}",
+        seen_b.intruders
+    );
+    bed.check_alive().unwrap_or_else(|e| panic!("{e:#}"));
+}
