@@ -227,3 +227,79 @@ fn without_cap_net_admin_weftd_fails_naming_it() {
     let links = ns.exec_checked("ip", &["-o", "link"]).expect("ip link");
     assert_eq!(links.lines().count(), 1, "left behind:\n{links}");
 }
+
+/// Lease mode with `--ip-masq` as nobody with only CAP_NET_ADMIN: the lease is taken, the
+/// subnet file written, flannel's masquerade rules installed (iptables runs as weftd's child
+/// and inherits the ambient capability) and removed again on SIGTERM.
+#[test]
+fn lease_mode_with_ip_masq_as_nobody_with_only_cap_net_admin() {
+    require_root!();
+    let real = common::binaries_with_weftd();
+    let jail = Jail::new(real.weftd.as_deref().expect("weftd"), "+net_admin");
+    let ns = Netns::create(&format!(
+        "{}{}-capslease",
+        weftctl::testbed::netns::PREFIX,
+        std::process::id()
+    ))
+    .expect("namespace");
+    ns.exec_checked("ip", &["addr", "add", "192.168.77.1/24", "dev", "lo"])
+        .expect("underlay address");
+    let leases = jail.dir.path().join("leases");
+    std::fs::create_dir(&leases).expect("lease dir");
+    std::fs::write(
+        leases.join("config"),
+        r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}"#,
+    )
+    .expect("network config");
+    for p in [jail.dir.path(), leases.as_path()] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    }
+    let subnet_file = jail.dir.path().join("subnet.env");
+    let control = jail.dir.path().join("ctl.sock");
+    let log = jail.dir.path().join("weftd.log");
+    let args = [
+        "--public-ip",
+        "192.168.77.1",
+        "--lease-dir",
+        leases.to_str().expect("UTF-8"),
+        "--subnet-file",
+        subnet_file.to_str().expect("UTF-8"),
+        "--control",
+        control.to_str().expect("UTF-8"),
+        "--ip-masq",
+    ];
+    let mut weftd = weftctl::testbed::Process::spawn(
+        "weftd-nobody-lease",
+        ns.command(jail.wrapper().to_str().expect("UTF-8"), &args),
+        &log,
+    )
+    .expect("starting weftd");
+    weftd
+        .wait_for_line(weftctl::testbed::WEFTD_READY, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let pid = weftd.pid().expect("pid");
+    let (uids, [eff, ..]) = status(pid);
+    assert!(uids.iter().all(|&u| u == NOBODY), "uids {uids:?}");
+    assert_eq!(eff, CAP_NET_ADMIN_MASK);
+    let env = std::fs::read_to_string(&subnet_file).expect("subnet file written");
+    assert!(env.contains("FLANNEL_NETWORK=10.244.0.0/16"), "{env}");
+    let masq = |ns: &Netns| -> usize {
+        ns.exec_checked("iptables", &["-t", "nat", "-S"])
+            .expect("iptables -S")
+            .lines()
+            .filter(|l| l.contains("flanneld masq"))
+            .count()
+    };
+    assert!(
+        masq(&ns) >= 6,
+        "masquerade rules missing:\n{}",
+        weftd.tail()
+    );
+    let (status, killed) = weftd.stop().expect("weftd stopped");
+    assert!(
+        !killed && status.success(),
+        "SIGTERM exit: {status}\n{}",
+        weftd.tail()
+    );
+    assert_eq!(masq(&ns), 0, "masquerade rules left after SIGTERM");
+}
