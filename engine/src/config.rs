@@ -5,7 +5,11 @@
 //! a clap error naming the flag (exit code 2). [`Cli::resolve`] turns the flags into
 //! [`Settings`], filling the defaults that depend on other flags (port, TUN name, VtepMAC,
 //! MTU, threads, control path); a combination that cannot work is again a clap error naming the
-//! flags (exit code 2). Flags shared with flanneld keep flanneld's names (`--public-ip`, `-v`);
+//! flags (exit code 2). Before anything is set up, `resolve` also checks the values that need
+//! the system: paths (`--peers`, `--etcd-*file` readable; `--control`, `--subnet-file`,
+//! `--lease-dir` creatable), etcd endpoints (`http(s)://HOST:PORT`), flags that go in pairs
+//! (cert + key, user + password), `--tun-name` (free or a TUN), `--healthz-ip` (an address of
+//! this host), so that a bad value never fails late with a half-configured node. Flags shared with flanneld keep flanneld's names (`--public-ip`, `-v`);
 //! every flag but `-v` can also come from `FLANNELD_<FLAG_IN_UPPER_SNAKE_CASE>`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
