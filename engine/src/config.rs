@@ -5,7 +5,11 @@
 //! a clap error naming the flag (exit code 2). [`Cli::resolve`] turns the flags into
 //! [`Settings`], filling the defaults that depend on other flags (port, TUN name, VtepMAC,
 //! MTU, threads, control path); a combination that cannot work is again a clap error naming the
-//! flags (exit code 2). Flags shared with flanneld keep flanneld's names (`--public-ip`, `-v`);
+//! flags (exit code 2). Before anything is set up, `resolve` also checks the values that need
+//! the system: paths (`--peers`, `--etcd-*file` readable; `--control`, `--subnet-file`,
+//! `--lease-dir` creatable), etcd endpoints (`http(s)://HOST:PORT`), flags that go in pairs
+//! (cert + key, user + password), `--tun-name` (free or a TUN), `--healthz-ip` (an address of
+//! this host), so that a bad value never fails late with a half-configured node. Flags shared with flanneld keep flanneld's names (`--public-ip`, `-v`);
 //! every flag but `-v` can also come from `FLANNELD_<FLAG_IN_UPPER_SNAKE_CASE>`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -200,6 +204,12 @@ pub struct Cli {
     #[arg(long, env = "FLANNELD_HEALTHZ_PORT", default_value_t = 0)]
     pub healthz_port: u16,
 
+    /// Deliver inner packets whose source lies outside the sending peer's subnets (default:
+    /// dropped and counted as "spoofed"). Only for setups that route other networks through a
+    /// node's overlay; it lets any peer forge sources of the whole overlay.
+    #[arg(long, env = "FLANNELD_ALLOW_FOREIGN_INNER_SOURCE")]
+    pub allow_foreign_inner_source: bool,
+
     /// Log more (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -271,6 +281,8 @@ pub struct Settings {
     pub control: PathBuf,
     /// `--healthz-ip` / `--healthz-port` (`None`: port 0, off).
     pub healthz: Option<std::net::SocketAddr>,
+    /// `--allow-foreign-inner-source`: skip the inner source check.
+    pub allow_foreign_inner_source: bool,
     /// `-v` count.
     pub verbose: u8,
     /// Lease mode (`None`: static mode, `--peers`).
@@ -290,6 +302,7 @@ impl Cli {
     pub fn resolve(self) -> Result<Settings, clap::Error> {
         let invalid = |msg: String| Cli::command().error(ErrorKind::ValueValidation, msg);
         let lease_mode = self.subnet.is_none() && self.subnet6.is_none() && self.peers.is_none();
+        self.check_values(lease_mode).map_err(invalid)?;
         if !lease_mode && self.subnet.is_none() && self.subnet6.is_none() {
             return Err(Cli::command().error(
                 ErrorKind::MissingRequiredArgument,
@@ -346,14 +359,6 @@ impl Cli {
                  (flannel's leases are keyed by it)"
             )));
         }
-        if let Some(peers) = &self.peers {
-            if let Err(e) = std::fs::File::open(peers) {
-                return Err(invalid(format!(
-                    "invalid value '{}' for '--peers': {e}",
-                    peers.display()
-                )));
-            }
-        }
         let port = self.port.unwrap_or_else(|| backend.default_port());
         let tun_name = default_tun_name(self.tun_name.as_deref(), backend, self.vni);
         let (vtep_mac, vtep_mac_random) = match self.vtep_mac {
@@ -390,9 +395,11 @@ impl Cli {
                         .map(str::to_owned)
                         .collect();
                     if endpoints.is_empty() {
-                        return Err(invalid(
-                            "invalid value '' for '--etcd-endpoints': no endpoint".to_owned(),
-                        ));
+                        return Err(invalid(format!(
+                            "invalid value '{}' for '--etcd-endpoints': no endpoint; expected \
+                             http(s)://HOST:PORT, comma separated",
+                            self.etcd_endpoints
+                        )));
                     }
                     StoreSettings::Etcd(EtcdOptions {
                         endpoints,
@@ -446,6 +453,7 @@ impl Cli {
             control,
             healthz: (self.healthz_port != 0)
                 .then(|| std::net::SocketAddr::new(self.healthz_ip, self.healthz_port)),
+            allow_foreign_inner_source: self.allow_foreign_inner_source,
             verbose: self.verbose,
             lease,
             tun_name_flag: self.tun_name,
@@ -453,6 +461,192 @@ impl Cli {
             control_flag: self.control,
         })
     }
+}
+
+impl Cli {
+    /// The checks of single values that need the file system or the interfaces: done before
+    /// anything is set up, so that a bad value exits 2 and leaves nothing behind (a path that
+    /// only fails once the TUN exists would leave a half-configured node until exit).
+    fn check_values(&self, lease_mode: bool) -> Result<(), String> {
+        if self.iface.iter().any(|i| i.trim().is_empty()) {
+            return Err(
+                "invalid value '' for '--iface': expected an interface name or address".to_owned(),
+            );
+        }
+        if let Some(peers) = &self.peers {
+            check_readable_file("--peers", peers)?;
+        }
+        if let Some(control) = &self.control {
+            check_creatable_file("--control", control)?;
+        }
+        if let Some(name) = &self.tun_name {
+            check_tun_name_free(name)?;
+        }
+        if self.healthz_port != 0 && !self.healthz_ip.is_unspecified() {
+            match ifaddrs::interface_with_address(self.healthz_ip) {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(format!(
+                        "invalid value '{}' for '--healthz-ip': no interface of this host has \
+                         that address; expected one of its addresses, or 0.0.0.0 / :: for all",
+                        self.healthz_ip
+                    ))
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "listing interface addresses for --healthz-ip failed: {e}"
+                    ))
+                }
+            }
+        }
+        if !lease_mode {
+            return Ok(());
+        }
+        check_creatable_file("--subnet-file", &self.subnet_file)?;
+        if let Some(dir) = &self.lease_dir {
+            check_creatable_dir("--lease-dir", dir)?;
+            return Ok(());
+        }
+        for endpoint in self.etcd_endpoints.split(',').map(str::trim) {
+            if endpoint.is_empty() {
+                continue;
+            }
+            check_endpoint(endpoint)?;
+        }
+        for (flag, file) in [
+            ("--etcd-cafile", &self.etcd_cafile),
+            ("--etcd-certfile", &self.etcd_certfile),
+            ("--etcd-keyfile", &self.etcd_keyfile),
+        ] {
+            if let Some(f) = file {
+                check_readable_file(flag, f)?;
+            }
+        }
+        for (a, a_set, b, b_set) in [
+            (
+                "--etcd-certfile",
+                self.etcd_certfile.is_some(),
+                "--etcd-keyfile",
+                self.etcd_keyfile.is_some(),
+            ),
+            (
+                "--etcd-username",
+                self.etcd_username.is_some(),
+                "--etcd-password",
+                self.etcd_password.is_some(),
+            ),
+        ] {
+            if a_set != b_set {
+                let (given, missing) = if a_set { (a, b) } else { (b, a) };
+                return Err(format!(
+                    "{given} needs {missing}: {a} and {b} go together, give both or neither"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An etcd endpoint: `http://` or `https://`, then a host (and port) without spaces.
+fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let rest = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"));
+    let authority = rest.map(|r| r.trim_end_matches('/'));
+    match authority {
+        Some(a)
+            if !a.is_empty()
+                && !a.starts_with(':')
+                && !a.contains('/')
+                && !a.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "invalid value '{endpoint}' for '--etcd-endpoints': expected http://HOST:PORT or \
+             https://HOST:PORT (comma separated)"
+        )),
+    }
+}
+
+/// `path` is a file (not a directory) this process can open.
+fn check_readable_file(flag: &str, path: &Path) -> Result<(), String> {
+    let bad = |why: String| {
+        format!(
+            "invalid value '{}' for '{flag}': {why}; expected a readable file",
+            path.display()
+        )
+    };
+    let meta = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if meta.is_dir() {
+        return Err(bad("a directory".to_owned()));
+    }
+    std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
+    Ok(())
+}
+
+/// `path` is a file weftd can create later: not a directory, and the nearest existing
+/// ancestor is a directory (weftd creates the missing ones).
+fn check_creatable_file(flag: &str, path: &Path) -> Result<(), String> {
+    if path.as_os_str().is_empty() || path.is_dir() {
+        return Err(format!(
+            "invalid value '{}' for '{flag}': a directory; expected a file path",
+            path.display()
+        ));
+    }
+    check_ancestors(flag, path)
+}
+
+/// `path` is a directory or can become one.
+fn check_creatable_dir(flag: &str, path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "invalid value '{}' for '{flag}': not a directory; expected a directory (created \
+             when missing)",
+            path.display()
+        )),
+        Err(_) => check_ancestors(flag, path),
+    }
+}
+
+/// The nearest existing ancestor of `path` is a directory.
+fn check_ancestors(flag: &str, path: &Path) -> Result<(), String> {
+    for ancestor in path.ancestors().skip(1) {
+        let ancestor = if ancestor.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            ancestor
+        };
+        match std::fs::metadata(ancestor) {
+            Ok(m) if m.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(format!(
+                    "invalid value '{}' for '{flag}': {} is not a directory",
+                    path.display(),
+                    ancestor.display()
+                ))
+            }
+            Err(_) => continue,
+        }
+    }
+    Ok(())
+}
+
+/// No interface named `name` exists, or it is a TUN device (a stale one of ours is replaced).
+fn check_tun_name_free(name: &str) -> Result<(), String> {
+    if netif::index(name).is_err() {
+        return Ok(());
+    }
+    let sys = Path::new("/sys/class/net").join(name);
+    // Without a sysfs view of this namespace, leave the decision to TUNSETIFF.
+    if !sys.exists() || sys.join("tun_flags").exists() {
+        return Ok(());
+    }
+    Err(format!(
+        "invalid value '{name}' for '--tun-name': an interface of that name exists and is not \
+         a TUN device; expected a free name (1 to 15 bytes)"
+    ))
 }
 
 /// What the network config and our lease decide in lease mode.
@@ -970,6 +1164,22 @@ mod tests {
         let bad = ip(&["--iface-regex", "(unclosed"]).unwrap_err();
         assert!(bad.to_string().contains("'--iface-regex'"), "{bad}");
         assert_eq!(bad.exit_code(), 2);
+    }
+
+    #[test]
+    fn inner_source_check_is_strict_by_default() {
+        assert!(
+            !parse(BASE)
+                .unwrap()
+                .resolve()
+                .unwrap()
+                .allow_foreign_inner_source
+        );
+        let relaxed = parse(&with(&["--allow-foreign-inner-source"]))
+            .unwrap()
+            .resolve()
+            .unwrap();
+        assert!(relaxed.allow_foreign_inner_source);
     }
 
     #[test]

@@ -280,7 +280,14 @@ pub(crate) fn start_dataplane(
         } else {
             ChecksumCaps::Complete
         },
+        allow_foreign_inner_source: s.allow_foreign_inner_source,
     };
+    if s.allow_foreign_inner_source {
+        tracing::warn!(
+            "--allow-foreign-inner-source: inner packets from a peer are delivered whatever \
+             their source (no anti-spoofing check)"
+        );
+    }
     if s.backend == engine::route::Backend::Vxlan {
         tracing::info!(
             "vxlan VNI {} VtepMAC {}{}",

@@ -1,5 +1,6 @@
 //! weftctl: inspect and drive weft, and the harness that tests and measures it.
 //!
+//! - [`attack`]: `weftctl attack`, a fuzzing sender of hostile datagrams at a running weftd.
 //! - [`testbed`]: two- or three-node testbeds in network namespaces (kernel VXLAN, the udp
 //!   forwarder or weftd on each node) and bounded traffic checks between them.
 //! - [`forward`]: `weftctl forward-udp`, flannel's one-packet-per-syscall udp data path: the
@@ -12,6 +13,7 @@
 //! - [`privileges`]: `require_root!` for tests that build testbeds.
 #![forbid(unsafe_code)]
 
+pub mod attack;
 pub mod bench;
 pub mod control;
 pub mod demo;

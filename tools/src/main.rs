@@ -107,6 +107,9 @@ enum Cmd {
         #[arg(long)]
         weftd: Option<PathBuf>,
     },
+    /// Fire malformed and hostile VXLAN / flannel udp datagrams at a running weftd (only at
+    /// addresses you own: a testbed node).
+    Attack(AttackArgs),
     /// Print the network config and the leases of a lease store.
     Leases {
         /// The local directory store (weftd --lease-dir).
@@ -119,6 +122,65 @@ enum Cmd {
         #[arg(long, default_value = engine::lease::DEFAULT_PREFIX)]
         etcd_prefix: String,
     },
+}
+
+/// `weftctl attack`.
+#[derive(Debug, clap::Args)]
+struct AttackArgs {
+    /// weftd's underlay address and port (e.g. 192.168.250.2:8472).
+    #[arg(long)]
+    target: std::net::SocketAddr,
+    /// The target's backend.
+    #[arg(long, value_parser = parse_backend)]
+    backend: weftctl::peers::Backend,
+    /// How long to send, in seconds.
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Seed of the generator (the same seed sends the same datagrams).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Datagrams per second (0: as fast as possible).
+    #[arg(long, default_value_t = 2000)]
+    rate: u32,
+    /// Source address to send from (repeat for several: a peer's and strangers').
+    #[arg(long)]
+    from: Vec<IpAddr>,
+    /// The target's IPv4 subnet (inner destinations).
+    #[arg(long)]
+    target_subnet: IpNet,
+    /// The target's IPv6 subnet.
+    #[arg(long)]
+    target_subnet6: Option<IpNet>,
+    /// The subnet of the peer the attack poses as (inner sources a peer may use).
+    #[arg(long)]
+    own_subnet: IpNet,
+    /// Its IPv6 subnet.
+    #[arg(long)]
+    own_subnet6: Option<IpNet>,
+    /// A third node's subnet (spoofed inner sources).
+    #[arg(long)]
+    spoof_subnet: IpNet,
+    /// Its IPv6 subnet.
+    #[arg(long)]
+    spoof_subnet6: Option<IpNet>,
+    /// The target's VNI (vxlan).
+    #[arg(long, default_value_t = 1)]
+    vni: u32,
+    /// The target's VtepMAC (vxlan).
+    #[arg(long, default_value = "0e:00:00:00:00:02")]
+    target_mac: weftctl::net::Mac,
+    /// The VtepMAC of the peer the attack poses as (vxlan).
+    #[arg(long, default_value = "0e:00:00:00:00:03")]
+    own_mac: weftctl::net::Mac,
+    /// The target's TUN MTU (inner packets longer than this are "oversized").
+    #[arg(long, default_value_t = 1450)]
+    mtu: usize,
+    /// The UDP port inner packets go to (a sink in the target's pod).
+    #[arg(long, default_value_t = 9999)]
+    sink_port: u16,
+    /// Also print the report as one JSON line (prefixed "attack-report: ").
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -218,6 +280,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 },
             })
         }
+        Cmd::Attack(a) => attack(a),
         Cmd::Leases {
             lease_dir,
             etcd_endpoints,
@@ -242,6 +305,53 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn attack(a: AttackArgs) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing the signal handler")?;
+    }
+    let config = weftctl::attack::Config {
+        target: a.target,
+        info: weftctl::attack::Target {
+            backend: a.backend,
+            vni: a.vni,
+            target_mac: a.target_mac,
+            own_mac: a.own_mac,
+            target_subnet: a.target_subnet,
+            target_subnet6: a.target_subnet6,
+            own_subnet: a.own_subnet,
+            own_subnet6: a.own_subnet6,
+            spoof_subnet: a.spoof_subnet,
+            spoof_subnet6: a.spoof_subnet6,
+            sink_port: a.sink_port,
+            mtu: a.mtu,
+        },
+        duration: std::time::Duration::from_secs(a.seconds),
+        seed: a.seed,
+        rate: a.rate,
+        from: a.from,
+    };
+    eprintln!(
+        "attack: {} {} for {} s at {} datagrams/s, seed {}",
+        a.backend.name(),
+        a.target,
+        a.seconds,
+        a.rate,
+        a.seed
+    );
+    let report = weftctl::attack::run(&config, &stop)?;
+    print!("{}", report.table());
+    if a.json {
+        println!(
+            "{}{}",
+            weftctl::attack::REPORT_PREFIX,
+            serde_json::to_string(&report)?
+        );
+    }
+    Ok(())
 }
 
 fn parse_backend(s: &str) -> Result<weftctl::peers::Backend, String> {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use encap::backend::{udp_decap, VxlanDecap, VxlanEncap};
-use encap::checksum::{checksum, pseudo_header_v4, pseudo_header_v6};
+use weftctl::attack::packet;
 use weftctl::control;
 use weftctl::peers::Backend;
 use weftctl::require_root;
@@ -32,50 +32,19 @@ const COUNT_WAIT: Duration = Duration::from_secs(3);
 /// The largest UDP payload over IPv4 (65535 - 20 - 8).
 const MAX_UDP_PAYLOAD_V4: usize = 65507;
 
-/// An IPv4/UDP packet with `payload_len` bytes and valid checksums.
+/// The payload of `len` bytes the hostile packets carry.
+fn payload(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// An IPv4/UDP packet to the sink with `payload_len` bytes and valid checksums.
 fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> Vec<u8> {
-    let l4_len = 8 + payload_len;
-    let total = u16::try_from(20 + l4_len).expect("fits IPv4");
-    let mut p = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0];
-    p[2..4].copy_from_slice(&total.to_be_bytes());
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    let c = checksum(&p);
-    p[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut u = udp(l4_len);
-    let c = pseudo_header_v4(src.octets(), dst.octets(), 17, l4_len as u32)
-        .bytes(&u)
-        .finish();
-    u[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
-    p.extend_from_slice(&u);
-    p
+    packet::ipv4_udp(src, dst, (40000, SINK_PORT), &payload(payload_len))
 }
 
-/// An IPv6/UDP packet with `payload_len` bytes and a valid checksum.
+/// An IPv6/UDP packet to the sink with `payload_len` bytes and a valid checksum.
 fn ipv6_udp(src: Ipv6Addr, dst: Ipv6Addr, payload_len: usize) -> Vec<u8> {
-    let l4_len = 8 + payload_len;
-    let mut p = vec![0x60, 0, 0, 0];
-    p.extend_from_slice(&u16::try_from(l4_len).expect("fits").to_be_bytes());
-    p.extend_from_slice(&[17, 64]);
-    p.extend_from_slice(&src.octets());
-    p.extend_from_slice(&dst.octets());
-    let mut u = udp(l4_len);
-    let c = pseudo_header_v6(&src.octets(), &dst.octets(), 17, l4_len as u32)
-        .bytes(&u)
-        .finish();
-    u[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
-    p.extend_from_slice(&u);
-    p
-}
-
-fn udp(l4_len: usize) -> Vec<u8> {
-    let mut u = Vec::with_capacity(l4_len);
-    u.extend_from_slice(&40000u16.to_be_bytes());
-    u.extend_from_slice(&SINK_PORT.to_be_bytes());
-    u.extend_from_slice(&u16::try_from(l4_len).expect("fits").to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend((0..l4_len - 8).map(|i| (i % 251) as u8));
-    u
+    packet::ipv6_udp(src, dst, (40000, SINK_PORT), &payload(payload_len))
 }
 
 /// One hostile datagram and what weftd must make of it.

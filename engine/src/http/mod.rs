@@ -1,7 +1,10 @@
 //! The health and metrics endpoint (`--healthz-ip`, `--healthz-port`), flanneld's way.
 //!
-//! Contract: one thread serves one HTTP/1.x connection at a time on a `std::net::TcpListener`
-//! and closes it after one response (`Connection: close`). Only `GET` is answered:
+//! Contract: an accept thread on a `std::net::TcpListener` hands each HTTP/1.x connection to a
+//! thread of its own, at most [`MAX_CLIENTS`] at once (a connection over the cap is closed at
+//! once), and closes it after one response (`Connection: close`). So idle or slow clients
+//! cannot keep a liveness probe waiting: each holds one slot for at most [`CLIENT_TIMEOUT`].
+//! Only `GET` is answered:
 //! - `/healthz`: 200 `ok` while the process runs;
 //! - `/readyz`: 200 `ready` once [`Health::set_ready`] was called (the subnet file written or
 //!   the routes loaded, and the pumps started), 503 before;
@@ -20,7 +23,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -33,6 +36,9 @@ pub const MAX_HEAD: usize = 8 * 1024;
 
 /// How long one connection may take to send its request head and read the reply.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most connections served at once; one more is closed without a reply.
+pub const MAX_CLIENTS: usize = 16;
 
 /// The Prometheus text exposition format's content type.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -98,11 +104,27 @@ pub fn serve(addr: SocketAddr, health: Arc<Health>) -> Result<SocketAddr, HttpEr
     std::thread::Builder::new()
         .name("weft-healthz".to_owned())
         .spawn(move || {
+            let active = Arc::new(AtomicUsize::new(0));
             for conn in listener.incoming() {
                 match conn {
                     Ok(stream) => {
-                        if let Err(e) = handle(stream, &health) {
-                            tracing::debug!("healthz client: {e}");
+                        if active.load(Ordering::Relaxed) >= MAX_CLIENTS {
+                            // Busy: closing is the cheapest answer.
+                            drop(stream);
+                            continue;
+                        }
+                        let slot = Slot::take(&active);
+                        let health = Arc::clone(&health);
+                        let spawned = std::thread::Builder::new()
+                            .name("weft-healthz-conn".to_owned())
+                            .spawn(move || {
+                                let _slot = slot;
+                                if let Err(e) = handle(stream, &health) {
+                                    tracing::debug!("healthz client: {e}");
+                                }
+                            });
+                        if let Err(e) = spawned {
+                            tracing::warn!("healthz: spawning a connection thread failed: {e}");
                         }
                     }
                     Err(e) => {
@@ -114,6 +136,22 @@ pub fn serve(addr: SocketAddr, health: Arc<Health>) -> Result<SocketAddr, HttpEr
         })
         .map_err(HttpError::Spawn)?;
     Ok(bound)
+}
+
+/// One of the [`MAX_CLIENTS`] connection slots, given back on drop.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    fn take(active: &Arc<AtomicUsize>) -> Slot {
+        active.fetch_add(1, Ordering::Relaxed);
+        Slot(Arc::clone(active))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One response.

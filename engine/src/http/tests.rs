@@ -151,3 +151,48 @@ fn serves_over_tcp_with_limits() {
     assert!(started.elapsed() <= CLIENT_TIMEOUT + Duration::from_secs(2));
     drop(idle);
 }
+
+#[test]
+fn idle_clients_do_not_delay_a_probe() {
+    let health = Arc::new(Health::new());
+    let addr = serve("127.0.0.1:0".parse().unwrap(), Arc::clone(&health)).unwrap();
+    // Slow-loris: clients that connect and send half a head, then nothing.
+    let idle: Vec<TcpStream> = (0..MAX_CLIENTS - 1)
+        .map(|_| {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let started = Instant::now();
+    assert!(exchange(addr, &get("/healthz")).starts_with("HTTP/1.1 200 "));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a probe waited {:?} behind idle clients",
+        started.elapsed()
+    );
+    // Over the cap a connection is closed without a reply, and the slots come back once the
+    // idle clients time out.
+    let more: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(exchange(addr, &get("/healthz")), "");
+    drop(more);
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(exchange(addr, &get("/healthz")).starts_with("HTTP/1.1 200 "));
+}
+
+#[test]
+fn listens_only_on_the_healthz_ip() {
+    let health = Arc::new(Health::new());
+    let addr = serve("127.0.0.1:0".parse().unwrap(), health).unwrap();
+    assert!(exchange(addr, &get("/healthz")).starts_with("HTTP/1.1 200 "));
+    // Another loopback address of this host, same port: nothing listens there.
+    let other = SocketAddr::new("127.0.0.2".parse().unwrap(), addr.port());
+    let refused = TcpStream::connect_timeout(&other, Duration::from_secs(2));
+    assert!(
+        refused.is_err(),
+        "{other} answered: bound wider than --healthz-ip"
+    );
+}

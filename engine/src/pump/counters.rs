@@ -108,6 +108,7 @@ macro_rules! drop_reasons {
 drop_reasons! {
     UnknownPeer => "unknown_peer": "A datagram from an underlay address that is no peer.",
     Spoofed => "spoofed": "An inner source outside the sending peer's subnets.",
+    Relay => "relay": "An inner destination in a peer's subnet (the sender's own or a third node's): delivering it would make this node relay traffic between peers.",
     Truncated => "truncated": "A datagram shorter than the headers (DecapError::Truncated).",
     ReservedFlags => "reserved_flags": "VXLAN flags other than I.",
     ReservedBits => "reserved_bits": "VXLAN reserved bits set.",

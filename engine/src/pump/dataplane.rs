@@ -240,7 +240,8 @@ impl Dataplane {
 
     /// Handles one received datagram or GRO batch of `len` bytes from `src`, cut in segments of
     /// `segment_size`: checks the sender, decapsulates, checks each inner source against the
-    /// peer's subnets, and hands each valid inner packet to `sink`.
+    /// peer's subnets (unless the config allows foreign sources) and each inner destination
+    /// against the table (one a peer owns is a relay, dropped), and hands each valid inner packet to `sink`.
     #[inline]
     pub fn rx(
         &mut self,
@@ -286,9 +287,18 @@ impl Dataplane {
                 continue;
             }
             match wire::source(inner) {
-                Some(s) if peer.owns(s) => {}
+                Some(s) if self.config.allow_foreign_inner_source || peer.owns(s) => {}
                 _ => {
                     c.count_drop(DropReason::Spoofed);
+                    continue;
+                }
+            }
+            // Only what is for us goes into the TUN: a destination that a peer owns would be
+            // routed back out by our kernel (a relay, and with forwarding off a silent drop).
+            match wire::destination(inner) {
+                Some(d) if table.lookup(d).is_none() => {}
+                _ => {
+                    c.count_drop(DropReason::Relay);
                     continue;
                 }
             }

@@ -12,7 +12,9 @@
 //!   peer's encapsulation header -> one `sendmsg` with UDP_SEGMENT per chunk; a packet over the
 //!   MTU gets ICMP fragmentation needed / packet too big.
 //! - RX: UDP receive with UDP_GRO -> segments -> the sender must be a known peer -> decap ->
-//!   the inner source must lie in that peer's subnets -> [`encap::gro::Coalescer`] -> one TUN
+//!   the inner source must lie in that peer's subnets (unless
+//!   [`PumpConfig::allow_foreign_inner_source`]) -> the inner destination must not lie in a
+//!   peer's subnet (no relaying between peers) -> [`encap::gro::Coalescer`] -> one TUN
 //!   write per super-packet, flushed once per drain of the socket (poll) or per turn of the
 //!   ring (io_uring), and whenever it is full.
 //!
@@ -71,6 +73,9 @@ pub struct PumpConfig {
     /// the outer UDP checksum is known to have been verified (an IPv6 underlay, where it is
     /// mandatory); over IPv4 it may be zero, so `Complete`.
     pub checksum: ChecksumCaps,
+    /// Deliver inner packets whose source is outside the sending peer's subnets instead of
+    /// dropping them as [`DropReason::Spoofed`] (`--allow-foreign-inner-source`).
+    pub allow_foreign_inner_source: bool,
 }
 
 /// How pump threads do their I/O.

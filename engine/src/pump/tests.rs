@@ -24,6 +24,7 @@ fn config(backend: Backend, offloads: crate::tun::Offloads) -> PumpConfig {
         icmp_source_v4: Some(Ipv4Addr::new(10, 244, 0, 0)),
         icmp_source_v6: None,
         checksum: ChecksumCaps::Complete,
+        allow_foreign_inner_source: false,
     }
 }
 
@@ -214,6 +215,56 @@ fn rx_checks_sender_source_and_decap() {
         rx_all(&mut dp, &t, &full, full.len(), from_peer),
         vec![full.clone()]
     );
+}
+
+#[test]
+fn rx_allow_foreign_inner_source_skips_only_the_source_check() {
+    let mut config = config(Backend::Udp, crate::tun::Offloads::ALL);
+    config.allow_foreign_inner_source = true;
+    let mut dp = Dataplane::new(Arc::new(config), Arc::new(PumpCounters::default()));
+    let t = table(Backend::Udp);
+    let from_peer: SocketAddr = "192.168.250.2:8285".parse().unwrap();
+    let stranger: SocketAddr = "192.168.250.9:8285".parse().unwrap();
+    // Sources in a third node's subnet and outside the overlay are delivered.
+    for src in [Ipv4Addr::new(10, 244, 3, 1), Ipv4Addr::new(198, 51, 100, 7)] {
+        let foreign = ipv4_udp(src, a(), 1, 2, &[1; 50]);
+        assert_eq!(
+            rx_all(&mut dp, &t, &foreign, foreign.len(), from_peer),
+            vec![foreign.clone()]
+        );
+        // The sender must still be a peer, and the packet well-formed.
+        assert!(rx_all(&mut dp, &t, &foreign, foreign.len(), stranger).is_empty());
+        let mut bad = foreign.clone();
+        bad[0] = 0x35;
+        assert!(rx_all(&mut dp, &t, &bad, bad.len(), from_peer).is_empty());
+    }
+    let c = dp.counters();
+    assert_eq!(c.dropped(DropReason::Spoofed), 0);
+    assert_eq!(c.dropped(DropReason::UnknownPeer), 2);
+    assert_eq!(c.dropped(DropReason::BadInner), 2);
+    assert_eq!(t.peers()[0].counters().get().2, 2);
+}
+
+#[test]
+fn rx_drops_inner_destinations_a_peer_owns() {
+    let mut dp = dataplane(Backend::Udp, crate::tun::Offloads::ALL);
+    let t = table(Backend::Udp);
+    let from_peer: SocketAddr = "192.168.250.2:8285".parse().unwrap();
+    // From the peer's subnet back to the peer's subnet: a relay.
+    let back = ipv4_udp(b(), Ipv4Addr::new(10, 244, 2, 9), 1, 2, &[1; 50]);
+    assert!(rx_all(&mut dp, &t, &back, back.len(), from_peer).is_empty());
+    assert_eq!(dp.counters().dropped(DropReason::Relay), 1);
+    // To our subnet, to the TUN address and to addresses no peer owns: delivered.
+    for dst in [
+        a(),
+        Ipv4Addr::new(10, 244, 1, 0),
+        Ipv4Addr::new(10, 244, 7, 1),
+    ] {
+        let p = ipv4_udp(b(), dst, 1, 2, &[1; 50]);
+        assert_eq!(rx_all(&mut dp, &t, &p, p.len(), from_peer), vec![p.clone()]);
+    }
+    assert_eq!(dp.counters().dropped(DropReason::Relay), 1);
+    assert_eq!(dp.counters().dropped(DropReason::Spoofed), 0);
 }
 
 #[test]

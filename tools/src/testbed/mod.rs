@@ -157,6 +157,7 @@ pub struct Node {
     overlay: Option<Overlay>,
     control: Option<PathBuf>,
     process: Option<usize>,
+    weftd_args: Vec<String>,
 }
 
 impl Node {
@@ -344,6 +345,7 @@ impl Testbed {
                 overlay: None,
                 control: None,
                 process: None,
+                weftd_args: Vec::new(),
             });
         }
         let switch = if nodes == 2 {
@@ -421,6 +423,13 @@ impl Testbed {
     /// The testbed's scratch directory (logs, peers files, control sockets).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Extra flags for the weftd of node `node`, appended by the next [`Testbed::start`].
+    pub fn add_weftd_args(&mut self, node: usize, args: &[&str]) {
+        self.nodes[node]
+            .weftd_args
+            .extend(args.iter().map(|a| (*a).to_owned()));
     }
 
     /// Starts one overlay per node and waits until every node is ready. All overlays must
@@ -732,6 +741,7 @@ impl Testbed {
         if backend == Backend::Vxlan {
             args.extend(["--vtep-mac".to_owned(), node.vtep_mac.to_string()]);
         }
+        args.extend(node.weftd_args.iter().cloned());
         let p = self.spawn(i, &format!("weftd-{}", ROLES[i]), &program, &args)?;
         self.nodes[i].process = Some(p);
         self.nodes[i].control = Some(control);
