@@ -12,7 +12,8 @@
 //! value, under a 24 h TTL (etcd lease per key, as flanneld). weftd is then started
 //! (`--pump-threads 1`) and its control socket's `routes` is polled every
 //! [`POLL_INTERVAL`] until all N routes are there ([`Report::routes_after`]), at most
-//! [`Config::timeout`]. Everything (weftd, etcd, namespaces, files) is removed when `run`
+//! [`Config::timeout`]; that reply must then hold exactly the leases' routes, each to its
+//! PublicIP ([`check_routes`]), or `run` fails. Everything (weftd, etcd, namespaces, files) is removed when `run`
 //! returns, also on error. Figures are returned for the caller to print; nothing is asserted
 //! about them.
 
@@ -253,11 +254,10 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
         .wait_for_line("weftd: ready", config.timeout)
         .context("waiting for weftd to start")?;
     let ready_after = start.elapsed();
-    let (routes_after, routes) = loop {
+    let (routes_after, reply) = loop {
         if let Ok(v) = crate::control::request(&control, "routes") {
-            let count = v.as_array().map_or(0, Vec::len);
-            if count >= n {
-                break (start.elapsed(), count);
+            if v.as_array().map_or(0, Vec::len) >= n {
+                break (start.elapsed(), v);
             }
         }
         if let Some(status) = bed.process(h).try_status() {
@@ -280,6 +280,7 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
     };
     let pid = bed.process(h).pid().context("weftd's pid")?;
     let (rss_kb, hwm_kb) = memory(pid)?;
+    let routes = check_routes(&reply, n)?;
     Ok(Report {
         leases: n,
         store: config.store,
@@ -290,6 +291,35 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
         rss_kb,
         hwm_kb,
     })
+}
+
+/// Checks that `reply` (the control socket's `routes`) holds lease `i`'s subnet, going to its
+/// PublicIP, for every `i < n`, and nothing else; returns the number of routes.
+pub fn check_routes(reply: &serde_json::Value, n: usize) -> anyhow::Result<usize> {
+    let list = reply
+        .as_array()
+        .context("the routes reply is not a JSON array")?;
+    let mut got = std::collections::HashMap::with_capacity(list.len());
+    for r in list {
+        let subnet = r["subnet"].as_str().unwrap_or_default().to_owned();
+        let ip = r["public_ip"].as_str().unwrap_or_default().to_owned();
+        if let Some(before) = got.insert(subnet.clone(), ip) {
+            bail!("route {subnet} is listed twice (also to {before})");
+        }
+    }
+    for i in 0..n {
+        let subnet = lease_key(i)?.v4.to_string();
+        let want = lease_public_ip(i).to_string();
+        match got.remove(&subnet) {
+            Some(ip) if ip == want => {}
+            Some(ip) => bail!("route {subnet} goes to {ip}, not to lease {i}'s {want}"),
+            None => bail!("no route for lease {i} ({subnet})"),
+        }
+    }
+    if let Some((subnet, ip)) = got.into_iter().next() {
+        bail!("a route no lease asked for: {subnet} to {ip}");
+    }
+    Ok(list.len())
 }
 
 /// VmRSS and VmHWM of `pid`, in kB.
