@@ -1,74 +1,56 @@
-//! RouteTable lookups: 10 000 /24 routes (flannel's shape: one prefix length), IPv4 and IPv6,
-//! hits and misses, and the underlay ("known peer") lookup.
+//! RouteTable scaling (issue 5, "Scaling"): lookups at 1, 100, 10 000 and 100 000 routes,
+//! IPv4 and IPv6, hits and misses, the underlay ("known peer") lookup; and building plus
+//! swapping in a table of 10 000 routes, as the control plane does for each batch of lease
+//! events.
+//!
+//! Each lookup bench iteration does 1024 lookups (`Throughput::Elements(1024)`): the time of
+//! one lookup is the iteration time / 1024, or 1 / the reported element rate.
+//! `cargo bench -p engine --bench route_lookup`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod routes;
+
 use std::hint::black_box;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use engine::route::{parse_peers, Backend, Local, RouteTable};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use engine::route::{RouteTable, Routes};
 
-const ROUTES: u32 = 10_000;
-
-fn table() -> RouteTable {
-    let mut text = String::new();
-    for i in 0..ROUTES {
-        let net = Ipv4Addr::from(0x0a00_0000 | (i << 8));
-        let net6 =
-            Ipv6Addr::from(0xfd00_0000_0000_0000_0000_0000_0000_0000u128 | (u128::from(i) << 64));
-        let host = Ipv4Addr::from(0xc0a8_0000 | (i + 2));
-        text.push_str(&format!(
-            "{{\"subnet\": \"{net}/24\", \"public_ip\": \"{host}\", \"backend\": \"udp\"}}\n\
-             {{\"subnet\": \"{net6}/64\", \"public_ip\": \"{host}\", \"backend\": \"udp\"}}\n"
-        ));
-    }
-    let local = Local {
-        backend: Backend::Udp,
-        port: 8285,
-        vni: 1,
-        vtep_mac: [2, 0, 0, 0, 0, 1],
-        public_ip: "192.168.0.1".parse().unwrap(),
-        subnets: vec![],
-    };
-    let (entries, errors) = parse_peers(&text, "bench");
-    assert!(errors.is_empty());
-    RouteTable::build(&local, &entries, None, "bench").0
-}
+const SIZES: [u32; 4] = [1, 100, 10_000, 100_000];
 
 fn lookups(c: &mut Criterion) {
-    let t = table();
-    let dsts_v4: Vec<IpAddr> = (0..1024u32)
-        .map(|i| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | ((i * 9 % ROUTES) << 8) | 7)))
-        .collect();
-    let dsts_v6: Vec<IpAddr> = (0..1024u32)
-        .map(|i| {
-            IpAddr::V6(Ipv6Addr::from(
-                0xfd00u128 << 112 | u128::from(i * 9 % ROUTES) << 64 | 7,
-            ))
-        })
-        .collect();
-    let misses: Vec<IpAddr> = (0..1024u32)
-        .map(|i| IpAddr::V4(Ipv4Addr::from(0x0b00_0000 | i << 8)))
-        .collect();
-    let underlays: Vec<IpAddr> = (0..1024u32)
-        .map(|i| IpAddr::V4(Ipv4Addr::from(0xc0a8_0000 | (i * 9 % ROUTES + 2))))
-        .collect();
-    let mut g = c.benchmark_group("route_lookup_10k");
+    let mut g = c.benchmark_group("route_lookup");
     g.throughput(Throughput::Elements(1024));
-    for (name, dsts) in [
-        ("v4_hit", &dsts_v4),
-        ("v6_hit", &dsts_v6),
-        ("v4_miss", &misses),
-    ] {
-        g.bench_function(name, |b| {
-            b.iter(|| {
-                for d in dsts {
-                    black_box(t.lookup(black_box(*d)));
-                }
-            })
-        });
+    for v6 in [false, true] {
+        let family = if v6 { "v6_hit" } else { "v4_hit" };
+        for n in SIZES {
+            let t = routes::table(n, v6);
+            let dsts = routes::hits(n, v6);
+            g.bench_with_input(BenchmarkId::new(family, n), &dsts, |b, dsts| {
+                b.iter(|| {
+                    for d in dsts {
+                        black_box(t.lookup(black_box(*d)));
+                    }
+                })
+            });
+        }
     }
-    g.bench_function("underlay_hit", |b| {
+    let t = routes::table(10_000, false);
+    let misses: Vec<IpAddr> = (0..1024u32)
+        .map(|i| IpAddr::V4(Ipv4Addr::from(0xac10_0000 | i << 8)))
+        .collect();
+    g.bench_function(BenchmarkId::new("v4_miss", 10_000), |b| {
+        b.iter(|| {
+            for d in &misses {
+                black_box(t.lookup(black_box(*d)));
+            }
+        })
+    });
+    let underlays: Vec<IpAddr> = (0..1024u32)
+        .map(|i| routes::underlay(i * 9 % 10_000))
+        .collect();
+    g.bench_function(BenchmarkId::new("underlay_hit", 10_000), |b| {
         b.iter(|| {
             for u in &underlays {
                 black_box(t.peer_by_underlay(black_box(*u)));
@@ -78,5 +60,28 @@ fn lookups(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, lookups);
+/// Build a 10 000-route table from parsed entries (reusing the previous table's counters, as
+/// weftd does) and swap it in; the old table is dropped inside the iteration, as it is when
+/// the control plane holds the last reference.
+fn build_and_swap(c: &mut Criterion) {
+    let mut g = c.benchmark_group("route_build_swap");
+    g.sample_size(30);
+    let local = routes::local();
+    for n in [10_000u32, 100_000] {
+        let entries = routes::entries(n, false);
+        let current = Routes::from_pointee(routes::table(n, false));
+        g.bench_function(BenchmarkId::new("v4", n), |b| {
+            b.iter(|| {
+                let previous = current.load();
+                let (t, errors) = RouteTable::build(&local, &entries, Some(&previous), "bench");
+                drop(previous);
+                debug_assert!(errors.is_empty());
+                current.store(Arc::new(t));
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, lookups, build_and_swap);
 criterion_main!(benches);

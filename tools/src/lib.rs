@@ -9,6 +9,8 @@
 //! - [`control`]: a client for weftd's control socket.
 //! - [`demo`]: `weftctl demo`, two nodes talking through weftd in lease mode.
 //! - [`leases`]: `weftctl leases`, what a lease store holds.
+//! - [`scale`]: `weftctl scale-leases`, weftd with thousands of leases: time to all routes,
+//!   memory.
 //! - [`peers`], [`net`]: the static peers file and IP prefixes.
 //! - [`privileges`]: `require_root!` for tests that build testbeds.
 #![forbid(unsafe_code)]
@@ -22,4 +24,5 @@ pub mod leases;
 pub mod net;
 pub mod peers;
 pub mod privileges;
+pub mod scale;
 pub mod testbed;

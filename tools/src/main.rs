@@ -110,6 +110,21 @@ enum Cmd {
     /// Fire malformed and hostile VXLAN / flannel udp datagrams at a running weftd (only at
     /// addresses you own: a testbed node).
     Attack(AttackArgs),
+    /// weftd with N leases in a store (as root): time from start to all routes, RSS.
+    ScaleLeases {
+        /// How many leases (peers) to write.
+        #[arg(long, default_value_t = 10_000)]
+        leases: usize,
+        /// The lease store: etcd (started inside the testbed) or dir.
+        #[arg(long, default_value = "etcd")]
+        store: weftctl::scale::Store,
+        /// Give up when the routes are not all there after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// The weftd binary (default: next to weftctl, built with cargo when missing).
+        #[arg(long)]
+        weftd: Option<PathBuf>,
+    },
     /// Print the network config and the leases of a lease store.
     Leases {
         /// The local directory store (weftd --lease-dir).
@@ -281,6 +296,28 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             })
         }
         Cmd::Attack(a) => attack(a),
+        Cmd::ScaleLeases {
+            leases,
+            store,
+            timeout,
+            weftd,
+        } => {
+            let exe = std::env::current_exe().context("finding weftctl's own path")?;
+            let weftd = match weftd.or_else(|| Binaries::weftd_near(&exe)) {
+                Some(w) => w,
+                None => build_weftd(&exe)?,
+            };
+            cleanup_on_signals()?;
+            let report = weftctl::scale::run(&weftctl::scale::Config {
+                leases,
+                store,
+                weftd,
+                weftctl: exe,
+                timeout: std::time::Duration::from_secs(timeout),
+            })?;
+            print!("{}", report.render());
+            Ok(())
+        }
         Cmd::Leases {
             lease_dir,
             etcd_endpoints,
