@@ -10,6 +10,7 @@
 //! masquerade rules. SIGTERM / SIGINT: the manager stops (the lease stays in the store), the
 //! masquerade rules are removed, the pumps stop and the TUN goes with them.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,9 +98,76 @@ fn subnet_env(config: &NetworkConfig, own: &OwnLease, mtu: u32, ip_masq: bool) -
     }
 }
 
+/// Why a peer lease cannot be routed even though it parsed: it lies outside the Network or
+/// overlaps one of our own subnets (a route to it would take our own traffic away).
+fn unroutable(
+    lease: &engine::lease::PeerLease,
+    config: &NetworkConfig,
+    own: &OwnLease,
+) -> Option<String> {
+    let net = config.ipv4.network;
+    let v4 = lease.key.v4;
+    if !(net.overlaps(&v4) && v4.prefix_len() >= net.prefix_len()) {
+        return Some(format!("its subnet {v4} lies outside the Network {net}"));
+    }
+    if v4.overlaps(&own.subnet()) {
+        return Some(format!(
+            "its subnet {v4} overlaps our subnet {}",
+            own.subnet()
+        ));
+    }
+    if let Some(v6) = lease.key.v6 {
+        match &config.ipv6 {
+            Some(pool)
+                if pool.network.overlaps(&v6) && v6.prefix_len() >= pool.network.prefix_len() => {}
+            Some(pool) => {
+                return Some(format!(
+                    "its subnet {v6} lies outside the IPv6Network {}",
+                    pool.network
+                ))
+            }
+            None => {}
+        }
+        if own.subnet6().is_some_and(|s| s.overlaps(&v6)) {
+            return Some(format!("its subnet {v6} overlaps our IPv6 subnet"));
+        }
+    }
+    None
+}
+
+/// Problems already logged, so each (key, reason) is reported once while it lasts.
+#[derive(Debug, Default)]
+struct Reported {
+    seen: HashSet<(String, String)>,
+}
+
+impl Reported {
+    /// Logs `reason` for `key` unless it was already logged; keeps it.
+    fn warn(&mut self, key: &str, reason: &str, now: &mut HashSet<(String, String)>) {
+        let item = (key.to_owned(), reason.to_owned());
+        if !self.seen.contains(&item) {
+            tracing::warn!("lease {key}: {reason} (left out of the routes)");
+        }
+        now.insert(item);
+    }
+
+    /// Forgets the problems that are gone (so a later return is reported again).
+    fn settle(&mut self, now: HashSet<(String, String)>) {
+        self.seen = now;
+    }
+}
+
 /// The route-table entries of a peer set: one per subnet of each lease of our backend.
-/// Returns the entries and, per entry line, the lease key (for log lines).
-fn peer_entries(set: &PeerSet, backend: Backend) -> (Vec<PeerEntry>, Vec<String>) {
+/// Returns the entries and, per entry line, the lease key (for log lines). Leases that cannot
+/// be routed ([`unroutable`]) are left out and reported once.
+fn peer_entries(
+    set: &PeerSet,
+    backend: Backend,
+    config: &NetworkConfig,
+    own: &OwnLease,
+    reported: &mut Reported,
+    now: &mut HashSet<(String, String)>,
+) -> (Vec<PeerEntry>, Vec<String>) {
     let mut entries = Vec::new();
     let mut keys = Vec::new();
     for lease in &set.peers {
@@ -112,16 +180,20 @@ fn peer_entries(set: &PeerSet, backend: Backend) -> (Vec<PeerEntry>, Vec<String>
         if lease_backend != backend || lease.attrs.public_ip.is_unspecified() {
             continue;
         }
+        if let Some(reason) = unroutable(lease, config, own) {
+            reported.warn(&lease.key.to_string(), &reason, now);
+            continue;
+        }
         let vtep_mac = lease.attrs.vxlan_data().map(|d| d.vtep_mac);
         let mut subnets = Vec::new();
         match cidr4(lease.key.v4) {
             Ok(c) => subnets.push(c),
-            Err(e) => tracing::warn!("lease {}: {e:#}", lease.key),
+            Err(e) => reported.warn(&lease.key.to_string(), &format!("{e:#}"), now),
         }
         if let Some(v6) = lease.key.v6 {
             match cidr6(v6) {
                 Ok(c) => subnets.push(c),
-                Err(e) => tracing::warn!("lease {}: {e:#}", lease.key),
+                Err(e) => reported.warn(&lease.key.to_string(), &format!("{e:#}"), now),
             }
         }
         for subnet in subnets {
@@ -140,14 +212,25 @@ fn peer_entries(set: &PeerSet, backend: Backend) -> (Vec<PeerEntry>, Vec<String>
 }
 
 /// Builds and swaps in the route table for `set`.
-fn apply_peers(routes: &Routes, local: &Local, set: &PeerSet) {
-    let (entries, keys) = peer_entries(set, local.backend);
+fn apply_peers(
+    routes: &Routes,
+    local: &Local,
+    set: &PeerSet,
+    config: &NetworkConfig,
+    own: &OwnLease,
+    reported: &mut Reported,
+) {
+    let mut now = HashSet::new();
+    let (entries, keys) = peer_entries(set, local.backend, config, own, reported, &mut now);
     let current = routes.load_full();
     let (table, errors) = RouteTable::build(local, &entries, Some(&current), "leases");
     for e in &errors {
         let key = keys.get(e.line.wrapping_sub(1)).map_or("?", String::as_str);
-        tracing::warn!("lease {key}: {} (left out of the routes)", e.message);
+        // The message names the line in this build; the key names the lease.
+        let reason = e.message.clone();
+        reported.warn(key, &reason, &mut now);
     }
+    reported.settle(now);
     tracing::info!(
         "leases: {} route(s) to {} peer(s) (+{} -{})",
         table.len(),
@@ -169,12 +252,20 @@ struct Applier {
     subnet_file: std::path::PathBuf,
     ip_masq: bool,
     masq: Arc<Mutex<Option<MasqRules>>>,
+    reported: Reported,
 }
 
 impl Applier {
     fn handle(&mut self, event: ManagerEvent) {
         match event {
-            ManagerEvent::Peers(set) => apply_peers(&self.routes, &self.local, &set),
+            ManagerEvent::Peers(set) => apply_peers(
+                &self.routes,
+                &self.local,
+                &set,
+                &self.config,
+                &self.own,
+                &mut self.reported,
+            ),
             ManagerEvent::OwnLease(own) => self.readdress(own),
         }
     }
@@ -228,6 +319,54 @@ impl Applier {
             *guard = Some(rules);
         }
         self.own = own;
+    }
+}
+
+/// How often the network config is re-read while running.
+const CONFIG_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Re-reads the network config every [`CONFIG_CHECK`] until `stop`. weftd keeps the config it
+/// started with (as flanneld does); a config that becomes invalid or different is reported
+/// once per distinct text, with its location and what is wrong or what changed. Store
+/// failures are left to the manager, which reports outages.
+fn watch_config(
+    store: &dyn LeaseStore,
+    running: &NetworkConfig,
+    location: &str,
+    stop: &AtomicBool,
+) {
+    let mut last: Option<String> = None;
+    loop {
+        sleep_unless(stop, CONFIG_CHECK);
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(text) = store.config() else { continue };
+        if last.as_deref() == Some(text.as_str()) {
+            continue;
+        }
+        match NetworkConfig::parse(&text) {
+            Err(e) => tracing::error!(
+                "the network config at {location} is now invalid: {e}; weftd keeps running with \
+                 the config it started with (Network {}); fix the config",
+                running.ipv4.network
+            ),
+            Ok(config) if config == *running => {
+                if last.is_some() {
+                    tracing::info!("the network config at {location} is the running one again");
+                }
+            }
+            Ok(config) => tracing::warn!(
+                "the network config at {location} changed (Network {} -> {}, backend {:?} -> \
+                 {:?}); weftd keeps running with the config it started with: restart it to \
+                 apply the new one",
+                running.ipv4.network,
+                config.ipv4.network,
+                running.backend.kind,
+                config.backend.kind
+            ),
+        }
+        last = Some(text);
     }
 }
 
@@ -328,6 +467,7 @@ pub(crate) fn run(
         subnet_file: lease.subnet_file.clone(),
         ip_masq: lease.ip_masq,
         masq: Arc::clone(&masq),
+        reported: Reported::default(),
     };
     let events_thread = std::thread::Builder::new()
         .name("weft-routes".to_owned())
@@ -365,6 +505,17 @@ pub(crate) fn run(
         None
     };
 
+    let config_thread = {
+        let store = Arc::clone(&store);
+        let running = config.clone();
+        let location = store.config_location();
+        let stop_flag = Arc::clone(&resync_stop);
+        std::thread::Builder::new()
+            .name("weft-config".to_owned())
+            .spawn(move || watch_config(&*store, &running, &location, &stop_flag))
+            .context("starting the config thread")?
+    };
+
     health.set_ready();
     eprintln!("weftd: ready");
     crate::notify_ready();
@@ -381,6 +532,7 @@ pub(crate) fn run(
     if let Some(t) = resync_thread {
         let _ = t.join();
     }
+    let _ = config_thread.join();
     let rules = match masq.lock() {
         Ok(mut g) => g.take(),
         Err(poisoned) => poisoned.into_inner().take(),

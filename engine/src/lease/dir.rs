@@ -241,6 +241,10 @@ impl LeaseStore for DirStore {
         format!("lease directory {}", self.dir.display())
     }
 
+    fn config_location(&self) -> String {
+        self.dir.join(CONFIG_FILE).display().to_string()
+    }
+
     fn config(&self) -> Result<String, StoreError> {
         let path = self.dir.join(CONFIG_FILE);
         match fs::read_to_string(&path) {

@@ -17,7 +17,8 @@
 //!   [`WatchBatch::Resync`], then watches on from the new revision. A broken stream (etcd
 //!   down, connection reset) is re-created from the revision after the last event delivered,
 //!   with backoff 100 ms doubling to 5 s (flanneld's), and counted in
-//!   [`LeaseWatch::reconnects`].
+//!   [`LeaseWatch::reconnects`]. A store found behind the watch's revision when a stream
+//!   starts (restored from an older or empty data dir) is re-listed like a compaction.
 //!
 //! The client is async (tonic); [`EtcdStore`] owns a small tokio runtime (one worker thread)
 //! and offers the blocking [`LeaseStore`] API, so callers need no runtime of their own.
@@ -280,12 +281,16 @@ impl LeaseStore for EtcdStore {
         format!("etcd {} {}", self.endpoints, self.options.prefix)
     }
 
+    fn config_location(&self) -> String {
+        format!("etcd key {}", self.config_key())
+    }
+
     fn config(&self) -> Result<String, StoreError> {
         let key = self.config_key();
         match self.get_one(&key)? {
             Some((value, _, _)) => Ok(String::from_utf8_lossy(&value).into_owned()),
             None => Err(StoreError::ConfigMissing {
-                location: format!("etcd key {key}"),
+                location: self.config_location(),
             }),
         }
     }
@@ -442,6 +447,7 @@ async fn watch_task(
     reconnects: Arc<AtomicU64>,
 ) {
     let mut backoff = BACKOFF_MIN;
+    let mut term = 0u64;
     loop {
         let mut client = client.clone();
         let options = WatchOptions::new().with_prefix().with_start_revision(since);
@@ -453,6 +459,7 @@ async fn watch_task(
                     tx: &tx,
                     backoff: &mut backoff,
                     reconnects: &reconnects,
+                    term: &mut term,
                 };
                 follow(&mut client, &mut stream, &mut ctx).await
             }
@@ -483,6 +490,8 @@ struct Follow<'a> {
     tx: &'a Sender<WatchBatch>,
     backoff: &'a mut Duration,
     reconnects: &'a AtomicU64,
+    /// The highest raft term seen.
+    term: &'a mut u64,
 }
 
 /// Forwards one watch stream's events until it ends.
@@ -510,12 +519,33 @@ async fn follow(
             }
         };
         *backoff = BACKOFF_MIN;
-        if resp.compact_revision() > 0 || resp.canceled() {
+        // A store whose revision is behind what we have seen was restored from an older or
+        // empty data dir: the history we follow is gone, so start over from a listing.
+        // The raft term only grows in one cluster's life; a smaller one is a new cluster.
+        let reset = resp.created()
+            && resp.header().is_some_and(|h| {
+                (h.revision() > 0 && h.revision() + 1 < *since) || h.raft_term() < *ctx.term
+            });
+        if let Some(h) = resp.header() {
+            *ctx.term = (*ctx.term).max(h.raft_term());
+        }
+        if reset {
             tracing::warn!(
-                "etcd watch of {prefix} fell behind compaction (revision {since} < {}): \
-                 re-listing",
-                resp.compact_revision()
+                "etcd at revision {} term {} is behind the watch's revision {since} term {} \
+                 (restored from an older or empty data dir?): re-listing",
+                resp.header().map_or(0, |h| h.revision()),
+                resp.header().map_or(0, |h| h.raft_term()),
+                ctx.term
             );
+        }
+        if reset || resp.compact_revision() > 0 || resp.canceled() {
+            if !reset {
+                tracing::warn!(
+                    "etcd watch of {prefix} fell behind compaction (revision {since} < {}): \
+                     re-listing",
+                    resp.compact_revision()
+                );
+            }
             return match list_async(client, prefix).await {
                 Ok(listing) => {
                     *since = listing.revision + 1;

@@ -224,7 +224,7 @@ pub fn wait_for_config(
         let problem = match store.config() {
             Ok(text) => match NetworkConfig::parse(&text) {
                 Ok(config) => return Some(config),
-                Err(e) => e.to_string(),
+                Err(e) => format!("{}: {e}", store.config_location()),
             },
             Err(e) => e.to_string(),
         };

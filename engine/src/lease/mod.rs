@@ -151,6 +151,10 @@ pub trait LeaseStore: Send + Sync + fmt::Debug {
     /// Where the store is, for logs (`etcd http://127.0.0.1:2379 /coreos.com/network`).
     fn describe(&self) -> String;
 
+    /// Where the network config lives, for messages (`etcd key /coreos.com/network/config`,
+    /// a file path).
+    fn config_location(&self) -> String;
+
     /// The network config text at `<prefix>/config`; [`StoreError::ConfigMissing`] if absent.
     fn config(&self) -> Result<String, StoreError>;
 

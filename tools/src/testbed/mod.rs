@@ -17,6 +17,7 @@
 //! and a testbed first deletes namespaces left behind by processes that no longer exist.
 //! Traffic only ever flows between the namespaces a testbed created.
 
+pub mod leased;
 pub mod netns;
 pub mod process;
 pub mod traffic;

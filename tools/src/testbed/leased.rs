@@ -1,0 +1,731 @@
+//! weftd in lease mode on a testbed: a real etcd in a node's namespace, leased nodes, and the
+//! probes the fault, hostility and soak runs share.
+//!
+//! Contract:
+//! - [`Etcd::start`] runs `etcd` inside a testbed namespace, listening on the node's underlay
+//!   address and on that namespace's loopback; it is killed by PID on drop (never by name).
+//!   [`Etcd::stop`] / [`Etcd::restart`] keep the data, [`Etcd::restart_empty`] wipes it (a
+//!   restore from an empty data dir), [`Etcd::compact`] compacts to the current revision.
+//! - [`LeasedNode::start`] runs weftd in lease mode on node `i` (`--public-ip` = the node's
+//!   underlay, its own subnet file and control socket, `-v`) and waits for `weftd: ready`.
+//!   [`LeasedNode::subnet`] reads the leased subnet from the subnet file; its first address
+//!   (`.0`, the TUN's) is where traffic to the node goes ([`LeasedNode::tun_ip`]).
+//! - [`UdpFlow`] sends sequence-numbered UDP datagrams between two TUN addresses at a fixed
+//!   rate and reports which sequence numbers never arrived, when they were sent, and the
+//!   longest silence at the receiver.
+//! - [`proc_stats`] reads a process's CPU time, RSS and open fds from `/proc`.
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rustix::process::{Pid, Signal};
+
+use super::{Netns, Testbed};
+use crate::control;
+
+/// flannel's etcd prefix.
+pub const PREFIX: &str = "/coreos.com/network";
+/// The etcd client port.
+pub const ETCD_PORT: u16 = 2379;
+/// A vxlan network config as an operator writes it.
+pub const CONFIG_VXLAN: &str =
+    r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0", "Backend": {"Type": "vxlan"}}"#;
+/// Node letters.
+pub const ROLES: [&str; 3] = ["a", "b", "c"];
+/// How long a leased weftd gets to print `weftd: ready`.
+pub const READY: Duration = Duration::from_secs(20);
+
+/// Whether `program` is on the PATH.
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// etcd inside a testbed namespace, killed by PID on drop.
+#[derive(Debug)]
+pub struct Etcd {
+    child: Option<Child>,
+    ns: String,
+    endpoint: String,
+    data: PathBuf,
+    log: PathBuf,
+    args: Vec<String>,
+}
+
+impl Etcd {
+    /// Starts etcd in `ns`, serving `http://<ip>:2379`, with its data and log under `dir`;
+    /// waits until it is healthy.
+    pub fn start(ns: &Netns, ip: Ipv4Addr, dir: &Path) -> anyhow::Result<Etcd> {
+        let client = format!("http://{ip}:{ETCD_PORT}");
+        let peer = format!("http://127.0.0.1:{}", ETCD_PORT + 1);
+        let data = dir.join("etcd-data");
+        let args = vec![
+            "--name=wfl".to_owned(),
+            format!("--data-dir={}", data.display()),
+            format!("--listen-client-urls={client},http://127.0.0.1:{ETCD_PORT}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=wfl={peer}"),
+        ];
+        let mut etcd = Etcd {
+            child: None,
+            ns: ns.name().to_owned(),
+            endpoint: client,
+            data,
+            log: dir.join("etcd.log"),
+            args,
+        };
+        etcd.spawn()?;
+        Ok(etcd)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "etcd"])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting etcd (is it installed?)")?;
+        self.child = Some(child);
+        self.wait_healthy()
+    }
+
+    /// The client URL.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// weftd's store flags for this etcd.
+    pub fn store_args(&self) -> Vec<String> {
+        vec!["--etcd-endpoints".to_owned(), self.endpoint.clone()]
+    }
+
+    /// Kills etcd (by PID), keeping its data.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same addresses and data.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.spawn()
+    }
+
+    /// Starts it again with an empty data dir: every key and lease is gone, the revision
+    /// starts over.
+    pub fn restart_empty(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        if self.data.exists() {
+            std::fs::remove_dir_all(&self.data)
+                .with_context(|| format!("removing {}", self.data.display()))?;
+        }
+        self.spawn()
+    }
+
+    /// The current store revision.
+    pub fn revision(&self) -> anyhow::Result<i64> {
+        let out = self.ctl(&["endpoint", "status", "-w", "json"])?;
+        let v: serde_json::Value = serde_json::from_str(&out).context("etcdctl status JSON")?;
+        v.get(0)
+            .and_then(|s| s.pointer("/Status/header/revision"))
+            .and_then(serde_json::Value::as_i64)
+            .with_context(|| format!("no revision in {out}"))
+    }
+
+    /// Compacts the history up to the current revision (a watch from before fails).
+    pub fn compact(&self) -> anyhow::Result<i64> {
+        let rev = self.revision()?;
+        self.ctl(&["compact", &rev.to_string(), "--physical"])?;
+        Ok(rev)
+    }
+
+    fn wait_healthy(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.ctl_ok(&["endpoint", "health"]) {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                bail!("etcd exited ({status}): {}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!("etcd not healthy after 20 s: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// etcd's log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn ctl_cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns, "etcdctl"])
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", self.endpoint))
+            .arg("--command-timeout=5s")
+            .args(args);
+        cmd
+    }
+
+    /// Whether `etcdctl args` succeeds.
+    pub fn ctl_ok(&self, args: &[&str]) -> bool {
+        self.ctl_cmd(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// `etcdctl args`'s stdout, or an error with its stderr.
+    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = self.ctl_cmd(args).output().context("running etcdctl")?;
+        if !out.status.success() {
+            bail!(
+                "etcdctl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Puts `value` at `<prefix>/<name>`.
+    pub fn put(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        self.ctl(&["put", &format!("{PREFIX}/{name}"), value])
+            .map(drop)
+    }
+
+    /// Deletes `<prefix>/<name>`.
+    pub fn del(&self, name: &str) -> anyhow::Result<()> {
+        self.ctl(&["del", &format!("{PREFIX}/{name}")]).map(drop)
+    }
+
+    /// Runs `etcdctl txn` with `ops` (`put <key> <value>` / `del <key>` lines, keys under the
+    /// prefix already expanded): many writes in one revision, as a burst.
+    pub fn txn(&self, ops: &[String]) -> anyhow::Result<()> {
+        let mut input = String::from("\n");
+        for op in ops {
+            input.push_str(op);
+            input.push('\n');
+        }
+        input.push_str("\n\n");
+        let mut child = self
+            .ctl_cmd(&["txn"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("running etcdctl txn")?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin.write_all(input.as_bytes()).context("etcdctl txn")?;
+        }
+        let out = child.wait_with_output().context("etcdctl txn")?;
+        if !out.status.success() {
+            bail!(
+                "etcdctl txn: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Skips (returns false, printing why) when etcd is missing; with CI=true panics instead.
+pub fn etcd_installed(test: &str) -> bool {
+    if have("etcd") && have("etcdctl") {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        !ci,
+        "{test}: etcd / etcdctl are not installed; with CI=true this test must run"
+    );
+    eprintln!("skipping {test}: etcd / etcdctl are not installed");
+    false
+}
+
+/// One weftd in lease mode on a testbed node.
+#[derive(Debug)]
+pub struct LeasedNode {
+    /// The node's index in the testbed.
+    pub index: usize,
+    /// Its subnet.env.
+    pub subnet_file: PathBuf,
+    /// Its control socket.
+    pub control: PathBuf,
+    /// weftd's arguments.
+    pub args: Vec<String>,
+    /// The testbed process handle of the current weftd.
+    pub handle: usize,
+    generation: usize,
+    weftd: PathBuf,
+}
+
+impl LeasedNode {
+    /// Starts weftd (`weftd`) on node `i` with the store flags `store` and `extra`, and waits
+    /// until it is ready.
+    pub fn start(
+        bed: &mut Testbed,
+        weftd: &Path,
+        i: usize,
+        store: &[String],
+        extra: &[&str],
+    ) -> anyhow::Result<LeasedNode> {
+        let node = LeasedNode::spawn_only(bed, weftd, i, store, extra)?;
+        node.wait_ready(bed)?;
+        Ok(node)
+    }
+
+    /// Like [`LeasedNode::start`] without waiting for `weftd: ready`.
+    pub fn spawn_only(
+        bed: &mut Testbed,
+        weftd: &Path,
+        i: usize,
+        store: &[String],
+        extra: &[&str],
+    ) -> anyhow::Result<LeasedNode> {
+        let dir = bed.dir().to_owned();
+        let role = ROLES.get(i).context("node index")?;
+        let subnet_file = dir.join(format!("subnet-{role}.env"));
+        let control = dir.join(format!("leased-{role}.sock"));
+        let mut args: Vec<String> = vec![
+            "--public-ip".into(),
+            bed.node(i).underlay().to_string(),
+            "--subnet-file".into(),
+            subnet_file.display().to_string(),
+            "--control".into(),
+            control.display().to_string(),
+            "--pump-threads".into(),
+            "1".into(),
+            "-v".into(),
+        ];
+        args.extend(store.iter().cloned());
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut node = LeasedNode {
+            index: i,
+            subnet_file,
+            control,
+            args,
+            handle: 0,
+            generation: 0,
+            weftd: weftd.to_owned(),
+        };
+        node.handle = bed.spawn(i, &node.label(), weftd, &node.args)?;
+        Ok(node)
+    }
+
+    fn label(&self) -> String {
+        format!("leased-{}-{}", ROLES[self.index], self.generation)
+    }
+
+    /// Waits for the current weftd's `weftd: ready`.
+    pub fn wait_ready(&self, bed: &mut Testbed) -> anyhow::Result<()> {
+        bed.process(self.handle)
+            .wait_for_line("weftd: ready", READY)
+            .with_context(|| format!("weftd on node {}", ROLES[self.index]))
+    }
+
+    /// Starts a new weftd with the same arguments (the old one must be gone); waits for ready.
+    pub fn respawn(&mut self, bed: &mut Testbed) -> anyhow::Result<()> {
+        self.generation += 1;
+        self.handle = bed.spawn(self.index, &self.label(), &self.weftd, &self.args)?;
+        self.wait_ready(bed)
+    }
+
+    /// The current weftd's pid.
+    pub fn pid(&self, bed: &mut Testbed) -> Option<u32> {
+        bed.process(self.handle).pid()
+    }
+
+    /// Sends `signal` to the current weftd (our child, by PID).
+    pub fn signal(&self, bed: &mut Testbed, signal: Signal) -> anyhow::Result<()> {
+        let pid = self.pid(bed).context("weftd already reaped")?;
+        let pid = Pid::from_raw(pid as i32).context("pid 0")?;
+        rustix::process::kill_process(pid, signal).context("kill")?;
+        Ok(())
+    }
+
+    /// The current weftd's log.
+    pub fn log(&self, bed: &mut Testbed) -> String {
+        bed.process(self.handle).log()
+    }
+
+    /// The leased subnet from the subnet file (`10.244.105.0/24`).
+    pub fn subnet(&self) -> anyhow::Result<String> {
+        let text = std::fs::read_to_string(&self.subnet_file)
+            .with_context(|| format!("reading {}", self.subnet_file.display()))?;
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix("FLANNEL_SUBNET="))
+            .with_context(|| format!("no FLANNEL_SUBNET in {text}"))?;
+        let (ip, len) = line.split_once('/').context("FLANNEL_SUBNET has no /")?;
+        let ip: Ipv4Addr = ip.parse().context("FLANNEL_SUBNET address")?;
+        let base = Ipv4Addr::from(u32::from(ip) & !0xff);
+        Ok(format!("{base}/{len}"))
+    }
+
+    /// The TUN's address (the subnet's `.0`), where traffic to this node goes.
+    pub fn tun_ip(&self) -> anyhow::Result<Ipv4Addr> {
+        let s = self.subnet()?;
+        s.split('/')
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .context("subnet address")
+    }
+
+    /// weftd's `routes` reply as text.
+    pub fn routes(&self) -> anyhow::Result<String> {
+        Ok(control::request(&self.control, "routes")?.to_string())
+    }
+
+    /// weftd's `stats` reply.
+    pub fn stats(&self) -> anyhow::Result<serde_json::Value> {
+        control::request(&self.control, "stats")
+    }
+
+    /// Waits (up to `limit`) until the routes do / do not contain `needle`; returns the time.
+    pub fn wait_route(
+        &self,
+        needle: &str,
+        present: bool,
+        limit: Duration,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        loop {
+            let text = self.routes().unwrap_or_default();
+            if text.contains(needle) == present {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                bail!(
+                    "node {}: route {needle} {} after {limit:?}: {text}",
+                    ROLES[self.index],
+                    if present { "not there" } else { "still there" }
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// A lease value as a flanneld vxlan node writes it.
+pub fn vxlan_lease(public_ip: Ipv4Addr, mac_tail: u16) -> String {
+    format!(
+        r#"{{"PublicIP":"{public_ip}","PublicIPv6":null,"BackendType":"vxlan","BackendData":{{"VNI":1,"VtepMAC":"0e:00:00:00:{:02x}:{:02x}"}}}}"#,
+        mac_tail >> 8,
+        mac_tail & 0xff
+    )
+}
+
+/// Lines of `log` that are warnings or errors (tracing's `WARN` / `ERROR` levels) or panics.
+pub fn problem_lines(log: &str) -> Vec<String> {
+    log.lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR ") || l.contains("panicked"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What a [`UdpFlow`] saw.
+#[derive(Debug, Clone, Default)]
+pub struct FlowReport {
+    /// Datagrams sent.
+    pub sent: u64,
+    /// Distinct sequence numbers received.
+    pub received: u64,
+    /// Sequence numbers sent but never received, with when they were sent (since the flow
+    /// started).
+    pub lost: Vec<(u64, Duration)>,
+    /// Datagrams received twice.
+    pub duplicates: u64,
+    /// The longest time the receiver went without a datagram, and when it started.
+    pub longest_gap: (Duration, Duration),
+    /// Send errors (e.g. ENETUNREACH while an interface is down).
+    pub send_errors: u64,
+}
+
+impl FlowReport {
+    /// How many were lost.
+    pub fn lost_count(&self) -> u64 {
+        self.lost.len() as u64
+    }
+}
+
+impl std::fmt::Display for FlowReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {} received {} lost {} dup {} send errors {} longest gap {:?} at {:?}",
+            self.sent,
+            self.received,
+            self.lost.len(),
+            self.duplicates,
+            self.send_errors,
+            self.longest_gap.0,
+            self.longest_gap.1
+        )?;
+        if let (Some(first), Some(last)) = (self.lost.first(), self.lost.last()) {
+            write!(
+                f,
+                " (lost #{} at {:?} .. #{} at {:?})",
+                first.0, first.1, last.0, last.1
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Sequence-numbered UDP datagrams from one namespace address to another at a fixed rate.
+/// Payload: sequence number (8 bytes), then padding.
+#[derive(Debug)]
+pub struct UdpFlow {
+    stop: Arc<AtomicBool>,
+    sender: Option<JoinHandle<anyhow::Result<SenderEnd>>>,
+    receiver: Option<JoinHandle<anyhow::Result<ReceiverEnd>>>,
+    started: Instant,
+}
+
+/// What the sender thread returns: datagrams sent, send errors, the interval.
+type SenderEnd = (u64, u64, Duration);
+/// What the receiver thread returns: per sequence number its arrival time, duplicates.
+type ReceiverEnd = (Vec<Option<Duration>>, u64);
+
+/// How long the receiver waits for stragglers after the sender stops.
+const FLOW_DRAIN: Duration = Duration::from_millis(500);
+
+impl UdpFlow {
+    /// Starts a flow of `rate` datagrams/s of `size` bytes from `src` in `from` to `dst`:`port`
+    /// in `to`.
+    pub fn start(
+        from: &Netns,
+        src: Ipv4Addr,
+        to: &Netns,
+        dst: Ipv4Addr,
+        port: u16,
+        rate: u32,
+        size: usize,
+    ) -> anyhow::Result<UdpFlow> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let rstop = Arc::clone(&stop);
+        let receiver = to.spawn_inside(move || {
+            let socket = UdpSocket::bind(SocketAddr::from((dst, port)))
+                .with_context(|| format!("binding UDP {dst}:{port}"))?;
+            socket.set_read_timeout(Some(Duration::from_millis(50)))?;
+            let _ = ready_tx.send(());
+            let mut arrivals: Vec<Option<Duration>> = Vec::new();
+            let mut dups = 0u64;
+            let mut buf = vec![0u8; 65536];
+            let mut stopped_at: Option<Instant> = None;
+            loop {
+                if rstop.load(Ordering::Relaxed) {
+                    let at = *stopped_at.get_or_insert_with(Instant::now);
+                    if at.elapsed() > FLOW_DRAIN {
+                        break;
+                    }
+                }
+                match socket.recv(&mut buf) {
+                    Ok(n) if n >= 8 => {
+                        let mut seq = [0u8; 8];
+                        seq.copy_from_slice(&buf[..8]);
+                        let seq = u64::from_be_bytes(seq) as usize;
+                        if seq > 100_000_000 {
+                            continue;
+                        }
+                        if arrivals.len() <= seq {
+                            arrivals.resize(seq + 1, None);
+                        }
+                        if arrivals[seq].is_some() {
+                            dups += 1;
+                        } else {
+                            arrivals[seq] = Some(started.elapsed());
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        ) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e).context("receiving the flow"),
+                }
+            }
+            Ok((arrivals, dups))
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .map_err(|_| anyhow::anyhow!("the flow receiver did not bind {dst}:{port}"))?;
+        let sstop = Arc::clone(&stop);
+        let size = size.max(8);
+        let sender = from.spawn_inside(move || {
+            let socket = UdpSocket::bind(SocketAddr::from((src, 0)))
+                .with_context(|| format!("binding UDP {src}"))?;
+            let to = SocketAddr::from((dst, port));
+            let mut buf = vec![0u8; size];
+            let interval = Duration::from_secs(1) / rate.max(1);
+            let t0 = Instant::now();
+            let mut seq = 0u64;
+            let mut errors = 0u64;
+            while !sstop.load(Ordering::Relaxed) {
+                let due = t0 + interval * u32::try_from(seq).unwrap_or(u32::MAX);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                buf[..8].copy_from_slice(&seq.to_be_bytes());
+                if socket.send_to(&buf, to).is_err() {
+                    errors += 1;
+                }
+                seq += 1;
+            }
+            Ok((seq, errors, interval))
+        });
+        Ok(UdpFlow {
+            stop,
+            sender: Some(sender),
+            receiver: Some(receiver),
+            started,
+        })
+    }
+
+    /// How long the flow has run.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stops the flow (the receiver waits a moment for stragglers) and reports.
+    pub fn finish(mut self) -> anyhow::Result<FlowReport> {
+        self.stop.store(true, Ordering::Relaxed);
+        let (sent, send_errors, interval) = join(self.sender.take())?;
+        let (arrivals, duplicates) = join(self.receiver.take())?;
+        let mut report = FlowReport {
+            sent,
+            duplicates,
+            send_errors,
+            ..FlowReport::default()
+        };
+        let mut times: Vec<Duration> = Vec::new();
+        for seq in 0..sent {
+            match arrivals.get(seq as usize).copied().flatten() {
+                Some(t) => {
+                    report.received += 1;
+                    times.push(t);
+                }
+                None => report
+                    .lost
+                    .push((seq, interval * u32::try_from(seq).unwrap_or(u32::MAX))),
+            }
+        }
+        times.sort();
+        for w in times.windows(2) {
+            let gap = w[1] - w[0];
+            if gap > report.longest_gap.0 {
+                report.longest_gap = (gap, w[0]);
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn join<T>(handle: Option<JoinHandle<anyhow::Result<T>>>) -> anyhow::Result<T> {
+    match handle {
+        Some(h) => h
+            .join()
+            .map_err(|_| anyhow::anyhow!("a flow thread panicked"))?,
+        None => bail!("the flow was already finished"),
+    }
+}
+
+impl Drop for UdpFlow {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.sender.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.receiver.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// One process's resource use from `/proc/<pid>`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProcStats {
+    /// User + system CPU time.
+    pub cpu: Duration,
+    /// Resident set size, KiB.
+    pub rss_kib: u64,
+    /// Open file descriptors.
+    pub fds: u64,
+    /// Threads.
+    pub threads: u64,
+}
+
+/// Reads `pid`'s CPU time, RSS, fd and thread counts.
+pub fn proc_stats(pid: u32) -> anyhow::Result<ProcStats> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("/proc/pid/stat format")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime 15, num_threads 20.
+    let num = |i: usize| -> u64 {
+        fields
+            .get(i - 3)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_default()
+    };
+    let ticks = num(14) + num(15);
+    let hz = 100; // USER_HZ on Linux
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count() as u64)
+        .unwrap_or_default();
+    Ok(ProcStats {
+        cpu: Duration::from_millis(ticks * 1000 / hz),
+        rss_kib,
+        fds,
+        threads: num(20),
+    })
+}
+
+/// Sends SIGKILL to `pid` (a child of ours).
+pub fn kill9(pid: u32) -> anyhow::Result<()> {
+    let pid = Pid::from_raw(pid as i32).context("pid 0")?;
+    rustix::process::kill_process(pid, Signal::KILL).context("SIGKILL")
+}
