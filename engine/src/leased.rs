@@ -329,16 +329,10 @@ const CONFIG_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 /// started with (as flanneld does); a config that becomes invalid or different is reported
 /// once per distinct text, with its location and what is wrong or what changed. Store
 /// failures are left to the manager, which reports outages.
-fn watch_config(
-    store: &dyn LeaseStore,
-    running: &NetworkConfig,
-    location: &str,
-    stop: &AtomicBool,
-) {
+fn watch_config(store: &dyn LeaseStore, running: &NetworkConfig, location: &str, stop: &Shutdown) {
     let mut last: Option<String> = None;
     loop {
-        sleep_unless(stop, CONFIG_CHECK);
-        if stop.load(Ordering::Relaxed) {
+        if stop.sleep(CONFIG_CHECK) {
             return;
         }
         let Ok(text) = store.config() else { continue };
@@ -509,10 +503,10 @@ pub(crate) fn run(
         let store = Arc::clone(&store);
         let running = config.clone();
         let location = store.config_location();
-        let stop_flag = Arc::clone(&resync_stop);
+        let stop = shutdown.clone();
         std::thread::Builder::new()
             .name("weft-config".to_owned())
-            .spawn(move || watch_config(&*store, &running, &location, &stop_flag))
+            .spawn(move || watch_config(&*store, &running, &location, &stop))
             .context("starting the config thread")?
     };
 

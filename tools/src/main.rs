@@ -57,21 +57,31 @@ enum Cmd {
         #[arg(long)]
         mtu: Option<u32>,
     },
-    /// TCP throughput of kernel VXLAN, the forwarder and weftd on a two-node testbed.
+    /// Kernel VXLAN, the forwarder and weftd (udp / vxlan, uring / poll, 1 / 2 pump threads)
+    /// on a two-node testbed: TCP 1 and 4 streams, UDP rate, latency, CPU per GB, idle CPU.
     Bench {
-        /// 3 s per measurement instead of 10 s.
+        /// 3 s per throughput measurement (and 3 s idle) instead of 10 s.
         #[arg(long)]
         quick: bool,
-        /// Measurements per data path.
+        /// Measurements per configuration.
         #[arg(long, default_value_t = 3)]
         reps: usize,
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Only these data paths (comma separated): kernel-vxlan, forwarder, weft-udp-uring,
-        /// weft-udp-poll, weft-vxlan-uring, weft-vxlan-poll.
+        /// Only these configurations (comma separated): kernel-vxlan, forwarder,
+        /// weft-{udp,vxlan}-{uring,poll}-{1,2}t (without -<n>t: both thread counts).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// Only these workloads (comma separated): idle, ping, rr, tcp1, tcp4, udp1400, udp64.
+        #[arg(long, value_delimiter = ',', value_parser = bench::Workload::parse)]
+        workloads: Vec<bench::Workload>,
+        /// Seconds per throughput measurement (overrides --quick; for the CI smoke test).
+        #[arg(long, hide = true)]
+        seconds: Option<u32>,
+        /// Seconds of the idle measurement (overrides --quick; for the CI smoke test).
+        #[arg(long, hide = true)]
+        idle_seconds: Option<u32>,
         /// The weftd binary (default: next to weftctl).
         #[arg(long)]
         weftd: Option<PathBuf>,
@@ -250,6 +260,9 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             reps,
             json,
             only,
+            workloads,
+            seconds,
+            idle_seconds,
             weftd,
             veth_tx_offload,
             no_veth_gro,
@@ -259,9 +272,12 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             cleanup_on_signals()?;
             let config = bench::Config {
                 quick,
+                seconds,
+                idle_seconds,
                 reps,
                 json,
                 only,
+                workloads,
                 binaries: Binaries {
                     weftctl: exe,
                     weftd,

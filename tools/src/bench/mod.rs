@@ -1,118 +1,369 @@
-//! `weftctl bench`: single-stream TCP throughput of each data path on the same testbed.
+//! `weftctl bench`: kernel VXLAN, the one-packet forwarder and weftd (udp and vxlan, io_uring
+//! and poll, 1 and 2 pump threads) measured in one run on the same kind of testbed.
 //!
-//! Contract: for each repetition, every selected data path in turn (so slow drifts of the
-//! machine spread over all of them) gets a fresh two-node testbed with that overlay on both
-//! nodes, an `iperf3 -s` in node b's pod and `iperf3 -c` from node a's pod for the duration
-//! (10 s, 3 s with `--quick`). The result is the receiver's rate. The table gives, per data
-//! path, the median with (min..max) and the ratio of the median to kernel VXLAN's median in
-//! the same run. A data path that cannot run (no weftd, weftd fails to start) is reported
-//! with the reason and skipped for the remaining repetitions; the other rows still run.
-//! Testbeds are removed on every exit; the binary installs a SIGINT / SIGTERM handler that
-//! calls [`crate::testbed::netns::cleanup_all`].
+//! Contract: for each repetition, every selected configuration in turn (A B C A B C ..., so
+//! slow drifts of the machine spread over all of them) gets a fresh two-node testbed with that
+//! overlay on both nodes, and runs the selected workloads on it, in this order: idle
+//! ([`cpu::idle`]: the overlay processes' CPU and wake-ups while nothing is sent), ping and
+//! TCP request/response latency ([`latency`]), TCP with 1 stream (with its CPU cost per GB,
+//! [`cpu`]) and 4 streams ([`throughput`]), UDP at the highest rate with 1400- and 64-byte
+//! datagrams ([`udp_rate`]). Each workload yields [`METRICS`]; [`report`] prints, per metric,
+//! the median of the repetitions with (min..max) and the ratio to kernel VXLAN's median, and
+//! writes the same as JSON. A configuration whose testbed cannot start (no weftd, weftd
+//! fails) is reported with the reason and skipped for the remaining repetitions; a workload
+//! that fails is reported with the reason and tried again in the next repetition; every other
+//! figure is still measured. Testbeds are removed on every exit; the binary installs a SIGINT
+//! / SIGTERM handler that calls [`crate::testbed::netns::cleanup_all`].
 
-use std::fmt::Write as _;
+pub mod cpu;
+pub mod latency;
+pub mod report;
+pub mod throughput;
+pub mod udp_rate;
+
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde::Serialize;
 
 use crate::peers::Backend;
 use crate::testbed::{traffic, Binaries, IoDriver, Options, Overlay, Testbed};
 
-/// iperf3's default port.
-const IPERF_PORT: u16 = 5201;
-/// Test duration, full run.
-const FULL_SECONDS: u32 = 10;
-/// Test duration with `--quick`.
-const QUICK_SECONDS: u32 = 3;
-/// The widest reason shown in the table (the JSON has the whole error).
-const REASON_WIDTH: usize = 160;
-/// Extra time iperf3 gets beyond the test duration before it is killed.
-const IPERF_SLACK: Duration = Duration::from_secs(20);
+/// Seconds per throughput measurement, full run.
+pub const FULL_SECONDS: u32 = 10;
+/// Seconds per throughput measurement with `--quick`.
+pub const QUICK_SECONDS: u32 = 3;
+/// Seconds of the idle measurement, full run.
+pub const FULL_IDLE_SECONDS: u32 = 10;
+/// Seconds of the idle measurement with `--quick`.
+pub const QUICK_IDLE_SECONDS: u32 = 3;
+/// TCP request/response exchanges per second of the throughput duration.
+const RR_PER_SECOND: usize = 1000;
+/// Pings per second of the throughput duration (at 100 pings a second).
+const PINGS_PER_SECOND: u32 = 50;
+/// Time the overlay gets to settle after start-up before the idle measurement.
+const SETTLE: Duration = Duration::from_millis(500);
+/// The key of a configuration-wide error (the testbed did not start).
+pub const SETUP: &str = "setup";
 
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// 3 s per measurement instead of 10 s.
     pub quick: bool,
-    /// Measurements per data path.
+    /// Seconds per throughput measurement, overriding `quick` (for the CI smoke test).
+    pub seconds: Option<u32>,
+    /// Seconds of the idle measurement, overriding `quick`.
+    pub idle_seconds: Option<u32>,
+    /// Measurements per configuration.
     pub reps: usize,
     /// Where to write the results as JSON.
     pub json: Option<PathBuf>,
-    /// Only these data paths (labels as in the table); all when empty.
+    /// Only these configurations (labels as in the table; a weftd label without its `-<n>t`
+    /// suffix picks both thread counts); all when empty.
     pub only: Vec<String>,
+    /// Only these workloads; all when empty.
+    pub workloads: Vec<Workload>,
     /// The programs to run.
     pub binaries: Binaries,
     /// How the testbed's veths are set up.
     pub options: Options,
 }
 
-/// The data paths measured, in table order.
-pub fn all_overlays() -> Vec<Overlay> {
-    let mut v = vec![Overlay::KernelVxlan, Overlay::Forwarder];
+impl Config {
+    /// Seconds per throughput measurement.
+    pub fn seconds(&self) -> u32 {
+        self.seconds.unwrap_or(if self.quick {
+            QUICK_SECONDS
+        } else {
+            FULL_SECONDS
+        })
+    }
+
+    /// Seconds of the idle measurement.
+    pub fn idle_seconds(&self) -> u32 {
+        self.idle_seconds.unwrap_or(if self.quick {
+            QUICK_IDLE_SECONDS
+        } else {
+            FULL_IDLE_SECONDS
+        })
+    }
+}
+
+/// One configuration: an overlay on both nodes, and weftd's pump threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setup {
+    /// The overlay.
+    pub overlay: Overlay,
+    /// weftd's `--pump-threads` (None for the others).
+    pub pump_threads: Option<u16>,
+}
+
+impl Setup {
+    /// `kernel-vxlan`, `forwarder`, `weft-udp-uring-1t`, ...
+    pub fn label(&self) -> String {
+        match self.pump_threads {
+            Some(n) => format!("{}-{n}t", self.overlay.label()),
+            None => self.overlay.label(),
+        }
+    }
+
+    /// Whether `--only` name `name` picks this configuration.
+    fn matches(&self, name: &str) -> bool {
+        name == self.label() || (self.pump_threads.is_some() && name == self.overlay.label())
+    }
+}
+
+/// The configurations measured, in table order.
+pub fn all_setups() -> Vec<Setup> {
+    let mut v = vec![
+        Setup {
+            overlay: Overlay::KernelVxlan,
+            pump_threads: None,
+        },
+        Setup {
+            overlay: Overlay::Forwarder,
+            pump_threads: None,
+        },
+    ];
     for backend in [Backend::Udp, Backend::Vxlan] {
         for driver in [IoDriver::Uring, IoDriver::Poll] {
-            v.push(Overlay::Weftd { backend, driver });
+            for threads in [1, 2] {
+                v.push(Setup {
+                    overlay: Overlay::Weftd { backend, driver },
+                    pump_threads: Some(threads),
+                });
+            }
         }
     }
     v
 }
 
-/// One row of results.
+/// A family of measurements run on one testbed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// No traffic: the overlay processes' CPU and wake-ups.
+    Idle,
+    /// ping round trips.
+    Ping,
+    /// TCP request/response round trips.
+    Rr,
+    /// One TCP stream, and its CPU cost per GB.
+    Tcp1,
+    /// Four parallel TCP streams.
+    Tcp4,
+    /// UDP, 1400-byte datagrams, highest rate.
+    Udp1400,
+    /// UDP, 64-byte datagrams, highest rate.
+    Udp64,
+}
+
+impl Workload {
+    /// All workloads, in the order they run.
+    pub const ALL: [Workload; 7] = [
+        Workload::Idle,
+        Workload::Ping,
+        Workload::Rr,
+        Workload::Tcp1,
+        Workload::Tcp4,
+        Workload::Udp1400,
+        Workload::Udp64,
+    ];
+
+    /// The name for `--workloads` and the JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Workload::Idle => "idle",
+            Workload::Ping => "ping",
+            Workload::Rr => "rr",
+            Workload::Tcp1 => "tcp1",
+            Workload::Tcp4 => "tcp4",
+            Workload::Udp1400 => "udp1400",
+            Workload::Udp64 => "udp64",
+        }
+    }
+
+    /// The workload called `name`.
+    pub fn parse(name: &str) -> Result<Workload, String> {
+        Workload::ALL
+            .into_iter()
+            .find(|w| w.name() == name)
+            .ok_or_else(|| {
+                format!(
+                    "unknown workload {name:?}: choose from {}",
+                    Workload::ALL.map(|w| w.name()).join(", ")
+                )
+            })
+    }
+}
+
+/// One figure in the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// The JSON key.
+    pub key: &'static str,
+    /// The workload that yields it.
+    pub workload: Workload,
+    /// The table heading.
+    pub title: &'static str,
+    /// Whether a larger figure is better.
+    pub higher_is_better: bool,
+}
+
+const fn metric(
+    key: &'static str,
+    workload: Workload,
+    title: &'static str,
+    higher_is_better: bool,
+) -> Metric {
+    Metric {
+        key,
+        workload,
+        title,
+        higher_is_better,
+    }
+}
+
+/// Every figure, in table order.
+pub const METRICS: [Metric; 16] = [
+    metric("tcp1_gbit_s", Workload::Tcp1, "TCP 1 stream, Gbit/s", true),
+    metric(
+        "tcp1_retransmits",
+        Workload::Tcp1,
+        "TCP 1 stream, retransmissions",
+        false,
+    ),
+    metric("tcp4_gbit_s", Workload::Tcp4, "TCP 4 streams, Gbit/s", true),
+    metric(
+        "udp1400_rx_kpps",
+        Workload::Udp1400,
+        "UDP 1400 B at the highest rate, received kpps",
+        true,
+    ),
+    metric(
+        "udp1400_loss_pct",
+        Workload::Udp1400,
+        "UDP 1400 B at the highest rate, loss %",
+        false,
+    ),
+    metric(
+        "udp64_rx_kpps",
+        Workload::Udp64,
+        "UDP 64 B at the highest rate, received kpps",
+        true,
+    ),
+    metric(
+        "udp64_loss_pct",
+        Workload::Udp64,
+        "UDP 64 B at the highest rate, loss %",
+        false,
+    ),
+    metric(
+        "rr_median_us",
+        Workload::Rr,
+        "TCP request/response round trip, median us",
+        false,
+    ),
+    metric(
+        "rr_p99_us",
+        Workload::Rr,
+        "TCP request/response round trip, p99 us",
+        false,
+    ),
+    metric("ping_median_us", Workload::Ping, "ping, median us", false),
+    metric("ping_p99_us", Workload::Ping, "ping, p99 us", false),
+    metric(
+        "cpu_machine_s_per_gb",
+        Workload::Tcp1,
+        "CPU per GB moved (TCP 1 stream), whole machine, busy s/GB",
+        false,
+    ),
+    metric(
+        "cpu_daemon_s_per_gb",
+        Workload::Tcp1,
+        "CPU per GB moved (TCP 1 stream), both weftd / forwarder processes, s/GB",
+        false,
+    ),
+    metric(
+        "idle_pct_core",
+        Workload::Idle,
+        "idle, both weftd / forwarder processes, % of a core",
+        false,
+    ),
+    metric(
+        "idle_wakeups_per_s",
+        Workload::Idle,
+        "idle, both weftd / forwarder processes, wake-ups per second",
+        false,
+    ),
+    metric(
+        "tcp1_machine_busy_pct",
+        Workload::Tcp1,
+        "TCP 1 stream, whole machine busy, % of all cores",
+        false,
+    ),
+];
+
+/// The results of one configuration.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
-    /// The data path (`kernel-vxlan`, `forwarder`, `weft-udp-uring`, ...).
+    /// The configuration's label.
     pub path: String,
-    /// Every measurement, Gbit/s, in the order taken.
-    pub samples_gbit_s: Vec<f64>,
-    /// TCP retransmissions of each measurement.
-    pub retransmits: Vec<u64>,
-    /// Why the data path could not be measured (or stopped being measured).
-    pub error: Option<String>,
+    /// Every measurement of each metric (by key), in the order taken.
+    pub samples: BTreeMap<String, Vec<f64>>,
+    /// Why something could not be measured: by workload name, metric key, or [`SETUP`].
+    pub errors: BTreeMap<String, String>,
 }
 
 impl Row {
-    /// The median of the samples.
-    pub fn median(&self) -> Option<f64> {
-        let mut s = self.samples_gbit_s.clone();
-        if s.is_empty() {
-            return None;
+    fn new(path: String) -> Row {
+        Row {
+            path,
+            samples: BTreeMap::new(),
+            errors: BTreeMap::new(),
         }
-        s.sort_by(f64::total_cmp);
-        let mid = s.len() / 2;
-        Some(if s.len() % 2 == 1 {
-            s[mid]
-        } else {
-            (s[mid - 1] + s[mid]) / 2.0
-        })
     }
 
-    fn min_max(&self) -> Option<(f64, f64)> {
-        let min = self.samples_gbit_s.iter().copied().reduce(f64::min)?;
-        let max = self.samples_gbit_s.iter().copied().reduce(f64::max)?;
-        Some((min, max))
+    /// The samples of `key` (empty when none).
+    pub fn values(&self, key: &str) -> &[f64] {
+        self.samples.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// The median of `key`'s samples.
+    pub fn median(&self, key: &str) -> Option<f64> {
+        median(self.values(key))
+    }
+
+    /// Why `metric` has no figure (or why some of its repetitions failed).
+    pub fn reason(&self, metric: &Metric) -> Option<&str> {
+        self.errors
+            .get(metric.key)
+            .or_else(|| self.errors.get(metric.workload.name()))
+            .or_else(|| self.errors.get(SETUP))
+            .map(String::as_str)
+    }
+
+    fn push(&mut self, key: &str, value: f64) {
+        self.samples.entry(key.to_owned()).or_default().push(value);
     }
 }
 
-/// The JSON file's shape.
-#[derive(Debug, Serialize)]
-struct Report<'a> {
-    command: String,
-    date: String,
-    kernel: String,
-    seconds_per_sample: u32,
-    reps: usize,
-    underlay: String,
-    rows: Vec<JsonRow<'a>>,
-}
-
-#[derive(Debug, Serialize)]
-struct JsonRow<'a> {
-    #[serde(flatten)]
-    row: &'a Row,
-    median_gbit_s: Option<f64>,
-    ratio_to_kernel_vxlan: Option<f64>,
+/// The median of `values` (mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut s = values.to_vec();
+    s.sort_by(f64::total_cmp);
+    let mid = s.len() / 2;
+    Some(if s.len() % 2 == 1 {
+        s[mid]
+    } else {
+        (s[mid - 1] + s[mid]) / 2.0
+    })
 }
 
 /// Runs the benchmark, prints the table and returns the rows.
@@ -120,269 +371,210 @@ pub fn run(config: &Config) -> anyhow::Result<Vec<Row>> {
     if config.reps == 0 {
         bail!("--reps must be at least 1");
     }
+    if config.seconds() == 0 {
+        bail!("--seconds must be at least 1");
+    }
     if let Some(reason) = crate::privileges::missing() {
         bail!("cannot build a testbed: {reason}");
     }
-    if !crate::privileges::on_path("iperf3") {
-        bail!("iperf3 is not installed (apt-get install iperf3)");
+    for program in ["iperf3", "ping"] {
+        if !crate::privileges::on_path(program) {
+            bail!("{program} is not installed (apt-get install iperf3 iputils-ping)");
+        }
     }
-    let overlays: Vec<Overlay> = all_overlays()
+    let setups: Vec<Setup> = all_setups()
         .into_iter()
-        .filter(|o| config.only.is_empty() || config.only.contains(&o.label()))
+        .filter(|s| config.only.is_empty() || config.only.iter().any(|o| s.matches(o)))
         .collect();
-    if overlays.is_empty() {
+    if setups.is_empty() {
         bail!(
-            "--only matches no data path; choose from: {}",
-            all_overlays()
+            "--only matches no configuration; choose from: {}",
+            all_setups()
                 .iter()
-                .map(Overlay::label)
+                .map(Setup::label)
                 .collect::<Vec<_>>()
                 .join(", ")
         );
     }
-    let seconds = if config.quick {
-        QUICK_SECONDS
-    } else {
-        FULL_SECONDS
-    };
-    let mut rows: Vec<Row> = overlays
-        .iter()
-        .map(|o| Row {
-            path: o.label(),
-            samples_gbit_s: Vec::new(),
-            retransmits: Vec::new(),
-            error: None,
-        })
+    let workloads: Vec<Workload> = Workload::ALL
+        .into_iter()
+        .filter(|w| config.workloads.is_empty() || config.workloads.contains(w))
         .collect();
+    let mut rows: Vec<Row> = setups.iter().map(|s| Row::new(s.label())).collect();
     for rep in 1..=config.reps {
-        for (overlay, row) in overlays.iter().zip(rows.iter_mut()) {
-            if row.error.is_some() {
+        for (setup, row) in setups.iter().zip(rows.iter_mut()) {
+            if row.errors.contains_key(SETUP) {
                 continue;
             }
-            eprint!("bench: rep {rep}/{}: {:<18} ", config.reps, row.path);
-            match measure(&config.binaries, config.options, *overlay, seconds) {
-                Ok((gbit, retransmits)) => {
-                    eprintln!("{gbit:7.2} Gbit/s ({retransmits} retransmits)");
-                    row.samples_gbit_s.push(gbit);
-                    row.retransmits.push(retransmits);
-                }
-                Err(e) => {
-                    eprintln!("failed: {e:#}");
-                    row.error = Some(format!("{e:#}"));
-                }
-            }
+            eprintln!("bench: rep {rep}/{}: {}", config.reps, row.path);
+            measure(config, *setup, &workloads, row);
         }
     }
-    println!("{}", table(&rows, seconds, config.reps, config.options));
+    let text = report::table(&rows, config);
+    println!("{text}");
     if let Some(path) = &config.json {
-        write_json(path, &rows, seconds, config.reps, config.options)?;
+        report::write_json(path, &rows, config)?;
         eprintln!("bench: results written to {}", path.display());
     }
     Ok(rows)
 }
 
-/// One iperf3 run on a fresh testbed: (Gbit/s at the receiver, retransmits).
-fn measure(
-    binaries: &Binaries,
-    options: Options,
-    overlay: Overlay,
-    seconds: u32,
-) -> anyhow::Result<(f64, u64)> {
-    let mut bed = Testbed::with_options(2, binaries.clone(), options)?;
-    bed.start(&[overlay, overlay])?;
-    let iperf = PathBuf::from("iperf3");
-    let server_ip = bed.node(1).pod_ip().to_string();
-    let client_ip = bed.node(0).pod_ip().to_string();
-    let server = bed.spawn(
-        1,
-        "iperf3-server",
-        &iperf,
-        &["-s", "-1", "-B", &server_ip].map(str::to_owned),
-    )?;
-    traffic::wait_for_port(bed.node(1).ns(), false, IPERF_PORT, Duration::from_secs(5))?;
-    // Make sure the path works (and neighbours are resolved) before timing it.
-    traffic::ping(bed.node(0).pod(), bed.node(1).pod_ip(), 2, None)?;
-    let client = bed.spawn(
-        0,
-        "iperf3-client",
-        &iperf,
-        &[
-            "-c",
-            &server_ip,
-            "-B",
-            &client_ip,
-            "-t",
-            &seconds.to_string(),
-            "-J",
-            "--connect-timeout",
-            "5000",
-        ]
-        .map(str::to_owned),
-    )?;
-    let status = bed
-        .process(client)
-        .wait(Duration::from_secs(seconds.into()) + IPERF_SLACK)?;
-    let out = bed.process(client).log();
-    bed.check_alive()?;
-    let _ = bed.process(server).wait(Duration::from_secs(2));
-    let json_start = out
-        .find('{')
-        .with_context(|| format!("iperf3 printed no JSON ({status}):\n{out}"))?;
-    let report: serde_json::Value = serde_json::from_str(&out[json_start..])
-        .with_context(|| format!("iperf3's output is not JSON ({status}):\n{out}"))?;
-    if let Some(err) = report.get("error").and_then(|e| e.as_str()) {
-        bail!("iperf3: {err}");
-    }
-    let end = &report["end"];
-    let bps = end["sum_received"]["bits_per_second"]
-        .as_f64()
-        .with_context(|| {
-            format!("no end.sum_received.bits_per_second in iperf3's report ({status})")
-        })?;
-    let retransmits = end["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
-    Ok((bps / 1e9, retransmits))
-}
-
-/// The results table.
-pub fn table(rows: &[Row], seconds: u32, reps: usize, options: Options) -> String {
-    let kernel = rows
-        .iter()
-        .find(|r| r.path == Overlay::KernelVxlan.label())
-        .and_then(Row::median);
-    let mut t = String::new();
-    let _ = writeln!(
-        t,
-        "TCP single stream, pod a -> pod b, iperf3 {seconds} s x {reps}; Gbit/s median (min..max)"
-    );
-    let _ = writeln!(t, "underlay: veth MTU 1500, {}", describe(options));
-    let _ = writeln!(
-        t,
-        "{:<18} {:>8}  {:<17} {:>10}",
-        "data path", "median", "(min..max)", "x kernel"
-    );
-    for row in rows {
-        match (row.median(), row.min_max()) {
-            (Some(median), Some((min, max))) => {
-                let ratio = kernel.map_or("-".to_owned(), |k| format!("{:.2}", median / k));
-                let range = format!("({min:.2}..{max:.2})");
-                let _ = writeln!(t, "{:<18} {median:>8.2}  {range:<17} {ratio:>10}", row.path);
-            }
-            _ => {
-                let why = one_line(row.error.as_deref().unwrap_or("no sample"));
-                let _ = writeln!(t, "{:<18} {:>8}  n/a: {why}", row.path, "-");
-            }
+/// One repetition of `setup`: a fresh testbed, every workload on it.
+fn measure(config: &Config, setup: Setup, workloads: &[Workload], row: &mut Row) {
+    let mut bed = match start(config, setup) {
+        Ok(bed) => bed,
+        Err(e) => {
+            eprintln!("bench:   the testbed did not start: {e:#}");
+            row.errors.insert(SETUP.to_owned(), format!("{e:#}"));
+            return;
         }
-        if let (Some(e), false) = (&row.error, row.samples_gbit_s.is_empty()) {
-            let _ = writeln!(t, "{:<18} (stopped: {})", "", one_line(e));
-        }
-    }
-    t
-}
-
-/// A multi-line error as one table line of at most [`REASON_WIDTH`] characters.
-fn one_line(text: &str) -> String {
-    let joined = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" / ");
-    if joined.chars().count() <= REASON_WIDTH {
-        joined
-    } else {
-        let cut: String = joined.chars().take(REASON_WIDTH - 3).collect();
-        format!("{cut}...")
-    }
-}
-
-/// The veth set-up in words.
-pub fn describe(options: Options) -> String {
-    format!(
-        "tx checksum offload {}, GRO {}",
-        if options.veth_tx_offload { "on" } else { "off" },
-        if options.veth_gro { "on" } else { "off" }
-    )
-}
-
-fn write_json(
-    path: &PathBuf,
-    rows: &[Row],
-    seconds: u32,
-    reps: usize,
-    options: Options,
-) -> anyhow::Result<()> {
-    let kernel = rows
-        .iter()
-        .find(|r| r.path == Overlay::KernelVxlan.label())
-        .and_then(Row::median);
-    let report = Report {
-        command: std::env::args().collect::<Vec<_>>().join(" "),
-        date: command_output("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]),
-        kernel: command_output("uname", &["-r"]),
-        seconds_per_sample: seconds,
-        reps,
-        underlay: describe(options),
-        rows: rows
-            .iter()
-            .map(|row| JsonRow {
-                row,
-                median_gbit_s: row.median(),
-                ratio_to_kernel_vxlan: row.median().zip(kernel).map(|(m, k)| m / k),
-            })
-            .collect(),
     };
-    let text = serde_json::to_string_pretty(&report).context("serialising the results")?;
-    std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))
+    let pids: Vec<u32> = (0..2)
+        .filter_map(|i| bed.overlay_process(i).and_then(|p| p.pid()))
+        .collect();
+    for &workload in workloads {
+        let result = run_workload(config, &mut bed, workload, &pids, row);
+        let result = result.and_then(|()| bed.check_alive());
+        match result {
+            Ok(()) => {}
+            Err(e) => {
+                eprintln!("bench:   {:<8} failed: {e:#}", workload.name());
+                row.errors
+                    .insert(workload.name().to_owned(), format!("{e:#}"));
+            }
+        }
+    }
 }
 
-fn command_output(program: &str, args: &[&str]) -> String {
-    std::process::Command::new(program)
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
+/// A two-node testbed running `setup`, with a path that has carried a ping.
+fn start(config: &Config, setup: Setup) -> anyhow::Result<Testbed> {
+    let mut bed = Testbed::with_options(2, config.binaries.clone(), config.options)?;
+    bed.set_pump_threads(setup.pump_threads);
+    bed.start(&[setup.overlay, setup.overlay])?;
+    // Neighbours resolved and the path known to work before anything is timed.
+    traffic::ping(bed.node(0).pod(), bed.node(1).pod_ip(), 2, None)?;
+    Ok(bed)
+}
+
+/// Runs `workload` and adds its figures to `row`.
+fn run_workload(
+    config: &Config,
+    bed: &mut Testbed,
+    workload: Workload,
+    pids: &[u32],
+    row: &mut Row,
+) -> anyhow::Result<()> {
+    let seconds = config.seconds();
+    let mut figures: Vec<(&str, f64)> = Vec::new();
+    match workload {
+        Workload::Idle => {
+            if pids.is_empty() {
+                bail!("no overlay process (the kernel moves the packets)");
+            }
+            std::thread::sleep(SETTLE);
+            let idle = cpu::idle(pids, Duration::from_secs(config.idle_seconds().into()))?;
+            figures.push(("idle_pct_core", idle.pct_core));
+            figures.push(("idle_wakeups_per_s", idle.wakeups_per_s));
+        }
+        Workload::Ping => {
+            let rtt = latency::ping(bed, (PINGS_PER_SECOND * seconds).max(20))?;
+            figures.push(("ping_median_us", rtt.median_us));
+            figures.push(("ping_p99_us", rtt.p99_us));
+        }
+        Workload::Rr => {
+            let rtt = latency::tcp_rr(bed, RR_PER_SECOND * seconds as usize)?;
+            figures.push(("rr_median_us", rtt.median_us));
+            figures.push(("rr_p99_us", rtt.p99_us));
+        }
+        Workload::Tcp1 | Workload::Tcp4 => {
+            let one = workload == Workload::Tcp1;
+            let tcp = throughput::tcp(bed, if one { 1 } else { 4 }, seconds, one, pids)?;
+            if one {
+                figures.push(("tcp1_gbit_s", tcp.gbit_s));
+                figures.push(("tcp1_retransmits", tcp.retransmits as f64));
+                if let Some(s) = tcp.machine_s_per_gb {
+                    figures.push(("cpu_machine_s_per_gb", s));
+                }
+                if let Some(busy) = tcp.machine_busy_pct {
+                    figures.push(("tcp1_machine_busy_pct", busy));
+                }
+                match tcp.daemon_s_per_gb {
+                    Some(s) => figures.push(("cpu_daemon_s_per_gb", s)),
+                    None => {
+                        row.errors.insert(
+                            "cpu_daemon_s_per_gb".to_owned(),
+                            "no overlay process (the kernel moves the packets)".to_owned(),
+                        );
+                    }
+                }
+            } else {
+                figures.push(("tcp4_gbit_s", tcp.gbit_s));
+            }
+        }
+        Workload::Udp1400 | Workload::Udp64 => {
+            let len = if workload == Workload::Udp1400 {
+                1400
+            } else {
+                64
+            };
+            let udp = udp_rate::udp(bed, len, seconds)?;
+            let (pps, loss) = if len == 1400 {
+                ("udp1400_rx_kpps", "udp1400_loss_pct")
+            } else {
+                ("udp64_rx_kpps", "udp64_loss_pct")
+            };
+            figures.push((pps, udp.rx_pps / 1e3));
+            figures.push((loss, udp.loss_pct));
+        }
+    }
+    let shown: Vec<String> = figures.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+    eprintln!("bench:   {:<8} {}", workload.name(), shown.join(", "));
+    for (key, value) in figures {
+        row.push(key, value);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn row(path: &str, samples: &[f64]) -> Row {
-        Row {
-            path: path.to_owned(),
-            samples_gbit_s: samples.to_vec(),
-            retransmits: vec![0; samples.len()],
-            error: None,
-        }
-    }
-
     #[test]
     fn medians() {
-        assert_eq!(row("x", &[3.0, 1.0, 2.0]).median(), Some(2.0));
-        assert_eq!(row("x", &[4.0, 1.0, 2.0, 3.0]).median(), Some(2.5));
-        assert_eq!(row("x", &[]).median(), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
     }
 
     #[test]
-    fn table_shows_ratios_and_errors() {
-        let mut failed = row("weft-udp-uring", &[]);
-        failed.error = Some(format!("no weftd binary\n  more: {}", "x".repeat(300)));
-        let t = table(
-            &[
-                row("kernel-vxlan", &[10.0, 12.0, 14.0]),
-                row("forwarder", &[1.0, 1.2, 0.8]),
-                failed,
-            ],
-            3,
-            3,
-            Options::default(),
-        );
+    fn setups_labels_and_selection() {
+        let labels: Vec<String> = all_setups().iter().map(Setup::label).collect();
+        assert_eq!(labels.len(), 10);
+        assert_eq!(labels[0], "kernel-vxlan");
+        assert_eq!(labels[1], "forwarder");
         assert!(
-            t.contains("kernel-vxlan          12.00  (10.00..14.00)          1.00"),
-            "{t}"
+            labels.contains(&"weft-vxlan-poll-2t".to_owned()),
+            "{labels:?}"
         );
-        assert!(t.contains("0.08"), "{t}");
-        assert!(t.contains("n/a: no weftd binary / more: xxx"), "{t}");
-        assert!(t.lines().all(|l| l.len() < 200), "{t}");
+        let picked: Vec<String> = all_setups()
+            .into_iter()
+            .filter(|s| s.matches("weft-udp-uring"))
+            .map(|s| s.label())
+            .collect();
+        assert_eq!(picked, ["weft-udp-uring-1t", "weft-udp-uring-2t"]);
+        assert!(!all_setups()[0].matches("kernel"));
+        let mut keys: Vec<&str> = METRICS.iter().map(|m| m.key).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), METRICS.len(), "metric keys are unique");
+    }
+
+    #[test]
+    fn workloads_parse_by_name() {
+        for w in Workload::ALL {
+            assert_eq!(Workload::parse(w.name()), Ok(w));
+        }
+        let e = Workload::parse("tcp9").expect_err("no such workload");
+        assert!(e.contains("tcp1, tcp4"), "{e}");
     }
 }

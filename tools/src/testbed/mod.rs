@@ -259,6 +259,7 @@ static NEXT_TESTBED: AtomicU32 = AtomicU32::new(0);
 pub struct Testbed {
     id: String,
     binaries: Binaries,
+    pump_threads: Option<u16>,
     // Drop order: processes (in Drop::drop), nodes, the switch, the files, the lock.
     processes: Vec<Process>,
     nodes: Vec<Node>,
@@ -398,6 +399,7 @@ impl Testbed {
         Ok(Testbed {
             id,
             binaries,
+            pump_threads: None,
             processes: Vec::new(),
             nodes: built,
             _switch: switch,
@@ -431,6 +433,12 @@ impl Testbed {
         self.nodes[node]
             .weftd_args
             .extend(args.iter().map(|a| (*a).to_owned()));
+    }
+
+    /// Runs every weftd this testbed starts from now on with `--pump-threads n` (None:
+    /// weftd's default, one per core).
+    pub fn set_pump_threads(&mut self, n: Option<u16>) {
+        self.pump_threads = n;
     }
 
     /// Starts one overlay per node and waits until every node is ready. All overlays must
@@ -741,6 +749,9 @@ impl Testbed {
         .collect();
         if backend == Backend::Vxlan {
             args.extend(["--vtep-mac".to_owned(), node.vtep_mac.to_string()]);
+        }
+        if let Some(n) = self.pump_threads {
+            args.extend(["--pump-threads".to_owned(), n.to_string()]);
         }
         args.extend(node.weftd_args.iter().cloned());
         let p = self.spawn(i, &format!("weftd-{}", ROLES[i]), &program, &args)?;

@@ -1,5 +1,7 @@
 //! Traffic checks between namespaces: ping, a verified TCP stream, UDP datagrams echoed and
-//! compared, and waiting for a listening port.
+//! compared, and waiting for a listening port; and the latency workloads of `weftctl bench`:
+//! a TCP request/response exchange ([`tcp_rr`]) and per-packet ping round trips
+//! ([`ping_rtts`]).
 //!
 //! Contract: every check is bounded in time (no check can hang a test) and returns an error
 //! that says what was sent, from where to where, and what went wrong. The TCP stream's bytes
@@ -394,6 +396,171 @@ pub fn wait_for_port(ns: &Netns, udp: bool, port: u16, timeout: Duration) -> any
     }
 }
 
+/// Round-trip times of `count` one-byte request/response exchanges over one TCP connection
+/// (TCP_NODELAY on both ends) from `from` to an echo server at `to`, after `warmup`
+/// unrecorded exchanges. Fails if one exchange takes longer than `stall`, or after `limit`.
+pub fn tcp_rr(
+    from: End<'_>,
+    to: End<'_>,
+    warmup: usize,
+    count: usize,
+    stall: Duration,
+    limit: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    let deadline = Instant::now() + limit;
+    let (port_tx, port_rx) = mpsc::channel();
+    let dst = to.ip;
+    let server = to.ns.spawn_inside(move || {
+        let listener = TcpListener::bind((dst, 0)).with_context(|| format!("binding TCP {dst}"))?;
+        let _ = port_tx.send(listener.local_addr()?.port());
+        listener.set_nonblocking(true)?;
+        let (mut conn, _) = loop {
+            match listener.accept() {
+                Ok(c) => break c,
+                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => return Err(e).context("echo server: accepting the connection"),
+            }
+        };
+        conn.set_nonblocking(false)?;
+        conn.set_nodelay(true)?;
+        conn.set_read_timeout(Some(stall))?;
+        let mut byte = [0u8; 1];
+        let mut served = 0usize;
+        loop {
+            match conn.read(&mut byte) {
+                Ok(0) => return Ok(served),
+                Ok(_) => {
+                    conn.write_all(&byte)
+                        .context("echo server: writing the response")?;
+                    served += 1;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(e).context(format!("echo server: read after {served} requests"))
+                }
+            }
+        }
+    });
+    let port = match port_rx.recv_timeout(limit) {
+        Ok(p) => p,
+        Err(_) => {
+            return Err(join(server)
+                .err()
+                .unwrap_or_else(|| anyhow::anyhow!("the echo server never listened")))
+        }
+    };
+    let src = from.ip;
+    let client = from.ns.spawn_inside(move || {
+        let to = SocketAddr::new(dst, port);
+        let socket = Socket::new(Domain::for_address(to), Type::STREAM, Some(Protocol::TCP))?;
+        socket
+            .bind(&SockAddr::from(SocketAddr::new(src, 0)))
+            .with_context(|| format!("client: binding {src}"))?;
+        socket
+            .connect_timeout(&to.into(), stall)
+            .with_context(|| format!("client: connecting {src} -> {to}"))?;
+        let mut conn: TcpStream = socket.into();
+        conn.set_nodelay(true)?;
+        conn.set_read_timeout(Some(stall))?;
+        let mut rtts = Vec::with_capacity(count);
+        let mut byte = [0u8; 1];
+        for i in 0..warmup + count {
+            if Instant::now() >= deadline {
+                bail!("client: time limit {limit:?} reached after {i} exchanges");
+            }
+            let started = Instant::now();
+            byte[0] = i as u8;
+            conn.write_all(&byte)
+                .with_context(|| format!("client: request {i}"))?;
+            let mut got = [0u8; 1];
+            conn.read_exact(&mut got)
+                .with_context(|| format!("client: response {i} (waited up to {stall:?})"))?;
+            if got != byte {
+                bail!("client: response {i} is {:?}, sent {:?}", got[0], byte[0]);
+            }
+            if i >= warmup {
+                rtts.push(started.elapsed());
+            }
+        }
+        conn.shutdown(std::net::Shutdown::Write)?;
+        Ok(rtts)
+    });
+    let what = format!(
+        "TCP request/response {} ({}) -> {} ({})",
+        from.ip,
+        from.ns.name(),
+        to.ip,
+        to.ns.name()
+    );
+    let rtts = join(client);
+    let served = join(server);
+    let rtts = rtts.context(what.clone())?;
+    served.context(what)?;
+    Ok(rtts)
+}
+
+/// Round-trip times of `count` pings from `from` to `to`, one every `interval` (as root, ping
+/// allows 10 ms and less), each reply awaited at most 1 s. The replies that came back, in
+/// order; fails when none did.
+pub fn ping_rtts(
+    from: End<'_>,
+    to: IpAddr,
+    count: u32,
+    interval: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    let count_s = count.to_string();
+    let interval_s = format!("{:.3}", interval.as_secs_f64());
+    let deadline = (interval.as_secs_f64() * f64::from(count) + 5.0)
+        .ceil()
+        .to_string();
+    let src = from.ip.to_string();
+    let dst = to.to_string();
+    let args = [
+        "-n",
+        "-c",
+        &count_s,
+        "-i",
+        &interval_s,
+        "-W",
+        "1",
+        "-w",
+        &deadline,
+        "-I",
+        &src,
+        &dst,
+    ];
+    let out = from
+        .ns
+        .command("ping", &args)
+        .output()
+        .context("running ping (is iputils-ping installed?)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rtts = parse_ping_rtts(&text);
+    if rtts.is_empty() {
+        bail!(
+            "ping {dst} from {src} in {}: no reply ({}):\n{}{}",
+            from.ns.name(),
+            out.status,
+            text.trim(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(rtts)
+}
+
+/// The `time=<ms> ms` of every reply line of ping's output.
+pub fn parse_ping_rtts(text: &str) -> Vec<Duration> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = &line[line.find(" time=")? + 6..];
+            let ms: f64 = rest.split_whitespace().next()?.parse().ok()?;
+            (ms.is_finite() && ms >= 0.0).then(|| Duration::from_nanos((ms * 1e6).round() as u64))
+        })
+        .collect()
+}
+
 /// Joins a check thread, turning a panic into an error.
 fn join<R>(handle: std::thread::JoinHandle<anyhow::Result<R>>) -> anyhow::Result<R> {
     handle
@@ -454,6 +621,21 @@ mod tests {
 
         let past = Instant::now();
         assert!(verify_stream(&mut &good[..], &p, len as u64, past).is_err());
+    }
+
+    #[test]
+    fn ping_rtts_are_parsed_from_reply_lines_only() {
+        let out = "PING 10.244.2.1 (10.244.2.1) from 10.244.1.1 : 56(84) bytes of data.\n\
+                   64 bytes from 10.244.2.1: icmp_seq=1 ttl=64 time=0.052 ms\n\
+                   64 bytes from 10.244.2.1: icmp_seq=2 ttl=64 time=1.50 ms\n\
+                   64 bytes from 10.244.2.1: icmp_seq=3 ttl=64 time=bogus ms\n\
+                   \n--- 10.244.2.1 ping statistics ---\n\
+                   rtt min/avg/max/mdev = 0.052/0.776/1.500/0.724 ms\n";
+        assert_eq!(
+            parse_ping_rtts(out),
+            vec![Duration::from_micros(52), Duration::from_micros(1500)]
+        );
+        assert!(parse_ping_rtts("").is_empty());
     }
 
     #[test]
