@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::route::{RouteTable, Routes};
+use engine::route::{swap_retiring, RouteTable, Routes};
 
 const ROUTES: u32 = 10_000;
 const PHASE: Duration = Duration::from_secs(3);
@@ -122,8 +122,8 @@ enum Swapper {
     /// Build, `store`, let go of the old table: whoever holds the last reference to the old
     /// table frees it, and that is often the reader's `Cache`.
     Plain,
-    /// Build, `store`, keep the old table and free it on the swapper's thread once nobody
-    /// else holds it (checked at each swap).
+    /// Build, [`swap_retiring`]: the old table is kept and freed on the swapper's thread
+    /// once nobody else holds it (checked at each swap).
     Retire,
 }
 
@@ -142,10 +142,10 @@ fn phase(routes: &Arc<Routes>, swapping: Swapper, secs: Duration) -> (Histogram,
                 let previous = routes.load();
                 let (t, _) = RouteTable::build(&local, &entries, Some(&previous), "bench");
                 drop(previous);
-                let old = routes.swap(Arc::new(t));
                 if swapping == Swapper::Retire {
-                    retired.push(old);
-                    retired.retain(|t| Arc::strong_count(t) > 1);
+                    swap_retiring(&routes, t, &mut retired);
+                } else {
+                    routes.store(Arc::new(t));
                 }
                 swaps.fetch_add(1, Ordering::Relaxed);
             }

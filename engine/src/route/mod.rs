@@ -44,6 +44,21 @@ use lpm::{FoldBuild, Lpm};
 /// The current route table, swapped whole by the control plane and read lock-free by the pumps.
 pub type Routes = arc_swap::ArcSwap<RouteTable>;
 
+/// Swaps `table` in and keeps the table it replaces in `retired`, then frees, on the calling
+/// (control) thread, every retired table that nobody else holds any more.
+///
+/// Without this, the last holder of the old table frees it, and that is usually a pump's
+/// `arc_swap::Cache` on its next reload: freeing a 10 000-route table takes about a
+/// millisecond, a stall on the packet path (`cargo bench -p engine --bench
+/// route_swap_stall`). A retired table stays in `retired` while a pump still holds it and is
+/// freed at a later swap; at most a few are kept (pumps reload on each batch).
+pub fn swap_retiring(routes: &Routes, table: RouteTable, retired: &mut Vec<Arc<RouteTable>>) {
+    // `swap` settles arc-swap's outstanding guards into real references before returning,
+    // so the strong counts below are exact for tables no longer in `routes`.
+    retired.push(routes.swap(Arc::new(table)));
+    retired.retain(|t| Arc::strong_count(t) > 1);
+}
+
 /// flannel's two backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Backend {

@@ -268,3 +268,31 @@ fn ten_thousand_routes() {
     let v6: Ipv6Addr = "fd00::1".parse().unwrap();
     assert!(t.lookup(IpAddr::V6(v6)).is_none());
 }
+
+#[test]
+fn swap_retiring_frees_old_tables_on_the_swapping_thread() {
+    let (a, _) = build(
+        Backend::Udp,
+        r#"{"subnet": "10.244.2.0/24", "public_ip": "192.168.250.2", "backend": "udp"}"#,
+    );
+    let (b, _) = build(
+        Backend::Udp,
+        r#"{"subnet": "10.244.3.0/24", "public_ip": "192.168.250.3", "backend": "udp"}"#,
+    );
+    let (c, _) = build(Backend::Udp, "");
+    let routes = Routes::from_pointee(a);
+    let mut retired = Vec::new();
+    // A reader (a pump's cache) still holds table a: it is kept, not freed.
+    let mut cache = arc_swap::Cache::new(&routes);
+    assert_eq!(cache.load().len(), 1);
+    swap_retiring(&routes, b, &mut retired);
+    assert_eq!(retired.len(), 1);
+    assert_eq!(retired[0].routes()[0].subnet.to_string(), "10.244.2.0/24");
+    // The reader moves on to b; a is now held only by `retired`, and freed at the next swap,
+    // here; b is kept while the reader holds it.
+    assert_eq!(cache.load().routes()[0].subnet.to_string(), "10.244.3.0/24");
+    swap_retiring(&routes, c, &mut retired);
+    assert_eq!(retired.len(), 1);
+    assert_eq!(retired[0].routes()[0].subnet.to_string(), "10.244.3.0/24");
+    assert!(routes.load().is_empty());
+}
