@@ -30,7 +30,7 @@ use engine::lease::{
 };
 use engine::netconf::masq::MasqRules;
 use engine::netconf::subnet_env::{read_previous, SubnetEnv};
-use engine::route::{Backend, Cidr, Local, PeerEntry, RouteTable, Routes};
+use engine::route::{swap_retiring, Backend, Cidr, Local, PeerEntry, RouteTable, Routes};
 use engine::sys::netif;
 
 fn cidr4(net: Ipv4Net) -> Result<Cidr> {
@@ -219,6 +219,7 @@ fn apply_peers(
     config: &NetworkConfig,
     own: &OwnLease,
     reported: &mut Reported,
+    retired: &mut Vec<Arc<RouteTable>>,
 ) {
     let mut now = HashSet::new();
     let (entries, keys) = peer_entries(set, local.backend, config, own, reported, &mut now);
@@ -238,7 +239,7 @@ fn apply_peers(
         set.added.len(),
         set.removed.len()
     );
-    routes.store(Arc::new(table));
+    swap_retiring(routes, table, retired);
 }
 
 /// What the event thread keeps up to date.
@@ -253,6 +254,8 @@ struct Applier {
     ip_masq: bool,
     masq: Arc<Mutex<Option<MasqRules>>>,
     reported: Reported,
+    /// Replaced tables a pump may still hold (see [`swap_retiring`]).
+    retired: Vec<Arc<RouteTable>>,
 }
 
 impl Applier {
@@ -265,6 +268,7 @@ impl Applier {
                 &self.config,
                 &self.own,
                 &mut self.reported,
+                &mut self.retired,
             ),
             ManagerEvent::OwnLease(own) => self.readdress(own),
         }
@@ -462,6 +466,7 @@ pub(crate) fn run(
         ip_masq: lease.ip_masq,
         masq: Arc::clone(&masq),
         reported: Reported::default(),
+        retired: Vec::new(),
     };
     let events_thread = std::thread::Builder::new()
         .name("weft-routes".to_owned())

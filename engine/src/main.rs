@@ -37,7 +37,7 @@ mod leased;
 use engine::control::{ControlServer, ControlState};
 use engine::http::Health;
 use engine::pump::{IoDriver, PumpConfig, Pumps};
-use engine::route::{format_mac, load_peers_file, Local, RouteTable, Routes};
+use engine::route::{format_mac, load_peers_file, swap_retiring, Local, RouteTable, Routes};
 use engine::sys::{netif, rtnetlink};
 use engine::tun::Tun;
 use engine::udp::{UdpConfig, UdpSocket};
@@ -177,9 +177,10 @@ fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<Exi
     health.set_ready();
     eprintln!("weftd: ready");
     notify_ready();
+    let mut retired = Vec::new();
     for signal in signals.forever() {
         match signal {
-            SIGHUP => reload(s, &routes),
+            SIGHUP => reload(s, &routes, &mut retired),
             _ => {
                 tracing::info!("signal {signal}: stopping");
                 break;
@@ -350,7 +351,7 @@ pub(crate) fn notify_ready() {
     }
 }
 
-fn reload(s: &Settings, routes: &Routes) {
+fn reload(s: &Settings, routes: &Routes, retired: &mut Vec<Arc<RouteTable>>) {
     let Some(path) = &s.peers else {
         tracing::info!("SIGHUP: no --peers file to reload");
         return;
@@ -358,7 +359,7 @@ fn reload(s: &Settings, routes: &Routes) {
     let current = routes.load_full();
     match load_routes(s, Some(&current)) {
         Ok(table) => {
-            routes.store(Arc::new(table));
+            swap_retiring(routes, table, retired);
             tracing::info!("SIGHUP: reloaded {}", path.display());
         }
         Err(e) => tracing::error!("SIGHUP: keeping the current routes: {e:#}"),
