@@ -118,10 +118,14 @@ pub fn serve(addr: SocketAddr, health: Arc<Health>) -> Result<SocketAddr, HttpEr
                         let spawned = std::thread::Builder::new()
                             .name("weft-healthz-conn".to_owned())
                             .spawn(move || {
-                                let _slot = slot;
-                                if let Err(e) = handle(stream, &health) {
+                                let mut stream = stream;
+                                if let Err(e) = handle(&mut stream, &health) {
                                     tracing::debug!("healthz client: {e}");
                                 }
+                                // The slot is free before the client sees the close, so a
+                                // client that got its answer can count on the slot.
+                                drop(slot);
+                                drop(stream);
                             });
                         if let Err(e) = spawned {
                             tracing::warn!("healthz: spawning a connection thread failed: {e}");
@@ -207,7 +211,7 @@ fn reason(status: u16) -> &'static str {
 }
 
 /// Reads the request head within the deadline and writes the response.
-fn handle(mut stream: TcpStream, health: &Health) -> io::Result<()> {
+fn handle(stream: &mut TcpStream, health: &Health) -> io::Result<()> {
     let deadline = Instant::now() + CLIENT_TIMEOUT;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     let mut buf = [0u8; MAX_HEAD];
