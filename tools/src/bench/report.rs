@@ -104,8 +104,10 @@ fn number(v: f64) -> String {
         format!("{v:.1}")
     } else if a >= 1.0 || a == 0.0 {
         format!("{v:.2}")
-    } else {
+    } else if a >= 0.01 {
         format!("{v:.3}")
+    } else {
+        format!("{v:.5}")
     }
 }
 
@@ -309,5 +311,6 @@ mod tests {
         assert_eq!(number(12345.6), "12346");
         assert_eq!(number(0.0), "0.00");
         assert_eq!(number(0.01234), "0.012");
+        assert_eq!(number(0.000_42), "0.00042");
     }
 }
