@@ -244,6 +244,53 @@ fn rx_accounting(stats: &serde_json::Value) -> (u64, u64, u64) {
     )
 }
 
+/// Kernel IP / UDP receive error counters of a node's namespace (`/proc/net/snmp`): what the
+/// stack refused of what reached it, the TUN included.
+const SNMP_COUNTERS: [(&str, &str); 6] = [
+    ("Ip", "InHdrErrors"),
+    ("Ip", "InAddrErrors"),
+    ("Ip", "InUnknownProtos"),
+    ("Ip", "InDiscards"),
+    ("Udp", "InCsumErrors"),
+    ("Udp", "NoPorts"),
+];
+
+fn snmp(node: &Node) -> BTreeMap<String, u64> {
+    let text = node
+        .ns()
+        .exec_checked("cat", &["/proc/net/snmp"])
+        .unwrap_or_default();
+    let mut out = BTreeMap::new();
+    let lines: Vec<&str> = text.lines().collect();
+    for pair in lines.chunks(2) {
+        let [names, values] = pair else { continue };
+        let (Some((proto, names)), Some((_, values))) =
+            (names.split_once(": "), values.split_once(": "))
+        else {
+            continue;
+        };
+        for (name, value) in names.split_whitespace().zip(values.split_whitespace()) {
+            if SNMP_COUNTERS.contains(&(proto, name)) {
+                out.insert(format!("{proto}:{name}"), value.parse().unwrap_or(0));
+            }
+        }
+    }
+    out
+}
+
+fn snmp_delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+    after
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "{k} +{}",
+                v.saturating_sub(before.get(k).copied().unwrap_or(0))
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn loss_pct(sent: u64, got: usize) -> f64 {
     if sent == 0 {
         return 0.0;
@@ -287,6 +334,7 @@ fn attack(backend: Backend) {
     let base_sent = run_flows(&bed, 0, seconds);
     std::thread::sleep(Duration::from_millis(500));
     let before = [0, 1].map(|n| bed.control(n, "stats").expect("stats"));
+    let snmp_before = [0, 1].map(|n| snmp(bed.node(n)));
 
     // Phase 1: the same flow under attack from c at a and b.
     let exe = common::binaries().weftctl;
@@ -324,6 +372,13 @@ fn attack(backend: Backend) {
     std::thread::sleep(Duration::from_millis(1000));
     bed.check_alive().unwrap_or_else(|e| panic!("{e:#}"));
     let after = [0, 1].map(|n| bed.control(n, "stats").expect("stats"));
+    for n in 0..2 {
+        eprintln!(
+            "kernel of {} under attack (informational): {}",
+            ["a", "b"][n],
+            snmp_delta(&snmp_before[n], &snmp(bed.node(n)))
+        );
+    }
     stop.store(true, Ordering::Relaxed);
     let seen_a = sink_a
         .join()

@@ -282,6 +282,16 @@ impl Dataplane {
                     continue;
                 }
             };
+            // The kernel drops an IPv4 header whose checksum fails (InHdrErrors): so do we,
+            // so that nothing goes into the TUN that the stack behind it rejects. (ip_packet_len
+            // has checked that the header fits.)
+            if inner[0] >> 4 == 4 {
+                let ihl = usize::from(inner[0] & 0x0f) * 4;
+                if encap::checksum::checksum(&inner[..ihl]) != 0 {
+                    c.count_drop(DropReason::BadInner);
+                    continue;
+                }
+            }
             if inner.len() > self.config.mtu {
                 c.count_drop(DropReason::Oversized);
                 continue;

@@ -246,6 +246,17 @@ fn rx_allow_foreign_inner_source_skips_only_the_source_check() {
 }
 
 #[test]
+fn rx_drops_a_bad_ipv4_header_checksum() {
+    let mut dp = dataplane(Backend::Udp, crate::tun::Offloads::ALL);
+    let t = table(Backend::Udp);
+    let from_peer: SocketAddr = "192.168.250.2:8285".parse().unwrap();
+    let mut p = ipv4_udp(b(), a(), 1, 2, &[1; 50]);
+    p[10] ^= 0x40;
+    assert!(rx_all(&mut dp, &t, &p, p.len(), from_peer).is_empty());
+    assert_eq!(dp.counters().dropped(DropReason::BadInner), 1);
+}
+
+#[test]
 fn rx_drops_inner_destinations_a_peer_owns() {
     let mut dp = dataplane(Backend::Udp, crate::tun::Offloads::ALL);
     let t = table(Backend::Udp);
