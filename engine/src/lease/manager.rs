@@ -814,12 +814,12 @@ impl Runner {
             if self.peers.contains_key(&key) {
                 self.lingering.remove(&key);
             } else if key != self.own.key {
-                if !self.lingering.contains_key(&key) {
+                if let std::collections::btree_map::Entry::Vacant(e) = self.lingering.entry(key) {
                     tracing::info!(
                         "the lease {key} is missing from a re-list of the store; keeping its \
                          route for {RELIST_GRACE:?} in case its node writes it again"
                     );
-                    self.lingering.insert(key, until);
+                    e.insert(until);
                 }
                 self.peers.insert(key, lease);
             }
