@@ -43,21 +43,42 @@ fn weftd() -> std::path::PathBuf {
     common::binaries_with_weftd().weftd.expect("weftd")
 }
 
+/// Starts one leased weftd per `extra` and waits until every node routes every other.
 fn start_nodes(bed: &mut Testbed, store: &[String], extra: &[&[&str]]) -> Vec<LeasedNode> {
     let weftd = weftd();
-    (0..extra.len())
+    let nodes: Vec<LeasedNode> = (0..extra.len())
         .map(|i| LeasedNode::start(bed, &weftd, i, store, extra[i]).expect("weftd"))
-        .collect()
+        .collect();
+    for n in &nodes {
+        for m in &nodes {
+            if n.index != m.index {
+                let subnet = m.subnet().expect("subnet");
+                n.wait_route(&subnet, true, CONVERGE).expect("mesh");
+            }
+        }
+    }
+    nodes
 }
 
 fn flow(bed: &Testbed, nodes: &[LeasedNode], from: usize, to: usize, port: u16) -> UdpFlow {
+    flow_at(bed, nodes, from, to, port, RATE)
+}
+
+fn flow_at(
+    bed: &Testbed,
+    nodes: &[LeasedNode],
+    from: usize,
+    to: usize,
+    port: u16,
+    rate: u32,
+) -> UdpFlow {
     UdpFlow::start(
         bed.node(from).ns(),
         nodes[from].tun_ip().expect("tun ip"),
         bed.node(to).ns(),
         nodes[to].tun_ip().expect("tun ip"),
         port,
-        RATE,
+        rate,
         SIZE,
     )
     .expect("flow")
@@ -330,8 +351,8 @@ fn thousand_leases_churn_without_loss() {
     )
     .expect("config");
     let nodes = start_nodes(&mut bed, &etcd.store_args(), &[&[], &[]]);
-    let ab = flow(&bed, &nodes, 0, 1, FLOW_PORT);
-    let ba = flow(&bed, &nodes, 1, 0, FLOW_PORT + 1);
+    let ab = flow_at(&bed, &nodes, 0, 1, FLOW_PORT, 1000);
+    let ba = flow_at(&bed, &nodes, 1, 0, FLOW_PORT + 1, 1000);
     let key = |i: usize| format!("{PREFIX}/subnets/10.{}.{}.0-24", 1 + i / 250, i % 250);
     let value = |i: usize| {
         vxlan_lease(
