@@ -20,4 +20,5 @@ pub mod leases;
 pub mod net;
 pub mod peers;
 pub mod privileges;
+pub mod soak;
 pub mod testbed;
