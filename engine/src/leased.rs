@@ -635,3 +635,65 @@ pub(crate) fn run(
         ExitCode::SUCCESS
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::lease::{Expiry, Lease, SubnetKey};
+    use std::net::Ipv4Addr;
+
+    fn config() -> NetworkConfig {
+        NetworkConfig::parse(r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}"#)
+            .expect("config")
+    }
+
+    fn lease(key: &str) -> Lease {
+        Lease {
+            key: SubnetKey::parse(key).expect("key"),
+            attrs: LeaseAttrs::udp(Ipv4Addr::new(192, 168, 0, 9), None),
+            expiry: Expiry::Leased,
+        }
+    }
+
+    fn own() -> OwnLease {
+        OwnLease {
+            key: SubnetKey::parse("10.244.5.0-24").expect("key"),
+            attrs: LeaseAttrs::udp(Ipv4Addr::new(192, 168, 0, 1), None),
+            expiry: Expiry::Leased,
+        }
+    }
+
+    #[test]
+    fn unroutable_leases() {
+        let (c, o) = (config(), own());
+        assert_eq!(unroutable(&lease("10.244.6.0-24"), &c, &o), None);
+        let outside = unroutable(&lease("10.99.0.0-24"), &c, &o).expect("outside");
+        assert!(
+            outside.contains("outside the Network 10.244.0.0/16"),
+            "{outside}"
+        );
+        let wider = unroutable(&lease("10.0.0.0-8"), &c, &o).expect("wider");
+        assert!(wider.contains("outside"), "{wider}");
+        let overlap = unroutable(&lease("10.244.5.128-25"), &c, &o).expect("overlap");
+        assert!(
+            overlap.contains("overlaps our subnet 10.244.5.0/24"),
+            "{overlap}"
+        );
+        let covering = unroutable(&lease("10.244.4.0-23"), &c, &o).expect("covering");
+        assert!(covering.contains("overlaps"), "{covering}");
+    }
+
+    #[test]
+    fn reported_once_while_it_lasts() {
+        let mut r = Reported::default();
+        for _ in 0..3 {
+            let mut now = HashSet::new();
+            r.warn("k", "why", &mut now);
+            r.settle(now);
+            assert_eq!(r.seen.len(), 1);
+        }
+        // Gone, then back: reported again (seen is cleared in between).
+        r.settle(HashSet::new());
+        assert!(r.seen.is_empty());
+    }
+}

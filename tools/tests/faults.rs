@@ -214,6 +214,15 @@ fn etcd_stop_compaction_and_empty_restore_keep_forwarding() {
         want.iter().all(|w| keys.contains(w))
     });
     eprintln!("after the empty restore both nodes had their subnets again in {took:?}");
+    for n in &nodes {
+        let log = n.log(&mut bed);
+        assert!(
+            log.contains("is behind the watch's revision"),
+            "node {}: the restored store was not noticed as such:\n{}",
+            n.index,
+            bed.process(n.handle).tail()
+        );
+    }
     etcd.put(
         "subnets/10.244.254.0-24",
         &vxlan_lease(Ipv4Addr::new(192, 168, 250, 14), 14),
