@@ -7,8 +7,13 @@
 //! applies the manager's events: every [`ManagerEvent::Peers`] becomes a new route table
 //! (swapped in whole; leases of another backend are left out with a log line), and an
 //! [`ManagerEvent::OwnLease`] re-addresses the TUN, rewrites the subnet file and the
-//! masquerade rules. SIGTERM / SIGINT: the manager stops (the lease stays in the store), the
-//! masquerade rules are removed, the pumps stop and the TUN goes with them.
+//! masquerade rules. A peer lease outside the Network or overlapping our subnet is left out
+//! of the routes; such leases and route-table errors are logged once per key and reason.
+//! Beside it: the config is re-read every 2 s (an invalid or changed config is reported once
+//! per text; weftd keeps the one it started with, as flanneld), and the underlay interface
+//! and the TUN are checked every second (the underlay down / up is logged; a deleted TUN is
+//! logged by name and weftd exits 1). SIGTERM / SIGINT: the manager stops (the lease stays in
+//! the store), the masquerade rules are removed, the pumps stop and the TUN goes with them.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -368,6 +373,61 @@ fn watch_config(store: &dyn LeaseStore, running: &NetworkConfig, location: &str,
     }
 }
 
+/// How often the underlay interface and the TUN are looked at.
+const LINK_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Watches the underlay interface `underlay` (when known) and the TUN `tun` every
+/// [`LINK_CHECK`] until `stop`: the underlay going down (or losing its carrier) and coming
+/// back is logged once each way (packets to peers meanwhile fail and are counted as
+/// `udp_send_error`); the TUN deleted from under weftd is logged naming it, `tun_lost` is set
+/// and SIGTERM raised so that weftd exits with status 1 (a TUN cannot be re-opened with its
+/// routes and addresses behind the pumps' backs: let the supervisor restart weftd).
+fn watch_links(underlay: Option<&str>, tun: &str, stop: &Shutdown, tun_lost: &AtomicBool) {
+    let mut was_up = true;
+    loop {
+        if stop.sleep(LINK_CHECK) {
+            return;
+        }
+        if let Some(name) = underlay {
+            let up = netif::flags(name)
+                .is_ok_and(|f| f & libc::IFF_UP != 0 && f & libc::IFF_RUNNING != 0);
+            if up != was_up {
+                if up {
+                    tracing::warn!("the underlay interface {name} is up again");
+                } else {
+                    tracing::error!(
+                        "the underlay interface {name} is down, gone or without carrier: \
+                         packets to peers fail (counted as udp_send_error) until it is up again"
+                    );
+                }
+                was_up = up;
+            }
+        }
+        if tun_gone(tun, tun_lost) {
+            if let Err(e) = signal_hook::low_level::raise(signal_hook::consts::SIGTERM) {
+                tracing::error!("raising SIGTERM after losing the TUN failed: {e}");
+            }
+            return;
+        }
+    }
+}
+
+/// Whether the TUN `tun` is gone; the first time, logs it (naming it) and sets `tun_lost`.
+fn tun_gone(tun: &str, tun_lost: &AtomicBool) -> bool {
+    match netif::index(tun) {
+        Ok(_) => false,
+        Err(e) => {
+            if !tun_lost.swap(true, Ordering::Relaxed) {
+                tracing::error!(
+                    "the TUN {tun} is gone ({e}): it was deleted from under weftd; exiting \
+                     (start weftd again to recreate it)"
+                );
+            }
+            true
+        }
+    }
+}
+
 /// Lease mode (see the module documentation).
 pub(crate) fn run(
     base: &Settings,
@@ -515,6 +575,24 @@ pub(crate) fn run(
             .context("starting the config thread")?
     };
 
+    let tun_lost = Arc::new(AtomicBool::new(false));
+    let links_thread = {
+        let underlay = match engine::sys::ifaddrs::interface_with_address(base.public_ip) {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!("finding the interface of {}: {e}", base.public_ip);
+                None
+            }
+        };
+        let tun = s.tun_name.clone();
+        let stop = shutdown.clone();
+        let lost = Arc::clone(&tun_lost);
+        std::thread::Builder::new()
+            .name("weft-links".to_owned())
+            .spawn(move || watch_links(underlay.as_deref(), &tun, &stop, &lost))
+            .context("starting the link thread")?
+    };
+
     health.set_ready();
     eprintln!("weftd: ready");
     crate::notify_ready();
@@ -526,12 +604,15 @@ pub(crate) fn run(
         tracing::info!("signal {signal}: stopping (the lease stays in the store)");
         break;
     }
+    // A pump that failed raised the SIGTERM: say why when it is the TUN.
+    tun_gone(&s.tun_name, &tun_lost);
     handle.stop();
     let _ = events_thread.join();
     if let Some(t) = resync_thread {
         let _ = t.join();
     }
     let _ = config_thread.join();
+    let _ = links_thread.join();
     let rules = match masq.lock() {
         Ok(mut g) => g.take(),
         Err(poisoned) => poisoned.into_inner().take(),
@@ -542,11 +623,73 @@ pub(crate) fn run(
             Err(e) => tracing::error!("removing the masquerade rules: {e}"),
         }
     }
-    let failed = dataplane.stop();
+    let failed = dataplane.stop() || tun_lost.load(Ordering::Relaxed);
     tracing::info!("stopped");
     Ok(if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::lease::{Expiry, Lease, SubnetKey};
+    use std::net::Ipv4Addr;
+
+    fn config() -> NetworkConfig {
+        NetworkConfig::parse(r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}"#)
+            .expect("config")
+    }
+
+    fn lease(key: &str) -> Lease {
+        Lease {
+            key: SubnetKey::parse(key).expect("key"),
+            attrs: LeaseAttrs::udp(Ipv4Addr::new(192, 168, 0, 9), None),
+            expiry: Expiry::Leased,
+        }
+    }
+
+    fn own() -> OwnLease {
+        OwnLease {
+            key: SubnetKey::parse("10.244.5.0-24").expect("key"),
+            attrs: LeaseAttrs::udp(Ipv4Addr::new(192, 168, 0, 1), None),
+            expiry: Expiry::Leased,
+        }
+    }
+
+    #[test]
+    fn unroutable_leases() {
+        let (c, o) = (config(), own());
+        assert_eq!(unroutable(&lease("10.244.6.0-24"), &c, &o), None);
+        let outside = unroutable(&lease("10.99.0.0-24"), &c, &o).expect("outside");
+        assert!(
+            outside.contains("outside the Network 10.244.0.0/16"),
+            "{outside}"
+        );
+        let wider = unroutable(&lease("10.0.0.0-8"), &c, &o).expect("wider");
+        assert!(wider.contains("outside"), "{wider}");
+        let overlap = unroutable(&lease("10.244.5.128-25"), &c, &o).expect("overlap");
+        assert!(
+            overlap.contains("overlaps our subnet 10.244.5.0/24"),
+            "{overlap}"
+        );
+        let covering = unroutable(&lease("10.244.4.0-23"), &c, &o).expect("covering");
+        assert!(covering.contains("overlaps"), "{covering}");
+    }
+
+    #[test]
+    fn reported_once_while_it_lasts() {
+        let mut r = Reported::default();
+        for _ in 0..3 {
+            let mut now = HashSet::new();
+            r.warn("k", "why", &mut now);
+            r.settle(now);
+            assert_eq!(r.seen.len(), 1);
+        }
+        // Gone, then back: reported again (seen is cleared in between).
+        r.settle(HashSet::new());
+        assert!(r.seen.is_empty());
+    }
 }

@@ -25,4 +25,5 @@ pub mod net;
 pub mod peers;
 pub mod privileges;
 pub mod scale;
+pub mod soak;
 pub mod testbed;

@@ -135,6 +135,23 @@ enum Cmd {
         #[arg(long)]
         weftd: Option<PathBuf>,
     },
+    /// Three weftd nodes on etcd with TCP and UDP across every pair while leases churn
+    /// (as root): RSS / fds every 10 s, counters checked; prints a table and a verdict, exits
+    /// 1 on failure.
+    Soak {
+        /// Minutes of traffic.
+        #[arg(long, default_value_t = 10.0)]
+        minutes: f64,
+        /// Seconds between resource samples.
+        #[arg(long, default_value_t = 10)]
+        sample_secs: u64,
+        /// Datagrams/s of each of the six UDP flows.
+        #[arg(long, default_value_t = 200)]
+        udp_rate: u32,
+        /// The weftd binary (default: next to weftctl, built with cargo when missing).
+        #[arg(long)]
+        weftd: Option<PathBuf>,
+    },
     /// Print the network config and the leases of a lease store.
     Leases {
         /// The local directory store (weftd --lease-dir).
@@ -332,6 +349,39 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 timeout: std::time::Duration::from_secs(timeout),
             })?;
             print!("{}", report.render());
+            Ok(())
+        }
+        Cmd::Soak {
+            minutes,
+            sample_secs,
+            udp_rate,
+            weftd,
+        } => {
+            if !(minutes.is_finite() && minutes > 0.0 && minutes <= 24.0 * 60.0) {
+                anyhow::bail!("--minutes {minutes}: must be more than 0 and at most 1440");
+            }
+            if sample_secs == 0 || udp_rate == 0 {
+                anyhow::bail!("--sample-secs and --udp-rate must be at least 1");
+            }
+            let exe = std::env::current_exe().context("finding weftctl's own path")?;
+            let weftd = match weftd.or_else(|| Binaries::weftd_near(&exe)) {
+                Some(w) => w,
+                None => build_weftd(&exe)?,
+            };
+            cleanup_on_signals()?;
+            let report = weftctl::soak::run(&weftctl::soak::Config {
+                duration: std::time::Duration::from_secs_f64(minutes * 60.0),
+                sample_every: std::time::Duration::from_secs(sample_secs),
+                udp_rate,
+                binaries: Binaries {
+                    weftctl: exe,
+                    weftd: Some(weftd),
+                },
+            })?;
+            print!("{}", report.render());
+            if !report.passed() {
+                anyhow::bail!("soak failed: {} problem(s)", report.failures.len());
+            }
             Ok(())
         }
         Cmd::Leases {

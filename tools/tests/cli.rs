@@ -85,6 +85,12 @@ fn cases(x: &Scratch) -> Vec<Case> {
         without: &["public-ip"],
         ..c(Static, "iface", "wft-no-such-if")
     });
+    for value in ["(unclosed", "^wft-no-such-if$"] {
+        v.push(Case {
+            without: &["public-ip"],
+            ..c(Static, "iface-regex", value)
+        });
+    }
     for value in ["0", "70000", "-1", "x"] {
         v.push(c(Static, "port", value));
     }

@@ -43,6 +43,9 @@
 //!   another node) it logs that, acquires again (the same subnet if still free) and sends
 //!   [`ManagerEvent::OwnLease`].
 //! - Store outages are ridden out: the last peer set stands until the store answers again.
+//!   A peer missing from a re-list (after compaction, or a store restored from an empty
+//!   data dir) keeps its route for [`RELIST_GRACE`] unless a watch event deletes it: its node
+//!   writes it again when it notices, and traffic to it must not stop meanwhile.
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
@@ -93,6 +96,8 @@ const START_POLL: Duration = Duration::from_millis(200);
 /// The longest the manager thread waits on the watch: it wakes at once for an event, a stop
 /// or a due renewal, and otherwise this seldom (an idle weftd makes no frequent wake-ups).
 const IDLE_WAIT: Duration = Duration::from_secs(10);
+/// How long a peer missing from a re-list stays (see the module documentation).
+pub const RELIST_GRACE: Duration = Duration::from_secs(15);
 /// Wait between attempts when re-acquiring or re-listing after a store failure.
 const STORE_RETRY: Duration = Duration::from_secs(1);
 
@@ -484,6 +489,7 @@ impl SubnetManager {
             manager: self,
             own,
             peers: BTreeMap::new(),
+            lingering: BTreeMap::new(),
             first: true,
             tx,
             stop: stop.clone(),
@@ -558,6 +564,8 @@ struct Runner {
     manager: SubnetManager,
     own: OwnLease,
     peers: BTreeMap<SubnetKey, Lease>,
+    /// Peers kept after a re-list did not show them, until then.
+    lingering: BTreeMap<SubnetKey, Instant>,
     first: bool,
     tx: Sender<ManagerEvent>,
     stop: Shutdown,
@@ -632,6 +640,7 @@ impl Runner {
             if let Some(why) = own_lost {
                 self.reacquire(&why);
             }
+            self.expire_lingering();
             if !self.send_peers(&before) {
                 return;
             }
@@ -717,8 +726,34 @@ impl Runner {
         false
     }
 
+    /// Drops the lingering peers whose grace is over.
+    fn expire_lingering(&mut self) {
+        let now = Instant::now();
+        let over: Vec<SubnetKey> = self
+            .lingering
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in over {
+            self.lingering.remove(&key);
+            if self.peers.remove(&key).is_some() {
+                tracing::info!("the lease {key} did not come back: removing its route");
+            }
+        }
+    }
+
     /// Applies one event; returns why our lease is lost, if it is.
     fn apply(&mut self, event: WatchEvent) -> Option<String> {
+        match &event {
+            WatchEvent::Put(lease) => {
+                self.lingering.remove(&lease.key);
+            }
+            WatchEvent::Delete(key) => {
+                self.lingering.remove(key);
+            }
+            WatchEvent::Invalid(_) => {}
+        }
         match event {
             WatchEvent::Put(lease) => {
                 if lease.key == self.own.key {
@@ -758,7 +793,7 @@ impl Runner {
         }
         let mut own_present = false;
         let mut lost = None;
-        self.peers.clear();
+        let old = std::mem::take(&mut self.peers);
         for lease in listing.leases {
             if lease.key == self.own.key {
                 own_present = true;
@@ -776,6 +811,21 @@ impl Runner {
         }
         if !own_present {
             lost = Some(format!("our lease {} is gone from the store", self.own.key));
+        }
+        let until = Instant::now() + RELIST_GRACE;
+        for (key, lease) in old {
+            if self.peers.contains_key(&key) {
+                self.lingering.remove(&key);
+            } else if key != self.own.key {
+                if let std::collections::btree_map::Entry::Vacant(e) = self.lingering.entry(key) {
+                    tracing::info!(
+                        "the lease {key} is missing from a re-list of the store; keeping its \
+                         route for {RELIST_GRACE:?} in case its node writes it again"
+                    );
+                    e.insert(until);
+                }
+                self.peers.insert(key, lease);
+            }
         }
         lost
     }
@@ -822,6 +872,7 @@ impl Runner {
                         tracing::warn!("our subnet changed from {} to {}", self.own.key, own.key);
                     }
                     self.peers.remove(&own.key);
+                    self.lingering.remove(&own.key);
                     self.own = own.clone();
                     self.schedule_renewal();
                     self.stats.reacquisitions.fetch_add(1, Ordering::Relaxed);
