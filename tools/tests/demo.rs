@@ -46,7 +46,17 @@ fn demo(extra: &[&str]) {
         .unwrap_or_else(|| panic!("no throughput line:\n{stdout}"));
     assert!(throughput.contains("Gbit/s"), "{throughput}");
     assert!(stdout.contains("SUBNET"), "no lease table:\n{stdout}");
-    assert!(took < DEMO_LIMIT, "the demo took {took:?}");
+    // Other tests' testbeds may hold the machine's testbed lock first: that wait, which the
+    // demo reports, is not the demo's time.
+    let waited = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("demo: ")?.split_once(" s of that waiting"))
+        .map_or(0.0, |(s, _)| s.parse::<f64>().expect("seconds"));
+    let own = took.saturating_sub(Duration::from_secs_f64(waited));
+    assert!(
+        own < DEMO_LIMIT,
+        "the demo took {own:?} (plus {waited} s waiting)"
+    );
 }
 
 #[test]

@@ -44,6 +44,9 @@ pub struct Config {
     pub binaries: Binaries,
 }
 
+/// A wait for another testbed longer than this is reported apart from the demo's time.
+const WAIT_WORTH_SAYING: Duration = Duration::from_secs(1);
+
 /// Runs the demo (see the module documentation).
 pub fn run(config: &Config) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -62,7 +65,10 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         "demo: two nodes in network namespaces, weftd in lease mode ({} backend)",
         config.backend.name()
     );
+    // Testbeds on one machine run one at a time: the demo may first wait for another.
+    let waiting = Instant::now();
     let mut bed = Testbed::new(2, config.binaries.clone())?;
+    let waited = waiting.elapsed();
     let dir = bed.dir().to_owned();
     let a_ip = bed.node(0).underlay().to_string();
     let (store_args, leases_args) = if config.etcd {
@@ -138,6 +144,12 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         "demo: done in {:.1} s; namespaces, processes and files removed",
         started.elapsed().as_secs_f64()
     );
+    if waited > WAIT_WORTH_SAYING {
+        println!(
+            "demo: {:.1} s of that waiting for another testbed on this machine",
+            waited.as_secs_f64()
+        );
+    }
     Ok(())
 }
 
