@@ -18,237 +18,56 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use weftctl::control;
 use weftctl::require_root;
-use weftctl::testbed::{Netns, Testbed};
+use weftctl::testbed::leased::{etcd_installed, Etcd, LeasedNode, CONFIG_VXLAN, PREFIX, ROLES};
+use weftctl::testbed::Testbed;
 
-const CONFIG_VXLAN: &str =
-    r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0", "Backend": {"Type": "vxlan"}}"#;
 const CONFIG_UDP: &str =
     r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0", "Backend": {"Type": "udp"}}"#;
-const ETCD_PORT: u16 = 2379;
-const PREFIX: &str = "/coreos.com/network";
 const ROUTE_DEADLINE: Duration = Duration::from_secs(1);
 
-/// etcd inside a node's namespace, killed by PID on drop.
-struct NsEtcd {
-    child: Child,
-    ns: String,
-    endpoint: String,
-    log: PathBuf,
-    args: Vec<String>,
+fn weftd() -> PathBuf {
+    common::binaries_with_weftd().weftd.expect("weftd")
 }
 
-impl NsEtcd {
-    fn start(ns: &Netns, ip: &str, dir: &Path) -> NsEtcd {
-        let client = format!("http://{ip}:{ETCD_PORT}");
-        let peer = format!("http://127.0.0.1:{}", ETCD_PORT + 1);
-        let log = dir.join("etcd.log");
-        let data = dir.join("etcd-data");
-        let args = [
-            "--name=wfl".to_owned(),
-            format!("--data-dir={}", data.display()),
-            format!("--listen-client-urls={client},http://127.0.0.1:{ETCD_PORT}"),
-            format!("--advertise-client-urls={client}"),
-            format!("--listen-peer-urls={peer}"),
-            format!("--initial-advertise-peer-urls={peer}"),
-            format!("--initial-cluster=wfl={peer}"),
-        ];
-        let child = NsEtcd::spawn(ns.name(), &args, &log);
-        let mut etcd = NsEtcd {
-            child,
-            ns: ns.name().to_owned(),
-            endpoint: client,
-            log,
-            args: args.to_vec(),
-        };
-        etcd.wait_healthy();
-        etcd
-    }
-
-    fn spawn(ns: &str, args: &[String], log: &Path) -> Child {
-        Command::new("ip")
-            .args(["netns", "exec", ns, "etcd"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(log)
-                    .expect("etcd log"),
-            )
-            .spawn()
-            .expect("start etcd")
-    }
-
-    /// Kills etcd (by PID), keeping its data.
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts it again on the same addresses and data.
-    fn restart(&mut self) {
-        self.stop();
-        self.child = NsEtcd::spawn(&self.ns, &self.args, &self.log);
-        self.wait_healthy();
-    }
-
-    fn wait_healthy(&mut self) {
-        let etcd = self;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !etcd.ctl_ok(&["endpoint", "health"]) {
-            if let Ok(Some(status)) = etcd.child.try_wait() {
-                panic!("etcd exited ({status}): {}", etcd.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd not healthy: {}",
-                etcd.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn ctl_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns, "etcdctl"])
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoint))
-            .arg("--command-timeout=3s")
-            .args(args);
-        cmd
-    }
-
-    fn ctl_ok(&self, args: &[&str]) -> bool {
-        self.ctl_cmd(args)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    fn ctl(&self, args: &[&str]) -> String {
-        let out = self.ctl_cmd(args).output().expect("run etcdctl");
-        assert!(
-            out.status.success(),
-            "etcdctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
+/// etcd in node a's namespace, on its underlay address, with `config` at `<prefix>/config`.
+fn start_etcd(bed: &Testbed, config: &str) -> Etcd {
+    let etcd = Etcd::start(bed.node(0).ns(), bed.node(0).underlay(), bed.dir()).expect("etcd");
+    etcd.ctl(&["put", &format!("{PREFIX}/config"), config])
+        .expect("etcdctl put config");
+    etcd
 }
 
-impl Drop for NsEtcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Skips (fails with CI=true) when etcd is missing.
-fn etcd_installed(test: &str) -> bool {
-    if have("etcd") && have("etcdctl") {
-        return true;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !ci,
-        "{test}: etcd / etcdctl are not installed; with CI=true this test must run"
-    );
-    eprintln!("skipping {test}: etcd / etcdctl are not installed");
-    false
-}
-
-/// One leased weftd node's files.
-struct LeasedNode {
-    subnet_file: PathBuf,
-    control: PathBuf,
-    args: Vec<String>,
-    handle: usize,
-}
-
-const ROLES: [&str; 3] = ["a", "b", "c"];
-
+/// A leased weftd on node `i`, ready.
 fn start_node(bed: &mut Testbed, i: usize, store: &[String], extra: &[&str]) -> LeasedNode {
-    start_node_with_env(bed, i, store, extra, None)
+    start_node_with_env(bed, i, store, extra, &[])
 }
 
-/// Like [`start_node`], with one `NAME=value` in weftd's environment (through `env`).
+/// Like [`start_node`], with `NAME=value` pairs in weftd's environment.
 fn start_node_with_env(
     bed: &mut Testbed,
     i: usize,
     store: &[String],
     extra: &[&str],
-    env: Option<&str>,
+    env: &[String],
 ) -> LeasedNode {
-    let dir = bed.dir().to_owned();
-    let subnet_file = dir.join(format!("subnet-{}.env", ROLES[i]));
-    let control = dir.join(format!("leased-{}.sock", ROLES[i]));
-    let mut args: Vec<String> = vec![
-        "--public-ip".into(),
-        bed.node(i).underlay().to_string(),
-        "--subnet-file".into(),
-        subnet_file.display().to_string(),
-        "--control".into(),
-        control.display().to_string(),
-        "--pump-threads".into(),
-        "1".into(),
-        "-v".into(),
-    ];
-    args.extend(store.iter().cloned());
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let mut node = LeasedNode {
-        subnet_file,
-        control,
-        args,
-        handle: 0,
-    };
-    node.handle = spawn_with_env(bed, i, &node.args, 0, env);
+    let node = LeasedNode::spawn_with_env(bed, &weftd(), i, store, extra, env)
+        .unwrap_or_else(|e| panic!("weftd on node {}: {e:#}", ROLES[i]));
+    node.wait_ready(bed).unwrap_or_else(|e| panic!("{e:#}"));
     node
 }
 
-fn spawn(bed: &mut Testbed, i: usize, args: &[String], generation: usize) -> usize {
-    spawn_with_env(bed, i, args, generation, None)
+fn routes(node: &LeasedNode) -> String {
+    node.routes().expect("routes")
 }
 
-fn spawn_with_env(
-    bed: &mut Testbed,
-    i: usize,
-    args: &[String],
-    generation: usize,
-    env: Option<&str>,
-) -> usize {
-    let weftd = common::binaries_with_weftd().weftd.expect("weftd");
-    let label = format!("leased-{}-{generation}", ROLES[i]);
-    let h = match env {
-        None => bed.spawn(i, &label, &weftd, args),
-        Some(var) => {
-            let mut with_env = vec![var.to_owned(), weftd.display().to_string()];
-            with_env.extend(args.iter().cloned());
-            bed.spawn(i, &label, Path::new("/usr/bin/env"), &with_env)
-        }
-    }
-    .expect("spawn weftd");
-    bed.process(h)
-        .wait_for_line("weftd: ready", Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("weftd on node {}: {e:#}", ROLES[i]));
-    h
+/// Waits (up to `limit`) until node's routes do / do not contain `needle`; returns the time.
+fn wait_route(node: &LeasedNode, needle: &str, present: bool, limit: Duration) -> Duration {
+    node.wait_route(needle, present, limit)
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// FLANNEL_SUBNET's network (`10.244.105.1/24` -> `10.244.105.0/24`) and the whole file.
@@ -276,29 +95,6 @@ fn check_subnet_env(text: &str, subnet: &str, mtu: u32, masq: bool) {
         "FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET={first_host}\nFLANNEL_MTU={mtu}\nFLANNEL_IPMASQ={masq}\n"
     );
     assert_eq!(text, want, "subnet.env is not flannel's");
-}
-
-fn routes(node: &LeasedNode) -> String {
-    control::request(&node.control, "routes")
-        .expect("routes")
-        .to_string()
-}
-
-/// Waits (up to `limit`) until node's routes do / do not contain `needle`; returns the time.
-fn wait_route(node: &LeasedNode, needle: &str, present: bool, limit: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        let text = routes(node);
-        if text.contains(needle) == present {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < limit,
-            "route {needle} {} after {limit:?}: {text}",
-            if present { "not there" } else { "still there" }
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Every node pings every other node's TUN address (`<subnet>.0`).
@@ -341,13 +137,8 @@ fn three_nodes_on_etcd() {
         return;
     }
     let mut bed = Testbed::new(3, common::binaries_with_weftd()).expect("testbed");
-    let etcd = NsEtcd::start(
-        bed.node(0).ns(),
-        &bed.node(0).underlay().to_string(),
-        bed.dir(),
-    );
-    etcd.ctl(&["put", &format!("{PREFIX}/config"), CONFIG_VXLAN]);
-    let store = vec!["--etcd-endpoints".to_owned(), etcd.endpoint.clone()];
+    let etcd = start_etcd(&bed, CONFIG_VXLAN);
+    let store = etcd.store_args();
     let mut nodes: Vec<LeasedNode> = (0..3)
         .map(|i| start_node(&mut bed, i, &store, &[]))
         .collect();
@@ -362,7 +153,9 @@ fn three_nodes_on_etcd() {
     distinct(&subnets);
 
     // The leases in etcd: flannel's keys and JSON field names.
-    let listing = etcd.ctl(&["get", "--prefix", &format!("{PREFIX}/subnets/")]);
+    let listing = etcd
+        .ctl(&["get", "--prefix", &format!("{PREFIX}/subnets/")])
+        .expect("etcdctl");
     let lines: Vec<&str> = listing.lines().collect();
     assert_eq!(lines.len(), 6, "three leases expected: {listing}");
     let mut macs = Vec::new();
@@ -386,19 +179,21 @@ fn three_nodes_on_etcd() {
         macs.push((obj["PublicIP"].clone(), data["VtepMAC"].clone()));
     }
     // Each lease is attached to an etcd lease (a TTL), as flanneld's.
-    let with_lease = etcd.ctl(&[
-        "get",
-        "--prefix",
-        &format!("{PREFIX}/subnets/"),
-        "-w",
-        "json",
-    ]);
+    let with_lease = etcd
+        .ctl(&[
+            "get",
+            "--prefix",
+            &format!("{PREFIX}/subnets/"),
+            "-w",
+            "json",
+        ])
+        .expect("etcdctl");
     assert_eq!(with_lease.matches("\"lease\":").count(), 3, "{with_lease}");
 
     ping_all(&bed, &subnets);
 
     // A lease written by hand, as a flanneld node writes it, becomes a route within 1 s.
-    let granted = etcd.ctl(&["lease", "grant", "600"]);
+    let granted = etcd.ctl(&["lease", "grant", "600"]).expect("etcdctl");
     let id = granted
         .split_whitespace()
         .nth(1)
@@ -410,25 +205,26 @@ fn three_nodes_on_etcd() {
         &format!("--lease={id}"),
         &key,
         r#"{"PublicIP":"192.168.250.9","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:09"}}"#,
-    ]);
+    ]).expect("etcdctl");
     let took = wait_route(&nodes[0], "10.244.250.0/24", true, ROUTE_DEADLINE);
     eprintln!("hand-written lease became a route in {took:?}");
     assert!(routes(&nodes[0]).contains("0e:00:00:00:00:09"));
-    etcd.ctl(&["del", &key]);
+    etcd.ctl(&["del", &key]).expect("etcdctl");
     let took = wait_route(&nodes[0], "10.244.250.0/24", false, ROUTE_DEADLINE);
     eprintln!("deleted lease left the routes in {took:?}");
 
     // Restart node b: same subnet, same VtepMAC.
-    let old = nodes[1].handle;
-    bed.process(old).stop();
+    bed.process(nodes[1].handle).stop();
     std::fs::remove_file(&nodes[1].subnet_file).expect("remove subnet.env");
-    nodes[1].handle = spawn(&mut bed, 1, &nodes[1].args, 1);
+    nodes[1].respawn(&mut bed).expect("restart node b");
     let (again, _) = read_subnet(&nodes[1]);
     assert_eq!(
         again, subnets[1],
         "node b got another subnet after a restart"
     );
-    let listing = etcd.ctl(&["get", "--prefix", &format!("{PREFIX}/subnets/")]);
+    let listing = etcd
+        .ctl(&["get", "--prefix", &format!("{PREFIX}/subnets/")])
+        .expect("etcdctl");
     let b_value = listing
         .lines()
         .skip_while(|l| !l.ends_with(&subnets[1].replace('/', "-")))
@@ -458,11 +254,11 @@ fn three_nodes_on_a_lease_directory_with_ip_masq() {
     notify
         .set_read_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
-    let notify_env = format!("NOTIFY_SOCKET={}", notify_path.display());
+    let notify_env = [format!("NOTIFY_SOCKET={}", notify_path.display())];
     let nodes: Vec<LeasedNode> = (0..3)
         .map(|i| {
             let extra: &[&str] = if i == 0 { &["--ip-masq"] } else { &[] };
-            let env = (i == 2).then_some(notify_env.as_str());
+            let env: &[String] = if i == 2 { &notify_env } else { &[] };
             start_node_with_env(&mut bed, i, &store, extra, env)
         })
         .collect();
@@ -549,13 +345,8 @@ fn etcd_outage_keeps_traffic_and_watching_resumes() {
         return;
     }
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
-    let mut etcd = NsEtcd::start(
-        bed.node(0).ns(),
-        &bed.node(0).underlay().to_string(),
-        bed.dir(),
-    );
-    etcd.ctl(&["put", &format!("{PREFIX}/config"), CONFIG_VXLAN]);
-    let store = vec!["--etcd-endpoints".to_owned(), etcd.endpoint.clone()];
+    let mut etcd = start_etcd(&bed, CONFIG_VXLAN);
+    let store = etcd.store_args();
     let nodes: Vec<LeasedNode> = (0..2)
         .map(|i| start_node(&mut bed, i, &store, &[]))
         .collect();
@@ -577,13 +368,13 @@ fn etcd_outage_keeps_traffic_and_watching_resumes() {
     );
     bed.check_alive().expect("weftd survives the outage");
 
-    etcd.restart();
+    etcd.restart().expect("etcd restart");
     let key = format!("{PREFIX}/subnets/10.244.250.0-24");
     etcd.ctl(&[
         "put",
         &key,
         r#"{"PublicIP":"192.168.250.9","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:09"}}"#,
-    ]);
+    ]).expect("etcdctl");
     // The watch reconnects with a backoff of at most 5 s.
     let took = wait_route(&nodes[0], "10.244.250.0/24", true, Duration::from_secs(10));
     eprintln!("after etcd returned, a new lease became a route in {took:?}");
@@ -600,18 +391,12 @@ fn two_weftd_race_for_the_last_free_subnet() {
         return;
     }
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
-    let etcd = NsEtcd::start(
-        bed.node(0).ns(),
-        &bed.node(0).underlay().to_string(),
-        bed.dir(),
-    );
     // A /22 of /24s: SubnetMin is 10.246.1.0, SubnetMax 10.246.3.0; two are reserved (keys
     // without a TTL, flannel's reservations) for nodes that are not here.
-    etcd.ctl(&[
-        "put",
-        &format!("{PREFIX}/config"),
+    let etcd = start_etcd(
+        &bed,
         r#"{"Network": "10.246.0.0/22", "Backend": {"Type": "udp"}}"#,
-    ]);
+    );
     for (subnet, owner) in [
         ("10.246.1.0-24", "192.168.250.11"),
         ("10.246.2.0-24", "192.168.250.12"),
@@ -620,16 +405,17 @@ fn two_weftd_race_for_the_last_free_subnet() {
             "put",
             &format!("{PREFIX}/subnets/{subnet}"),
             &format!(r#"{{"PublicIP":"{owner}","PublicIPv6":null}}"#),
-        ]);
+        ])
+        .expect("etcdctl");
     }
-    let weftd = common::binaries_with_weftd().weftd.expect("weftd");
+    let weftd = weftd();
     let handles: Vec<usize> = (0..2)
         .map(|i| {
             let args: Vec<String> = [
                 "--public-ip",
                 &bed.node(i).underlay().to_string(),
                 "--etcd-endpoints",
-                &etcd.endpoint,
+                etcd.endpoint(),
                 "--subnet-file",
                 &bed.dir()
                     .join(format!("race-{i}.env"))
@@ -685,11 +471,13 @@ fn two_weftd_race_for_the_last_free_subnet() {
         log.contains("the network is full") && log.contains("10.246.0.0/22"),
         "the loser does not say clearly that the network is full:\n{log}"
     );
-    let value = etcd.ctl(&[
-        "get",
-        "--print-value-only",
-        &format!("{PREFIX}/subnets/10.246.3.0-24"),
-    ]);
+    let value = etcd
+        .ctl(&[
+            "get",
+            "--print-value-only",
+            &format!("{PREFIX}/subnets/10.246.3.0-24"),
+        ])
+        .expect("etcdctl");
     assert!(
         value.contains(&format!("\"PublicIP\":\"{}\"", bed.node(winner).underlay())),
         "the last subnet is not the winner's: {value}"

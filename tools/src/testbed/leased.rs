@@ -283,6 +283,8 @@ pub struct LeasedNode {
     pub handle: usize,
     generation: usize,
     weftd: PathBuf,
+    /// `NAME=value` pairs added to weftd's environment.
+    env: Vec<String>,
 }
 
 impl LeasedNode {
@@ -307,6 +309,19 @@ impl LeasedNode {
         i: usize,
         store: &[String],
         extra: &[&str],
+    ) -> anyhow::Result<LeasedNode> {
+        LeasedNode::spawn_with_env(bed, weftd, i, store, extra, &[])
+    }
+
+    /// Like [`LeasedNode::spawn_only`], with `NAME=value` pairs (`env`) added to weftd's
+    /// environment, on this start and every [`LeasedNode::respawn`].
+    pub fn spawn_with_env(
+        bed: &mut Testbed,
+        weftd: &Path,
+        i: usize,
+        store: &[String],
+        extra: &[&str],
+        env: &[String],
     ) -> anyhow::Result<LeasedNode> {
         let dir = bed.dir().to_owned();
         let role = ROLES.get(i).context("node index")?;
@@ -333,9 +348,23 @@ impl LeasedNode {
             handle: 0,
             generation: 0,
             weftd: weftd.to_owned(),
+            env: env.to_vec(),
         };
-        node.handle = bed.spawn(i, &node.label(), weftd, &node.args)?;
+        node.spawn(bed)?;
         Ok(node)
+    }
+
+    fn spawn(&mut self, bed: &mut Testbed) -> anyhow::Result<()> {
+        let label = self.label();
+        self.handle = if self.env.is_empty() {
+            bed.spawn(self.index, &label, &self.weftd, &self.args)?
+        } else {
+            let mut with_env = self.env.clone();
+            with_env.push(self.weftd.display().to_string());
+            with_env.extend(self.args.iter().cloned());
+            bed.spawn(self.index, &label, Path::new("/usr/bin/env"), &with_env)?
+        };
+        Ok(())
     }
 
     fn label(&self) -> String {
@@ -352,7 +381,7 @@ impl LeasedNode {
     /// Starts a new weftd with the same arguments (the old one must be gone); waits for ready.
     pub fn respawn(&mut self, bed: &mut Testbed) -> anyhow::Result<()> {
         self.generation += 1;
-        self.handle = bed.spawn(self.index, &self.label(), &self.weftd, &self.args)?;
+        self.spawn(bed)?;
         self.wait_ready(bed)
     }
 
