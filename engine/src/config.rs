@@ -59,11 +59,11 @@ impl From<BackendArg> for Backend {
 /// `--io-driver`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DriverArg {
-    /// Probe io_uring, fall back to poll.
+    /// io_uring if usable, else poll.
     Auto,
     /// io_uring, or fail.
     Uring,
-    /// poll + recvmmsg / sendmsg.
+    /// poll + recvmmsg / sendmsg (GSO): the default, the faster here (BENCHMARKS.md).
     Poll,
 }
 
@@ -185,7 +185,7 @@ pub struct Cli {
     pub mtu: Option<u32>,
 
     /// I/O driver of the pump threads.
-    #[arg(long, env = "FLANNELD_IO_DRIVER", value_enum, default_value_t = DriverArg::Auto)]
+    #[arg(long, env = "FLANNELD_IO_DRIVER", value_enum, default_value_t = DriverArg::Poll)]
     pub io_driver: DriverArg,
 
     /// Pump threads (one TUN queue and one UDP socket each) [default: number of cores].
@@ -943,7 +943,7 @@ mod tests {
         // lo's MTU minus 28.
         assert_eq!(s.mtu, netif::mtu("lo").unwrap() - 28);
         assert!(s.pump_threads >= 1);
-        assert_eq!(s.io_driver, DriverArg::Auto);
+        assert_eq!(s.io_driver, DriverArg::Poll);
         assert!(s.vtep_mac_random);
         assert_eq!(s.vtep_mac[0] & 3, 2, "locally administered unicast");
         assert_eq!(s.icmp_source_v4(), Some(Ipv4Addr::new(10, 244, 1, 0)));

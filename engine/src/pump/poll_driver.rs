@@ -9,8 +9,14 @@
 //! with no timeout: an idle pump thread sleeps in the kernel and costs nothing. A send that
 //! finds the socket buffer full waits for `POLLOUT` (backpressure to the TUN) rather than
 //! dropping. The stop flag is checked once per loop; the eventfd wakes a sleeping thread.
+//!
+//! Single datagrams from successive TUN reads (UDP, small TCP segments: what has no TSO
+//! super-packet to split) to the same peer, of one size (the last may be shorter), wait in a
+//! [`Pending`] batch and leave in one GSO send; the batch is sent before anything else goes
+//! out and at the end of every drain of the TUN, so it never waits for more traffic.
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
@@ -39,6 +45,50 @@ const COALESCE_SLOTS: usize = 16;
 const MAX_CONSECUTIVE_ERRORS: u32 = 1000;
 /// How long a send waits for socket buffer room before checking the stop flag again.
 const SEND_WAIT_MS: i32 = 100;
+/// Room in the output buffer for a [`Pending`] batch (at most one UDP payload).
+const PENDING_LEN: usize = 65_536;
+
+/// Single datagrams for one peer waiting at the front of the output buffer for one GSO send:
+/// all `stride` bytes long but the last, which may be shorter and closes the batch.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Pending {
+    dst: Option<SocketAddr>,
+    /// Bytes held.
+    len: usize,
+    stride: usize,
+    count: usize,
+    /// A shorter datagram came last: nothing more may follow it.
+    closed: bool,
+}
+
+impl Pending {
+    /// Whether a datagram of `len` bytes to `dst` may join (an empty batch takes anything that
+    /// fits `max_payload`).
+    fn accepts(&self, dst: SocketAddr, len: usize, max_payload: usize) -> bool {
+        if self.count == 0 {
+            return len <= max_payload;
+        }
+        self.dst == Some(dst)
+            && !self.closed
+            && len <= self.stride
+            && self.len + len <= max_payload
+            && self.count < UDP_MAX_SEGMENTS
+    }
+
+    /// Adds a datagram of `len` bytes to `dst` (which [`Pending::accepts`]).
+    fn push(&mut self, dst: SocketAddr, len: usize) {
+        if self.count == 0 {
+            *self = Pending {
+                dst: Some(dst),
+                stride: len,
+                ..Pending::default()
+            };
+        }
+        self.closed = len < self.stride;
+        self.len += len;
+        self.count += 1;
+    }
+}
 
 /// The coalescer configuration: room for 16 GRO batches of 64 segments between flushes.
 pub fn coalescer_config(udp: bool, checksum: encap::ChecksumCaps) -> gro::Config {
@@ -60,7 +110,8 @@ pub fn run(
 ) -> io::Result<()> {
     let mut cache = arc_swap::Cache::new(Arc::clone(routes));
     let mut tun_buf = vec![0u8; TUN_READ_LEN];
-    let mut out = vec![0u8; SPLIT_OUT_LEN];
+    let mut out = vec![0u8; PENDING_LEN + SPLIT_OUT_LEN];
+    let mut pending = Pending::default();
     let mut reply = vec![0u8; REPLY_LEN];
     let mut batch = RecvBatch::new(RX_SLOTS, RX_SLOT_LEN);
     let cfg = *dp.config();
@@ -94,12 +145,26 @@ pub fn run(
             read_errors = 0;
             reads += 1;
             let table = cache.load();
-            match dp.tx(table, &tun_buf[..n], &mut out, &mut reply) {
+            // After the pending batch, so that a single datagram joins it where it lies.
+            let start = pending.len;
+            match dp.tx(table, &tun_buf[..n], &mut out[start..], &mut reply) {
                 TxVerdict::Send {
                     dst,
                     segments,
                     max_payload,
                 } => {
+                    let single = segments.count == 1;
+                    if single && pending.accepts(dst, segments.len, max_payload) {
+                        pending.push(dst, segments.len);
+                        continue;
+                    }
+                    send_pending(&mut dp, udp, &out, &mut pending, stop);
+                    if single && pending.accepts(dst, segments.len, max_payload) {
+                        out.copy_within(start..start + segments.len, 0);
+                        pending.push(dst, segments.len);
+                        continue;
+                    }
+                    let out = &out[start..];
                     for chunk in segments.chunks(UDP_MAX_SEGMENTS, max_payload) {
                         let bytes = &out[chunk];
                         let count = bytes.len().div_ceil(segments.stride);
@@ -113,6 +178,7 @@ pub fn run(
                 TxVerdict::Drop => {}
             }
         }
+        send_pending(&mut dp, udp, &out, &mut pending, stop);
         busy |= reads == TUN_BATCH;
 
         // UDP -> TUN.
@@ -184,6 +250,24 @@ fn deliver(rxq: &mut RxQueue, tun: &TunQueue, counters: &super::PumpCounters, in
     }
 }
 
+/// Sends the [`Pending`] batch at the front of `out` (if any) in one GSO send and empties it.
+fn send_pending(
+    dp: &mut Dataplane,
+    udp: &UdpSocket,
+    out: &[u8],
+    pending: &mut Pending,
+    stop: &Stop,
+) {
+    let Some(dst) = pending.dst.filter(|_| pending.count > 0) else {
+        return;
+    };
+    match send_waiting(udp, dst, &out[..pending.len], pending.stride, stop) {
+        Ok(sent) => dp.sent(pending.count, sent, udp.gso_enabled()),
+        Err(_) => dp.send_failed(pending.count),
+    }
+    *pending = Pending::default();
+}
+
 /// `send_gso`, waiting for room in the socket buffer (POLLOUT) instead of failing with EAGAIN,
 /// until `stop` is requested.
 fn send_waiting(
@@ -205,5 +289,45 @@ fn send_waiting(
             }
             result => return result,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_batches_equal_datagrams_to_one_peer_and_closes_on_a_shorter_one() {
+        let a: SocketAddr = "192.0.2.1:8285".parse().expect("addr");
+        let b: SocketAddr = "192.0.2.2:8285".parse().expect("addr");
+        let max = encap::gso::MAX_UDP_PAYLOAD_V4;
+        let mut p = Pending::default();
+        assert!(p.accepts(a, 1428, max));
+        assert!(
+            !p.accepts(a, max + 1, max),
+            "nothing larger than one UDP payload"
+        );
+        p.push(a, 1428);
+        assert!(p.accepts(a, 1428, max));
+        assert!(!p.accepts(b, 1428, max), "another peer");
+        assert!(!p.accepts(a, 1429, max), "longer than the stride");
+        p.push(a, 1428);
+        p.push(a, 100);
+        assert_eq!((p.len, p.count, p.stride), (2956, 3, 1428));
+        assert!(!p.accepts(a, 100, max), "a shorter datagram ends the batch");
+
+        // A batch stops at 64 datagrams and at one UDP payload.
+        let mut p = Pending::default();
+        for _ in 0..UDP_MAX_SEGMENTS {
+            assert!(p.accepts(a, 64, max));
+            p.push(a, 64);
+        }
+        assert!(!p.accepts(a, 64, max));
+        let mut p = Pending::default();
+        while p.accepts(a, 1400, max) {
+            p.push(a, 1400);
+        }
+        assert_eq!(p.count, max / 1400);
+        assert!(p.len <= max);
     }
 }
