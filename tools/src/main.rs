@@ -73,7 +73,8 @@ enum Cmd {
         /// weft-{udp,vxlan}-{uring,poll}-{1,2}t (without -<n>t: both thread counts).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
-        /// Only these workloads (comma separated): idle, ping, rr, tcp1, tcp4, udp1400, udp64.
+        /// Only these workloads (comma separated): idle, ping, rr, tcp1, tcp4, udp1400, udp64
+        /// (the default set), and sizes (TCP at MSS 88/536/1024 B, UDP at 256/512/1024 B).
         #[arg(long, value_delimiter = ',', value_parser = bench::Workload::parse)]
         workloads: Vec<bench::Workload>,
         /// Seconds per throughput measurement (overrides --quick; for the CI smoke test).

@@ -84,6 +84,15 @@ impl Config {
         })
     }
 
+    /// Whether `workload` runs: named in `--workloads`, or run by default when that is empty.
+    pub fn selected(&self, workload: Workload) -> bool {
+        if self.workloads.is_empty() {
+            workload.by_default()
+        } else {
+            self.workloads.contains(&workload)
+        }
+    }
+
     /// Seconds of the idle measurement.
     pub fn idle_seconds(&self) -> u32 {
         self.idle_seconds.unwrap_or(if self.quick {
@@ -161,11 +170,15 @@ pub enum Workload {
     Udp1400,
     /// UDP, 64-byte datagrams, highest rate.
     Udp64,
+    /// Throughput across inner packet sizes: TCP with small MSSs (the TUN still carries up to
+    /// 64 KiB super-packets of those segments) and UDP datagrams of 256, 512 and 1024 bytes.
+    /// Not in the default set (`--workloads sizes`).
+    Sizes,
 }
 
 impl Workload {
     /// All workloads, in the order they run.
-    pub const ALL: [Workload; 7] = [
+    pub const ALL: [Workload; 8] = [
         Workload::Idle,
         Workload::Ping,
         Workload::Rr,
@@ -173,7 +186,13 @@ impl Workload {
         Workload::Tcp4,
         Workload::Udp1400,
         Workload::Udp64,
+        Workload::Sizes,
     ];
+
+    /// Whether it runs when `--workloads` is not given.
+    pub fn by_default(&self) -> bool {
+        *self != Workload::Sizes
+    }
 
     /// The name for `--workloads` and the JSON.
     pub fn name(&self) -> &'static str {
@@ -185,6 +204,7 @@ impl Workload {
             Workload::Tcp4 => "tcp4",
             Workload::Udp1400 => "udp1400",
             Workload::Udp64 => "udp64",
+            Workload::Sizes => "sizes",
         }
     }
 
@@ -229,8 +249,13 @@ const fn metric(
     }
 }
 
+/// TCP MSSs of the `sizes` workload.
+pub const SIZES_TCP_MSS: [u32; 3] = [88, 536, 1024];
+/// UDP payload lengths of the `sizes` workload (64 and 1400 are their own workloads).
+pub const SIZES_UDP_LEN: [usize; 3] = [256, 512, 1024];
+
 /// Every figure, in table order.
-pub const METRICS: [Metric; 16] = [
+pub const METRICS: [Metric; 22] = [
     metric("tcp1_gbit_s", Workload::Tcp1, "TCP 1 stream, Gbit/s", true),
     metric(
         "tcp1_retransmits",
@@ -307,6 +332,52 @@ pub const METRICS: [Metric; 16] = [
         "TCP 1 stream, whole machine busy, % of all cores",
         false,
     ),
+    metric(
+        "tcp_mss88_gbit_s",
+        Workload::Sizes,
+        "TCP 1 stream, MSS 88 B, Gbit/s",
+        true,
+    ),
+    metric(
+        "tcp_mss536_gbit_s",
+        Workload::Sizes,
+        "TCP 1 stream, MSS 536 B, Gbit/s",
+        true,
+    ),
+    metric(
+        "tcp_mss1024_gbit_s",
+        Workload::Sizes,
+        "TCP 1 stream, MSS 1024 B, Gbit/s",
+        true,
+    ),
+    metric(
+        "udp256_rx_kpps",
+        Workload::Sizes,
+        "UDP 256 B at the highest rate, received kpps",
+        true,
+    ),
+    metric(
+        "udp512_rx_kpps",
+        Workload::Sizes,
+        "UDP 512 B at the highest rate, received kpps",
+        true,
+    ),
+    metric(
+        "udp1024_rx_kpps",
+        Workload::Sizes,
+        "UDP 1024 B at the highest rate, received kpps",
+        true,
+    ),
+];
+
+/// The metric keys of the `sizes` workload, in [`SIZES_TCP_MSS`] then [`SIZES_UDP_LEN`] order.
+const SIZES_KEYS: [&str; 6] = [
+    "tcp_mss88_gbit_s",
+    "tcp_mss536_gbit_s",
+    "tcp_mss1024_gbit_s",
+    "udp256_rx_kpps",
+    "udp512_rx_kpps",
+    "udp1024_rx_kpps",
 ];
 
 /// The results of one configuration.
@@ -400,7 +471,7 @@ pub fn run(config: &Config) -> anyhow::Result<Vec<Row>> {
     }
     let workloads: Vec<Workload> = Workload::ALL
         .into_iter()
-        .filter(|w| config.workloads.is_empty() || config.workloads.contains(w))
+        .filter(|&w| config.selected(w))
         .collect();
     let mut rows: Vec<Row> = setups.iter().map(|s| Row::new(s.label())).collect();
     for rep in 1..=config.reps {
@@ -529,6 +600,21 @@ fn run_workload(
             figures.push((pps, udp.rx_pps / 1e3));
             figures.push((loss, udp.loss_pct));
         }
+        Workload::Sizes => {
+            let (tcp_keys, udp_keys) = SIZES_KEYS.split_at(SIZES_TCP_MSS.len());
+            for (mss, key) in SIZES_TCP_MSS.into_iter().zip(tcp_keys) {
+                let report = throughput::iperf(
+                    bed,
+                    &format!("mss{mss}"),
+                    seconds,
+                    &["-M", &mss.to_string()],
+                )?;
+                figures.push((key, throughput::received_gbit_s(&report)?));
+            }
+            for (len, key) in SIZES_UDP_LEN.into_iter().zip(udp_keys) {
+                figures.push((key, udp_rate::udp(bed, len, seconds)?.rx_pps / 1e3));
+            }
+        }
     }
     let shown: Vec<String> = figures.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
     eprintln!("bench:   {:<8} {}", workload.name(), shown.join(", "));
@@ -577,6 +663,18 @@ mod tests {
         for w in Workload::ALL {
             assert_eq!(Workload::parse(w.name()), Ok(w));
         }
+        assert!(Workload::ALL
+            .iter()
+            .all(|w| w.by_default() != (*w == Workload::Sizes)));
+        let sizes: Vec<&str> = METRICS
+            .iter()
+            .filter(|m| m.workload == Workload::Sizes)
+            .map(|m| m.key)
+            .collect();
+        assert_eq!(
+            sizes, SIZES_KEYS,
+            "every sizes figure has a metric, in order"
+        );
         let e = Workload::parse("tcp9").expect_err("no such workload");
         assert!(e.contains("tcp1, tcp4"), "{e}");
     }

@@ -42,7 +42,7 @@ pub fn table(rows: &[Row], config: &Config) -> String {
         machine()
     );
     for metric in &METRICS {
-        if !config.workloads.is_empty() && !config.workloads.contains(&metric.workload) {
+        if !config.selected(metric.workload) {
             continue;
         }
         t.push('\n');
@@ -219,9 +219,7 @@ pub fn write_json(path: &Path, rows: &[Row], config: &Config) -> anyhow::Result<
                 path: &row.path,
                 figures: METRICS
                     .iter()
-                    .filter(|m| {
-                        config.workloads.is_empty() || config.workloads.contains(&m.workload)
-                    })
+                    .filter(|m| config.selected(m.workload))
                     .map(|m| {
                         let values = row.values(m.key);
                         let med = median(values);

@@ -58,15 +58,13 @@ pub fn tcp(
     };
     let end = &report["end"];
     let received = &end["sum_received"];
-    let bps = received["bits_per_second"]
-        .as_f64()
-        .context("no end.sum_received.bits_per_second in iperf3's report")?;
+    let gbit_s = received_gbit_s(&report)?;
     let bytes = received["bytes"]
         .as_f64()
         .context("no end.sum_received.bytes in iperf3's report")?;
     let gb = (bytes / 1e9).max(1e-9);
     Ok(Tcp {
-        gbit_s: bps / 1e9,
+        gbit_s,
         retransmits: end["sum_sent"]["retransmits"].as_u64().unwrap_or(0),
         machine_s_per_gb: delta.map(|d| d.machine_busy_s / gb),
         daemon_s_per_gb: delta.filter(|_| !pids.is_empty()).map(|d| d.process_s / gb),
@@ -75,6 +73,14 @@ pub fn tcp(
             d.machine_busy_s / d.wall.as_secs_f64().max(1e-9) / cores * 100.0
         }),
     })
+}
+
+/// The receiver's rate in a TCP report, Gbit/s.
+pub fn received_gbit_s(report: &serde_json::Value) -> anyhow::Result<f64> {
+    let bps = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .context("no end.sum_received.bits_per_second in iperf3's report")?;
+    Ok(bps / 1e9)
 }
 
 /// One iperf3 test with `args` added to the client's; returns the client's JSON report.
