@@ -158,7 +158,7 @@ pub fn run(
                         pending.push(dst, segments.len);
                         continue;
                     }
-                    send_pending(&mut dp, udp, &out, &mut pending, stop);
+                    send_pending(&dp, udp, &out, &mut pending, stop);
                     if single && pending.accepts(dst, segments.len, max_payload) {
                         out.copy_within(start..start + segments.len, 0);
                         pending.push(dst, segments.len);
@@ -178,7 +178,7 @@ pub fn run(
                 TxVerdict::Drop => {}
             }
         }
-        send_pending(&mut dp, udp, &out, &mut pending, stop);
+        send_pending(&dp, udp, &out, &mut pending, stop);
         busy |= reads == TUN_BATCH;
 
         // UDP -> TUN.
@@ -251,13 +251,7 @@ fn deliver(rxq: &mut RxQueue, tun: &TunQueue, counters: &super::PumpCounters, in
 }
 
 /// Sends the [`Pending`] batch at the front of `out` (if any) in one GSO send and empties it.
-fn send_pending(
-    dp: &mut Dataplane,
-    udp: &UdpSocket,
-    out: &[u8],
-    pending: &mut Pending,
-    stop: &Stop,
-) {
+fn send_pending(dp: &Dataplane, udp: &UdpSocket, out: &[u8], pending: &mut Pending, stop: &Stop) {
     let Some(dst) = pending.dst.filter(|_| pending.count > 0) else {
         return;
     };
