@@ -130,6 +130,17 @@ drop_reasons! {
 impl DropReason {
     /// The number of reasons.
     pub const COUNT: usize = DropReason::ALL.len();
+
+    /// Whether it drops a received datagram before the TUN (so that datagrams received =
+    /// delivered into the TUN + these + TUN write errors).
+    pub fn on_receive(&self) -> bool {
+        use DropReason::*;
+        match self {
+            UnknownPeer | Spoofed | Relay | Truncated | ReservedFlags | ReservedBits | WrongVni
+            | WrongDstMac | Loop | NotIp | BadInner | Oversized | UdpRecvError => true,
+            NoRoute | TooBig | BadTunPacket | TunReadError | TunWriteError | UdpSendError => false,
+        }
+    }
 }
 
 impl From<DecapError> for DropReason {

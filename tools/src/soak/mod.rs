@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use engine::pump::DropReason;
 use serde_json::Value;
 
 use crate::control;
@@ -157,22 +158,6 @@ impl Report {
     }
 }
 
-/// Drop reasons counted on the receive side (a datagram that never reaches the TUN).
-const RX_DROPS: [&str; 12] = [
-    "unknown_peer",
-    "spoofed",
-    "truncated",
-    "reserved_flags",
-    "reserved_bits",
-    "wrong_vni",
-    "wrong_dst_mac",
-    "loop",
-    "not_ip",
-    "bad_inner",
-    "oversized",
-    "udp_recv_error",
-];
-
 /// The kernel's UDP receive drops in a namespace (`InErrors` of
 /// /proc/net/snmp, which include `RcvbufErrors`, read from inside it).
 fn kernel_udp_drops(bed: &Testbed, node: usize) -> anyhow::Result<u64> {
@@ -256,7 +241,11 @@ fn check_counters(bed: &Testbed, nodes: &[LeasedNode]) -> anyhow::Result<Vec<(bo
     for (n, stats) in nodes.iter().zip(&all) {
         let rx = pump(stats, "udp_rx_datagrams");
         let into_tun = pump(stats, "tun_tx_packets") + pump(stats, "gro_merged");
-        let rx_drops: u64 = RX_DROPS.iter().map(|r| control::drops(stats, r)).sum();
+        let rx_drops: u64 = DropReason::ALL
+            .iter()
+            .filter(|r| r.on_receive())
+            .map(|r| control::drops(stats, r.as_str()))
+            .sum();
         let tun_err = control::drops(stats, "tun_write_error");
         let ok = rx == into_tun + rx_drops + tun_err;
         lines.push((
