@@ -314,11 +314,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             backend,
             weftd,
         } => {
-            let exe = std::env::current_exe().context("finding weftctl's own path")?;
-            let weftd = match weftd.or_else(|| Binaries::weftd_near(&exe)) {
-                Some(w) => w,
-                None => build_weftd(&exe)?,
-            };
+            let (exe, weftd) = weftctl_and_weftd(weftd)?;
             cleanup_on_signals()?;
             weftctl::demo::run(&weftctl::demo::Config {
                 etcd,
@@ -336,11 +332,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             timeout,
             weftd,
         } => {
-            let exe = std::env::current_exe().context("finding weftctl's own path")?;
-            let weftd = match weftd.or_else(|| Binaries::weftd_near(&exe)) {
-                Some(w) => w,
-                None => build_weftd(&exe)?,
-            };
+            let (exe, weftd) = weftctl_and_weftd(weftd)?;
             cleanup_on_signals()?;
             let report = weftctl::scale::run(&weftctl::scale::Config {
                 leases,
@@ -364,11 +356,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             if sample_secs == 0 || udp_rate == 0 {
                 anyhow::bail!("--sample-secs and --udp-rate must be at least 1");
             }
-            let exe = std::env::current_exe().context("finding weftctl's own path")?;
-            let weftd = match weftd.or_else(|| Binaries::weftd_near(&exe)) {
-                Some(w) => w,
-                None => build_weftd(&exe)?,
-            };
+            let (exe, weftd) = weftctl_and_weftd(weftd)?;
             cleanup_on_signals()?;
             let report = weftctl::soak::run(&weftctl::soak::Config {
                 duration: std::time::Duration::from_secs_f64(minutes * 60.0),
@@ -464,6 +452,17 @@ fn parse_backend(s: &str) -> Result<weftctl::peers::Backend, String> {
         "vxlan" => Ok(weftctl::peers::Backend::Vxlan),
         other => Err(format!("unknown backend {other:?}: udp or vxlan")),
     }
+}
+
+/// weftctl's own path and the weftd to run: `asked`, else the one next to weftctl, else one
+/// built there ([`build_weftd`]).
+fn weftctl_and_weftd(asked: Option<PathBuf>) -> anyhow::Result<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe().context("finding weftctl's own path")?;
+    let weftd = match asked.or_else(|| Binaries::weftd_near(&exe)) {
+        Some(w) => w,
+        None => build_weftd(&exe)?,
+    };
+    Ok((exe, weftd))
 }
 
 /// `cargo run -p weftctl -- demo` builds weftctl only: build weftd beside it (same profile),
