@@ -138,18 +138,8 @@ pub fn tcp_stream(
     let dst = to.ip;
     let rx_pattern = Arc::clone(&pattern);
     let receiver = to.ns.spawn_inside(move || {
-        let listener = TcpListener::bind((dst, 0)).with_context(|| format!("binding TCP {dst}"))?;
-        let _ = port_tx.send(listener.local_addr()?.port());
-        listener.set_nonblocking(true)?;
-        let (mut conn, _) = loop {
-            match listener.accept() {
-                Ok(c) => break c,
-                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => return Err(e).context("accepting the stream's connection"),
-            }
-        };
+        let mut conn =
+            accept_one(dst, &port_tx, deadline).context("accepting the stream's connection")?;
         let started = Instant::now();
         conn.set_nonblocking(false)?;
         conn.set_read_timeout(Some(stall))?;
@@ -411,18 +401,8 @@ pub fn tcp_rr(
     let (port_tx, port_rx) = mpsc::channel();
     let dst = to.ip;
     let server = to.ns.spawn_inside(move || {
-        let listener = TcpListener::bind((dst, 0)).with_context(|| format!("binding TCP {dst}"))?;
-        let _ = port_tx.send(listener.local_addr()?.port());
-        listener.set_nonblocking(true)?;
-        let (mut conn, _) = loop {
-            match listener.accept() {
-                Ok(c) => break c,
-                Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(e) => return Err(e).context("echo server: accepting the connection"),
-            }
-        };
+        let mut conn =
+            accept_one(dst, &port_tx, deadline).context("echo server: accepting the connection")?;
         conn.set_nonblocking(false)?;
         conn.set_nodelay(true)?;
         conn.set_read_timeout(Some(stall))?;
@@ -566,6 +546,27 @@ fn join<R>(handle: std::thread::JoinHandle<anyhow::Result<R>>) -> anyhow::Result
     handle
         .join()
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the check thread panicked")))
+}
+
+/// Listens on `ip` (any port), sends the port to `port_tx`, and accepts one connection,
+/// polling every 5 ms until `deadline`.
+fn accept_one(
+    ip: IpAddr,
+    port_tx: &mpsc::Sender<u16>,
+    deadline: Instant,
+) -> anyhow::Result<TcpStream> {
+    let listener = TcpListener::bind((ip, 0)).with_context(|| format!("binding TCP {ip}"))?;
+    let _ = port_tx.send(listener.local_addr()?.port());
+    listener.set_nonblocking(true)?;
+    loop {
+        match listener.accept() {
+            Ok((conn, _)) => return Ok(conn),
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]
