@@ -3,7 +3,11 @@
 //! Contract ([`run`]): store -> `wait_for_config` (retried every second until valid; SIGTERM
 //! while waiting exits 0) -> our lease (transient store failures retried every second; a full
 //! network or a lost race loop is fatal) -> the data path with an empty route table -> the
-//! subnet file -> the masquerade rules -> `weftd: ready` and READY=1. From then on one thread
+//! subnet file -> the iptables rules (`--ip-masq`'s masquerade rules, a failure of which is
+//! fatal; `--iptables-forward-rules`' FORWARD accept rules, on by default as in flanneld, a
+//! failure of which is reported and retried) -> `--ip-blackhole-route` -> `weftd: ready` and
+//! READY=1. The control socket is bound once the network config names the TUN, before the
+//! lease is taken, so a second weftd for the same TUN in this namespace changes nothing. From then on one thread
 //! applies the manager's events: every [`ManagerEvent::Peers`] becomes a new route table
 //! (swapped in whole; leases of another backend are left out with a log line), and an
 //! [`ManagerEvent::OwnLease`] re-addresses the TUN, rewrites the subnet file and the
@@ -12,8 +16,9 @@
 //! Beside it: the config is re-read every 2 s (an invalid or changed config is reported once
 //! per text; weftd keeps the one it started with, as flanneld), and the underlay interface
 //! and the TUN are checked every second (the underlay down / up is logged; a deleted TUN is
-//! logged by name and weftd exits 1). SIGTERM / SIGINT: the manager stops (the lease stays in
-//! the store), the masquerade rules are removed, the pumps stop and the TUN goes with them.
+//! logged by name and weftd exits 1). SIGTERM / SIGINT: systemd is told STOPPING=1, the
+//! manager stops (the lease stays in the store), the iptables rules and the blackhole route
+//! are removed, the pumps stop and the TUN goes with them.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -26,6 +31,7 @@ use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
 use engine::config::{LeaseSettings, LeasedNetwork, Settings, StoreSettings};
+use engine::control::ControlListener;
 use engine::lease::manager::{
     random_vtep_mac, sleep_unless, stored_vtep_mac, wait_for_config, AcquireError, CONFIG_RETRY,
 };
@@ -37,6 +43,7 @@ use engine::netconf::masq::MasqRules;
 use engine::netconf::subnet_env::{read_previous, SubnetEnv};
 use engine::route::{swap_retiring, Backend, Cidr, Local, PeerEntry, RouteTable, Routes};
 use engine::sys::netif;
+use engine::sys::rtnetlink::{self, RouteKind};
 
 fn cidr4(net: Ipv4Net) -> Result<Cidr> {
     Cidr::new(IpAddr::V4(net.addr()), net.prefix_len())
@@ -79,12 +86,56 @@ fn acquire(manager: &mut SubnetManager, stop: &AtomicBool) -> Result<Option<OwnL
     }
 }
 
-/// The masquerade rules for our lease.
-fn masq_rules(config: &NetworkConfig, own: &OwnLease) -> MasqRules {
-    let rules = MasqRules::new(config.ipv4.network, own.subnet());
-    match (&config.ipv6, own.subnet6()) {
-        (Some(pool), Some(subnet6)) => rules.with_ipv6(pool.network, subnet6),
-        _ => rules,
+/// The iptables rules for our lease: `--ip-masq`'s and `--iptables-forward-rules`' parts;
+/// `None` when neither is on.
+fn iptables_rules(
+    config: &NetworkConfig,
+    own: &OwnLease,
+    lease: &LeaseSettings,
+) -> Option<MasqRules> {
+    let mut rules = MasqRules::new(config.ipv4.network, own.subnet());
+    if let (Some(pool), Some(subnet6)) = (&config.ipv6, own.subnet6()) {
+        rules = rules.with_ipv6(pool.network, subnet6);
+    }
+    if !lease.masq_random_fully {
+        rules = rules.without_random_fully();
+    }
+    rules.with_parts(lease.ip_masq, lease.forward_rules)
+}
+
+/// Installs `rules`: a failure is fatal when they include `--ip-masq` (asked for), else (the
+/// default FORWARD rules) it is reported and the resync retries.
+fn install_rules(rules: &MasqRules) -> Result<()> {
+    match rules.apply() {
+        Ok(()) => {
+            tracing::info!(
+                "iptables rules installed ({})",
+                if rules.masquerade() {
+                    "masquerade and forward"
+                } else {
+                    "FORWARD accept"
+                }
+            );
+            Ok(())
+        }
+        Err(e) if rules.masquerade() => Err(e).context("installing the --ip-masq rules"),
+        Err(e) => {
+            tracing::error!(
+                "installing the FORWARD accept rules failed: {e}; retried every \
+                 --iptables-resync seconds (--iptables-forward-rules=false turns them off)"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// `blackhole <subnet>` (`--ip-blackhole-route`).
+fn blackhole(subnet: Ipv4Net, add: bool) -> std::io::Result<()> {
+    let dst = IpAddr::V4(subnet.addr());
+    if add {
+        rtnetlink::add_route(dst, subnet.prefix_len(), RouteKind::Blackhole)
+    } else {
+        rtnetlink::delete_route(dst, subnet.prefix_len(), RouteKind::Blackhole)
     }
 }
 
@@ -255,8 +306,7 @@ struct Applier {
     own: OwnLease,
     tun_name: String,
     mtu: u32,
-    subnet_file: std::path::PathBuf,
-    ip_masq: bool,
+    lease: LeaseSettings,
     masq: Arc<Mutex<Option<MasqRules>>>,
     reported: Reported,
     /// Replaced tables a pump may still hold (see [`swap_retiring`]).
@@ -306,26 +356,31 @@ impl Applier {
         subnets.extend(cidr4(own.subnet()).ok());
         subnets.extend(own.subnet6().and_then(|s| cidr6(s).ok()));
         self.local.subnets = subnets;
-        if let Err(e) =
-            subnet_env(&self.config, &own, self.mtu, self.ip_masq).write(&self.subnet_file)
-        {
+        let env = subnet_env(&self.config, &own, self.mtu, self.lease.ip_masq);
+        if let Err(e) = env.write(&self.lease.subnet_file) {
             tracing::error!("{e}");
         }
-        if self.ip_masq {
+        if let Some(rules) = iptables_rules(&self.config, &own, &self.lease) {
             let mut guard = match self.masq.lock() {
                 Ok(g) => g,
                 Err(poisoned) => poisoned.into_inner(),
             };
             if let Some(old) = guard.take() {
                 if let Err(e) = old.remove() {
-                    tracing::error!("removing the old masquerade rules: {e}");
+                    tracing::error!("removing the old iptables rules: {e}");
                 }
             }
-            let rules = masq_rules(&self.config, &own);
-            if let Err(e) = rules.apply() {
-                tracing::error!("installing the masquerade rules: {e}");
+            if let Err(e) = install_rules(&rules) {
+                tracing::error!("{e:#}");
             }
             *guard = Some(rules);
+        }
+        if self.lease.blackhole_route && own.subnet() != self.own.subnet() {
+            for (subnet, add) in [(self.own.subnet(), false), (own.subnet(), true)] {
+                if let Err(e) = blackhole(subnet, add) {
+                    tracing::error!("blackhole route {subnet}: {e}");
+                }
+            }
         }
         self.own = own;
     }
@@ -467,6 +522,9 @@ pub(crate) fn run(
     } else {
         (base.vtep_mac, base.vtep_mac_random)
     };
+    // Taken before the lease, so a second weftd for this TUN in this namespace changes nothing.
+    let (_, control_addr) = base.leased_names(backend, vni);
+    let control = ControlListener::bind(&control_addr)?;
     let attrs = match backend {
         Backend::Udp => LeaseAttrs::udp(public_ip, None),
         Backend::Vxlan => LeaseAttrs::vxlan(public_ip, None, vni, vtep_mac, config.ipv6.is_some()),
@@ -497,19 +555,21 @@ pub(crate) fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("setting up for the leased network")?;
     let routes = Arc::new(Routes::from_pointee(RouteTable::empty()));
-    let dataplane = crate::start_dataplane(&s, &routes, health)?;
+    let dataplane = crate::start_dataplane(&s, &routes, health, control)?;
 
     let env = subnet_env(&config, &own, s.mtu, lease.ip_masq);
     env.write(&lease.subnet_file)?;
     tracing::info!("subnet file {}", lease.subnet_file.display());
-    let masq = Arc::new(Mutex::new(None));
-    if lease.ip_masq {
-        let rules = masq_rules(&config, &own);
-        rules.apply().context("installing the --ip-masq rules")?;
-        tracing::info!("masquerade rules installed");
-        *masq
-            .lock()
-            .map_err(|_| anyhow::anyhow!("masquerade lock poisoned"))? = Some(rules);
+    let rules = iptables_rules(&config, &own, lease);
+    if let Some(rules) = &rules {
+        install_rules(rules)?;
+    }
+    let resync = rules.is_some();
+    let masq = Arc::new(Mutex::new(rules));
+    if lease.blackhole_route {
+        blackhole(own.subnet(), true)
+            .with_context(|| format!("adding the blackhole route {}", own.subnet()))?;
+        tracing::info!("blackhole route {}", own.subnet());
     }
 
     let shutdown = Shutdown::new().context("creating the lease threads' stop eventfd")?;
@@ -522,8 +582,7 @@ pub(crate) fn run(
         own,
         tun_name: s.tun_name.clone(),
         mtu: s.mtu,
-        subnet_file: lease.subnet_file.clone(),
-        ip_masq: lease.ip_masq,
+        lease: lease.clone(),
         masq: Arc::clone(&masq),
         reported: Reported::default(),
         retired: Vec::new(),
@@ -535,30 +594,41 @@ pub(crate) fn run(
             for event in events {
                 applier.handle(event);
             }
+            applier.own
         })
         .context("starting the route thread")?;
-    let resync_thread = if lease.ip_masq {
+    let resync_thread = if resync {
         let masq = Arc::clone(&masq);
         let every = lease.iptables_resync;
         let stop = shutdown.clone();
         Some(
             std::thread::Builder::new()
-                .name("weft-masq".to_owned())
-                .spawn(move || loop {
-                    if stop.sleep(every) {
-                        return;
-                    }
-                    let guard = match masq.lock() {
-                        Ok(g) => g,
-                        Err(poisoned) => poisoned.into_inner(),
-                    };
-                    if let Some(rules) = guard.as_ref() {
-                        if let Err(e) = rules.ensure() {
-                            tracing::error!("re-checking the masquerade rules: {e}");
+                .name("weft-iptables".to_owned())
+                .spawn(move || {
+                    // Each distinct failure is reported once, not every few seconds.
+                    let mut last_error = String::new();
+                    loop {
+                        if stop.sleep(every) {
+                            return;
+                        }
+                        let guard = match masq.lock() {
+                            Ok(g) => g,
+                            Err(poisoned) => poisoned.into_inner(),
+                        };
+                        match guard.as_ref().map(MasqRules::ensure) {
+                            Some(Err(e)) if e.to_string() != last_error => {
+                                last_error = e.to_string();
+                                tracing::error!("re-checking the iptables rules: {e}");
+                            }
+                            Some(Ok(_)) if !last_error.is_empty() => {
+                                last_error.clear();
+                                tracing::info!("iptables rules in place again");
+                            }
+                            _ => {}
                         }
                     }
                 })
-                .context("starting the masquerade thread")?,
+                .context("starting the iptables thread")?,
         )
     } else {
         None
@@ -604,10 +674,11 @@ pub(crate) fn run(
         tracing::info!("signal {signal}: stopping (the lease stays in the store)");
         break;
     }
+    crate::notify_systemd("STOPPING=1");
     // A pump that failed raised the SIGTERM: say why when it is the TUN.
     tun_gone(&s.tun_name, &tun_lost);
     handle.stop();
-    let _ = events_thread.join();
+    let final_own = events_thread.join().ok();
     if let Some(t) = resync_thread {
         let _ = t.join();
     }
@@ -619,8 +690,14 @@ pub(crate) fn run(
     };
     if let Some(rules) = rules {
         match rules.remove() {
-            Ok(()) => tracing::info!("masquerade rules removed"),
-            Err(e) => tracing::error!("removing the masquerade rules: {e}"),
+            Ok(()) => tracing::info!("iptables rules removed"),
+            Err(e) => tracing::error!("removing the iptables rules: {e}"),
+        }
+    }
+    // The route thread held the current lease; it returned it when it stopped.
+    if let (true, Some(own)) = (lease.blackhole_route, final_own) {
+        if let Err(e) = blackhole(own.subnet(), false) {
+            tracing::error!("removing the blackhole route: {e}");
         }
     }
     let failed = dataplane.stop() || tun_lost.load(Ordering::Relaxed);

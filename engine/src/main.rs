@@ -10,12 +10,14 @@
 //! address. On SIGTERM the lease stays in the store (as flanneld's) and the TUN goes.
 //! systemd is sent READY=1 (`$NOTIFY_SOCKET`) once ready.
 //!
-//! Data path start-up, in order: flags ([`engine::config`]; bad values exit 2), logging on stderr, the
-//! TUN (queues, MTU, address `<subnet>.0/32` and `<subnet6>::/128`, up, routes for `--network`
+//! Data path start-up, in order: flags ([`engine::config`], flanneld's syntax; bad values exit
+//! 2), logging on stderr, the control socket (taken first: a second weftd for the same TUN in
+//! this network namespace exits before it leases or makes anything), the TUN (queues, MTU, address `<subnet>.0/32` and `<subnet6>::/128`, up, routes for `--network`
 //! / `--network6`), one UDP socket per pump thread, the route table from `--peers`, the pump
-//! threads, the control socket; then `weftd: ready` on stderr. With `--healthz-port` the
+//! threads, serving the control socket; then `weftd: ready` on stderr. With `--healthz-port` the
 //! `engine::http` endpoint runs from the start (`/readyz` 200 from `weftd: ready` on).
-//! SIGHUP reloads the peers file; SIGTERM / SIGINT stop the pumps and exit 0 (1 when a pump thread failed). Every resource is
+//! SIGHUP reloads the peers file; SIGTERM / SIGINT send systemd `STOPPING=1`, stop the pumps
+//! and exit 0 (1 when a pump thread failed). Every resource is
 //! owned (the TUN is not persistent, so it and its routes go when its queues close; the control
 //! socket file is removed on drop), so a failed start leaves nothing behind.
 #![deny(unsafe_code)]
@@ -26,7 +28,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use clap::Parser;
 use encap::ChecksumCaps;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -34,7 +35,7 @@ use signal_hook::iterator::Signals;
 use engine::config::{Cli, DriverArg, Settings};
 
 mod leased;
-use engine::control::{ControlServer, ControlState};
+use engine::control::{ControlListener, ControlServer, ControlState};
 use engine::http::Health;
 use engine::pump::{IoDriver, PumpConfig, Pumps};
 use engine::route::{format_mac, load_peers_file, swap_retiring, Local, RouteTable, Routes};
@@ -43,12 +44,16 @@ use engine::tun::Tun;
 use engine::udp::{UdpConfig, UdpSocket};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let cli = Cli::parse_flanneld();
+    let ignored = cli.flanneld_only.ignored();
     let settings = match cli.resolve() {
         Ok(s) => s,
         Err(e) => e.exit(),
     };
+    init_logging(settings.log_level);
+    for flag in ignored {
+        tracing::warn!("{flag} (a klog flag of flanneld's) is ignored: use -v=N or RUST_LOG");
+    }
     match run(&settings) {
         Ok(code) => code,
         Err(e) => {
@@ -74,12 +79,7 @@ fn describe(e: &anyhow::Error) -> String {
     text
 }
 
-fn init_logging(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
@@ -161,6 +161,7 @@ fn run(s: &Settings) -> Result<ExitCode> {
             .context("installing signal handlers")?;
     }
     let health = Arc::new(Health::new());
+    health.set_per_peer_metrics(s.metrics_per_peer);
     if let Some(addr) = s.healthz {
         let bound = engine::http::serve(addr, Arc::clone(&health))?;
         tracing::info!("healthz http://{bound}/healthz, /readyz, /metrics");
@@ -172,8 +173,9 @@ fn run(s: &Settings) -> Result<ExitCode> {
 }
 
 fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<ExitCode> {
+    let control = ControlListener::bind(&s.control)?;
     let routes = Arc::new(Routes::from_pointee(load_routes(s, None)?));
-    let dataplane = start_dataplane(s, &routes, health)?;
+    let dataplane = start_dataplane(s, &routes, health, control)?;
     health.set_ready();
     eprintln!("weftd: ready");
     notify_ready();
@@ -187,6 +189,7 @@ fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<Exi
             }
         }
     }
+    notify_systemd("STOPPING=1");
     let failed = dataplane.stop();
     tracing::info!("stopped");
     Ok(if failed {
@@ -196,12 +199,13 @@ fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<Exi
     })
 }
 
-/// The TUN (name, MTU, addresses, routes), the UDP sockets, the pumps and the control socket;
+/// The TUN (name, MTU, addresses, routes), the UDP sockets, the pumps, and `control` served;
 /// `health` reports on the same counters and routes as the control socket from then on.
 pub(crate) fn start_dataplane(
     s: &Settings,
     routes: &Arc<Routes>,
     health: &Health,
+    control: ControlListener,
 ) -> Result<Dataplane> {
     let driver = choose_driver(s.io_driver)?;
 
@@ -323,14 +327,19 @@ pub(crate) fn start_dataplane(
         offloads,
     };
     health.set_dataplane(state.clone());
-    let control = ControlServer::bind(&s.control, state)?;
-    tracing::info!("control socket {}", control.path().display());
+    let control = control.serve(state)?;
+    tracing::info!("control socket {}", control.addr());
     Ok(Dataplane { pumps, control })
 }
 
-/// Tells systemd we are ready (`READY=1` to `$NOTIFY_SOCKET`, a path or `@abstract` name);
-/// nothing without the variable.
+/// Tells systemd we are ready (`READY=1`).
 pub(crate) fn notify_ready() {
+    notify_systemd("READY=1");
+}
+
+/// Sends `state` (`READY=1`, `STOPPING=1`) to `$NOTIFY_SOCKET`, a path or `@abstract` name;
+/// nothing without the variable.
+pub(crate) fn notify_systemd(state: &str) {
     use std::os::linux::net::SocketAddrExt;
     use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
     let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
@@ -343,11 +352,11 @@ pub(crate) fn notify_ready() {
     };
     let sent = addr.and_then(|addr| {
         let sock = UnixDatagram::unbound()?;
-        sock.send_to_addr(b"READY=1", &addr)
+        sock.send_to_addr(state.as_bytes(), &addr)
     });
     match sent {
-        Ok(_) => tracing::debug!("told systemd READY=1"),
-        Err(e) => tracing::warn!("telling systemd READY=1 via {target:?} failed: {e}"),
+        Ok(_) => tracing::debug!("told systemd {state}"),
+        Err(e) => tracing::warn!("telling systemd {state} via {target:?} failed: {e}"),
     }
 }
 

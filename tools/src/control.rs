@@ -1,26 +1,64 @@
-//! A client for weftd's control socket (WEFTD_CLI contract).
+//! A client for weftd's control socket ([`engine::control`]).
 //!
-//! Contract: [`request`] connects to the unix stream socket, writes one request line
-//! (`stats`, `routes`), reads the reply until weftd closes the connection and parses it as
-//! JSON, all within [`TIMEOUT`]. [`drops`] and [`counter`] read the `stats` reply without
-//! panicking on any shape (a missing field reads as 0).
+//! Contract: [`request`] connects to the socket, writes one request line (`stats`, `routes`),
+//! reads the reply until weftd closes the connection and parses it as JSON, all within
+//! [`TIMEOUT`]; [`request_in`] does it from inside a network namespace (weftd's default
+//! socket is an abstract name, which belongs to its namespace). [`find`] picks the socket when
+//! none is named: the only weftd listening in the caller's namespace. [`drops`] and [`counter`]
+//! read the `stats` reply without panicking on any shape (a missing field reads as 0).
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use engine::control::ControlAddr;
 use serde_json::Value;
 
 /// How long a request may take.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The control socket to talk to: `given`, else the one weftd listening in this network
+/// namespace (an error naming the choices when there are several, or saying where to run when
+/// there is none).
+pub fn find(given: Option<ControlAddr>) -> anyhow::Result<ControlAddr> {
+    if let Some(addr) = given {
+        return Ok(addr);
+    }
+    let found = ControlAddr::discover().context("listing unix sockets (/proc/net/unix)")?;
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "no weftd control socket (@weft/...) in this network namespace: run weftctl where \
+             weftd runs (e.g. `ip netns exec NODE weftctl stats`), or pass --control"
+        ),
+        many => bail!(
+            "several weftd control sockets in this network namespace: {}; pass --control",
+            many.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// [`request`] from a thread inside the network namespace `netns` (a name under /run/netns),
+/// to `addr` or, without one, to the weftd found there ([`find`]).
+pub fn request_in(netns: &str, addr: Option<&ControlAddr>, req: &str) -> anyhow::Result<Value> {
+    let (netns, addr, req) = (netns.to_owned(), addr.cloned(), req.to_owned());
+    std::thread::spawn(move || {
+        crate::testbed::netns::enter(&netns)?;
+        request(&find(addr)?, &req)
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the control request thread panicked"))?
+}
+
 /// Sends `request` (without the newline) and returns the parsed reply.
-pub fn request(path: &Path, request: &str) -> anyhow::Result<Value> {
-    let what = || format!("control request {request:?} to {}", path.display());
-    let mut conn = UnixStream::connect(path)
-        .with_context(|| format!("{}: connecting (is weftd running with --control?)", what()))?;
+pub fn request(addr: &ControlAddr, request: &str) -> anyhow::Result<Value> {
+    let what = || format!("control request {request:?} to {addr}");
+    let mut conn = addr
+        .connect()
+        .with_context(|| format!("{}: connecting (is weftd running?)", what()))?;
     conn.set_read_timeout(Some(TIMEOUT))?;
     conn.set_write_timeout(Some(TIMEOUT))?;
     conn.write_all(format!("{request}\n").as_bytes())

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use engine::control::ControlAddr;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use weftctl::net::IpNet;
 use weftctl::testbed::{self, Binaries};
@@ -95,15 +96,17 @@ enum Cmd {
     },
     /// Print weftd's counters (the control socket's `stats`).
     Stats {
-        /// weftd's control socket.
-        #[arg(long, default_value = "/run/weft/flannel0.sock")]
-        control: PathBuf,
+        /// weftd's control socket (`@NAME` abstract, or a path) [default: the weftd of this
+        /// network namespace].
+        #[arg(long)]
+        control: Option<ControlAddr>,
     },
     /// Print weftd's routes (the control socket's `routes`).
     Routes {
-        /// weftd's control socket.
-        #[arg(long, default_value = "/run/weft/flannel0.sock")]
-        control: PathBuf,
+        /// weftd's control socket (`@NAME` abstract, or a path) [default: the weftd of this
+        /// network namespace].
+        #[arg(long)]
+        control: Option<ControlAddr>,
     },
     /// Two nodes in network namespaces talking through weftd (as root): leases, ping,
     /// throughput, then everything is torn down.
@@ -307,8 +310,10 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
             };
             bench::run(&config).map(drop)
         }
-        Cmd::Stats { control } => print_json(&control::request(&control, "stats")?),
-        Cmd::Routes { control } => print_json(&control::request(&control, "routes")?),
+        Cmd::Stats { control } => print_json(&control::request(&control::find(control)?, "stats")?),
+        Cmd::Routes { control } => {
+            print_json(&control::request(&control::find(control)?, "routes")?)
+        }
         Cmd::Demo {
             etcd,
             backend,

@@ -1,12 +1,17 @@
-//! Issue 6, command line and environment: every invalid value of every weftd flag, given as
-//! the flag and as its `FLANNELD_<NAME>` variable, makes weftd exit with code 2 and a message
-//! naming the flag, and leaves nothing behind: weftd runs in a fresh network namespace, and
-//! after each failed start the namespace holds no interface but `lo`, no iptables rule, no
-//! control socket and no subnet file.
+//! weftd's command line and environment, as flanneld's users write them.
 //!
-//! A valid start in the same namespace (which does create the TUN) proves the checks can see
-//! what they look for. Every flag of `weftd --help` but `-v` and `--etcd-prefix` (any string
-//! is a valid prefix, as for flanneld) must have at least one case here.
+//! - Every invalid value of every weftd flag, given as the flag and as its `FLANNELD_<NAME>`
+//!   variable, makes weftd exit with code 2 and a message naming the flag, and leaves nothing
+//!   behind: weftd runs in a fresh network namespace, and after each failed start the
+//!   namespace holds no interface but `lo`, no iptables rule, no control socket and no subnet
+//!   file. flanneld's flags that weftd does not implement count as invalid whatever their
+//!   value (but flanneld's default). A valid start in the same namespace (which does create the
+//!   TUN) proves the checks can see what they look for. Every flag of `weftd --help` but those
+//!   in [`NO_INVALID_VALUE`] must have at least one case here.
+//! - A flanneld-style command line (single dashes, `-flag=value`, Go booleans in flags and
+//!   variables, klog's `-v=2`) starts weftd in lease mode with flanneld's defaults: the
+//!   FORWARD accept rules, the masquerade rules from `FLANNELD_IP_MASQ=1`, the blackhole route,
+//!   systemd's READY=1 and STOPPING=1, and everything removed on SIGTERM.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -20,9 +25,20 @@ use weftctl::testbed::Netns;
 /// How long a rejected start may take (it must exit before doing anything).
 const EXIT_WAIT: Duration = Duration::from_secs(10);
 /// Flags that take no value.
-const SWITCHES: [&str; 2] = ["ip-masq", "allow-foreign-inner-source"];
-/// Flags without a case, and why.
-const NO_INVALID_VALUE: [&str; 2] = ["etcd-prefix", "verbose"];
+const SWITCHES: [&str; 7] = [
+    "ip-masq",
+    "allow-foreign-inner-source",
+    "ip-masq-fully-random-disable",
+    "iptables-forward-rules",
+    "ip-blackhole-route",
+    "metrics-per-peer",
+    "kube-subnet-mgr",
+];
+/// Flags without a case: any string is a valid prefix (as for flanneld), `-v` counts, klog's
+/// `--vmodule` and `--log_backtrace_at` are accepted and ignored.
+const NO_INVALID_VALUE: [&str; 4] = ["etcd-prefix", "verbose", "vmodule", "log_backtrace_at"];
+/// Flags with no `FLANNELD_*` variable (klog's, as in flanneld).
+const FLAG_ONLY: [&str; 1] = ["v"];
 
 /// Which base command line a case starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,7 +157,12 @@ fn cases(x: &Scratch) -> Vec<Case> {
     for value in ["0", "257", "x"] {
         v.push(c(Static, "pump-threads", value));
     }
-    for value in [dir.clone(), under_file.clone()] {
+    for value in [
+        dir.clone(),
+        under_file.clone(),
+        "@".to_owned(),
+        String::new(),
+    ] {
         v.push(c(Static, "control", &value));
     }
     for value in ["x", "192.0.2.7"] {
@@ -153,10 +174,33 @@ fn cases(x: &Scratch) -> Vec<Case> {
     for value in ["70000", "-1", "x"] {
         v.push(c(Static, "healthz-port", value));
     }
-    // Switches: a value that is not a boolean; --ip-masq outside lease mode.
+    // Switches: a value that is not a boolean as Go's strconv.ParseBool reads it; --ip-masq
+    // outside lease mode.
     v.push(c(Static, "allow-foreign-inner-source", "maybe"));
     v.push(c(Lease, "ip-masq", "maybe"));
+    v.push(c(Lease, "ip-masq", "yes"));
     v.push(c(Static, "ip-masq", "true"));
+    v.push(c(Lease, "ip-masq-fully-random-disable", "2"));
+    v.push(c(Lease, "iptables-forward-rules", "on"));
+    v.push(c(Lease, "ip-blackhole-route", "tRuE"));
+    v.push(c(Static, "metrics-per-peer", "y"));
+    for value in ["x", "-1", "2.5"] {
+        v.push(c(Static, "v", value));
+    }
+    // flanneld's flags that weftd does not implement: any value but flanneld's default.
+    for (flag, value) in [
+        ("kube-subnet-mgr", "true"),
+        ("kube-subnet-mgr", "1"),
+        ("kube-api-url", "https://10.96.0.1:443"),
+        ("kubeconfig-file", "/etc/kubernetes/kubelet.conf"),
+        ("kube-annotation-prefix", "example.com"),
+        ("net-config-path", "/etc/flannel/net-conf.json"),
+        ("set-node-network-unavailable", "false"),
+        ("iface-can-reach", "10.0.0.1"),
+        ("public-ipv6", "fd00::1"),
+    ] {
+        v.push(c(Lease, flag, value));
+    }
     for value in [file.clone(), String::new()] {
         v.push(c(Lease, "lease-dir", &value));
     }
@@ -369,14 +413,15 @@ fn every_invalid_flag_value_exits_2_and_leaves_nothing() {
         let mut as_env_args = base_args.clone();
         as_env_args.extend(case.extra.iter().cloned());
         let env = (env_name(case.flag), case.value.clone());
-        for (form, args, env) in [
-            (format!("{flag}={:?}", case.value), as_flag, None),
-            (
+        let mut forms = vec![(format!("{flag}={:?}", case.value), as_flag, None)];
+        if !FLAG_ONLY.contains(&case.flag) {
+            forms.push((
                 format!("{}={:?}", env.0, env.1),
                 as_env_args,
                 Some(env.clone()),
-            ),
-        ] {
+            ));
+        }
+        for (form, args, env) in forms {
             match run(&ns, &weftd, &args, env) {
                 Ok((2, stderr)) if stderr.contains(&flag) => {
                     let first = stderr.lines().next().unwrap_or("");
@@ -409,4 +454,222 @@ fn every_invalid_flag_value_exits_2_and_leaves_nothing() {
     }
     eprintln!("{} cases, each as a flag and as a variable", all.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Waits until `f` holds or `limit` passes; returns whether it held.
+fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The FLANNEL rules iptables shows in `ns`.
+fn flannel_rules(ns: &Netns, table: &str) -> Vec<String> {
+    ns.exec_checked("iptables", &["-t", table, "-S"])
+        .expect("iptables -S (is iptables installed?)")
+        .lines()
+        .filter(|l| l.contains("FLANNEL"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn flanneld_syntax_and_defaults() {
+    require_root!();
+    let weftd = weftctl::testbed::Binaries::weftd_near(&std::env::current_exe().expect("exe"))
+        .expect("no weftd next to the test: run `cargo build -p engine --bins`");
+    let x = Scratch {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let leases = x.path("leases");
+    std::fs::create_dir(&leases).expect("lease dir");
+    std::fs::write(
+        leases.join("config"),
+        r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}"#,
+    )
+    .expect("config");
+    let notify_path = x.path("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
+    notify
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let ns = Netns::create(&format!(
+        "{}{}-gocli",
+        weftctl::testbed::netns::PREFIX,
+        std::process::id()
+    ))
+    .expect("namespace");
+
+    // As a flanneld unit writes it: single dashes, `-flag=value` and `-flag value`, klog's
+    // -v=2, a Go boolean in a variable; no --control (the default, per namespace).
+    let leases_arg = format!("-lease-dir={}", leases.display());
+    let subnet_file = x.s("subnet.env");
+    let args = [
+        "-public-ip",
+        "127.0.0.1",
+        &leases_arg,
+        "-subnet-file",
+        &subnet_file,
+        "-ip-blackhole-route",
+        "-healthz-port=0",
+        "-v=2",
+    ];
+    let mut cmd = ns.command(weftd.to_str().expect("UTF-8"), &args);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("FLANNELD_") {
+            cmd.env_remove(k);
+        }
+    }
+    let log = x.path("weftd.log");
+    let mut child = cmd
+        .env("FLANNELD_IP_MASQ", "1")
+        .env("NOTIFY_SOCKET", &notify_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("starting weftd");
+    let mut buf = [0u8; 64];
+    let n = notify.recv(&mut buf).expect("READY=1 from weftd");
+    let tail = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(&buf[..n], b"READY=1", "{}", tail());
+    let env = std::fs::read_to_string(x.path("subnet.env")).expect("subnet.env");
+    assert!(env.contains("FLANNEL_IPMASQ=true"), "{env}");
+    let subnet = env
+        .lines()
+        .find_map(|l| l.strip_prefix("FLANNEL_SUBNET="))
+        .expect("FLANNEL_SUBNET")
+        .replace(".1/", ".0/");
+
+    // flanneld's default FORWARD accept rules, and the masquerade rules FLANNELD_IP_MASQ=1 asked for.
+    let filter = flannel_rules(&ns, "filter");
+    for want in [
+        "-A FORWARD -m comment --comment \"flanneld forward\" -j FLANNEL-FWD",
+        "-A FLANNEL-FWD -s 10.244.0.0/16 -m comment --comment \"flanneld forward\" -j ACCEPT",
+    ] {
+        assert!(filter.iter().any(|l| l == want), "{want} in {filter:?}");
+    }
+    let nat = flannel_rules(&ns, "nat");
+    assert!(
+        nat.iter().any(|l| l.contains("MASQUERADE --random-fully")),
+        "{nat:?}"
+    );
+    let blackholes = ns
+        .exec_checked("ip", &["route", "show", "type", "blackhole"])
+        .expect("ip route");
+    assert!(
+        blackholes.contains(&subnet),
+        "blackhole {subnet} in {blackholes:?}"
+    );
+    // klog's -v=2 is debug.
+    assert!(tail().contains("DEBUG"), "{}", tail());
+    // weftctl finds the control socket from inside the namespace, with no --control.
+    let weftctl = weftd.with_file_name("weftctl");
+    let stats = ns
+        .exec_checked(weftctl.to_str().expect("UTF-8"), &["stats"])
+        .expect("weftctl stats inside the namespace");
+    assert!(stats.contains("\"drops\""), "{stats}");
+
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("SIGTERM");
+    let n = notify.recv(&mut buf).expect("STOPPING=1 from weftd");
+    assert_eq!(&buf[..n], b"STOPPING=1");
+    let status = child.wait().expect("exit");
+    assert!(status.success(), "{status}: {}", tail());
+    assert!(flannel_rules(&ns, "filter").is_empty() && flannel_rules(&ns, "nat").is_empty());
+    let blackholes = ns
+        .exec_checked("ip", &["route", "show", "type", "blackhole"])
+        .expect("ip route");
+    assert!(blackholes.trim().is_empty(), "left behind: {blackholes}");
+    assert!(
+        wait_for(Duration::from_secs(5), || !tail().is_empty()),
+        "no log"
+    );
+}
+
+#[test]
+fn a_second_weftd_for_the_same_tun_is_refused_before_it_leases() {
+    require_root!();
+    let weftd = weftctl::testbed::Binaries::weftd_near(&std::env::current_exe().expect("exe"))
+        .expect("no weftd next to the test: run `cargo build -p engine --bins`");
+    let x = Scratch {
+        dir: tempfile::tempdir().expect("tempdir"),
+    };
+    let leases = x.path("leases");
+    std::fs::create_dir(&leases).expect("lease dir");
+    std::fs::write(
+        leases.join("config"),
+        r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}"#,
+    )
+    .expect("config");
+    // Two namespaces, each with its own underlay address on lo, all weftd on defaults but the
+    // lease directory and the subnet file (each node's own /run in a real cluster).
+    let prefix = format!("{}{}", weftctl::testbed::netns::PREFIX, std::process::id());
+    let spaces: Vec<Netns> = ["one", "two"]
+        .iter()
+        .map(|n| Netns::create(&format!("{prefix}-{n}")).expect("namespace"))
+        .collect();
+    let start = |ns: &Netns, ip: &str, file: &str| {
+        let subnet_file = x.s(file);
+        let leases = leases.display().to_string();
+        let args = [
+            "--public-ip",
+            ip,
+            "--lease-dir",
+            &leases,
+            "--subnet-file",
+            &subnet_file,
+            "--iptables-forward-rules=false",
+        ];
+        let mut cmd = ns.command(weftd.to_str().expect("UTF-8"), &args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd.spawn().expect("starting weftd")
+    };
+    for (i, ns) in spaces.iter().enumerate() {
+        ns.exec_checked(
+            "ip",
+            &["addr", "add", &format!("10.99.0.{}/32", i + 1), "dev", "lo"],
+        )
+        .expect("address");
+    }
+    let mut first = start(&spaces[0], "10.99.0.1", "a.env");
+    let mut other_ns = start(&spaces[1], "10.99.0.2", "b.env");
+    let leased = || std::fs::read_dir(leases.join("subnets")).map_or(0, Iterator::count);
+    assert!(
+        wait_for(Duration::from_secs(15), || leased() == 2
+            && x.path("a.env").exists()
+            && x.path("b.env").exists()),
+        "both nodes, each in its own namespace, start on the default control socket"
+    );
+    // The same TUN again in the first namespace: refused before any lease or TUN.
+    let second = start(&spaces[0], "10.99.0.1", "c.env");
+    let out = second.wait_with_output().expect("second weftd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("@weft/flannel.1") && stderr.contains("in use"),
+        "{stderr}"
+    );
+    assert_eq!(leased(), 2, "the refused weftd must not lease");
+    assert!(!x.path("c.env").exists());
+    for child in [&mut first, &mut other_ns] {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(child.id() as i32).expect("pid"),
+            rustix::process::Signal::TERM,
+        )
+        .expect("SIGTERM");
+        assert!(child.wait().expect("exit").success());
+    }
 }

@@ -1,19 +1,29 @@
 //! The control socket: a unix stream socket answering one request line with one JSON reply.
 //!
-//! Contract (WEFTD_CLI.md): a client connects, writes `stats\n` or `routes\n`, reads one JSON
+//! Contract: a client connects, writes `stats\n` or `routes\n`, reads one JSON
 //! document and the connection is closed. `stats` gives the summed pump counters, the drops by
 //! reason (every reason, zeros included), per-peer traffic, the driver, the thread count and
 //! the TUN offloads; `routes` lists every route of the current table. Anything else gets
 //! `{"error": "..."}`. Requests are served one at a time by one thread, each with a
 //! [`CLIENT_TIMEOUT`] so a stuck client cannot block the next.
 //!
-//! [`ControlServer::bind`] refuses to replace a path that is not a socket or whose socket
-//! still answers (another weftd); a stale socket file is removed. The socket file is removed
-//! again when the server is dropped.
+//! Where ([`ControlAddr`]): by default the abstract socket `@weft/<tun-name>`. Abstract names
+//! belong to the network namespace, so any number of weftd nodes in separate namespaces of one
+//! host use the default without colliding, nothing is left on disk, and `weftctl` run inside a
+//! namespace finds that namespace's weftd ([`ControlAddr::discover`]). `--control PATH` binds a
+//! file instead.
+//!
+//! [`ControlListener::bind`] takes the address before weftd leases a subnet or makes a TUN, so
+//! a second weftd for the same TUN in the same namespace exits before touching anything. It
+//! refuses an abstract name in use, a path that is not a socket or whose socket still answers
+//! (another weftd); a stale socket file is removed. The socket file is removed again when the
+//! server is dropped.
 
+use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::FileTypeExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +39,99 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The longest request line read.
 const MAX_REQUEST: u64 = 256;
+
+/// The prefix of weftd's default abstract socket names.
+pub const ABSTRACT_PREFIX: &str = "weft/";
+
+/// The longest abstract name (`sun_path` holds 108 bytes, the first is the NUL).
+const MAX_ABSTRACT: usize = 107;
+
+/// Where the control socket is: an abstract name (per network namespace) or a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlAddr {
+    /// An abstract socket name, written `@name`.
+    Abstract(String),
+    /// A socket file.
+    Path(PathBuf),
+}
+
+impl ControlAddr {
+    /// weftd's default for a TUN: `@weft/<tun>`.
+    pub fn default_for(tun: &str) -> ControlAddr {
+        ControlAddr::Abstract(format!("{ABSTRACT_PREFIX}{tun}"))
+    }
+
+    /// `@NAME` is an abstract socket, anything else a path.
+    pub fn parse(s: &str) -> Result<ControlAddr, String> {
+        match s.strip_prefix('@') {
+            Some("") => Err("'@' needs a name after it (an abstract socket)".to_owned()),
+            Some(name) if name.len() > MAX_ABSTRACT => Err(format!(
+                "an abstract socket name has at most {MAX_ABSTRACT} bytes"
+            )),
+            Some(name) if name.contains('\0') => {
+                Err("an abstract socket name has no NUL byte".to_owned())
+            }
+            Some(name) => Ok(ControlAddr::Abstract(name.to_owned())),
+            None if s.is_empty() => Err("an empty path".to_owned()),
+            None => Ok(ControlAddr::Path(PathBuf::from(s))),
+        }
+    }
+
+    fn socket_addr(&self) -> io::Result<SocketAddr> {
+        match self {
+            ControlAddr::Abstract(name) => SocketAddr::from_abstract_name(name.as_bytes()),
+            ControlAddr::Path(path) => SocketAddr::from_pathname(path),
+        }
+    }
+
+    /// Connects to the socket (from the caller's network namespace, for an abstract name).
+    pub fn connect(&self) -> io::Result<UnixStream> {
+        UnixStream::connect_addr(&self.socket_addr()?)
+    }
+
+    /// The listening abstract sockets named `@weft/...` in the calling thread's network
+    /// namespace (from `/proc/thread-self/net/unix`), sorted.
+    pub fn discover() -> io::Result<Vec<ControlAddr>> {
+        let text = std::fs::read_to_string("/proc/thread-self/net/unix")?;
+        Ok(listening_weft_sockets(&text))
+    }
+}
+
+/// The `@weft/...` listeners in a `/proc/net/unix` listing.
+fn listening_weft_sockets(text: &str) -> Vec<ControlAddr> {
+    /// `__SO_ACCEPTCON` in the Flags column: a listening socket.
+    const ACCEPTCON: u32 = 0x0001_0000;
+    let mut found: Vec<ControlAddr> = text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = u32::from_str_radix(fields.get(3)?, 16).ok()?;
+            let name = fields.get(7)?.strip_prefix('@')?;
+            (flags & ACCEPTCON != 0 && name.starts_with(ABSTRACT_PREFIX))
+                .then(|| ControlAddr::Abstract(name.to_owned()))
+        })
+        .collect();
+    found.sort_by_key(ToString::to_string);
+    found.dedup();
+    found
+}
+
+impl fmt::Display for ControlAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlAddr::Abstract(name) => write!(f, "@{name}"),
+            ControlAddr::Path(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl std::str::FromStr for ControlAddr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ControlAddr, String> {
+        ControlAddr::parse(s)
+    }
+}
 
 /// What the control socket reports on.
 #[derive(Debug, Clone)]
@@ -62,16 +165,16 @@ pub enum ControlError {
         path: PathBuf,
     },
     /// Another process answers on the socket.
-    #[error("{path} is in use by a running process (another weftd on this TUN?); pass another --control path")]
+    #[error("the control socket {addr} is in use by a running process (another weftd for this TUN in this network namespace?); stop it, or pass another --tun-name or --control")]
     InUse {
-        /// The path.
-        path: PathBuf,
+        /// The address.
+        addr: ControlAddr,
     },
     /// bind(2) or the stale-file removal failed.
-    #[error("binding the control socket {path} failed: {source}")]
+    #[error("binding the control socket {addr} failed: {source}")]
     Bind {
-        /// The path.
-        path: PathBuf,
+        /// The address.
+        addr: ControlAddr,
         /// The error.
         #[source]
         source: io::Error,
@@ -81,61 +184,105 @@ pub enum ControlError {
     Spawn(#[source] io::Error),
 }
 
-/// The control socket and its serving thread.
+/// The control socket, bound but not yet served: taken at start-up, before anything else is set
+/// up, so that a second weftd for the same TUN fails first.
 #[derive(Debug)]
-pub struct ControlServer {
-    path: PathBuf,
+pub struct ControlListener {
+    addr: ControlAddr,
+    listener: UnixListener,
 }
 
-impl ControlServer {
-    /// Binds `path` and serves `state` on a new thread.
-    pub fn bind(path: &Path, state: ControlState) -> Result<ControlServer, ControlError> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| ControlError::CreateDir {
-                dir: dir.to_owned(),
-                source,
-            })?;
-        }
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if !meta.file_type().is_socket() {
-                return Err(ControlError::NotASocket {
-                    path: path.to_owned(),
-                });
-            }
-            if UnixStream::connect(path).is_ok() {
-                return Err(ControlError::InUse {
-                    path: path.to_owned(),
-                });
-            }
-            std::fs::remove_file(path).map_err(|source| ControlError::Bind {
-                path: path.to_owned(),
-                source,
-            })?;
-        }
-        let listener = UnixListener::bind(path).map_err(|source| ControlError::Bind {
-            path: path.to_owned(),
+impl ControlListener {
+    /// Binds `addr` (see the module documentation for what is refused).
+    pub fn bind(addr: &ControlAddr) -> Result<ControlListener, ControlError> {
+        let bind_err = |source| ControlError::Bind {
+            addr: addr.clone(),
             source,
-        })?;
-        let server = ControlServer {
-            path: path.to_owned(),
         };
+        if let ControlAddr::Path(path) = addr {
+            prepare_path(addr, path)?;
+        }
+        let listener = addr
+            .socket_addr()
+            .and_then(|a| UnixListener::bind_addr(&a))
+            .map_err(|source| match source.kind() {
+                io::ErrorKind::AddrInUse => ControlError::InUse { addr: addr.clone() },
+                _ => bind_err(source),
+            })?;
+        Ok(ControlListener {
+            addr: addr.clone(),
+            listener,
+        })
+    }
+
+    /// The address.
+    pub fn addr(&self) -> &ControlAddr {
+        &self.addr
+    }
+
+    /// Serves `state` on a new thread.
+    pub fn serve(self, state: ControlState) -> Result<ControlServer, ControlError> {
+        let ControlListener { addr, listener } = self;
+        let server = ControlServer { addr };
         std::thread::Builder::new()
             .name("weft-control".to_owned())
             .spawn(move || serve(&listener, &state))
             .map_err(ControlError::Spawn)?;
         Ok(server)
     }
+}
 
-    /// The socket path.
-    pub fn path(&self) -> &Path {
-        &self.path
+/// Makes the socket file's directory and removes a stale socket file; refuses anything else in
+/// the way.
+fn prepare_path(addr: &ControlAddr, path: &Path) -> Result<(), ControlError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| ControlError::CreateDir {
+            dir: dir.to_owned(),
+            source,
+        })?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(ControlError::NotASocket {
+                path: path.to_owned(),
+            });
+        }
+        if UnixStream::connect(path).is_ok() {
+            return Err(ControlError::InUse { addr: addr.clone() });
+        }
+        std::fs::remove_file(path).map_err(|source| ControlError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// The control socket and its serving thread.
+#[derive(Debug)]
+pub struct ControlServer {
+    addr: ControlAddr,
+}
+
+impl ControlServer {
+    /// Binds `addr` and serves `state` on a new thread.
+    pub fn bind(addr: &ControlAddr, state: ControlState) -> Result<ControlServer, ControlError> {
+        ControlListener::bind(addr)?.serve(state)
+    }
+
+    /// The socket's address.
+    pub fn addr(&self) -> &ControlAddr {
+        &self.addr
     }
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
-        // The serving thread keeps the listening fd until the process exits; the name goes now.
-        let _ = std::fs::remove_file(&self.path);
+        // The serving thread keeps the listening fd until the process exits; a file name goes
+        // now (an abstract name goes with the fd).
+        if let ControlAddr::Path(path) = &self.addr {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -316,7 +463,8 @@ mod tests {
     fn serves_over_a_unix_socket_and_refuses_a_live_one() {
         let dir = std::env::temp_dir().join(format!("wfp-control-{}", std::process::id()));
         let path = dir.join("sub").join("weft.sock");
-        let server = ControlServer::bind(&path, state()).unwrap();
+        let addr = ControlAddr::Path(path.clone());
+        let server = ControlServer::bind(&addr, state()).unwrap();
         let ask = |req: &str| {
             let mut s = UnixStream::connect(&path).unwrap();
             s.write_all(req.as_bytes()).unwrap();
@@ -327,7 +475,7 @@ mod tests {
         assert_eq!(ask("stats\n")["threads"], 2);
         assert_eq!(ask("routes\n")[0]["public_ip"], "192.168.250.2");
         assert!(matches!(
-            ControlServer::bind(&path, state()),
+            ControlServer::bind(&addr, state()),
             Err(ControlError::InUse { .. })
         ));
         drop(server);
@@ -335,15 +483,70 @@ mod tests {
         // A stale socket file (nobody listening) is replaced.
         let stale = UnixListener::bind(&path).unwrap();
         drop(stale);
-        let again = ControlServer::bind(&path, state()).unwrap();
+        let again = ControlServer::bind(&addr, state()).unwrap();
         assert_eq!(ask("stats\n")["driver"], "poll");
         drop(again);
         // A regular file is never removed.
         std::fs::write(&path, b"x").unwrap();
         assert!(matches!(
-            ControlServer::bind(&path, state()),
+            ControlServer::bind(&addr, state()),
             Err(ControlError::NotASocket { .. })
         ));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn abstract_sockets_are_found_and_refused_twice() {
+        let addr = ControlAddr::default_for(&format!("wfp-test-{}", std::process::id()));
+        let listener = ControlListener::bind(&addr).unwrap();
+        assert!(matches!(
+            ControlListener::bind(&addr),
+            Err(ControlError::InUse { .. })
+        ));
+        assert!(ControlAddr::discover().unwrap().contains(&addr));
+        let _server = listener.serve(state()).unwrap();
+        let mut s = addr.connect().unwrap();
+        s.write_all(b"stats\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["threads"], 2);
+    }
+
+    #[test]
+    fn addresses_parse_and_print() {
+        assert_eq!(
+            ControlAddr::parse("@weft/flannel.1"),
+            Ok(ControlAddr::Abstract("weft/flannel.1".to_owned()))
+        );
+        assert_eq!(
+            ControlAddr::parse("/run/weft.sock"),
+            Ok(ControlAddr::Path(PathBuf::from("/run/weft.sock")))
+        );
+        for bad in ["", "@", &format!("@{}", "x".repeat(108))] {
+            assert!(ControlAddr::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            ControlAddr::default_for("flannel0").to_string(),
+            "@weft/flannel0"
+        );
+    }
+
+    #[test]
+    fn only_listening_weft_names_are_discovered() {
+        let text = "Num       RefCount Protocol Flags    Type St Inode Path
+0000000000000000: 00000002 00000000 00010000 0001 01 1001 @weft/flannel.1
+0000000000000000: 00000003 00000000 00000000 0001 03 1002 @weft/flannel.1
+0000000000000000: 00000002 00000000 00010000 0001 01 1003 @other
+0000000000000000: 00000002 00000000 00010000 0001 01 1004 /run/x.sock
+0000000000000000: 00000002 00000000 00010000 0001 01 1005 @weft/flannel0
+0000000000000000: 00000002 00000000 00000000 0002 01 1006
+";
+        assert_eq!(
+            listening_weft_sockets(text),
+            [
+                ControlAddr::Abstract("weft/flannel.1".to_owned()),
+                ControlAddr::Abstract("weft/flannel0".to_owned())
+            ]
+        );
     }
 }

@@ -10,9 +10,11 @@
 //!   the routes loaded, and the pumps started), 503 before;
 //! - `/metrics`: Prometheus text format 0.0.4: the summed pump counters
 //!   (`weft_pump_<counter>_total`), drops by reason (`weft_drops_total{reason}`), GSO / GRO
-//!   batch-size histograms (`weft_gso_batch_segments`, `weft_gro_batch_datagrams`), per-peer
-//!   traffic (`weft_peer_{tx,rx}_{packets,bytes}_total{peer}`), the route count
-//!   (`weft_routes`) and, in lease mode, the lease manager's counters (`weft_lease_*`).
+//!   batch-size histograms (`weft_gso_batch_segments`, `weft_gro_batch_datagrams`), the route
+//!   count (`weft_routes`), in lease mode the lease manager's counters (`weft_lease_*`), the
+//!   standard `process_*` series and `weft_build_info`. Per-peer traffic
+//!   (`weft_peer_{tx,rx}_{packets,bytes}_total{peer}`, 4 series per peer: millions in a large
+//!   cluster) only with `--metrics-per-peer` ([`Health::set_per_peer_metrics`]).
 //!
 //! Any other path is 404, any other method 405, a malformed request 400, a request head over
 //! [`MAX_HEAD`] bytes 431. A connection gets [`CLIENT_TIMEOUT`] in all to send its head and
@@ -31,6 +33,8 @@ use crate::control::ControlState;
 use crate::lease::manager::ManagerStats;
 use crate::pump::counters;
 
+mod process;
+
 /// The longest request head (request line and headers) read.
 pub const MAX_HEAD: usize = 8 * 1024;
 
@@ -47,6 +51,7 @@ const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 #[derive(Debug, Default)]
 pub struct Health {
     ready: AtomicBool,
+    per_peer: AtomicBool,
     control: OnceLock<ControlState>,
     manager: OnceLock<Arc<ManagerStats>>,
 }
@@ -65,6 +70,11 @@ impl Health {
     /// Lease mode: the lease manager's counters become metrics.
     pub fn set_manager(&self, stats: Arc<ManagerStats>) {
         let _ = self.manager.set(stats);
+    }
+
+    /// Whether `/metrics` lists every peer's traffic (`--metrics-per-peer`).
+    pub fn set_per_peer_metrics(&self, on: bool) {
+        self.per_peer.store(on, Ordering::Relaxed);
     }
 
     /// `/readyz` answers 200 from now on.
@@ -326,7 +336,7 @@ pub fn metrics(health: &Health) -> String {
         u8::from(health.is_ready())
     );
     if let Some(state) = health.control.get() {
-        dataplane_metrics(&mut out, state);
+        dataplane_metrics(&mut out, state, health.per_peer.load(Ordering::Relaxed));
     }
     if let Some(stats) = health.manager.get() {
         for (name, help, value) in [
@@ -360,10 +370,11 @@ pub fn metrics(health: &Health) -> String {
             stats.peers.load(Ordering::Relaxed)
         );
     }
+    process::write(&mut out);
     out
 }
 
-fn dataplane_metrics(out: &mut String, state: &ControlState) {
+fn dataplane_metrics(out: &mut String, state: &ControlState, per_peer: bool) {
     let (totals, drops) = counters::sum(state.counters.iter().map(|c| &**c));
     // Every counter of `Totals`, by its field name, so a new counter shows up here too.
     if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(&totals) {
@@ -427,6 +438,7 @@ fn dataplane_metrics(out: &mut String, state: &ControlState) {
     ]
     .into_iter()
     .enumerate()
+    .filter(|_| per_peer)
     {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         for p in peers {

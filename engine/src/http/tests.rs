@@ -79,6 +79,10 @@ fn responds_with_readiness_and_metrics() {
 
     health.set_dataplane(control_state());
     health.set_ready();
+    // Per-peer series are opt-in.
+    let off = respond(&get("/metrics"), &health).body;
+    assert!(!off.contains("weft_peer_"), "{off}");
+    health.set_per_peer_metrics(true);
     assert_eq!(respond(&get("/readyz"), &health).status, 200);
     let stats = Arc::new(ManagerStats::default());
     stats.renewals.fetch_add(5, Ordering::Relaxed);
@@ -92,9 +96,6 @@ fn responds_with_readiness_and_metrics() {
         "weft_pump_gro_merged_total 0",
         "weft_drops_total{reason=\"unknown_peer\"} 1",
         "weft_drops_total{reason=\"spoofed\"} 0",
-        "weft_peer_tx_packets_total{peer=\"192.168.250.2\"} 2",
-        "weft_peer_tx_bytes_total{peer=\"192.168.250.2\"} 200",
-        "weft_peer_rx_bytes_total{peer=\"192.168.250.2\"} 0",
         "weft_routes 1",
         "# TYPE weft_gso_batch_segments histogram",
         "weft_gso_batch_segments_bucket{le=\"1\"} 1",
@@ -112,13 +113,23 @@ fn responds_with_readiness_and_metrics() {
         "weft_lease_watch_reconnects_total 0",
         "weft_ready 1",
         "# TYPE weft_drops_total counter",
+        "weft_peer_tx_packets_total{peer=\"192.168.250.2\"} 2",
+        "weft_peer_tx_bytes_total{peer=\"192.168.250.2\"} 200",
+        "weft_peer_rx_bytes_total{peer=\"192.168.250.2\"} 0",
+        "# TYPE process_cpu_seconds_total counter",
     ] {
         assert!(m.body.lines().any(|l| l == line), "{line} in\n{}", m.body);
     }
+    let build = format!(
+        "weft_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(m.body.lines().any(|l| l == build), "{build} in\n{}", m.body);
     // Every sample line is `name{labels} value` with a numeric value.
     for l in m.body.lines().filter(|l| !l.starts_with('#')) {
         let (_, value) = l.rsplit_once(' ').unwrap();
-        value.parse::<u64>().unwrap();
+        let v: f64 = value.parse().unwrap_or_else(|e| panic!("{l}: {e}"));
+        assert!(v.is_finite() && v >= 0.0, "{l}");
     }
 }
 

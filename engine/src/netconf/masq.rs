@@ -1,7 +1,9 @@
-//! flanneld's `--ip-masq` rules, applied with `iptables-restore`.
+//! flanneld's iptables rules, applied with `iptables-restore -w`: the `--ip-masq` masquerade
+//! rules (nat) and the `--iptables-forward-rules` FORWARD accept rules (filter, flanneld's
+//! default, so pods work where the FORWARD policy is DROP, as Docker sets it).
 //!
-//! flanneld (pkg/trafficmngr/iptables) installs, with N the Network and S our subnet, every
-//! rule commented `flanneld masq`:
+//! flanneld (pkg/trafficmngr/iptables) installs, with N the Network and S our subnet (the nat
+//! part with `--ip-masq`, the filter part with `--iptables-forward-rules`):
 //!
 //! ```text
 //! *nat
@@ -23,14 +25,15 @@
 //! prints them, so [`MasqRules::missing`] compares text.
 //!
 //! Contract:
-//! - [`MasqRules::apply`] is idempotent: one `iptables-restore --noflush` transaction that
-//!   declares (so creates or flushes) our two chains, fills them, and adds each jump from
-//!   `POSTROUTING` / `FORWARD` only if `iptables-save` does not show it already. Rules of other
-//!   programs are not touched.
+//! - [`MasqRules::apply`] is idempotent: one `iptables-restore -w --noflush` transaction that
+//!   declares (so creates or flushes) our chains of the enabled tables, fills them, and adds
+//!   each jump from `POSTROUTING` / `FORWARD` only if `iptables-save` does not show it already.
+//!   Rules of other programs are not touched. `-w` waits for the xtables lock (kube-proxy holds
+//!   it while it syncs) instead of failing.
 //! - [`MasqRules::missing`] lists the expected lines absent from `iptables-save`;
 //!   [`MasqRules::ensure`] re-applies when any is missing (the `--iptables-resync` timer).
-//! - [`MasqRules::remove`] deletes the jumps and both chains (clean shutdown), tolerating
-//!   their absence.
+//! - [`MasqRules::remove`] deletes the jumps and chains of the enabled tables (clean
+//!   shutdown), tolerating their absence.
 //! - Failures name the command and carry its stderr.
 
 use std::io::Write as _;
@@ -110,6 +113,10 @@ struct FamilyRules {
 pub struct MasqRules {
     families: Vec<FamilyRules>,
     random_fully: bool,
+    /// The nat part (`--ip-masq`).
+    masquerade: bool,
+    /// The filter part (`--iptables-forward-rules`).
+    forward: bool,
 }
 
 impl MasqRules {
@@ -124,7 +131,22 @@ impl MasqRules {
                 multicast: "224.0.0.0/4",
             }],
             random_fully: true,
+            masquerade: true,
+            forward: true,
         }
+    }
+
+    /// Only the parts asked for: the masquerade rules (nat) and the FORWARD accept rules
+    /// (filter). `None` when neither is.
+    pub fn with_parts(mut self, masquerade: bool, forward: bool) -> Option<MasqRules> {
+        self.masquerade = masquerade;
+        self.forward = forward;
+        (masquerade || forward).then_some(self)
+    }
+
+    /// Whether the masquerade rules are part of the set.
+    pub fn masquerade(&self) -> bool {
+        self.masquerade
     }
 
     /// Adds the IPv6 rules (dual stack).
@@ -138,7 +160,7 @@ impl MasqRules {
         self
     }
 
-    /// Without `--random-fully` (flanneld's `--ip-masq-random-fully-disable`).
+    /// Without `--random-fully` (flanneld's `--ip-masq-fully-random-disable`).
     pub fn without_random_fully(mut self) -> MasqRules {
         self.random_fully = false;
         self
@@ -190,10 +212,15 @@ impl MasqRules {
         self.families
             .iter()
             .map(|f| {
-                let mut lines = vec![MasqRules::postrouting_jump()];
-                lines.extend(self.nat_rules(f));
-                lines.push(MasqRules::forward_jump());
-                lines.extend(MasqRules::fwd_rules(f));
+                let mut lines = Vec::new();
+                if self.masquerade {
+                    lines.push(MasqRules::postrouting_jump());
+                    lines.extend(self.nat_rules(f));
+                }
+                if self.forward {
+                    lines.push(MasqRules::forward_jump());
+                    lines.extend(MasqRules::fwd_rules(f));
+                }
                 (f.family, lines)
             })
             .collect()
@@ -204,43 +231,56 @@ impl MasqRules {
     fn apply_input(&self, f: &FamilyRules, saved: &str) -> String {
         let has = |line: &str| saved.lines().any(|l| l.trim_end() == line);
         let mut s = String::new();
-        s.push_str("*nat\n");
-        s.push_str(&format!(":{POSTRTG_CHAIN} - [0:0]\n"));
-        let jump = MasqRules::postrouting_jump();
-        if !has(&jump) {
-            s.push_str(&jump);
-            s.push('\n');
+        let tables = [
+            (
+                self.masquerade,
+                "nat",
+                POSTRTG_CHAIN,
+                MasqRules::postrouting_jump(),
+                self.nat_rules(f),
+            ),
+            (
+                self.forward,
+                "filter",
+                FWD_CHAIN,
+                MasqRules::forward_jump(),
+                MasqRules::fwd_rules(f),
+            ),
+        ];
+        for (_, table, chain, jump, rules) in tables.into_iter().filter(|t| t.0) {
+            s.push_str(&format!("*{table}\n:{chain} - [0:0]\n"));
+            if !has(&jump) {
+                s.push_str(&jump);
+                s.push('\n');
+            }
+            for rule in rules {
+                s.push_str(&rule);
+                s.push('\n');
+            }
+            s.push_str("COMMIT\n");
         }
-        for rule in self.nat_rules(f) {
-            s.push_str(&rule);
-            s.push('\n');
-        }
-        s.push_str("COMMIT\n*filter\n");
-        s.push_str(&format!(":{FWD_CHAIN} - [0:0]\n"));
-        let jump = MasqRules::forward_jump();
-        if !has(&jump) {
-            s.push_str(&jump);
-            s.push('\n');
-        }
-        for rule in MasqRules::fwd_rules(f) {
-            s.push_str(&rule);
-            s.push('\n');
-        }
-        s.push_str("COMMIT\n");
         s
     }
 
-    /// The `iptables-restore --noflush` input that removes the jumps and chains present in
-    /// `saved`; `None` when there is nothing to remove.
-    fn remove_input(saved: &str) -> Option<String> {
+    /// The `iptables-restore --noflush` input that removes the jumps and chains of our
+    /// tables present in `saved`; `None` when there is nothing to remove.
+    fn remove_input(&self, saved: &str) -> Option<String> {
         let count = |line: &str| saved.lines().filter(|l| l.trim_end() == line).count();
         let has_chain = |chain: &str| saved.lines().any(|l| l.starts_with(&format!(":{chain} ")));
         let mut s = String::new();
         let mut any = false;
-        for (table, jump, chain) in [
-            ("nat", MasqRules::postrouting_jump(), POSTRTG_CHAIN),
-            ("filter", MasqRules::forward_jump(), FWD_CHAIN),
-        ] {
+        for (_, table, jump, chain) in [
+            (
+                self.masquerade,
+                "nat",
+                MasqRules::postrouting_jump(),
+                POSTRTG_CHAIN,
+            ),
+            (self.forward, "filter", MasqRules::forward_jump(), FWD_CHAIN),
+        ]
+        .into_iter()
+        .filter(|t| t.0)
+        {
             s.push_str(&format!("*{table}\n"));
             for _ in 0..count(&jump) {
                 s.push_str(&jump.replacen("-A ", "-D ", 1));
@@ -286,7 +326,7 @@ impl MasqRules {
             return Ok(false);
         }
         tracing::warn!(
-            "{} masquerade rule(s) missing (first: {}); re-applying",
+            "{} iptables rule(s) missing (first: {}); re-applying",
             missing.len(),
             missing[0]
         );
@@ -298,7 +338,7 @@ impl MasqRules {
     pub fn remove(&self) -> Result<(), MasqError> {
         for f in &self.families {
             let saved = save(f.family)?;
-            if let Some(input) = MasqRules::remove_input(&saved) {
+            if let Some(input) = self.remove_input(&saved) {
                 restore(f.family, &input)?;
             }
         }
@@ -326,13 +366,13 @@ fn save(family: Family) -> Result<String, MasqError> {
 }
 
 fn restore(family: Family, input: &str) -> Result<(), MasqError> {
-    let command = format!("{} --noflush", family.restore_cmd());
+    let command = format!("{} -w --noflush", family.restore_cmd());
     let spawn_err = |source| MasqError::Spawn {
         command: command.clone(),
         source,
     };
     let mut child = Command::new(family.restore_cmd())
-        .arg("--noflush")
+        .args(["-w", "--noflush"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -407,16 +447,43 @@ mod tests {
 
     #[test]
     fn remove_input_only_what_exists() {
-        assert_eq!(MasqRules::remove_input("*nat\nCOMMIT\n"), None);
+        let r = rules();
+        assert_eq!(r.remove_input("*nat\nCOMMIT\n"), None);
         let saved = format!(
             "*nat\n:FLANNEL-POSTRTG - [0:0]\n{}\n{}\nCOMMIT\n",
             MasqRules::postrouting_jump(),
             MasqRules::postrouting_jump()
         );
-        let input = MasqRules::remove_input(&saved).expect("something to remove");
+        let input = r.remove_input(&saved).expect("something to remove");
         assert_eq!(input.matches("-D POSTROUTING").count(), 2);
         assert!(input.contains("-X FLANNEL-POSTRTG"));
         assert!(!input.contains("FLANNEL-FWD"));
+    }
+
+    #[test]
+    fn parts_can_be_chosen() {
+        assert_eq!(rules().with_parts(false, false), None);
+        let fwd = rules().with_parts(false, true).expect("forward");
+        let lines = &fwd.expected_lines()[0].1;
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().all(|l| l.contains("FLANNEL-FWD")));
+        let input = fwd.apply_input(&fwd.families[0], "");
+        assert!(
+            input.starts_with("*filter\n") && !input.contains("*nat"),
+            "{input}"
+        );
+        let saved = format!(
+            "*nat\n:FLANNEL-POSTRTG - [0:0]\n{}\nCOMMIT\n",
+            MasqRules::postrouting_jump()
+        );
+        // The forward-only set leaves the nat chain (not its own) alone.
+        assert_eq!(fwd.remove_input(&saved), None);
+        let masq = rules().with_parts(true, false).expect("masq");
+        assert!(masq.masquerade());
+        assert!(masq.expected_lines()[0]
+            .1
+            .iter()
+            .all(|l| !l.contains("FORWARD")));
     }
 
     #[test]

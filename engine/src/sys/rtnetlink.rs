@@ -1,10 +1,11 @@
-//! A minimal rtnetlink client: add a route through an interface.
+//! A minimal rtnetlink client: add and delete routes of the main table.
 //!
-//! Contract: [`add_device_route`] sends one `RTM_NEWROUTE` request (`NLM_F_CREATE |
-//! NLM_F_REPLACE | NLM_F_ACK`, so repeating it is harmless) for `prefix/len dev <ifindex>
-//! scope link` in the main table on a fresh `NETLINK_ROUTE` socket of the calling thread's
-//! network namespace, and waits (at most [`ACK_TIMEOUT`]) for the kernel's acknowledgement; a
-//! negative acknowledgement is returned as the errno it carries. The message is built in safe
+//! Contract: [`add_route`] sends one `RTM_NEWROUTE` request (`NLM_F_CREATE | NLM_F_REPLACE |
+//! NLM_F_ACK`, so repeating it is harmless) for a [`RouteKind`] (`prefix/len dev <ifindex>
+//! scope link`, or `blackhole prefix/len`) on a fresh `NETLINK_ROUTE` socket of the calling
+//! thread's network namespace, and waits (at most [`ACK_TIMEOUT`]) for the kernel's
+//! acknowledgement; a negative acknowledgement is returned as the errno it carries.
+//! [`delete_route`] sends `RTM_DELROUTE` the same way; a route already gone is success. The message is built in safe
 //! code with the layouts of include/uapi/linux/netlink.h and rtnetlink.h.
 
 use std::io;
@@ -41,8 +42,17 @@ fn push_attr(msg: &mut Vec<u8>, ty: u16, data: &[u8]) {
     msg.resize(align4(msg.len()), 0);
 }
 
-/// The bytes of an RTM_NEWROUTE request for `dst/prefix_len dev ifindex scope link`.
-fn new_route_request(dst: IpAddr, prefix_len: u8, ifindex: u32, seq: u32) -> Vec<u8> {
+/// What a route does with the packets it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKind {
+    /// `dev <ifindex> scope link`.
+    Device(u32),
+    /// `blackhole`: dropped here.
+    Blackhole,
+}
+
+/// The bytes of an RTM_NEWROUTE / RTM_DELROUTE request for `dst/prefix_len` of `kind`.
+fn route_request(msg_type: u16, dst: IpAddr, prefix_len: u8, kind: RouteKind, seq: u32) -> Vec<u8> {
     let mut msg = Vec::with_capacity(64);
     msg.resize(NLMSG_HDR_LEN, 0);
     let (family, addr): (u8, Vec<u8>) = match dst {
@@ -56,18 +66,29 @@ fn new_route_request(dst: IpAddr, prefix_len: u8, ifindex: u32, seq: u32) -> Vec
         0, // tos
         libc::RT_TABLE_MAIN,
         libc::RTPROT_BOOT,
-        libc::RT_SCOPE_LINK,
-        libc::RTN_UNICAST,
+        match kind {
+            RouteKind::Device(_) => libc::RT_SCOPE_LINK,
+            RouteKind::Blackhole => libc::RT_SCOPE_UNIVERSE,
+        },
+        match kind {
+            RouteKind::Device(_) => libc::RTN_UNICAST,
+            RouteKind::Blackhole => libc::RTN_BLACKHOLE,
+        },
     ]);
     msg.extend_from_slice(&0u32.to_ne_bytes()); // rtm_flags
     debug_assert_eq!(msg.len(), NLMSG_HDR_LEN + RTMSG_LEN);
     push_attr(&mut msg, libc::RTA_DST, &addr);
-    push_attr(&mut msg, libc::RTA_OIF, &ifindex.to_ne_bytes());
+    if let RouteKind::Device(ifindex) = kind {
+        push_attr(&mut msg, libc::RTA_OIF, &ifindex.to_ne_bytes());
+    }
     let len = msg.len() as u32;
-    let flags =
-        (libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
+    let flags = if msg_type == libc::RTM_NEWROUTE {
+        libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE
+    } else {
+        libc::NLM_F_REQUEST | libc::NLM_F_ACK
+    } as u16;
     msg[0..4].copy_from_slice(&len.to_ne_bytes());
-    msg[4..6].copy_from_slice(&libc::RTM_NEWROUTE.to_ne_bytes());
+    msg[4..6].copy_from_slice(&msg_type.to_ne_bytes());
     msg[6..8].copy_from_slice(&flags.to_ne_bytes());
     msg[8..12].copy_from_slice(&seq.to_ne_bytes());
     // nlmsg_pid 0: the kernel fills in our port id.
@@ -100,15 +121,39 @@ fn ack_errno(reply: &[u8], seq: u32) -> Option<i32> {
 
 /// Adds (or replaces) the route `dst/prefix_len dev <ifindex> scope link` in the main table.
 pub fn add_device_route(dst: IpAddr, prefix_len: u8, ifindex: u32) -> io::Result<()> {
+    add_route(dst, prefix_len, RouteKind::Device(ifindex))
+}
+
+/// Adds (or replaces) the route `dst/prefix_len` of `kind` in the main table.
+pub fn add_route(dst: IpAddr, prefix_len: u8, kind: RouteKind) -> io::Result<()> {
+    request(
+        &route_request(libc::RTM_NEWROUTE, dst, prefix_len, kind, 1),
+        1,
+    )
+}
+
+/// Deletes the route `dst/prefix_len` of `kind` from the main table; one that does not exist
+/// is success.
+pub fn delete_route(dst: IpAddr, prefix_len: u8, kind: RouteKind) -> io::Result<()> {
+    match request(
+        &route_request(libc::RTM_DELROUTE, dst, prefix_len, kind, 1),
+        1,
+    ) {
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+        other => other,
+    }
+}
+
+/// Sends one request and waits for its acknowledgement.
+fn request(msg: &[u8], seq: u32) -> io::Result<()> {
     let socket = Socket::new(
         Domain::from(libc::AF_NETLINK),
         Type::RAW.cloexec(),
         Some(Protocol::from(libc::NETLINK_ROUTE)),
     )?;
     socket.set_read_timeout(Some(ACK_TIMEOUT))?;
-    let seq = 1;
     // An unbound netlink socket sends to the kernel (port id 0) and is bound on first send.
-    socket.send(&new_route_request(dst, prefix_len, ifindex, seq))?;
+    socket.send(msg)?;
     let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
     loop {
         let n = socket.recv(&mut buf)?;
@@ -129,7 +174,14 @@ mod tests {
 
     #[test]
     fn request_layout() {
-        let m = new_route_request("10.244.0.0".parse().unwrap(), 16, 7, 1);
+        let new = libc::RTM_NEWROUTE;
+        let m = route_request(
+            new,
+            "10.244.0.0".parse().unwrap(),
+            16,
+            RouteKind::Device(7),
+            1,
+        );
         assert_eq!(m.len(), 16 + 12 + 8 + 8);
         assert_eq!(
             u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize,
@@ -139,8 +191,17 @@ mod tests {
         assert_eq!(&m[28..30], &8u16.to_ne_bytes());
         assert_eq!(&m[32..36], &[10, 244, 0, 0]);
         assert_eq!(&m[40..44], &7u32.to_ne_bytes());
-        let m6 = new_route_request("fd00::".parse().unwrap(), 48, 7, 1);
+        let m6 = route_request(new, "fd00::".parse().unwrap(), 48, RouteKind::Device(7), 1);
         assert_eq!(m6.len(), 16 + 12 + 20 + 8);
+        let b = route_request(
+            new,
+            "10.244.3.0".parse().unwrap(),
+            24,
+            RouteKind::Blackhole,
+            1,
+        );
+        assert_eq!(b.len(), 16 + 12 + 8);
+        assert_eq!(b[16 + 7], libc::RTN_BLACKHOLE);
     }
 
     #[test]
@@ -163,6 +224,28 @@ mod tests {
             );
             let err = add_device_route("10.98.0.0".parse().unwrap(), 16, 9999).unwrap_err();
             assert_eq!(err.raw_os_error(), Some(libc::ENODEV));
+        });
+    }
+
+    #[test]
+    fn adds_and_deletes_a_blackhole_route() {
+        require_root!();
+        crate::test_support::in_netns(|| {
+            let dst: IpAddr = "10.97.3.0".parse().unwrap();
+            add_route(dst, 24, RouteKind::Blackhole).unwrap();
+            // /proc/net/route shows a blackhole (RTF_REJECT, 0x0200) route on "*".
+            let want = format!("{:08X}", u32::from_ne_bytes([10, 97, 3, 0]));
+            let listed = || {
+                std::fs::read_to_string("/proc/thread-self/net/route")
+                    .unwrap()
+                    .lines()
+                    .any(|l| l.contains(&want))
+            };
+            assert!(listed());
+            delete_route(dst, 24, RouteKind::Blackhole).unwrap();
+            assert!(!listed());
+            // Deleting it again is not an error.
+            delete_route(dst, 24, RouteKind::Blackhole).unwrap();
         });
     }
 

@@ -97,8 +97,6 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
             bed.node(i).underlay().to_string(),
             "--subnet-file".to_owned(),
             subnet_file.display().to_string(),
-            "--control".to_owned(),
-            dir.join(format!("weftd-{role}.sock")).display().to_string(),
         ];
         args.extend(store_args.iter().cloned());
         let h = bed.spawn(i, &format!("weftd-{role}"), &weftd, &args)?;

@@ -236,14 +236,12 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
     };
     let write_time = started_writing.elapsed();
 
-    let control = bed.dir().join("scale-weftd.sock");
+    let ns = bed.node(0).ns().name().to_owned();
     let mut args = vec![
         "--public-ip".to_owned(),
         bed.node(0).underlay().to_string(),
         "--subnet-file".to_owned(),
         bed.dir().join("subnet.env").display().to_string(),
-        "--control".to_owned(),
-        control.display().to_string(),
         "--pump-threads".to_owned(),
         "1".to_owned(),
     ];
@@ -255,7 +253,7 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
         .context("waiting for weftd to start")?;
     let ready_after = start.elapsed();
     let (routes_after, reply) = loop {
-        if let Ok(v) = crate::control::request(&control, "routes") {
+        if let Ok(v) = crate::control::request_in(&ns, None, "routes") {
             if v.as_array().map_or(0, Vec::len) >= n {
                 break (start.elapsed(), v);
             }
@@ -267,7 +265,7 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
             );
         }
         if start.elapsed() > config.timeout {
-            let got = crate::control::request(&control, "routes")
+            let got = crate::control::request_in(&ns, None, "routes")
                 .ok()
                 .and_then(|v| v.as_array().map(Vec::len));
             bail!(

@@ -7,7 +7,8 @@
 //!   [`Etcd::stop`] / [`Etcd::restart`] keep the data, [`Etcd::restart_empty`] wipes it (a
 //!   restore from an empty data dir), [`Etcd::compact`] compacts to the current revision.
 //! - [`LeasedNode::start`] runs weftd in lease mode on node `i` (`--public-ip` = the node's
-//!   underlay, its own subnet file and control socket, `-v`) and waits for `weftd: ready`.
+//!   underlay, its own subnet file, the default control socket, `-v`) and waits for
+//!   `weftd: ready`. Its control socket is found from inside the node's namespace.
 //!   [`LeasedNode::subnet`] reads the leased subnet from the subnet file; its first address
 //!   (`.0`, the TUN's) is where traffic to the node goes ([`LeasedNode::tun_ip`]).
 //! - [`UdpFlow`] sends sequence-numbered UDP datagrams between two TUN addresses at a fixed
@@ -275,8 +276,8 @@ pub struct LeasedNode {
     pub index: usize,
     /// Its subnet.env.
     pub subnet_file: PathBuf,
-    /// Its control socket.
-    pub control: PathBuf,
+    /// The node's network namespace, where weftd's default control socket is found.
+    pub netns: String,
     /// weftd's arguments.
     pub args: Vec<String>,
     /// The testbed process handle of the current weftd.
@@ -326,14 +327,11 @@ impl LeasedNode {
         let dir = bed.dir().to_owned();
         let role = ROLES.get(i).context("node index")?;
         let subnet_file = dir.join(format!("subnet-{role}.env"));
-        let control = dir.join(format!("leased-{role}.sock"));
         let mut args: Vec<String> = vec![
             "--public-ip".into(),
             bed.node(i).underlay().to_string(),
             "--subnet-file".into(),
             subnet_file.display().to_string(),
-            "--control".into(),
-            control.display().to_string(),
             "--pump-threads".into(),
             "1".into(),
             "-v".into(),
@@ -343,7 +341,7 @@ impl LeasedNode {
         let mut node = LeasedNode {
             index: i,
             subnet_file,
-            control,
+            netns: bed.node(i).ns().name().to_owned(),
             args,
             handle: 0,
             generation: 0,
@@ -429,12 +427,12 @@ impl LeasedNode {
 
     /// weftd's `routes` reply as text.
     pub fn routes(&self) -> anyhow::Result<String> {
-        Ok(control::request(&self.control, "routes")?.to_string())
+        Ok(control::request_in(&self.netns, None, "routes")?.to_string())
     }
 
     /// weftd's `stats` reply.
     pub fn stats(&self) -> anyhow::Result<serde_json::Value> {
-        control::request(&self.control, "stats")
+        control::request_in(&self.netns, None, "stats")
     }
 
     /// Waits (up to `limit`) until the routes do / do not contain `needle`; returns the time.

@@ -156,7 +156,9 @@ pub struct Node {
     subnet6: IpNet,
     vtep_mac: Mac,
     overlay: Option<Overlay>,
-    control: Option<PathBuf>,
+    /// Whether the node runs weftd (its control socket is the default, `@weft/<tun>` in the
+    /// node's namespace).
+    runs_weftd: bool,
     process: Option<usize>,
     weftd_args: Vec<String>,
 }
@@ -221,11 +223,6 @@ impl Node {
     /// The overlay started on this node.
     pub fn overlay(&self) -> Option<Overlay> {
         self.overlay
-    }
-
-    /// weftd's control socket, when the node runs weftd.
-    pub fn control_path(&self) -> Option<&Path> {
-        self.control.as_deref()
     }
 
     /// Runs `ip <args>` inside the node.
@@ -345,7 +342,7 @@ impl Testbed {
                 subnet6: IpNet::parse(&format!("fd00:10:244:{k}::/64"))?,
                 vtep_mac: Mac([0x0e, 0x77, 0x65, 0x66, 0x74, k]),
                 overlay: None,
-                control: None,
+                runs_weftd: false,
                 process: None,
                 weftd_args: Vec::new(),
             });
@@ -527,13 +524,14 @@ impl Testbed {
         self.processes.get_mut(p)
     }
 
-    /// One request to weftd's control socket on node `node` (`stats`, `routes`).
+    /// One request to weftd's control socket on node `node` (`stats`, `routes`), made from
+    /// inside the node's namespace as an operator would (`weftctl stats` finds the socket).
     pub fn control(&self, node: usize, request: &str) -> anyhow::Result<serde_json::Value> {
-        let path = self.nodes[node]
-            .control
-            .as_deref()
-            .with_context(|| format!("node {} runs no weftd", ROLES[node]))?;
-        control::request(path, request)
+        let n = &self.nodes[node];
+        if !n.runs_weftd {
+            bail!("node {} runs no weftd", ROLES[node]);
+        }
+        control::request_in(n.ns.name(), None, request)
     }
 
     /// Fails if an overlay process has exited (it should run for the testbed's life).
@@ -721,7 +719,6 @@ impl Testbed {
             "no weftd binary next to this program (run `cargo build -p engine`, with --release \
              for a release build)",
         )?;
-        let control = self.dir.path().join(format!("weftd-{}.sock", ROLES[i]));
         let node = &self.nodes[i];
         let mut args: Vec<String> = [
             "--backend",
@@ -740,8 +737,6 @@ impl Testbed {
             path_str(peers)?,
             "--io-driver",
             driver.name(),
-            "--control",
-            path_str(&control)?,
             "-v",
         ]
         .iter()
@@ -756,7 +751,7 @@ impl Testbed {
         args.extend(node.weftd_args.iter().cloned());
         let p = self.spawn(i, &format!("weftd-{}", ROLES[i]), &program, &args)?;
         self.nodes[i].process = Some(p);
-        self.nodes[i].control = Some(control);
+        self.nodes[i].runs_weftd = true;
         Ok(())
     }
 }

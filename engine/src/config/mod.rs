@@ -1,7 +1,8 @@
-//! weftd's command line (WEFTD_CLI.md): flags, their `FLANNELD_*` variables, and the checks
-//! that need more than one flag.
+//! weftd's command line: flags, their `FLANNELD_*` variables, and the checks that need more
+//! than one flag.
 //!
-//! Contract: [`Cli`] is parsed by clap; a flag value that does not parse or is out of range is
+//! Contract: [`Cli::parse_flanneld`] takes flanneld's syntax ([`goflags`]: `-flag=value`,
+//! `-flag value`, Go booleans, klog's `-v=N`) and parses it with clap; a flag value that does not parse or is out of range is
 //! a clap error naming the flag (exit code 2). [`Cli::resolve`] turns the flags into
 //! [`Settings`], filling the defaults that depend on other flags (port, TUN name, VtepMAC,
 //! MTU, threads, control path); a combination that cannot work is again a clap error naming the
@@ -9,22 +10,29 @@
 //! the system: paths (`--peers`, `--etcd-*file` readable; `--control`, `--subnet-file`,
 //! `--lease-dir` creatable), etcd endpoints (`http(s)://HOST:PORT`), flags that go in pairs
 //! (cert + key, user + password), `--tun-name` (free or a TUN), `--healthz-ip` (an address of
-//! this host), so that a bad value never fails late with a half-configured node. Flags shared with flanneld keep flanneld's names (`--public-ip`, `-v`);
-//! every flag but `-v` can also come from `FLANNELD_<FLAG_IN_UPPER_SNAKE_CASE>`.
+//! this host), so that a bad value never fails late with a half-configured node. Flags shared
+//! with flanneld keep flanneld's names and defaults (`--public-ip`, `--iptables-forward-rules`
+//! on, `-v`); every flag but `-v` can also come from `FLANNELD_<FLAG_IN_UPPER_SNAKE_CASE>`.
+//! flanneld's flags that weftd does not implement yet ([`FlanneldOnly`]) are parsed so that
+//! giving one exits 2 naming it, not with a generic usage error.
+
+pub mod goflags;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, Parser, ValueEnum};
 use encap::backend::Mac;
 use regex::Regex;
 
+use crate::control::ControlAddr;
 use crate::lease::manager::renew_margin_from_minutes;
 use crate::lease::EtcdOptions;
 use crate::route::{parse_mac, Backend, Cidr};
 use crate::sys::{ifaddrs, netif};
+use goflags::parse_go_bool;
 
 /// The most pump threads (one TUN queue each; the TUN driver allows 256 queues).
 pub const MAX_PUMP_THREADS: u16 = 256;
@@ -136,8 +144,30 @@ pub struct Cli {
     pub subnet_lease_renew_margin: u64,
 
     /// Install flannel's masquerade rules for traffic leaving the overlay network.
-    #[arg(long, env = "FLANNELD_IP_MASQ")]
+    #[arg(long, env = "FLANNELD_IP_MASQ", value_parser = parse_go_bool, action = ArgAction::Set,
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "false")]
     pub ip_masq: bool,
+
+    /// Masquerade without --random-fully.
+    #[arg(long, env = "FLANNELD_IP_MASQ_FULLY_RANDOM_DISABLE", value_parser = parse_go_bool,
+          action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false")]
+    pub ip_masq_fully_random_disable: bool,
+
+    /// Accept the overlay network's traffic in the FORWARD chain (flannel's FLANNEL-FWD), so
+    /// pods work on hosts whose FORWARD policy is DROP (Docker sets that). Lease mode.
+    #[arg(long, env = "FLANNELD_IPTABLES_FORWARD_RULES", value_parser = parse_go_bool,
+          action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "true")]
+    pub iptables_forward_rules: bool,
+
+    /// Add a blackhole route for our own subnet, so traffic to its unused addresses is dropped
+    /// here instead of leaving by the default route. Lease mode; removed on exit.
+    #[arg(long, env = "FLANNELD_IP_BLACKHOLE_ROUTE", value_parser = parse_go_bool,
+          action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false")]
+    pub ip_blackhole_route: bool,
 
     /// Re-check the masquerade rules every this many seconds.
     #[arg(long, env = "FLANNELD_IPTABLES_RESYNC", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
@@ -192,9 +222,10 @@ pub struct Cli {
     #[arg(long, env = "FLANNELD_PUMP_THREADS", value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_PUMP_THREADS)))]
     pub pump_threads: Option<u16>,
 
-    /// Control socket for weftctl [default: /run/weft/<tun-name>.sock].
-    #[arg(long, env = "FLANNELD_CONTROL")]
-    pub control: Option<PathBuf>,
+    /// Control socket for weftctl: `@NAME` for an abstract socket (one per network namespace),
+    /// else a file path [default: @weft/<tun-name>].
+    #[arg(long, env = "FLANNELD_CONTROL", value_parser = parse_control)]
+    pub control: Option<ControlAddr>,
 
     /// Address of the /healthz, /readyz and /metrics endpoint.
     #[arg(long, env = "FLANNELD_HEALTHZ_IP", default_value = "0.0.0.0")]
@@ -204,15 +235,127 @@ pub struct Cli {
     #[arg(long, env = "FLANNELD_HEALTHZ_PORT", default_value_t = 0)]
     pub healthz_port: u16,
 
+    /// Serve per-peer series on /metrics (`weft_peer_*{peer}`: 4 per peer, so millions in a
+    /// large cluster; off by default).
+    #[arg(long, env = "FLANNELD_METRICS_PER_PEER", value_parser = parse_go_bool,
+          action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false")]
+    pub metrics_per_peer: bool,
+
     /// Deliver inner packets whose source lies outside the sending peer's subnets (default:
     /// dropped and counted as "spoofed"). Only for setups that route other networks through a
     /// node's overlay; it lets any peer forge sources of the whole overlay.
-    #[arg(long, env = "FLANNELD_ALLOW_FOREIGN_INNER_SOURCE")]
+    #[arg(long, env = "FLANNELD_ALLOW_FOREIGN_INNER_SOURCE", value_parser = parse_go_bool,
+          action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false")]
     pub allow_foreign_inner_source: bool,
 
     /// Log more (-v debug, -vv trace); RUST_LOG overrides.
-    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
+
+    /// klog verbosity, as flanneld's `-v=N`: 0 info, 1 to 3 debug, 4 and up trace.
+    #[arg(long = "v", value_name = "N")]
+    pub klog_v: Option<u32>,
+
+    /// flanneld's flags that weftd does not implement yet.
+    #[command(flatten)]
+    pub flanneld_only: FlanneldOnly,
+}
+
+/// flanneld's flags that weftd parses but does not implement yet: given with any value but
+/// flanneld's default, weftd exits 2 naming the flag. klog's `--vmodule` and
+/// `--log_backtrace_at` are accepted and ignored (with a warning).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "flanneld flags weftd does not support yet (exit 2 when set)")]
+pub struct FlanneldOnly {
+    /// flanneld: take the subnet from the Kubernetes API.
+    #[arg(long, env = "FLANNELD_KUBE_SUBNET_MGR", value_name = "BOOL", num_args = 0..=1,
+          require_equals = true, default_missing_value = "true")]
+    pub kube_subnet_mgr: Option<String>,
+    /// flanneld: the Kubernetes API server URL.
+    #[arg(long, env = "FLANNELD_KUBE_API_URL", value_name = "URL")]
+    pub kube_api_url: Option<String>,
+    /// flanneld: the kubeconfig file.
+    #[arg(long, env = "FLANNELD_KUBECONFIG_FILE", value_name = "FILE")]
+    pub kubeconfig_file: Option<String>,
+    /// flanneld: the Kubernetes annotation prefix.
+    #[arg(long, env = "FLANNELD_KUBE_ANNOTATION_PREFIX", value_name = "PREFIX")]
+    pub kube_annotation_prefix: Option<String>,
+    /// flanneld: the network config file of --kube-subnet-mgr.
+    #[arg(long, env = "FLANNELD_NET_CONFIG_PATH", value_name = "FILE")]
+    pub net_config_path: Option<String>,
+    /// flanneld: set the node's NetworkUnavailable condition (Kubernetes).
+    #[arg(long, env = "FLANNELD_SET_NODE_NETWORK_UNAVAILABLE", value_name = "BOOL",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub set_node_network_unavailable: Option<String>,
+    /// flanneld: the interface whose route reaches this address.
+    #[arg(long, env = "FLANNELD_IFACE_CAN_REACH", value_name = "IP")]
+    pub iface_can_reach: Option<String>,
+    /// flanneld: the IPv6 address to publish (an IPv6 underlay in lease mode).
+    #[arg(long, env = "FLANNELD_PUBLIC_IPV6", value_name = "IP")]
+    pub public_ipv6: Option<String>,
+    /// klog: per-file verbosity (ignored).
+    #[arg(long, value_name = "PATTERN")]
+    pub vmodule: Option<String>,
+    /// klog: a stack trace at a log line (ignored).
+    #[arg(long = "log_backtrace_at", value_name = "FILE:LINE")]
+    pub log_backtrace_at: Option<String>,
+}
+
+impl FlanneldOnly {
+    /// The first flag given with a value flanneld would act on, as an error message.
+    fn check(&self) -> Result<(), String> {
+        // (flag, value, flanneld's default: giving the default changes nothing).
+        let flags: [(&str, &Option<String>, Option<&str>); 8] = [
+            ("--kube-subnet-mgr", &self.kube_subnet_mgr, Some("false")),
+            ("--kube-api-url", &self.kube_api_url, Some("")),
+            ("--kubeconfig-file", &self.kubeconfig_file, Some("")),
+            (
+                "--kube-annotation-prefix",
+                &self.kube_annotation_prefix,
+                Some("flannel.alpha.coreos.com"),
+            ),
+            (
+                "--net-config-path",
+                &self.net_config_path,
+                Some("/etc/kube-flannel/net-conf.json"),
+            ),
+            (
+                "--set-node-network-unavailable",
+                &self.set_node_network_unavailable,
+                Some("true"),
+            ),
+            ("--iface-can-reach", &self.iface_can_reach, Some("")),
+            ("--public-ipv6", &self.public_ipv6, Some("")),
+        ];
+        for (flag, value, default) in flags {
+            let Some(value) = value else { continue };
+            let is_default = match (default, parse_go_bool(value), default.map(parse_go_bool)) {
+                // Booleans compare as booleans (`0` is `false`).
+                (_, Ok(given), Some(Ok(d))) => given == d,
+                (Some(d), _, _) => value == d,
+                (None, _, _) => false,
+            };
+            if !is_default {
+                return Err(format!(
+                    "{flag} is a flanneld flag that weftd does not support yet (given:                      {value:?}); remove it, or run flanneld for this node"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The klog flags given, which weftd ignores.
+    pub fn ignored(&self) -> Vec<&'static str> {
+        [
+            ("--vmodule", self.vmodule.is_some()),
+            ("--log_backtrace_at", self.log_backtrace_at.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(f, given)| given.then_some(f))
+        .collect()
+    }
 }
 
 /// Where the leases are kept (lease mode).
@@ -236,6 +379,12 @@ pub struct LeaseSettings {
     pub renew_margin: Duration,
     /// `--ip-masq`.
     pub ip_masq: bool,
+    /// Masquerade with `--random-fully` (not `--ip-masq-fully-random-disable`).
+    pub masq_random_fully: bool,
+    /// `--iptables-forward-rules`.
+    pub forward_rules: bool,
+    /// `--ip-blackhole-route`.
+    pub blackhole_route: bool,
     /// `--iptables-resync`.
     pub iptables_resync: Duration,
     /// Static-mode flags given that the network config overrides (logged at start-up).
@@ -277,23 +426,70 @@ pub struct Settings {
     pub io_driver: DriverArg,
     /// Pump threads.
     pub pump_threads: usize,
-    /// Control socket path.
-    pub control: PathBuf,
+    /// The control socket.
+    pub control: ControlAddr,
     /// `--healthz-ip` / `--healthz-port` (`None`: port 0, off).
     pub healthz: Option<std::net::SocketAddr>,
     /// `--allow-foreign-inner-source`: skip the inner source check.
     pub allow_foreign_inner_source: bool,
-    /// `-v` count.
-    pub verbose: u8,
+    /// `--metrics-per-peer`.
+    pub metrics_per_peer: bool,
+    /// The default log filter (`-v` / `-vv` / `--v=N`; `RUST_LOG` overrides).
+    pub log_level: &'static str,
     /// Lease mode (`None`: static mode, `--peers`).
     pub lease: Option<LeaseSettings>,
     /// The flags whose defaults depend on the backend, as given (lease mode recomputes).
     tun_name_flag: Option<String>,
     mtu_flag: Option<u32>,
-    control_flag: Option<PathBuf>,
+    control_flag: Option<ControlAddr>,
 }
 
 impl Cli {
+    /// Parses the process's arguments in flanneld's syntax ([`goflags::normalize`]); exits
+    /// with clap's message and code 2 on an error (0 for `--help` / `--version`).
+    pub fn parse_flanneld() -> Cli {
+        match Cli::try_parse_flanneld_from(std::env::args_os()) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        }
+    }
+
+    /// [`Cli::parse_flanneld`] on the given arguments (the program name first).
+    pub fn try_parse_flanneld_from<I>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator,
+        I::Item: Into<std::ffi::OsString>,
+    {
+        let mut command = Cli::command();
+        command.build();
+        let flags: Vec<(String, bool)> = command
+            .get_arguments()
+            .filter_map(|a| {
+                let takes_value = a.get_action().takes_values()
+                    && a.get_num_args().is_some_and(|n| n.min_values() > 0);
+                a.get_long().map(|l| (l.to_owned(), takes_value))
+            })
+            .chain([("help".to_owned(), false), ("version".to_owned(), false)])
+            .collect();
+        Cli::try_parse_from(goflags::normalize(args, &flags))
+    }
+
+    /// The default log filter: the louder of `-v` / `-vv` and klog's `--v=N`.
+    fn log_level(&self) -> &'static str {
+        let from_count = match self.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        };
+        let from_klog = self.klog_v.map_or("info", goflags::klog_level);
+        let rank = |l: &str| ["info", "debug", "trace"].iter().position(|x| *x == l);
+        if rank(from_klog) > rank(from_count) {
+            from_klog
+        } else {
+            from_count
+        }
+    }
+
     /// Checks the flags together and fills the defaults; errors exit with code 2.
     ///
     /// Without `--subnet`, `--subnet6` and `--peers` the settings are for lease mode: the
@@ -301,6 +497,7 @@ impl Cli {
     /// [`Settings::with_lease`] fills them from the network config and our lease.
     pub fn resolve(self) -> Result<Settings, clap::Error> {
         let invalid = |msg: String| Cli::command().error(ErrorKind::ValueValidation, msg);
+        self.flanneld_only.check().map_err(invalid)?;
         let lease_mode = self.subnet.is_none() && self.subnet6.is_none() && self.peers.is_none();
         self.check_values(lease_mode).map_err(invalid)?;
         if !lease_mode && self.subnet.is_none() && self.subnet6.is_none() {
@@ -382,7 +579,8 @@ impl Cli {
                 .map_or(1, usize::from)
                 .min(usize::from(MAX_PUMP_THREADS)),
         };
-        let control = default_control(self.control.as_deref(), &tun_name);
+        let control = default_control(self.control.as_ref(), &tun_name);
+        let log_level = self.log_level();
         let lease = if lease_mode {
             let store = match &self.lease_dir {
                 Some(dir) => StoreSettings::Dir(dir.clone()),
@@ -419,6 +617,9 @@ impl Cli {
                 renew_margin: renew_margin_from_minutes(self.subnet_lease_renew_margin)
                     .map_err(invalid)?,
                 ip_masq: self.ip_masq,
+                masq_random_fully: !self.ip_masq_fully_random_disable,
+                forward_rules: self.iptables_forward_rules,
+                blackhole_route: self.ip_blackhole_route,
                 iptables_resync: Duration::from_secs(self.iptables_resync),
                 ignored_flags: [
                     ("--backend", self.backend.is_some()),
@@ -454,7 +655,8 @@ impl Cli {
             healthz: (self.healthz_port != 0)
                 .then(|| std::net::SocketAddr::new(self.healthz_ip, self.healthz_port)),
             allow_foreign_inner_source: self.allow_foreign_inner_source,
-            verbose: self.verbose,
+            metrics_per_peer: self.metrics_per_peer,
+            log_level,
             lease,
             tun_name_flag: self.tun_name,
             mtu_flag: self.mtu,
@@ -476,7 +678,7 @@ impl Cli {
         if let Some(peers) = &self.peers {
             check_readable_file("--peers", peers)?;
         }
-        if let Some(control) = &self.control {
+        if let Some(ControlAddr::Path(control)) = &self.control {
             check_creatable_file("--control", control)?;
         }
         if let Some(name) = &self.tun_name {
@@ -688,13 +890,20 @@ impl Settings {
         s.subnet6 = net.subnet6;
         s.vtep_mac = net.vtep_mac;
         s.vtep_mac_random = net.vtep_mac_random;
-        s.tun_name = default_tun_name(self.tun_name_flag.as_deref(), net.backend, net.vni);
+        (s.tun_name, s.control) = self.leased_names(net.backend, net.vni);
         (s.mtu, s.mtu_source) = match self.mtu_flag {
             Some(mtu) => (mtu, "--mtu".to_owned()),
             None => default_mtu(self.public_ip, net.backend)?,
         };
-        s.control = default_control(self.control_flag.as_deref(), &s.tun_name);
         Ok(s)
+    }
+
+    /// The TUN name and the control socket of lease mode for the network config's backend
+    /// and VNI (known before the lease is taken, so the control socket can be bound first).
+    pub fn leased_names(&self, backend: Backend, vni: u32) -> (String, ControlAddr) {
+        let tun = default_tun_name(self.tun_name_flag.as_deref(), backend, vni);
+        let control = default_control(self.control_flag.as_ref(), &tun);
+        (tun, control)
     }
 
     /// Our own subnets.
@@ -740,12 +949,15 @@ fn default_tun_name(flag: Option<&str>, backend: Backend, vni: u32) -> String {
     }
 }
 
-/// `--control`, else `/run/weft/<tun-name>.sock`.
-fn default_control(flag: Option<&Path>, tun_name: &str) -> PathBuf {
-    flag.map_or_else(
-        || PathBuf::from(format!("/run/weft/{tun_name}.sock")),
-        Path::to_path_buf,
-    )
+/// `--control`, else the abstract socket `@weft/<tun-name>`: one per network namespace, so
+/// weftd nodes in separate namespaces of one host never collide.
+fn default_control(flag: Option<&ControlAddr>, tun_name: &str) -> ControlAddr {
+    flag.cloned()
+        .unwrap_or_else(|| ControlAddr::default_for(tun_name))
+}
+
+fn parse_control(s: &str) -> Result<ControlAddr, String> {
+    ControlAddr::parse(s)
 }
 
 /// `--public-ip`; else the first `--iface` that exists (an address some interface holds, or
@@ -939,7 +1151,9 @@ mod tests {
         let s = parse(BASE).unwrap().resolve().unwrap();
         assert_eq!(s.port, 8285);
         assert_eq!(s.tun_name, "flannel0");
-        assert_eq!(s.control, PathBuf::from("/run/weft/flannel0.sock"));
+        assert_eq!(s.control.to_string(), "@weft/flannel0");
+        assert_eq!(s.log_level, "info");
+        assert!(!s.metrics_per_peer);
         // lo's MTU minus 28.
         assert_eq!(s.mtu, netif::mtu("lo").unwrap() - 28);
         assert!(s.pump_threads >= 1);
@@ -1115,7 +1329,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(v.tun_name, "flannel.4");
-        assert_eq!(v.control, PathBuf::from("/run/weft/flannel.4.sock"));
+        assert_eq!(v.control.to_string(), "@weft/flannel.4");
         assert_eq!(v.mtu, netif::mtu("lo").unwrap() - 50);
         assert_eq!(v.icmp_source_v4(), Some(Ipv4Addr::new(10, 244, 0, 0)));
         for bad in [
@@ -1187,7 +1401,17 @@ mod tests {
         let cmd = Cli::command();
         for arg in cmd.get_arguments() {
             let id = arg.get_id().as_str();
-            if id == "verbose" || id == "help" || id == "version" {
+            // klog's flags have no variable in flanneld either.
+            if [
+                "verbose",
+                "help",
+                "version",
+                "klog_v",
+                "vmodule",
+                "log_backtrace_at",
+            ]
+            .contains(&id)
+            {
                 continue;
             }
             let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
@@ -1196,6 +1420,115 @@ mod tests {
                 Some(format!("FLANNELD_{}", id.to_uppercase()).as_str()),
                 "{id}"
             );
+        }
+    }
+
+    fn flanneld(line: &[&str]) -> Result<Settings, clap::Error> {
+        Cli::try_parse_flanneld_from(std::iter::once("flanneld").chain(line.iter().copied()))
+            .and_then(Cli::resolve)
+    }
+
+    #[test]
+    fn flanneld_command_lines_parse() {
+        // From flannel's documentation and distribution units (endpoints and interfaces
+        // adapted to this host: 127.0.0.1 and lo).
+        for line in [
+            &[
+                "-etcd-endpoints=http://127.0.0.1:2379",
+                "-etcd-prefix=/coreos.com/network",
+            ][..],
+            &[
+                "-etcd-endpoints",
+                "http://127.0.0.1:2379",
+                "-iface=lo",
+                "-ip-masq",
+            ],
+            &[
+                "--etcd-endpoints=http://127.0.0.1:2379",
+                "--iface=lo",
+                "--ip-masq=true",
+                "-v=2",
+            ],
+            &[
+                "-iface",
+                "lo",
+                "-ip-masq=false",
+                "-subnet-lease-renew-margin=30",
+                "-v",
+                "4",
+            ],
+            &[
+                "--public-ip=127.0.0.1",
+                "--iptables-forward-rules=false",
+                "--healthz-port=8471",
+            ],
+            &[
+                "-public-ip=127.0.0.1",
+                "-kube-subnet-mgr=false",
+                "-vmodule=main=4",
+            ],
+        ] {
+            let s = flanneld(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            assert!(s.lease.is_some(), "{line:?}");
+        }
+        let s = flanneld(&[
+            "-iface=lo",
+            "-ip-masq",
+            "-v=2",
+            "-ip-masq-fully-random-disable",
+        ])
+        .unwrap();
+        let lease = s.lease.unwrap();
+        assert!(lease.ip_masq && !lease.masq_random_fully && lease.forward_rules);
+        assert!(!lease.blackhole_route);
+        assert_eq!(s.log_level, "debug");
+        let s = flanneld(&["-iface=lo", "-v=5", "-ip-blackhole-route=T"]).unwrap();
+        assert_eq!(s.log_level, "trace");
+        assert!(s.lease.unwrap().blackhole_route);
+        assert_eq!(flanneld(&["-iface=lo", "-v"]).unwrap().log_level, "debug");
+    }
+
+    #[test]
+    fn flanneld_only_flags_exit_2_naming_them() {
+        for (line, flag) in [
+            (&["-iface=lo", "--kube-subnet-mgr"][..], "--kube-subnet-mgr"),
+            (&["-iface=lo", "-kube-subnet-mgr=1"], "--kube-subnet-mgr"),
+            (
+                &["-iface=lo", "-kube-api-url", "https://10.96.0.1"],
+                "--kube-api-url",
+            ),
+            (
+                &["-iface=lo", "-iface-can-reach=10.0.0.1"],
+                "--iface-can-reach",
+            ),
+            (&["-iface=lo", "-public-ipv6=fd00::1"], "--public-ipv6"),
+            (
+                &["-iface=lo", "-set-node-network-unavailable=false"],
+                "--set-node-network-unavailable",
+            ),
+        ] {
+            let err = flanneld(line).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{line:?}");
+            let text = err.to_string();
+            assert!(
+                text.contains(flag) && text.contains("not support"),
+                "{text}"
+            );
+        }
+        // An unknown flag is still clap's error, naming it.
+        let err = flanneld(&["-iface=lo", "-no-such-flag"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        assert!(err.to_string().contains("-no-such-flag"), "{err}");
+        // A Go boolean takes no separate value: `-ip-masq false` is an error here, not true.
+        assert!(flanneld(&["-iface=lo", "-ip-masq", "false"]).is_err());
+        assert!(flanneld(&["-iface=lo", "-ip-masq=yes"]).is_err());
+    }
+
+    #[test]
+    fn version_and_help_exit_0() {
+        for flag in ["-version", "--version", "-help", "-h"] {
+            let err = Cli::try_parse_flanneld_from(["weftd", flag]).unwrap_err();
+            assert_eq!(err.exit_code(), 0, "{flag}");
         }
     }
 }
