@@ -5,9 +5,10 @@
 //! network or a lost race loop is fatal) -> the data path with an empty route table -> the
 //! subnet file -> the iptables rules (`--ip-masq`'s masquerade rules, a failure of which is
 //! fatal; `--iptables-forward-rules`' FORWARD accept rules, on by default as in flanneld, a
-//! failure of which is reported and retried) -> `--ip-blackhole-route` -> `weftd: ready` and
-//! READY=1. The control socket is bound once the network config names the TUN, before the
-//! lease is taken, so a second weftd for the same TUN in this namespace changes nothing. From then on one thread
+//! failure of which is reported and retried) -> `--ip-blackhole-route` -> the first peer set
+//! in the route table (waited for at most 10 s) -> `weftd: ready` and READY=1. The control
+//! socket is bound once the network config names the TUN, before the lease is taken, so a
+//! second weftd for the same TUN in this namespace changes nothing. From then on one thread
 //! applies the manager's events: every [`ManagerEvent::Peers`] becomes a new route table
 //! (swapped in whole; leases of another backend are left out with a log line), and an
 //! [`ManagerEvent::OwnLease`] re-addresses the TUN, rewrites the subnet file and the
@@ -311,20 +312,27 @@ struct Applier {
     reported: Reported,
     /// Replaced tables a pump may still hold (see [`swap_retiring`]).
     retired: Vec<Arc<RouteTable>>,
+    /// Told once the first peer set is in the route table (readiness waits for it).
+    first_routes: Option<std::sync::mpsc::SyncSender<()>>,
 }
 
 impl Applier {
     fn handle(&mut self, event: ManagerEvent) {
         match event {
-            ManagerEvent::Peers(set) => apply_peers(
-                &self.routes,
-                &self.local,
-                &set,
-                &self.config,
-                &self.own,
-                &mut self.reported,
-                &mut self.retired,
-            ),
+            ManagerEvent::Peers(set) => {
+                apply_peers(
+                    &self.routes,
+                    &self.local,
+                    &set,
+                    &self.config,
+                    &self.own,
+                    &mut self.reported,
+                    &mut self.retired,
+                );
+                if let Some(tell) = self.first_routes.take() {
+                    let _ = tell.try_send(());
+                }
+            }
             ManagerEvent::OwnLease(own) => self.readdress(own),
         }
     }
@@ -385,6 +393,9 @@ impl Applier {
         self.own = own;
     }
 }
+
+/// How long readiness waits for the first peer list to become routes.
+const FIRST_ROUTES_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How often the network config is re-read while running.
 const CONFIG_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
@@ -575,6 +586,7 @@ pub(crate) fn run(
     let shutdown = Shutdown::new().context("creating the lease threads' stop eventfd")?;
     let (handle, events) = manager.spawn(own.clone(), shutdown.clone());
     health.set_manager(handle.stats_handle());
+    let (first_routes_tx, first_routes) = std::sync::mpsc::sync_channel(1);
     let mut applier = Applier {
         routes: Arc::clone(&routes),
         local: crate::local(&s),
@@ -586,6 +598,7 @@ pub(crate) fn run(
         masq: Arc::clone(&masq),
         reported: Reported::default(),
         retired: Vec::new(),
+        first_routes: Some(first_routes_tx),
     };
     let events_thread = std::thread::Builder::new()
         .name("weft-routes".to_owned())
@@ -663,6 +676,14 @@ pub(crate) fn run(
             .context("starting the link thread")?
     };
 
+    // Ready once the peers known at start are routed, so traffic sent right after READY=1
+    // finds its routes (the manager lists them first thing after spawning).
+    if first_routes.recv_timeout(FIRST_ROUTES_WAIT).is_err() {
+        tracing::warn!(
+            "no peer list from the lease store within {FIRST_ROUTES_WAIT:?}: ready without \
+             peer routes; they follow when the store answers"
+        );
+    }
     health.set_ready();
     eprintln!("weftd: ready");
     crate::notify_ready();

@@ -168,6 +168,41 @@ enum Cmd {
         #[arg(long, default_value = engine::lease::DEFAULT_PREFIX)]
         etcd_prefix: String,
     },
+    /// Print shell completions for weftd or weftctl (e.g. `weftctl completions bash weftd >
+    /// /etc/bash_completion.d/weftd`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+        /// The program.
+        #[arg(value_enum, default_value = "weftd")]
+        program: Program,
+    },
+    /// Print the man page of weftd or weftctl, in roff (`weftctl man weftd > weftd.8`).
+    Man {
+        /// The program.
+        #[arg(value_enum, default_value = "weftd")]
+        program: Program,
+    },
+}
+
+/// A program of weft, for `completions` and `man`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Program {
+    /// The daemon.
+    Weftd,
+    /// This tool.
+    Weftctl,
+}
+
+impl Program {
+    /// The program's clap definition and its man section (8: a daemon, 1: a command).
+    fn command(self) -> (clap::Command, &'static str) {
+        use clap::CommandFactory;
+        match self {
+            Program::Weftd => (engine::config::Cli::command(), "8"),
+            Program::Weftctl => (Cli::command(), "1"),
+        }
+    }
 }
 
 /// `weftctl attack`.
@@ -377,6 +412,19 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 anyhow::bail!("soak failed: {} problem(s)", report.failures.len());
             }
             Ok(())
+        }
+        Cmd::Completions { shell, program } => {
+            let (mut command, _) = program.command();
+            let name = command.get_name().to_owned();
+            clap_complete::generate(shell, &mut command, name, &mut std::io::stdout());
+            Ok(())
+        }
+        Cmd::Man { program } => {
+            let (command, section) = program.command();
+            clap_mangen::Man::new(command)
+                .section(section)
+                .render(&mut std::io::stdout())
+                .context("writing the man page")
         }
         Cmd::Leases {
             lease_dir,

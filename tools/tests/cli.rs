@@ -673,3 +673,31 @@ fn a_second_weftd_for_the_same_tun_is_refused_before_it_leases() {
         assert!(child.wait().expect("exit").success());
     }
 }
+
+#[test]
+fn completions_and_man_pages_cover_the_flags() {
+    let weftctl = env!("CARGO_BIN_EXE_weftctl");
+    let run = |args: &[&str]| {
+        let out = Command::new(weftctl).args(args).output().expect("weftctl");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    for shell in ["bash", "zsh", "fish"] {
+        let text = run(&["completions", shell, "weftd"]);
+        for flag in [
+            "etcd-endpoints",
+            "iptables-forward-rules",
+            "ip-blackhole-route",
+        ] {
+            assert!(text.contains(flag), "{shell}: {flag}");
+        }
+        assert!(
+            run(&["completions", shell, "weftctl"]).contains("routes"),
+            "{shell}"
+        );
+    }
+    let man = run(&["man", "weftd"]);
+    assert!(man.contains(".TH weftd 8"), "{man}");
+    assert!(man.contains("iptables\\-forward\\-rules"));
+    assert!(run(&["man", "weftctl"]).contains(".TH weftctl 1"));
+}

@@ -151,6 +151,12 @@ fn three_nodes_on_etcd() {
         })
         .collect();
     distinct(&subnets);
+    // Readiness waits for the first route table: the last node to start routes the two
+    // earlier ones the moment it says ready.
+    let last = routes(&nodes[2]);
+    for subnet in &subnets[..2] {
+        assert!(last.contains(subnet.as_str()), "{subnet} at ready: {last}");
+    }
 
     // The leases in etcd: flannel's keys and JSON field names.
     let listing = etcd

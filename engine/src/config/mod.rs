@@ -1531,4 +1531,32 @@ mod tests {
             assert_eq!(err.exit_code(), 0, "{flag}");
         }
     }
+
+    #[test]
+    fn the_systemd_unit_is_as_documented() {
+        let unit = include_str!("../../dist/weftd.service");
+        let lines: Vec<&str> = unit.lines().map(str::trim).collect();
+        for want in [
+            "Type=notify",
+            "Restart=on-failure",
+            "After=network-online.target",
+            "Wants=network-online.target",
+            "AmbientCapabilities=CAP_NET_ADMIN",
+            "CapabilityBoundingSet=CAP_NET_ADMIN",
+            "RuntimeDirectoryPreserve=yes",
+            "ExecStart=/usr/local/bin/weftd $WEFTD_OPTS",
+        ] {
+            assert!(lines.contains(&want), "{want} missing from the unit");
+        }
+        // The example WEFTD_OPTS of its header parses (systemd splits $VAR on whitespace).
+        let opts = lines
+            .iter()
+            .find_map(|l| l.split_once("'WEFTD_OPTS=").map(|(_, rest)| rest))
+            .and_then(|rest| rest.split_once('\''))
+            .map(|(opts, _)| opts.replace("10.0.0.1", "127.0.0.1").replace("eth0", "lo"))
+            .expect("an example WEFTD_OPTS");
+        let args: Vec<&str> = opts.split_whitespace().collect();
+        let s = flanneld(&args).unwrap_or_else(|e| panic!("{opts}: {e}"));
+        assert!(s.lease.is_some_and(|l| l.ip_masq));
+    }
 }
