@@ -113,7 +113,8 @@ fn forwards_as_nobody(backend: Backend) {
         weftd: Some(jail.wrapper()),
     };
     let mut bed = Testbed::new(2, binaries).expect("testbed");
-    // weftd (nobody) creates its control socket in the testbed's directory.
+    // weftd (nobody) writes its log and peers-file reads in the testbed's directory; its
+    // control socket is the default abstract one (no file).
     std::fs::set_permissions(bed.dir(), std::fs::Permissions::from_mode(0o1777))
         .expect("chmod testbed dir");
     let overlay = Overlay::Weftd {
@@ -152,7 +153,7 @@ fn forwards_as_nobody(backend: Backend) {
         .unwrap_or_else(|e| panic!("{e:#}"));
     common::stream(a.pod(), b.pod(), 32 << 20);
     common::stream(b.pod6(), a.pod6(), 32 << 20);
-    // The control socket answers (weftctl stats needs no privilege beyond the socket file).
+    // The default control socket answers from inside the namespace.
     bed.control(0, "stats")
         .expect("stats from weftd run as nobody");
     bed.check_alive().unwrap_or_else(|e| panic!("{e:#}"));
@@ -183,7 +184,6 @@ fn without_cap_net_admin_weftd_fails_naming_it() {
     .expect("namespace");
     let peers = jail.dir.path().join("peers");
     std::fs::write(&peers, "").expect("peers");
-    let control = jail.dir.path().join("ctl.sock");
     let args = [
         "--backend",
         "udp",
@@ -195,8 +195,6 @@ fn without_cap_net_admin_weftd_fails_naming_it() {
         "10.244.0.0/16",
         "--peers",
         peers.to_str().expect("UTF-8"),
-        "--control",
-        control.to_str().expect("UTF-8"),
     ];
     let mut child = ns
         .command(jail.wrapper().to_str().expect("UTF-8"), &args)
@@ -255,7 +253,6 @@ fn lease_mode_with_ip_masq_as_nobody_with_only_cap_net_admin() {
         std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
     }
     let subnet_file = jail.dir.path().join("subnet.env");
-    let control = jail.dir.path().join("ctl.sock");
     let log = jail.dir.path().join("weftd.log");
     let args = [
         "--public-ip",
@@ -264,8 +261,6 @@ fn lease_mode_with_ip_masq_as_nobody_with_only_cap_net_admin() {
         leases.to_str().expect("UTF-8"),
         "--subnet-file",
         subnet_file.to_str().expect("UTF-8"),
-        "--control",
-        control.to_str().expect("UTF-8"),
         "--ip-masq",
     ];
     let mut weftd = weftctl::testbed::Process::spawn(
