@@ -261,17 +261,112 @@ fn etcd_user_and_password() {
         ..EtcdOptions::default()
     };
     let s: Arc<dyn LeaseStore> = Arc::new(EtcdStore::connect(with_user.clone()).expect("connect"));
-    scenarios::distinct_subnets_and_restart(s, &Etcdctl(&etcd));
+    scenarios::distinct_subnets_and_restart(Arc::clone(&s), &Etcdctl(&etcd));
     // The password is not printed in debug output.
-    let debug = format!("{with_user:?}");
+    let debug = format!("{with_user:?} {s:?}");
     assert!(!debug.contains("wfl-secret"), "{debug}");
-    // Without credentials etcd refuses.
+    // Without credentials etcd refuses, and says what to check.
     let anonymous = EtcdOptions {
         endpoints: vec![etcd.endpoint.clone()],
         ..EtcdOptions::default()
     };
-    let refused = EtcdStore::connect(anonymous).and_then(|s| s.list());
-    assert!(refused.is_err(), "listing without credentials worked");
+    let refused = EtcdStore::connect(anonymous)
+        .and_then(|s| s.list())
+        .expect_err("listing without credentials worked")
+        .to_string();
+    assert!(refused.contains("--etcd-username"), "{refused}");
+    // A wrong password fails at once.
+    let wrong = EtcdOptions {
+        password: Some("not-it".to_owned()),
+        ..with_user.clone()
+    };
+    let e = EtcdStore::connect(wrong)
+        .expect_err("wrong password")
+        .to_string();
+    assert!(
+        e.contains("authenticate") && e.contains(&etcd.endpoint) && e.contains("--etcd-password"),
+        "{e}"
+    );
+}
+
+#[test]
+fn etcd_an_expired_token_is_renewed() {
+    let Some(mut etcd) =
+        Etcd::start_with_flags("etcd_an_expired_token_is_renewed", &["--auth-token-ttl=1"])
+    else {
+        return;
+    };
+    etcd.enable_auth("wfl-secret");
+    let options = EtcdOptions {
+        endpoints: vec![etcd.endpoint.clone()],
+        username: Some("root".to_owned()),
+        password: Some("wfl-secret".to_owned()),
+        ..EtcdOptions::default()
+    };
+    let s = EtcdStore::connect(options).expect("connect");
+    let listing = s.list().expect("list");
+    let mut watch = s.watch(listing.revision).expect("watch");
+    // The token expires after 1 s unused: calls authenticate again.
+    std::thread::sleep(Duration::from_millis(2000));
+    s.list().expect("listing with an expired token");
+    // A watch that reconnects with an expired token is canceled for it, authenticates again
+    // and carries on. Its backoff while etcd is down puts the reconnect about 6 s after the
+    // stop, when the token (restored with etcd's log, 1 s to live) has expired again.
+    etcd.stop();
+    std::thread::sleep(Duration::from_millis(4000));
+    etcd.restart();
+    std::thread::sleep(Duration::from_millis(3000));
+    Etcdctl(&etcd).put("10.5.8.0-24", r#"{"PublicIP":"192.168.50.8"}"#);
+    let batch = watch
+        .next(Duration::from_secs(10), &no_stop())
+        .expect("watch works")
+        .expect("the put after the restart arrives");
+    assert!(
+        matches!(&batch, WatchBatch::Events { events, .. }
+            if matches!(&events[..], [WatchEvent::Put(l)] if l.key.to_string() == "10.5.8.0-24")),
+        "{batch:?}"
+    );
+}
+
+#[test]
+fn etcd_a_dead_endpoint_is_skipped() {
+    let Some(etcd) = Etcd::start("etcd_a_dead_endpoint_is_skipped") else {
+        return;
+    };
+    // Nothing listens on the first endpoint: calls and watches go on to the second.
+    let dead = format!("http://127.0.0.1:{}", lease_common::free_port());
+    let options = EtcdOptions {
+        endpoints: vec![dead.clone(), etcd.endpoint.clone()],
+        ..EtcdOptions::default()
+    };
+    let watcher = EtcdStore::connect(options.clone()).expect("connect");
+    let mut watch = watcher.watch(0).expect("watch");
+    let s: Arc<dyn LeaseStore> = Arc::new(EtcdStore::connect(options).expect("connect"));
+    scenarios::distinct_subnets_and_restart(Arc::clone(&s), &Etcdctl(&etcd));
+    let batch = watch
+        .next(Duration::from_secs(5), &no_stop())
+        .expect("watch works")
+        .expect("the leases written through the live endpoint arrive");
+    assert!(
+        matches!(&batch, WatchBatch::Events { events, .. } if !events.is_empty()),
+        "{batch:?}"
+    );
+    assert_eq!(watch.reconnects(), 0, "the watch skipped the dead endpoint");
+    // With only the dead endpoint, the error names the call and the endpoint, and says
+    // what to check.
+    let only_dead = EtcdOptions {
+        endpoints: vec![dead.clone()],
+        ..EtcdOptions::default()
+    };
+    let e = EtcdStore::connect(only_dead)
+        .expect("connections are made on first use")
+        .list()
+        .expect_err("nothing listens there")
+        .to_string();
+    assert!(
+        e.contains("list subnets") && e.contains(&dead) && e.contains("--etcd-endpoints"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -47,7 +47,7 @@ use std::time::{Duration, SystemTime};
 pub use attrs::{BackendData, BackendType, LeaseAttrs, VxlanData};
 pub use config::{BackendConfig, BackendKind, ConfigError, NetworkConfig};
 pub use dir::DirStore;
-pub use etcd::{EtcdOptions, EtcdStore, DEFAULT_ENDPOINTS};
+pub use etcd::{EtcdError, EtcdOptions, EtcdStore, DEFAULT_ENDPOINTS};
 pub use manager::{ManagerEvent, ManagerOptions, OwnLease, PeerLease, PeerSet, SubnetManager};
 pub use shutdown::Shutdown;
 pub use subnet::{Ipv4Net, Ipv6Net, SubnetKey};
@@ -216,15 +216,13 @@ pub enum StoreError {
         holder: Ipv4Addr,
     },
     /// An etcd request failed.
-    #[error("etcd {op} failed ({endpoints}): {source}")]
+    #[error("etcd {op} failed: {source}")]
     Etcd {
         /// What was being done (`"list subnets"`, `"create lease"`, ...).
         op: &'static str,
-        /// The endpoints.
-        endpoints: String,
-        /// The client's error.
+        /// The endpoint it went to, what etcd or the transport said, and what to check.
         #[source]
-        source: etcd_client::Error,
+        source: EtcdError,
     },
     /// The etcd options are unusable (a TLS file that cannot be read, ...).
     #[error("etcd set-up: {0}")]

@@ -73,7 +73,8 @@ impl Drop for TempDir {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on (for the moment).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -192,13 +193,20 @@ pub struct Etcd {
     tls: Option<TlsFiles>,
     /// `user:password` for etcdctl once auth is on.
     user: Option<String>,
+    /// More etcd flags.
+    flags: Vec<String>,
     pub endpoint: String,
 }
 
 impl Etcd {
     /// Starts etcd, or returns `None` after [`skip`] when it is not installed.
     pub fn start(test: &str) -> Option<Etcd> {
-        Etcd::start_with(test, false)
+        Etcd::start_with(test, false, &[])
+    }
+
+    /// Starts etcd with more flags (`--auth-token-ttl=1`), or `None` after [`skip`].
+    pub fn start_with_flags(test: &str, flags: &[&str]) -> Option<Etcd> {
+        Etcd::start_with(test, false, flags)
     }
 
     /// Starts etcd serving TLS with client-certificate authentication (certificates made with
@@ -208,10 +216,10 @@ impl Etcd {
             skip(test, "openssl is not installed");
             return None;
         }
-        Etcd::start_with(test, true)
+        Etcd::start_with(test, true, &[])
     }
 
-    fn start_with(test: &str, tls: bool) -> Option<Etcd> {
+    fn start_with(test: &str, tls: bool, flags: &[&str]) -> Option<Etcd> {
         if !have("etcd") || !have("etcdctl") {
             skip(
                 test,
@@ -231,6 +239,7 @@ impl Etcd {
             peer_port,
             tls,
             user: None,
+            flags: flags.iter().map(|f| (*f).to_owned()).collect(),
             endpoint: format!("{scheme}://127.0.0.1:{client_port}"),
         };
         etcd.spawn();
@@ -270,6 +279,7 @@ impl Etcd {
             .arg(format!("--listen-peer-urls={peer}"))
             .arg(format!("--initial-advertise-peer-urls={peer}"))
             .arg(format!("--initial-cluster=wfl={peer}"))
+            .args(&self.flags)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -18,12 +18,21 @@
 //!   down, connection reset) is re-created from the revision after the last event delivered,
 //!   with backoff 100 ms doubling to 5 s (flanneld's), and counted in
 //!   [`LeaseWatch::reconnects`]. A store found behind the watch's revision when a stream
-//!   starts (restored from an older or empty data dir) is re-listed like a compaction.
+//!   starts (restored from an older or empty data dir) is re-listed like a compaction. A
+//!   watch canceled for another reason (a refused token: authenticate again; permission
+//!   denied) is reconnected with the same backoff. Watches require a leader, so a member cut
+//!   off from the quorum ends the stream and the watch reconnects to the next endpoint.
 //!
-//! The client is async (tonic); [`EtcdStore`] owns a small tokio runtime (one worker thread)
-//! and offers the blocking [`LeaseStore`] API, so callers need no runtime of their own.
-//! Options: endpoints, prefix, TLS (CA file; certificate and key files for a client identity;
-//! `https://` endpoints), user name and password, all as flanneld's `--etcd-*` flags.
+//! The client ([`rpc`]) is a small async gRPC client on tonic, with the protobuf messages
+//! written by hand ([`pb`]): no `protoc`, no build script. It fails over between the
+//! endpoints and re-authenticates when etcd refuses its token (see [`rpc`]). [`EtcdStore`]
+//! owns a small tokio runtime (one worker thread) and offers the blocking [`LeaseStore`] API,
+//! so callers need no runtime of their own. Options: endpoints, prefix, TLS (CA file;
+//! certificate and key files for a client identity; `https://` endpoints), user name and
+//! password, all as flanneld's `--etcd-*` flags.
+
+mod pb;
+mod rpc;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -32,11 +41,16 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
-use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    KeyValue, PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
-};
 use tokio::runtime::Runtime;
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+
+use pb::{
+    prefix_range_end, Compare, DeleteRangeRequest, EventType, KeyValue, LeaseGrantRequest,
+    LeaseRevokeRequest, PutRequest, RangeRequest, Request, RequestOp, TxnRequest,
+    WatchCreateRequest, DELETE_RANGE, LEASE_GRANT, LEASE_REVOKE, PUT, RANGE, TXN,
+};
+pub use rpc::EtcdError;
+use rpc::{Client, Credentials, Watching};
 
 use super::attrs::LeaseAttrs;
 use super::{
@@ -106,7 +120,7 @@ impl fmt::Debug for EtcdOptions {
 /// flannel's lease schema in etcd v3 (see the module documentation).
 pub struct EtcdStore {
     runtime: Runtime,
-    client: Client,
+    client: Arc<Client>,
     options: EtcdOptions,
     endpoints: String,
 }
@@ -129,9 +143,11 @@ impl EtcdStore {
     /// unreachable); without, connections are made on first use.
     pub fn connect(options: EtcdOptions) -> Result<EtcdStore, StoreError> {
         let endpoints = options.endpoints.join(",");
-        if options.endpoints.is_empty() {
-            return Err(StoreError::EtcdSetup("no etcd endpoint given".to_owned()));
-        }
+        let tls = tls_config(&options)?;
+        let credentials = options.username.as_ref().map(|user| Credentials {
+            user: user.clone(),
+            password: options.password.clone().unwrap_or_default(),
+        });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("weft-etcd")
@@ -140,48 +156,23 @@ impl EtcdStore {
             .map_err(|e| {
                 StoreError::EtcdSetup(format!("cannot start the etcd client runtime: {e}"))
             })?;
-        let mut connect = ConnectOptions::new()
-            .with_timeout(options.request_timeout)
-            .with_connect_timeout(options.request_timeout)
-            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-            .with_keep_alive_while_idle(true);
-        if let (Some(user), password) = (&options.username, &options.password) {
-            connect = connect.with_user(user.clone(), password.clone().unwrap_or_default());
-        }
-        let mut tls = None;
-        if let Some(ca) = &options.ca_file {
-            let pem = read_file("the etcd CA file", ca)?;
-            tls = Some(TlsOptions::new().ca_certificate(Certificate::from_pem(pem)));
-        }
-        match (&options.cert_file, &options.key_file) {
-            (Some(cert), Some(key)) => {
-                let identity = Identity::from_pem(
-                    read_file("the etcd certificate", cert)?,
-                    read_file("the etcd key", key)?,
-                );
-                tls = Some(tls.unwrap_or_default().identity(identity));
-            }
-            (None, None) => {}
-            _ => {
-                return Err(StoreError::EtcdSetup(
-                    "--etcd-certfile and --etcd-keyfile go together: give both or neither"
-                        .to_owned(),
-                ))
-            }
-        }
-        if let Some(tls) = tls {
-            connect = connect.with_tls(tls);
-        }
-        let client = runtime
-            .block_on(Client::connect(options.endpoints.clone(), Some(connect)))
-            .map_err(|source| StoreError::Etcd {
-                op: "connect",
-                endpoints: endpoints.clone(),
-                source,
-            })?;
+        let client = {
+            // tonic spawns each channel's worker on the current runtime.
+            let _inside = runtime.enter();
+            Client::new(
+                &options.endpoints,
+                tls,
+                options.request_timeout,
+                credentials,
+            )
+            .map_err(StoreError::EtcdSetup)?
+        };
+        runtime
+            .block_on(client.authenticate())
+            .map_err(etcd_err("authenticate"))?;
         Ok(EtcdStore {
             runtime,
-            client,
+            client: Arc::new(client),
             options,
             endpoints,
         })
@@ -199,49 +190,99 @@ impl EtcdStore {
         format!("{}{key}", self.subnets_prefix())
     }
 
-    fn etcd_err(&self, op: &'static str) -> impl FnOnce(etcd_client::Error) -> StoreError + '_ {
-        move |source| StoreError::Etcd {
-            op,
-            endpoints: self.endpoints.clone(),
-            source,
-        }
-    }
-
     /// Reads one key's value and mod revision.
     fn get_one(&self, key: &str) -> Result<Option<(Vec<u8>, i64, i64)>, StoreError> {
-        let mut client = self.client.clone();
+        let request = RangeRequest {
+            key: key.as_bytes().to_vec(),
+            range_end: Vec::new(),
+        };
         let resp = self
             .runtime
-            .block_on(client.get(key, None))
-            .map_err(self.etcd_err("get"))?;
+            .block_on(self.client.call(&RANGE, request))
+            .map_err(etcd_err("get"))?;
         Ok(resp
-            .kvs()
-            .first()
-            .map(|kv| (kv.value().to_vec(), kv.mod_revision(), kv.lease())))
+            .kvs
+            .into_iter()
+            .next()
+            .map(|kv| (kv.value, kv.mod_revision, kv.lease)))
     }
 
     /// Grants an etcd lease of `ttl`; returns its id and granted TTL.
     fn grant(&self, ttl: Duration) -> Result<(i64, Duration), StoreError> {
-        let mut client = self.client.clone();
-        let secs = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let ttl = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let resp = self
             .runtime
-            .block_on(client.lease_grant(secs, None))
-            .map_err(self.etcd_err("grant lease"))?;
-        Ok((resp.id(), Duration::from_secs(resp.ttl().max(0) as u64)))
+            .block_on(self.client.call(&LEASE_GRANT, LeaseGrantRequest { ttl }))
+            .map_err(etcd_err("grant lease"))?;
+        Ok((resp.id, Duration::from_secs(resp.ttl.max(0) as u64)))
     }
 
     fn revoke(&self, id: i64) {
-        let mut client = self.client.clone();
-        if let Err(e) = self.runtime.block_on(client.lease_revoke(id)) {
+        let request = LeaseRevokeRequest { id };
+        if let Err(e) = self
+            .runtime
+            .block_on(self.client.call(&LEASE_REVOKE, request))
+        {
             tracing::debug!("etcd: revoking unused lease {id:x} failed: {e}");
         }
     }
+
+    /// `Txn(If(compare) Then Put(key, value, lease))`; whether the compare held.
+    fn put_if(
+        &self,
+        compare: Compare,
+        key: &str,
+        value: String,
+        lease: i64,
+    ) -> Result<bool, EtcdError> {
+        let put = PutRequest {
+            key: key.as_bytes().to_vec(),
+            value: value.into_bytes(),
+            lease,
+        };
+        let txn = TxnRequest {
+            compare: vec![compare],
+            success: vec![RequestOp {
+                request: Some(Request::Put(put)),
+            }],
+        };
+        let resp = self.runtime.block_on(self.client.call(&TXN, txn))?;
+        Ok(resp.succeeded)
+    }
+}
+
+/// Reads the TLS files into tonic's settings; `None` without any.
+fn tls_config(options: &EtcdOptions) -> Result<Option<ClientTlsConfig>, StoreError> {
+    let mut tls = None;
+    if let Some(ca) = &options.ca_file {
+        let pem = read_file("the etcd CA file", ca)?;
+        tls = Some(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)));
+    }
+    match (&options.cert_file, &options.key_file) {
+        (Some(cert), Some(key)) => {
+            let identity = Identity::from_pem(
+                read_file("the etcd certificate", cert)?,
+                read_file("the etcd key", key)?,
+            );
+            tls = Some(tls.unwrap_or_default().identity(identity));
+        }
+        (None, None) => {}
+        _ => {
+            return Err(StoreError::EtcdSetup(
+                "--etcd-certfile and --etcd-keyfile go together: give both or neither".to_owned(),
+            ))
+        }
+    }
+    Ok(tls)
+}
+
+fn etcd_err(op: &'static str) -> impl FnOnce(EtcdError) -> StoreError {
+    move |source| StoreError::Etcd { op, source }
 }
 
 /// Turns one listed or watched key-value into a lease.
 fn kv_to_lease(prefix: &str, kv: &KeyValue) -> Result<Lease, InvalidLease> {
-    let full = String::from_utf8_lossy(kv.key()).into_owned();
+    let full = String::from_utf8_lossy(&kv.key).into_owned();
     let invalid = |reason: String| InvalidLease {
         key: full.clone(),
         reason,
@@ -250,8 +291,8 @@ fn kv_to_lease(prefix: &str, kv: &KeyValue) -> Result<Lease, InvalidLease> {
         .strip_prefix(prefix)
         .ok_or_else(|| invalid("not under the subnets prefix".to_owned()))?;
     let key = SubnetKey::parse(name).map_err(|e| invalid(e.to_string()))?;
-    let attrs = LeaseAttrs::from_json(kv.value()).map_err(|e| invalid(e.to_string()))?;
-    let expiry = if kv.lease() == 0 {
+    let attrs = LeaseAttrs::from_json(&kv.value).map_err(|e| invalid(e.to_string()))?;
+    let expiry = if kv.lease == 0 {
         Expiry::Reservation
     } else {
         Expiry::Leased
@@ -259,15 +300,17 @@ fn kv_to_lease(prefix: &str, kv: &KeyValue) -> Result<Lease, InvalidLease> {
     Ok(Lease { key, attrs, expiry })
 }
 
-async fn list_async(client: &mut Client, prefix: &str) -> Result<Listing, etcd_client::Error> {
-    let resp = client
-        .get(prefix, Some(GetOptions::new().with_prefix()))
-        .await?;
+async fn list_async(client: &Client, prefix: &str) -> Result<Listing, EtcdError> {
+    let request = RangeRequest {
+        key: prefix.as_bytes().to_vec(),
+        range_end: prefix_range_end(prefix.as_bytes()),
+    };
+    let resp = client.call(&RANGE, request).await?;
     let mut listing = Listing {
-        revision: resp.header().map_or(0, |h| h.revision()),
+        revision: resp.header.map_or(0, |h| h.revision),
         ..Listing::default()
     };
-    for kv in resp.kvs() {
+    for kv in &resp.kvs {
         match kv_to_lease(prefix, kv) {
             Ok(lease) => listing.leases.push(lease),
             Err(invalid) => listing.invalid.push(invalid),
@@ -296,19 +339,22 @@ impl LeaseStore for EtcdStore {
     }
 
     fn set_config(&self, text: &str) -> Result<(), StoreError> {
-        let mut client = self.client.clone();
+        let request = PutRequest {
+            key: self.config_key().into_bytes(),
+            value: text.as_bytes().to_vec(),
+            lease: 0,
+        };
         self.runtime
-            .block_on(client.put(self.config_key(), text, None))
-            .map_err(self.etcd_err("put config"))?;
+            .block_on(self.client.call(&PUT, request))
+            .map_err(etcd_err("put config"))?;
         Ok(())
     }
 
     fn list(&self) -> Result<Listing, StoreError> {
-        let mut client = self.client.clone();
         let prefix = self.subnets_prefix();
         self.runtime
-            .block_on(list_async(&mut client, &prefix))
-            .map_err(self.etcd_err("list subnets"))
+            .block_on(list_async(&self.client, &prefix))
+            .map_err(etcd_err("list subnets"))
     }
 
     fn create(
@@ -319,23 +365,16 @@ impl LeaseStore for EtcdStore {
     ) -> Result<SystemTime, StoreError> {
         let etcd_key = self.lease_key(key);
         let (id, granted) = self.grant(ttl)?;
-        let txn = Txn::new()
-            .when([Compare::version(etcd_key.clone(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(
-                etcd_key,
-                attrs.to_json(),
-                Some(PutOptions::new().with_lease(id)),
-            )]);
-        let mut client = self.client.clone();
-        match self.runtime.block_on(client.txn(txn)) {
-            Ok(resp) if resp.succeeded() => Ok(SystemTime::now() + granted),
-            Ok(_) => {
+        let absent = Compare::version_is(&etcd_key, 0);
+        match self.put_if(absent, &etcd_key, attrs.to_json(), id) {
+            Ok(true) => Ok(SystemTime::now() + granted),
+            Ok(false) => {
                 self.revoke(id);
                 Err(StoreError::Exists { key: *key })
             }
             Err(e) => {
                 self.revoke(id);
-                Err(self.etcd_err("create lease")(e))
+                Err(etcd_err("create lease")(e))
             }
         }
     }
@@ -358,31 +397,23 @@ impl LeaseStore for EtcdStore {
                             });
                         }
                     }
-                    Compare::mod_revision(etcd_key.clone(), CompareOp::Equal, mod_revision)
+                    Compare::mod_revision_is(&etcd_key, mod_revision)
                 }
-                None => Compare::version(etcd_key.clone(), CompareOp::Equal, 0),
+                None => Compare::version_is(&etcd_key, 0),
             };
-            let (put_options, grant) = match ttl {
-                Some(ttl) => {
-                    let (id, granted) = self.grant(ttl)?;
-                    (Some(PutOptions::new().with_lease(id)), Some((id, granted)))
-                }
-                None => (None, None),
+            let grant = match ttl {
+                Some(ttl) => Some(self.grant(ttl)?),
+                None => None,
             };
-            let txn = Txn::new().when([compare]).and_then([TxnOp::put(
-                etcd_key.clone(),
-                attrs.to_json(),
-                put_options,
-            )]);
-            let mut client = self.client.clone();
-            match self.runtime.block_on(client.txn(txn)) {
-                Ok(resp) if resp.succeeded() => {
+            let lease = grant.map_or(0, |(id, _)| id);
+            match self.put_if(compare, &etcd_key, attrs.to_json(), lease) {
+                Ok(true) => {
                     return Ok(match grant {
                         Some((_, granted)) => Expiry::At(SystemTime::now() + granted),
                         None => Expiry::Reservation,
                     });
                 }
-                Ok(_) => {
+                Ok(false) => {
                     // The key changed between the read and the write: look again.
                     if let Some((id, _)) = grant {
                         self.revoke(id);
@@ -392,7 +423,7 @@ impl LeaseStore for EtcdStore {
                     if let Some((id, _)) = grant {
                         self.revoke(id);
                     }
-                    return Err(self.etcd_err("renew lease")(e));
+                    return Err(etcd_err("renew lease")(e));
                 }
             }
         }
@@ -402,10 +433,12 @@ impl LeaseStore for EtcdStore {
     }
 
     fn delete(&self, key: &SubnetKey) -> Result<(), StoreError> {
-        let mut client = self.client.clone();
+        let request = DeleteRangeRequest {
+            key: self.lease_key(key).into_bytes(),
+        };
         self.runtime
-            .block_on(client.delete(self.lease_key(key), None))
-            .map_err(self.etcd_err("delete lease"))?;
+            .block_on(self.client.call(&DELETE_RANGE, request))
+            .map_err(etcd_err("delete lease"))?;
         Ok(())
     }
 
@@ -413,7 +446,7 @@ impl LeaseStore for EtcdStore {
         let (tx, rx) = crossbeam_channel::unbounded();
         let reconnects = Arc::new(AtomicU64::new(0));
         let task = self.runtime.spawn(watch_task(
-            self.client.clone(),
+            Arc::clone(&self.client),
             self.subnets_prefix(),
             revision + 1,
             tx,
@@ -431,7 +464,7 @@ impl LeaseStore for EtcdStore {
 enum StreamEnd {
     /// Compacted: re-listed and sent a resync; watch again from the new revision at once.
     Resynced,
-    /// Broken or closed: reconnect after the backoff.
+    /// Broken, closed or canceled: reconnect after the backoff.
     Broken,
     /// Nobody listens any more.
     Closed,
@@ -440,7 +473,7 @@ enum StreamEnd {
 /// The watch loop, on the store's runtime; ends when the receiver is dropped (the task is
 /// aborted then) or a send fails.
 async fn watch_task(
-    client: Client,
+    client: Arc<Client>,
     prefix: String,
     mut since: i64,
     tx: Sender<WatchBatch>,
@@ -449,11 +482,15 @@ async fn watch_task(
     let mut backoff = BACKOFF_MIN;
     let mut term = 0u64;
     loop {
-        let mut client = client.clone();
-        let options = WatchOptions::new().with_prefix().with_start_revision(since);
-        let end = match client.watch(prefix.clone(), Some(options)).await {
-            Ok(mut stream) => {
+        let create = WatchCreateRequest {
+            key: prefix.as_bytes().to_vec(),
+            range_end: prefix_range_end(prefix.as_bytes()),
+            start_revision: since,
+        };
+        let end = match client.watch(create).await {
+            Ok(mut watching) => {
                 let mut ctx = Follow {
+                    client: &client,
                     prefix: &prefix,
                     since: &mut since,
                     tx: &tx,
@@ -461,7 +498,7 @@ async fn watch_task(
                     reconnects: &reconnects,
                     term: &mut term,
                 };
-                follow(&mut client, &mut stream, &mut ctx).await
+                follow(&mut watching, &mut ctx).await
             }
             Err(e) => {
                 tracing::warn!(
@@ -485,6 +522,7 @@ async fn watch_task(
 
 /// The watch loop's state that [`follow`] updates.
 struct Follow<'a> {
+    client: &'a Client,
     prefix: &'a str,
     since: &'a mut i64,
     tx: &'a Sender<WatchBatch>,
@@ -495,57 +533,74 @@ struct Follow<'a> {
 }
 
 /// Forwards one watch stream's events until it ends.
-async fn follow(
-    client: &mut Client,
-    stream: &mut etcd_client::WatchStream,
-    ctx: &mut Follow<'_>,
-) -> StreamEnd {
-    let (prefix, tx) = (ctx.prefix, ctx.tx);
+async fn follow(watching: &mut Watching, ctx: &mut Follow<'_>) -> StreamEnd {
+    let (client, prefix, tx) = (ctx.client, ctx.prefix, ctx.tx);
     let since = &mut *ctx.since;
     let backoff = &mut *ctx.backoff;
+    let endpoint = client.endpoint(watching.member);
     loop {
-        let resp = match stream.message().await {
+        let resp = match watching.stream.message().await {
             Ok(Some(resp)) => resp,
             Ok(None) => {
-                tracing::warn!("etcd watch of {prefix} ended; reconnecting from revision {since}");
+                tracing::warn!(
+                    "etcd watch of {prefix} at {endpoint} ended; reconnecting from revision \
+                     {since}"
+                );
+                client.move_on(watching.member);
                 return StreamEnd::Broken;
             }
-            Err(e) => {
+            Err(status) => {
+                // With hasleader set, a member that lost its leader ends the stream here.
                 tracing::warn!(
-                    "etcd watch of {prefix} broke: {e}; reconnecting from revision {since} in \
-                     {backoff:?}"
+                    "etcd watch of {prefix} at {endpoint} broke: {} ({:?}); reconnecting from \
+                     revision {since} in {backoff:?}",
+                    status.message(),
+                    status.code()
                 );
+                client.move_on(watching.member);
                 return StreamEnd::Broken;
             }
         };
         *backoff = BACKOFF_MIN;
+        let header = resp.header.clone().unwrap_or_default();
         // A store whose revision is behind what we have seen was restored from an older or
         // empty data dir: the history we follow is gone, so start over from a listing.
         // The raft term only grows in one cluster's life; a smaller one is a new cluster.
-        let reset = resp.created()
-            && resp.header().is_some_and(|h| {
-                (h.revision() > 0 && h.revision() + 1 < *since) || h.raft_term() < *ctx.term
-            });
-        if let Some(h) = resp.header() {
-            *ctx.term = (*ctx.term).max(h.raft_term());
-        }
+        let reset = resp.created
+            && resp.header.is_some()
+            && ((header.revision > 0 && header.revision + 1 < *since)
+                || header.raft_term < *ctx.term);
+        *ctx.term = (*ctx.term).max(header.raft_term);
         if reset {
             tracing::warn!(
                 "etcd at revision {} term {} is behind the watch's revision {since} term {} \
                  (restored from an older or empty data dir?): re-listing",
-                resp.header().map_or(0, |h| h.revision()),
-                resp.header().map_or(0, |h| h.raft_term()),
+                header.revision,
+                header.raft_term,
                 ctx.term
             );
-        }
-        if reset || resp.compact_revision() > 0 || resp.canceled() {
-            if !reset {
-                tracing::warn!(
-                    "etcd watch of {prefix} fell behind compaction (revision {since} < {}): \
-                     re-listing",
-                    resp.compact_revision()
-                );
+        } else if resp.compact_revision > 0 {
+            tracing::warn!(
+                "etcd watch of {prefix} fell behind compaction (revision {since} < {}): \
+                 re-listing",
+                resp.compact_revision
+            );
+        } else if resp.canceled {
+            // Not compaction: etcd refused the watch (a token it no longer takes, no
+            // permission on the prefix). Authenticate again if that helps, then retry.
+            let reason = &resp.cancel_reason;
+            tracing::warn!(
+                "etcd at {endpoint} canceled the watch of {prefix}: {reason}; retrying in \
+                 {backoff:?}"
+            );
+            if rpc::token_refusal(reason) {
+                if let Err(e) = client.token_refused(watching).await {
+                    tracing::warn!("etcd: authenticating again for the watch failed: {e}");
+                }
             }
+            return StreamEnd::Broken;
+        }
+        if reset || resp.compact_revision > 0 {
             return match list_async(client, prefix).await {
                 Ok(listing) => {
                     *since = listing.revision + 1;
@@ -563,31 +618,31 @@ async fn follow(
                 }
             };
         }
-        if resp.events().is_empty() {
+        if resp.events.is_empty() {
             // A progress notification vouches for everything up to its revision.
-            if !resp.created() {
-                if let Some(h) = resp.header() {
-                    *since = (*since).max(h.revision() + 1);
-                }
+            if !resp.created && resp.header.is_some() {
+                *since = (*since).max(header.revision + 1);
             }
             continue;
         }
-        let mut events = Vec::with_capacity(resp.events().len());
-        for event in resp.events() {
-            let Some(kv) = event.kv() else { continue };
-            *since = (*since).max(kv.mod_revision() + 1);
-            match event.event_type() {
-                EventType::Put => match kv_to_lease(prefix, kv) {
+        let mut events = Vec::with_capacity(resp.events.len());
+        for event in &resp.events {
+            let Some(kv) = &event.kv else { continue };
+            *since = (*since).max(kv.mod_revision + 1);
+            match EventType::try_from(event.r#type) {
+                Ok(EventType::Put) => match kv_to_lease(prefix, kv) {
                     Ok(lease) => events.push(WatchEvent::Put(lease)),
                     Err(invalid) => events.push(WatchEvent::Invalid(invalid)),
                 },
-                EventType::Delete => {
-                    let full = String::from_utf8_lossy(kv.key());
+                Ok(EventType::Delete) => {
+                    let full = String::from_utf8_lossy(&kv.key);
                     // Deleting a key that was never a lease changes nothing.
                     if let Some(Ok(key)) = full.strip_prefix(prefix).map(SubnetKey::parse) {
                         events.push(WatchEvent::Delete(key));
                     }
                 }
+                // A newer etcd's event type: nothing weft knows how to apply.
+                Err(_) => {}
             }
         }
         let revision = *since - 1;
