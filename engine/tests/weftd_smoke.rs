@@ -517,6 +517,8 @@ fn healthz_readyz_and_metrics() {
         "127.0.0.1",
         "--healthz-port",
         &PORT.to_string(),
+        // Per-peer series are opt-in (off by default: the unit tests check that).
+        "--metrics-per-peer",
     ]));
     let a = Weftd::start(&bed, 0, &a_args);
     let b = Weftd::start(&bed, 1, &node_args("udp", "poll", 1, &peers));
@@ -557,6 +559,8 @@ fn healthz_readyz_and_metrics() {
     assert!(value("weft_pump_udp_tx_datagrams_total ") >= 2);
     value("weft_pump_gso_sends_total ");
     assert_eq!(value("weft_routes "), 2);
+    assert!(value("process_open_fds ") > 0);
+    assert!(metrics.contains("\nweft_build_info{version=\""), "{metrics}");
     let post = http_in(
         &bed,
         0,
