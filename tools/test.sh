@@ -2,6 +2,11 @@
 # The whole test suite, as CI runs it: formatting, lints, every test (root tests included when
 # run as root), benches compiled, and every fuzz target run for FUZZ_SECONDS (default 30).
 #
+# First it brings what the tests run beyond the Rust toolchain, only what is missing and only
+# as root: Debian packages with apt-get (etcd-server etcd-client iperf3 iptables procps openssl
+# iproute2) and `cargo install cargo-fuzz --locked`. Quiet when it works; a failed install
+# prints its output and stops the run.
+#
 # Outside CI a missing tool or missing root makes the affected step print why and skip; with
 # CI=true the same lack is a failure.
 set -euo pipefail
@@ -18,6 +23,80 @@ lack() {
     fi
     echo "SKIP: $*"
 }
+
+# Output of "$@" only when it fails, and then the run stops.
+quietly() {
+    local log
+    log=$(mktemp)
+    if ! "$@" >"$log" 2>&1; then
+        echo "FAIL: $* failed:" >&2
+        cat "$log" >&2
+        rm -f "$log"
+        exit 1
+    fi
+    rm -f "$log"
+}
+
+# Whether a command is on PATH or in an sbin directory (which the tests search too).
+have() {
+    command -v "$1" >/dev/null || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
+
+step "what the tests run"
+# command:package for every program a test runs (grep the tests for Command::new, exec_checked
+# and on_path before changing this list). The testbed pings and measures with weftctl's own
+# code: no iputils-ping, ethtool or iperf3 for it; iperf3 is for `weftctl bench`'s test.
+needs=(
+    ip:iproute2 bridge:iproute2 ss:iproute2
+    etcd:etcd-server etcdctl:etcd-client
+    iperf3:iperf3
+    iptables:iptables iptables-save:iptables iptables-restore:iptables
+    kill:procps
+    openssl:openssl
+)
+missing=()
+packages=()
+for need in "${needs[@]}"; do
+    if ! have "${need%%:*}"; then
+        missing+=("${need%%:*}")
+        case " ${packages[*]} " in
+        *" ${need#*:} "*) ;;
+        *) packages+=("${need#*:}") ;;
+        esac
+    fi
+done
+fuzz=true
+have cargo-fuzz || fuzz=false
+if [ ${#missing[@]} -eq 0 ] && $fuzz; then
+    echo "all there"
+elif [ "$(id -u)" != 0 ]; then
+    what=()
+    [ ${#missing[@]} -eq 0 ] || what+=("${missing[*]} (apt-get install ${packages[*]})")
+    $fuzz || what+=("cargo-fuzz (cargo install cargo-fuzz --locked)")
+    lack "not installed, and installing needs root: ${what[0]}${what[1]:+; ${what[1]}}"
+else
+    if [ ${#missing[@]} -gt 0 ]; then
+        if ! command -v apt-get >/dev/null; then
+            lack "not installed: ${missing[*]}, and no apt-get to install ${packages[*]}"
+        else
+            echo "installing ${packages[*]} (for ${missing[*]})"
+            export DEBIAN_FRONTEND=noninteractive
+            quietly apt-get update
+            quietly apt-get install -y --no-install-recommends "${packages[@]}"
+            for cmd in "${missing[@]}"; do
+                if ! have "$cmd"; then
+                    echo "FAIL: $cmd is still missing after apt-get install ${packages[*]}" >&2
+                    exit 1
+                fi
+            done
+        fi
+    fi
+    if ! $fuzz; then
+        echo "installing cargo-fuzz"
+        quietly cargo install cargo-fuzz --locked
+        have cargo-fuzz || lack "cargo install put cargo-fuzz where PATH does not look (\$CARGO_HOME/bin)"
+    fi
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,6 +1,7 @@
 //! End-to-end smoke tests of the `weftd` binary: two instances in two network namespaces
 //! joined by a veth pair, udp and vxlan backends, pings both ways (IPv4 and IPv6 inner), the
-//! control socket, SIGHUP reload and a clean SIGTERM exit.
+//! control socket, SIGHUP reload and a clean SIGTERM exit. Pings are ICMP echoes sent on a
+//! thread inside the namespace ([`icmp_echo`]): no iputils-ping needed.
 //!
 //! Needs root (network namespaces, TUN). Outside CI a missing privilege skips with a printed
 //! reason; with `CI=true` it fails (the same rule as `engine::test_support::require_root!`).
@@ -9,11 +10,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 const WEFTD: &str = env!("CARGO_BIN_EXE_weftd");
 
@@ -110,9 +114,83 @@ impl Testbed {
         sh_ok(&full)
     }
 
+    /// As `ping -c 2 -i 0.2 -W 2 dst` inside node `node`: whether any echo came back.
     fn ping(&self, node: usize, dst: &str) -> bool {
-        self.exec(node, &["ping", "-c", "2", "-i", "0.2", "-W", "2", dst])
+        let ns = Path::new("/run/netns").join(&self.ns[node]);
+        let dst: IpAddr = dst.parse().unwrap();
+        std::thread::spawn(move || {
+            let netns = std::fs::File::open(&ns).unwrap();
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&netns),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .unwrap();
+            icmp_echo(dst, 2, Duration::from_millis(200), Duration::from_secs(2))
+        })
+        .join()
+        .unwrap()
     }
+}
+
+/// Sends `count` ICMP echo requests to `dst`, `interval` apart, from the calling thread's
+/// namespace on a raw socket (a new namespace's `ping_group_range` admits no ping socket),
+/// and waits until each is answered or `wait` passed since the last; true when any reply
+/// came (as `ping -c count` exits 0). weftctl's `testbed::ping` is the full client (RTTs,
+/// ICMP errors); this crate cannot depend on it.
+fn icmp_echo(dst: IpAddr, count: u16, interval: Duration, wait: Duration) -> bool {
+    let (domain, protocol, request, reply) = match dst {
+        IpAddr::V4(_) => (Domain::IPV4, Protocol::ICMPV4, 8, 0),
+        IpAddr::V6(_) => (Domain::IPV6, Protocol::ICMPV6, 128, 129),
+    };
+    let socket = Socket::new(domain, Type::RAW, Some(protocol)).unwrap();
+    let ident = std::process::id() as u16 ^ NEXT.fetch_add(1, Ordering::Relaxed) as u16;
+    let to = SockAddr::from(SocketAddr::new(dst, 0));
+    let mut answered = vec![false; usize::from(count)];
+    let mut buf = [0u8; 2048];
+    for seq in 0..count {
+        let mut packet = vec![request, 0, 0, 0];
+        packet.extend_from_slice(&ident.to_be_bytes());
+        packet.extend_from_slice(&seq.to_be_bytes());
+        packet.extend_from_slice(b"weft-smoke-echo.");
+        // The kernel fills in ICMPv6 checksums; ICMPv4 ones are ours.
+        if dst.is_ipv4() {
+            let check = encap::checksum::checksum(&packet);
+            packet[2..4].copy_from_slice(&check.to_be_bytes());
+        }
+        // A failed send (no route yet) is a lost request.
+        let _ = socket.send_to(&packet, &to);
+        let last = seq + 1 == count;
+        let until = Instant::now() + if last { wait } else { interval };
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if last && answered.iter().all(|a| *a) {
+                break;
+            }
+            socket
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .unwrap();
+            let Ok((n, _, Some(from))) =
+                rustix::net::recvfrom(&socket, &mut buf[..], rustix::net::RecvFlags::empty())
+            else {
+                continue;
+            };
+            // A raw IPv4 socket reads the IP header too.
+            let at = if dst.is_ipv4() {
+                usize::from(buf[0] & 0x0f) * 4
+            } else {
+                0
+            };
+            let icmp = &buf[at.min(n)..n];
+            let from_dst = SocketAddr::try_from(from).is_ok_and(|f| f.ip() == dst);
+            if icmp.len() >= 8 && icmp[0] == reply && icmp[4..6] == ident.to_be_bytes() && from_dst
+            {
+                let seq = usize::from(u16::from_be_bytes([icmp[6], icmp[7]]));
+                if let Some(a) = answered.get_mut(seq) {
+                    *a = true;
+                }
+            }
+        }
+    }
+    answered.contains(&true)
 }
 
 impl Drop for Testbed {

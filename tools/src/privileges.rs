@@ -5,13 +5,13 @@
 //! `/dev/net/tun`, a missing command), or `None`. A test starts with `require_root!()`: when
 //! something is missing it prints why and returns, unless the environment has `CI=true`,
 //! where the same lack fails the test (CI runs as root and must run these tests). The
-//! commands needed are those of the testbed: `ip`, `bridge` (iproute2), `ethtool`, `ping`
-//! (iputils-ping) and `ss`.
+//! commands needed are those of the testbed, all iproute2's: `ip`, `bridge` and `ss` (the
+//! testbed pings with its own ICMP echo client, [`crate::testbed::ping`]).
 
 use std::path::Path;
 
 /// Commands a testbed runs.
-pub const COMMANDS: [&str; 5] = ["ip", "bridge", "ethtool", "ping", "ss"];
+pub const COMMANDS: [&str; 3] = ["ip", "bridge", "ss"];
 
 /// Why testbeds cannot run here, or `None` when they can.
 pub fn missing() -> Option<String> {
@@ -26,7 +26,7 @@ pub fn missing() -> Option<String> {
     let lacking: Vec<&str> = COMMANDS.iter().copied().filter(|c| !on_path(c)).collect();
     if !lacking.is_empty() {
         return Some(format!(
-            "commands not found: {} (apt-get install iproute2 ethtool iputils-ping)",
+            "commands not found: {} (apt-get install iproute2)",
             lacking.join(", ")
         ));
     }

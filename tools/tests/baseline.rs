@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use weftctl::require_root;
+use weftctl::testbed::ping::{self, Echo, SocketKind};
 use weftctl::testbed::{traffic, Overlay, Testbed};
 
 fn namespaces() -> String {
@@ -63,31 +64,29 @@ fn the_forwarder_answers_net_unreachable_for_unknown_subnets() {
         .expect("forward-udp on both nodes");
     // 10.244.77.1 is inside the Network (routed into the TUN) but no peer owns it.
     let a = bed.node(0);
-    let out = a
-        .ns()
-        .command(
-            "ping",
-            &[
-                "-n",
-                "-c",
-                "1",
-                "-W",
-                "2",
-                "-I",
-                &a.pod_ip().to_string(),
-                "10.244.77.1",
-            ],
-        )
-        .output()
-        .expect("ping");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !out.status.success(),
-        "ping to a subnet nobody owns succeeded: {text}"
+    let to = "10.244.77.1".parse().expect("address");
+    let echo = Echo {
+        count: 1,
+        ..Echo::default()
+    };
+    let report = ping::echo(a.pod(), to, &echo).expect("ping");
+    assert_eq!(
+        report.received(),
+        0,
+        "ping to a subnet nobody owns got a reply: {report}"
+    );
+    assert_eq!(
+        report.socket,
+        SocketKind::Raw,
+        "a testbed namespace's ping_group_range admits no ping socket (which would not see \
+         ICMP errors)"
     );
     assert!(
-        text.contains("Destination Net Unreachable"),
-        "no ICMP net unreachable came back: {text}"
+        report
+            .errors
+            .iter()
+            .any(|e| e.ends_with(": Destination Net Unreachable")),
+        "no ICMP net unreachable came back: {report}"
     );
 }
 

@@ -18,11 +18,14 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use weftctl::require_root;
 use weftctl::testbed::leased::{etcd_installed, Etcd, LeasedNode, CONFIG_VXLAN, PREFIX, ROLES};
+use weftctl::testbed::ping::{self, Echo};
+use weftctl::testbed::traffic::{self, End};
 use weftctl::testbed::Testbed;
 
 const CONFIG_UDP: &str =
@@ -104,20 +107,18 @@ fn ping_all(bed: &Testbed, subnets: &[String]) {
             if i == j {
                 continue;
             }
-            let to = dst.split('/').next().expect("address");
-            let out = bed
-                .node(i)
-                .ns()
-                .command("ping", &["-c", "2", "-i", "0.2", "-W", "2", to])
-                .output()
-                .expect("ping");
-            assert!(
-                out.status.success(),
-                "ping {} -> {to} failed: {}",
-                ROLES[i],
-                String::from_utf8_lossy(&out.stdout)
-            );
+            let to: IpAddr = dst.split('/').next().expect("address").parse().expect("IP");
+            traffic::ping(unbound(bed, i), to, 2, None)
+                .unwrap_or_else(|e| panic!("ping {} -> {to}: {e:#}", ROLES[i]));
         }
+    }
+}
+
+/// Node `i` as a ping's source, with the address the kernel picks.
+fn unbound(bed: &Testbed, i: usize) -> End<'_> {
+    End {
+        ns: bed.node(i).ns(),
+        ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     }
 }
 
@@ -360,17 +361,22 @@ fn etcd_outage_keeps_traffic_and_watching_resumes() {
     ping_all(&bed, &subnets);
 
     etcd.stop();
-    let to = subnets[1].split('/').next().expect("address").to_owned();
-    let out = bed
-        .node(0)
-        .ns()
-        .command("ping", &["-c", "20", "-i", "1", "-W", "2", &to])
-        .output()
-        .expect("ping");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("20 received"),
-        "traffic did not keep flowing while etcd was down:\n{text}"
+    let to: IpAddr = subnets[1]
+        .split('/')
+        .next()
+        .expect("address")
+        .parse()
+        .expect("IP");
+    let echo = Echo {
+        count: 20,
+        interval: Duration::from_secs(1),
+        ..Echo::default()
+    };
+    let report = ping::echo(unbound(&bed, 0), to, &echo).expect("ping");
+    assert_eq!(
+        report.received(),
+        20,
+        "traffic did not keep flowing while etcd was down: {report}"
     );
     bed.check_alive().expect("weftd survives the outage");
 

@@ -1,6 +1,7 @@
 //! Round-trip latency, pod a -> pod b: a one-byte TCP request/response exchange
-//! ([`crate::testbed::traffic::tcp_rr`]) and ping (`ping -i 0.01`), each summarised as the
-//! median and the 99th percentile in microseconds.
+//! ([`crate::testbed::traffic::tcp_rr`]) and ICMP echo every 10 ms (weftctl's own,
+//! [`crate::testbed::ping`]), each summarised as the median and the 99th percentile in
+//! microseconds.
 
 use std::time::Duration;
 
@@ -39,7 +40,7 @@ pub fn tcp_rr(bed: &Testbed, count: usize) -> anyhow::Result<Rtt> {
 }
 
 /// `count` pings, one every 10 ms.
-pub fn ping(bed: &Testbed, count: u32) -> anyhow::Result<Rtt> {
+pub fn ping(bed: &Testbed, count: u16) -> anyhow::Result<Rtt> {
     let rtts = traffic::ping_rtts(
         bed.node(0).pod(),
         bed.node(1).pod_ip(),

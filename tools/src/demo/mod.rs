@@ -6,13 +6,15 @@
 //! node a's namespace on its underlay address), writes flannel's network config
 //! (`10.244.0.0/16`, leases from `10.244.100.0`, the chosen backend), starts weftd in lease
 //! mode on each node, prints the leases (`weftctl leases` run inside node a), pings node b's
-//! overlay address from node a and prints the summary, measures TCP throughput a -> b for
-//! [`THROUGHPUT_SECONDS`] with iperf3 (or weftctl's own verified stream when iperf3 is not
-//! installed) and prints it, then tears everything down: weftd and etcd are stopped by PID,
-//! the namespaces and files removed (also on a failure; `weftctl` removes them on Ctrl-C).
-//! Each printed result line starts with `ping:` or `throughput:`.
+//! overlay address from node a ([`PINGS`] ICMP echo requests by weftctl's own client,
+//! [`crate::testbed::ping`]) and prints the summary, measures TCP throughput a -> b for
+//! [`THROUGHPUT_SECONDS`] with weftctl's own verified TCP stream and prints it, then tears
+//! everything down: weftd and etcd are stopped by PID, the namespaces and files removed (also
+//! on a failure; `weftctl` removes them on Ctrl-C). Each printed result line starts with
+//! `ping:` or `throughput:`. Beyond etcd for `--etcd`, it runs no program but iproute2's,
+//! weftd and weftctl.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -20,16 +22,16 @@ use anyhow::{bail, Context};
 
 use crate::peers::Backend;
 use crate::privileges;
-use crate::testbed::{traffic, Binaries, Testbed};
+use crate::testbed::{ping, traffic, Binaries, Testbed};
 
 /// Seconds of the throughput test.
 pub const THROUGHPUT_SECONDS: u32 = 3;
+/// Echo requests sent from node a to node b.
+pub const PINGS: u16 = 3;
 /// The demo's network config (flannel's format); `{backend}` is replaced.
 const CONFIG: &str = r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0", "Backend": {"Type": "{backend}"}}"#;
 /// etcd's client port inside node a.
 const ETCD_PORT: u16 = 2379;
-/// iperf3's port.
-const IPERF_PORT: u16 = 5201;
 /// How long weftd gets to become ready.
 const READY: Duration = Duration::from_secs(20);
 
@@ -119,23 +121,23 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     println!("{listing}");
 
     let b_addr = subnets[1].split('/').next().unwrap_or_default().to_owned();
-    let out = bed
-        .node(0)
-        .ns()
-        .exec_checked("ping", &["-c", "3", "-i", "0.2", "-W", "2", &b_addr])
-        .context("ping from node a to node b across the overlay")?;
-    let summary: Vec<&str> = out
-        .lines()
-        .filter(|l| l.contains("packets transmitted") || l.starts_with("rtt"))
-        .collect();
-    println!("ping: node a -> node b ({b_addr}): {}", summary.join("; "));
-
     let b_ip: IpAddr = b_addr.parse().context("node b's overlay address")?;
-    let line = if privileges::on_path("iperf3") {
-        iperf3(&mut bed, &b_addr)?
-    } else {
-        own_stream(&bed, b_ip)?
+    let from_a = traffic::End {
+        ns: bed.node(0).ns(),
+        ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
+    let echo = ping::Echo {
+        count: PINGS,
+        ..ping::Echo::default()
+    };
+    let report =
+        ping::echo(from_a, b_ip, &echo).context("ping from node a to node b across the overlay")?;
+    println!("ping: node a -> node b ({b_addr}): {report}");
+    if report.received() == 0 {
+        bail!("no echo reply from node b ({b_addr}) across the overlay");
+    }
+
+    let line = throughput(&bed, b_ip)?;
     println!("throughput: node a -> node b: {line}");
     drop(bed);
     println!(
@@ -221,64 +223,24 @@ fn put_etcd_config(bed: &Testbed, endpoint: &str, backend: Backend) -> anyhow::R
     }
 }
 
-/// iperf3 from node a to node b for [`THROUGHPUT_SECONDS`]; the result line.
-fn iperf3(bed: &mut Testbed, b_addr: &str) -> anyhow::Result<String> {
-    let iperf = which("iperf3").context("iperf3 is not on PATH")?;
-    let server = bed.spawn(
-        1,
-        "iperf3-server",
-        &iperf,
-        &[
-            "-s".to_owned(),
-            "-1".to_owned(),
-            "-B".to_owned(),
-            b_addr.to_owned(),
-        ],
-    )?;
-    traffic::wait_for_port(bed.node(1).ns(), false, IPERF_PORT, Duration::from_secs(10))?;
-    let seconds = THROUGHPUT_SECONDS.to_string();
-    let out = bed
-        .node(0)
-        .ns()
-        .exec_checked("iperf3", &["-c", b_addr, "-t", &seconds, "-J"])
-        .context("iperf3 from node a to node b")?;
-    bed.process(server).stop();
-    let v: serde_json::Value = serde_json::from_str(&out).context("iperf3's JSON")?;
-    let end = &v["end"];
-    let bps = end["sum_received"]["bits_per_second"]
-        .as_f64()
-        .context("no end.sum_received.bits_per_second in iperf3's JSON")?;
-    let retransmits = end["sum_sent"]["retransmits"].as_u64().unwrap_or(0);
-    Ok(format!(
-        "{:.2} Gbit/s (iperf3 TCP, {THROUGHPUT_SECONDS} s, {retransmits} retransmits)",
-        bps / 1e9
-    ))
-}
-
-/// Without iperf3: weftctl's verified TCP stream of a fixed size; the result line.
-fn own_stream(bed: &Testbed, b_ip: IpAddr) -> anyhow::Result<String> {
-    const BYTES: u64 = 256 << 20;
+/// weftctl's verified TCP stream from node a to node b for [`THROUGHPUT_SECONDS`]; the
+/// result line.
+fn throughput(bed: &Testbed, b_ip: IpAddr) -> anyhow::Result<String> {
     let from = traffic::End {
         ns: bed.node(0).ns(),
-        ip: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
     };
     let to = traffic::End {
         ns: bed.node(1).ns(),
         ip: b_ip,
     };
-    let report = traffic::tcp_stream(
-        from,
-        to,
-        BYTES,
-        1,
-        Duration::from_secs(10),
-        Duration::from_secs(30),
-    )?;
+    let time = Duration::from_secs(THROUGHPUT_SECONDS.into());
+    let report = traffic::tcp_stream_for(from, to, time, 1, Duration::from_secs(10))
+        .context("TCP stream from node a to node b across the overlay")?;
     Ok(format!(
-        "{:.2} Gbit/s (a verified {} MiB TCP stream in {:.1} s; iperf3 is not installed)",
+        "{:.2} Gbit/s (one TCP stream for {THROUGHPUT_SECONDS} s: {} MiB, every byte verified)",
         report.gbit_per_s(),
-        BYTES >> 20,
-        report.elapsed.as_secs_f64()
+        report.bytes >> 20
     ))
 }
 

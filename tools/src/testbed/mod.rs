@@ -19,6 +19,7 @@
 
 pub mod leased;
 pub mod netns;
+pub mod ping;
 pub mod process;
 pub mod traffic;
 

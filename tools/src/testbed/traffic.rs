@@ -1,4 +1,5 @@
-//! Traffic checks between namespaces: ping, a verified TCP stream, UDP datagrams echoed and
+//! Traffic checks between namespaces: ping (weftctl's own ICMP echo, [`super::ping`]), a
+//! verified TCP stream of a given size or for a given time, UDP datagrams echoed and
 //! compared, and waiting for a listening port; and the latency workloads of `weftctl bench`:
 //! a TCP request/response exchange ([`tcp_rr`]) and per-packet ping round trips
 //! ([`ping_rtts`]).
@@ -22,6 +23,7 @@ use anyhow::{bail, Context};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::netns::Netns;
+use super::ping::{self, Echo};
 
 /// The pattern's period: a prime, so no segment or buffer size lines up with it.
 pub const PATTERN_PERIOD: usize = 1_000_003;
@@ -89,34 +91,24 @@ pub struct End<'a> {
     pub ip: IpAddr,
 }
 
-/// Pings `to` from `from.ip` inside `from.ns`: `count` echo requests of `size` data bytes
-/// (None: ping's default 56) with the DF bit set, all of which must be answered.
-pub fn ping(from: End<'_>, to: IpAddr, count: u32, size: Option<usize>) -> anyhow::Result<()> {
-    let count_s = count.to_string();
-    let src = from.ip.to_string();
-    let dst = to.to_string();
-    let deadline = (count + 5).to_string();
-    let mut args = vec![
-        "-n", "-q", "-c", &count_s, "-i", "0.2", "-W", "2", "-w", &deadline, "-I", &src,
-    ];
-    let size_s;
-    if let Some(size) = size {
-        size_s = size.to_string();
-        args.extend(["-s", &size_s, "-M", "do"]);
-    }
-    args.push(&dst);
-    let out = from
-        .ns
-        .command("ping", &args)
-        .output()
-        .context("running ping (is iputils-ping installed?)")?;
-    if !out.status.success() {
+/// Pings `to` from `from.ip` inside `from.ns` until `count` echo requests of `size` data
+/// bytes (None: ping's default 56; Some: with DF set) are answered, one request every
+/// 200 ms, each reply awaited up to 2 s, for at most `count + 5` seconds (as `ping -c count
+/// -w count+5`: a request lost while a path settles is made up for).
+pub fn ping(from: End<'_>, to: IpAddr, count: u16, size: Option<usize>) -> anyhow::Result<()> {
+    let echo = Echo {
+        count,
+        size: size.unwrap_or(ping::DEFAULT_SIZE),
+        dont_fragment: size.is_some(),
+        deadline: Some(Duration::from_secs(u64::from(count) + 5)),
+        ..Echo::default()
+    };
+    let report = ping::echo(from, to, &echo)?;
+    if report.received() < usize::from(count) {
         bail!(
-            "ping {dst} from {src} in {} (size {size:?}) failed ({}):\n{}{}",
-            from.ns.name(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
+            "ping {to} from {} in {} (size {size:?}): {report}",
+            from.ip,
+            from.ns.name()
         );
     }
     Ok(())
@@ -132,6 +124,43 @@ pub fn tcp_stream(
     stall: Duration,
     limit: Duration,
 ) -> anyhow::Result<StreamReport> {
+    stream(from, to, Length::Bytes(bytes), seed, stall, limit)
+}
+
+/// Streams pattern bytes from `from` to `to` over TCP for `time` from the connection (the
+/// sender then closes), verifying every byte on arrival; the report holds what arrived.
+/// Fails if no byte moves for `stall`, or after `time + 2 * stall` overall.
+pub fn tcp_stream_for(
+    from: End<'_>,
+    to: End<'_>,
+    time: Duration,
+    seed: u64,
+    stall: Duration,
+) -> anyhow::Result<StreamReport> {
+    stream(from, to, Length::Time(time), seed, stall, time + stall * 2)
+}
+
+/// How much a TCP stream sends.
+#[derive(Debug, Clone, Copy)]
+enum Length {
+    /// This many bytes.
+    Bytes(u64),
+    /// For this long from the connection.
+    Time(Duration),
+}
+
+fn stream(
+    from: End<'_>,
+    to: End<'_>,
+    length: Length,
+    seed: u64,
+    stall: Duration,
+    limit: Duration,
+) -> anyhow::Result<StreamReport> {
+    let expected = match length {
+        Length::Bytes(bytes) => Some(bytes),
+        Length::Time(_) => None,
+    };
     let pattern = Arc::new(Pattern::new(seed));
     let deadline = Instant::now() + limit;
     let (port_tx, port_rx) = mpsc::channel();
@@ -143,7 +172,7 @@ pub fn tcp_stream(
         let started = Instant::now();
         conn.set_nonblocking(false)?;
         conn.set_read_timeout(Some(stall))?;
-        let got = verify_stream(&mut conn, &rx_pattern, bytes, deadline)?;
+        let got = verify(&mut conn, &rx_pattern, expected, deadline)?;
         Ok(StreamReport {
             bytes: got,
             elapsed: started.elapsed(),
@@ -172,17 +201,22 @@ pub fn tcp_stream(
             .with_context(|| format!("sender: connecting {src} -> {to}"))?;
         let mut conn: TcpStream = socket.into();
         conn.set_write_timeout(Some(stall))?;
+        let connected = Instant::now();
+        let (bytes, until) = match length {
+            Length::Bytes(bytes) => (bytes, None),
+            Length::Time(time) => (u64::MAX, Some(connected + time)),
+        };
         let mut sent: u64 = 0;
-        while sent < bytes {
+        while sent < bytes && until.is_none_or(|t| Instant::now() < t) {
             if Instant::now() >= deadline {
-                bail!("sender: time limit {limit:?} reached after {sent} of {bytes} bytes");
+                bail!("sender: time limit {limit:?} reached after {sent} bytes");
             }
             let len = (bytes - sent).min(STREAM_BUF as u64) as usize;
             match conn.write(tx_pattern.window(sent, len)) {
                 Ok(n) => sent += n as u64,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    bail!("sender: stalled for {stall:?} after {sent} of {bytes} bytes")
+                    bail!("sender: stalled for {stall:?} after {sent} bytes")
                 }
                 Err(e) => return Err(e).context(format!("sender: write after {sent} bytes")),
             }
@@ -195,8 +229,12 @@ pub fn tcp_stream(
         let _ = conn.read(&mut sink);
         Ok(sent)
     });
+    let size = match length {
+        Length::Bytes(bytes) => format!("of {bytes} bytes"),
+        Length::Time(time) => format!("for {time:?}"),
+    };
     let what = format!(
-        "TCP stream of {bytes} bytes {} ({}) -> {} ({})",
+        "TCP stream {size} {} ({}) -> {} ({})",
         from.ip,
         from.ns.name(),
         to.ip,
@@ -220,18 +258,30 @@ pub fn verify_stream<R: Read>(
     bytes: u64,
     deadline: Instant,
 ) -> anyhow::Result<u64> {
+    verify(reader, pattern, Some(bytes), deadline)
+}
+
+/// [`verify_stream`] with the byte count known (`Some`) or whatever arrives (`None`).
+fn verify<R: Read>(
+    reader: &mut R,
+    pattern: &Pattern,
+    expected: Option<u64>,
+    deadline: Instant,
+) -> anyhow::Result<u64> {
+    let bytes = expected.unwrap_or(u64::MAX);
+    let of = expected.map_or(String::new(), |b| format!(" of {b}"));
     let mut buf = vec![0u8; STREAM_BUF];
     let mut got: u64 = 0;
     loop {
         if Instant::now() >= deadline {
-            bail!("receiver: time limit reached after {got} of {bytes} bytes");
+            bail!("receiver: time limit reached after {got}{of} bytes");
         }
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                bail!("receiver: stalled after {got} of {bytes} bytes")
+                bail!("receiver: stalled after {got}{of} bytes")
             }
             Err(e) => return Err(e).context(format!("receiver: read after {got} bytes")),
         };
@@ -255,8 +305,8 @@ pub fn verify_stream<R: Read>(
         }
         got += n as u64;
     }
-    if got != bytes {
-        bail!("receiver: the stream ended after {got} of {bytes} bytes");
+    if expected.is_some_and(|b| got != b) {
+        bail!("receiver: the stream ended after {got}{of} bytes");
     }
     Ok(got)
 }
@@ -481,68 +531,29 @@ pub fn tcp_rr(
     Ok(rtts)
 }
 
-/// Round-trip times of `count` pings from `from` to `to`, one every `interval` (as root, ping
-/// allows 10 ms and less), each reply awaited at most 1 s. The replies that came back, in
-/// order; fails when none did.
+/// Round-trip times of `count` pings from `from` to `to`, one every `interval`, each reply
+/// awaited at most 1 s. The replies that came back, in order; fails when none did.
 pub fn ping_rtts(
     from: End<'_>,
     to: IpAddr,
-    count: u32,
+    count: u16,
     interval: Duration,
 ) -> anyhow::Result<Vec<Duration>> {
-    let count_s = count.to_string();
-    let interval_s = format!("{:.3}", interval.as_secs_f64());
-    let deadline = (interval.as_secs_f64() * f64::from(count) + 5.0)
-        .ceil()
-        .to_string();
-    let src = from.ip.to_string();
-    let dst = to.to_string();
-    let args = [
-        "-n",
-        "-c",
-        &count_s,
-        "-i",
-        &interval_s,
-        "-W",
-        "1",
-        "-w",
-        &deadline,
-        "-I",
-        &src,
-        &dst,
-    ];
-    let out = from
-        .ns
-        .command("ping", &args)
-        .output()
-        .context("running ping (is iputils-ping installed?)")?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let rtts = parse_ping_rtts(&text);
-    if rtts.is_empty() {
-        bail!(
-            "ping {dst} from {src} in {}: no reply ({}):\n{}{}",
-            from.ns.name(),
-            out.status,
-            text.trim(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+    let echo = Echo {
+        count,
+        interval,
+        wait: Duration::from_secs(1),
+        ..Echo::default()
+    };
+    let report = ping::echo(from, to, &echo)?;
+    if report.received() == 0 {
+        bail!("ping {to} from {} in {}: {report}", from.ip, from.ns.name());
     }
-    Ok(rtts)
-}
-
-/// The `time=<ms> ms` of every reply line of ping's output.
-pub fn parse_ping_rtts(text: &str) -> Vec<Duration> {
-    text.lines()
-        .filter_map(|line| {
-            let rest = &line[line.find(" time=")? + 6..];
-            let ms: f64 = rest.split_whitespace().next()?.parse().ok()?;
-            (ms.is_finite() && ms >= 0.0).then(|| Duration::from_nanos((ms * 1e6).round() as u64))
-        })
-        .collect()
+    Ok(report.replies())
 }
 
 /// Joins a check thread, turning a panic into an error.
-fn join<R>(handle: std::thread::JoinHandle<anyhow::Result<R>>) -> anyhow::Result<R> {
+pub(super) fn join<R>(handle: std::thread::JoinHandle<anyhow::Result<R>>) -> anyhow::Result<R> {
     handle
         .join()
         .unwrap_or_else(|_| Err(anyhow::anyhow!("the check thread panicked")))
@@ -601,10 +612,16 @@ mod tests {
         let good = stream_of(&p, len);
         let got = verify_stream(&mut &good[..], &p, len as u64, far).expect("intact stream");
         assert_eq!(got, len as u64);
+        // A stream of unknown length (tcp_stream_for) takes whatever arrives intact.
+        let got = verify(&mut &good[..], &p, None, far).expect("intact stream");
+        assert_eq!(got, len as u64);
 
         let mut flipped = good.clone();
         flipped[2_000_001] ^= 0x40;
         let e = verify_stream(&mut &flipped[..], &p, len as u64, far).expect_err("corruption");
+        assert!(e.to_string().contains("byte 2000001 "), "{e}");
+
+        let e = verify(&mut &flipped[..], &p, None, far).expect_err("corruption");
         assert!(e.to_string().contains("byte 2000001 "), "{e}");
 
         let short = &good[..len - 1];
@@ -622,21 +639,6 @@ mod tests {
 
         let past = Instant::now();
         assert!(verify_stream(&mut &good[..], &p, len as u64, past).is_err());
-    }
-
-    #[test]
-    fn ping_rtts_are_parsed_from_reply_lines_only() {
-        let out = "PING 10.244.2.1 (10.244.2.1) from 10.244.1.1 : 56(84) bytes of data.\n\
-                   64 bytes from 10.244.2.1: icmp_seq=1 ttl=64 time=0.052 ms\n\
-                   64 bytes from 10.244.2.1: icmp_seq=2 ttl=64 time=1.50 ms\n\
-                   64 bytes from 10.244.2.1: icmp_seq=3 ttl=64 time=bogus ms\n\
-                   \n--- 10.244.2.1 ping statistics ---\n\
-                   rtt min/avg/max/mdev = 0.052/0.776/1.500/0.724 ms\n";
-        assert_eq!(
-            parse_ping_rtts(out),
-            vec![Duration::from_micros(52), Duration::from_micros(1500)]
-        );
-        assert!(parse_ping_rtts("").is_empty());
     }
 
     #[test]
