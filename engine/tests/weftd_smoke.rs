@@ -638,7 +638,10 @@ fn healthz_readyz_and_metrics() {
     value("weft_pump_gso_sends_total ");
     assert_eq!(value("weft_routes "), 2);
     assert!(value("process_open_fds ") > 0);
-    assert!(metrics.contains("\nweft_build_info{version=\""), "{metrics}");
+    assert!(
+        metrics.contains("\nweft_build_info{version=\""),
+        "{metrics}"
+    );
     let post = http_in(
         &bed,
         0,

@@ -480,9 +480,9 @@ fn flannel_rules(ns: &Netns, table: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn flanneld_syntax_and_defaults() {
-    require_root!();
+/// weftd next to the test, and a scratch directory with a lease directory `leases` holding a
+/// network config of `backend`.
+fn weftd_and_lease_dir(backend: &str) -> (PathBuf, Scratch, PathBuf) {
     let weftd = weftctl::testbed::Binaries::weftd_near(&std::env::current_exe().expect("exe"))
         .expect("no weftd next to the test: run `cargo build -p engine --bins`");
     let x = Scratch {
@@ -492,9 +492,25 @@ fn flanneld_syntax_and_defaults() {
     std::fs::create_dir(&leases).expect("lease dir");
     std::fs::write(
         leases.join("config"),
-        r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}"#,
+        format!(r#"{{"Network": "10.244.0.0/16", "Backend": {{"Type": "{backend}"}}}}"#),
     )
     .expect("config");
+    (weftd, x, leases)
+}
+
+/// SIGTERM to a child.
+fn terminate(child: &std::process::Child) {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("SIGTERM");
+}
+
+#[test]
+fn flanneld_syntax_and_defaults() {
+    require_root!();
+    let (weftd, x, leases) = weftd_and_lease_dir("udp");
     let notify_path = x.path("notify.sock");
     let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).expect("notify socket");
     notify
@@ -577,11 +593,7 @@ fn flanneld_syntax_and_defaults() {
         .expect("weftctl stats inside the namespace");
     assert!(stats.contains("\"drops\""), "{stats}");
 
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).expect("pid"),
-        rustix::process::Signal::TERM,
-    )
-    .expect("SIGTERM");
+    terminate(&child);
     let n = notify.recv(&mut buf).expect("STOPPING=1 from weftd");
     assert_eq!(&buf[..n], b"STOPPING=1");
     let status = child.wait().expect("exit");
@@ -600,18 +612,7 @@ fn flanneld_syntax_and_defaults() {
 #[test]
 fn a_second_weftd_for_the_same_tun_is_refused_before_it_leases() {
     require_root!();
-    let weftd = weftctl::testbed::Binaries::weftd_near(&std::env::current_exe().expect("exe"))
-        .expect("no weftd next to the test: run `cargo build -p engine --bins`");
-    let x = Scratch {
-        dir: tempfile::tempdir().expect("tempdir"),
-    };
-    let leases = x.path("leases");
-    std::fs::create_dir(&leases).expect("lease dir");
-    std::fs::write(
-        leases.join("config"),
-        r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}"#,
-    )
-    .expect("config");
+    let (weftd, x, leases) = weftd_and_lease_dir("vxlan");
     // Two namespaces, each with its own underlay address on lo, all weftd on defaults but the
     // lease directory and the subnet file (each node's own /run in a real cluster).
     let prefix = format!("{}{}", weftctl::testbed::netns::PREFIX, std::process::id());
@@ -665,11 +666,7 @@ fn a_second_weftd_for_the_same_tun_is_refused_before_it_leases() {
     assert_eq!(leased(), 2, "the refused weftd must not lease");
     assert!(!x.path("c.env").exists());
     for child in [&mut first, &mut other_ns] {
-        rustix::process::kill_process(
-            rustix::process::Pid::from_raw(child.id() as i32).expect("pid"),
-            rustix::process::Signal::TERM,
-        )
-        .expect("SIGTERM");
+        terminate(child);
         assert!(child.wait().expect("exit").success());
     }
 }
