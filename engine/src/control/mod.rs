@@ -305,12 +305,21 @@ fn serve(listener: &UnixListener, state: &ControlState) {
 fn handle(stream: UnixStream, state: &ControlState) -> io::Result<()> {
     stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    let mut line = String::new();
-    BufReader::new(io::Read::take(&stream, MAX_REQUEST)).read_line(&mut line)?;
+    let mut request = Vec::new();
+    BufReader::new(io::Read::take(&stream, MAX_REQUEST)).read_until(b'\n', &mut request)?;
+    (&stream).write_all(answer(&request, state).as_bytes())?;
+    Ok(())
+}
+
+/// The bytes written back for the bytes a client sent: the [`reply`] to its first line, trimmed
+/// of surrounding whitespace, as one line of JSON ending in `\n`. A request that is not UTF-8
+/// is answered too (`{"error": ...}`, naming it with its bad bytes replaced), never with silence.
+pub fn answer(request: &[u8], state: &ControlState) -> String {
+    let line = request.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
     let mut body = reply(line.trim(), state).to_string();
     body.push('\n');
-    (&stream).write_all(body.as_bytes())?;
-    Ok(())
+    body
 }
 
 /// The JSON reply to one request line (without its newline).
@@ -460,6 +469,34 @@ mod tests {
     }
 
     #[test]
+    fn answers_every_request_with_one_json_line() {
+        let st = state();
+        assert_eq!(
+            answer(b"stats\n", &st),
+            format!("{}\n", reply("stats", &st))
+        );
+        assert_eq!(
+            answer(b" routes \r\nignored", &st),
+            format!("{}\n", reply("routes", &st))
+        );
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"\xff\xfestats\n",
+            b"stats\xe2\x82",
+            b"stat",
+        ] {
+            let out = answer(bad, &st);
+            assert!(
+                out.ends_with('\n') && !out[..out.len() - 1].contains('\n'),
+                "{out:?}"
+            );
+            let v: Value = serde_json::from_str(&out).unwrap();
+            assert!(v["error"].is_string(), "{bad:?}: {v}");
+        }
+    }
+
+    #[test]
     fn serves_over_a_unix_socket_and_refuses_a_live_one() {
         let dir = std::env::temp_dir().join(format!("wfp-control-{}", std::process::id()));
         let path = dir.join("sub").join("weft.sock");
@@ -474,6 +511,12 @@ mod tests {
         };
         assert_eq!(ask("stats\n")["threads"], 2);
         assert_eq!(ask("routes\n")[0]["public_ip"], "192.168.250.2");
+        // Not UTF-8: answered too (read_line made this an error, and the client got nothing).
+        let mut s = UnixStream::connect(&path).unwrap();
+        s.write_all(b"st\xffats\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        assert!(serde_json::from_str::<Value>(&out).unwrap()["error"].is_string());
         assert!(matches!(
             ControlServer::bind(&addr, state()),
             Err(ControlError::InUse { .. })

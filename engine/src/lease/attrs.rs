@@ -330,7 +330,8 @@ pub fn parse_mac(s: &str) -> Option<Mac> {
     let mut parts = s.split(sep);
     for byte in &mut mac {
         let part = parts.next()?;
-        if part.len() != 2 {
+        // from_str_radix alone would take a sign: "+e" as 0x0e; Go's net.ParseMAC does not.
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         *byte = u8::from_str_radix(part, 16).ok()?;
@@ -401,6 +402,23 @@ mod tests {
     }
 
     #[test]
+    fn other_backends_data_round_trips_exactly() {
+        // Found by fuzz/lease_attrs: without serde_json's float_roundtrip this number read back
+        // as 1170.2473777777775 after to_json.
+        let text = br#"{"PublicIP":"172.16.0.5","PublicIPv6":null,"BackendType":"wireguard","BackendData":{"PublicKey":"9yWp0Zh0Zs+Ikd7gCzOYqZEm6AqrRWTkKC1xNqA0vXM=","Weight":1170.2473777777777,"Small":5e-324,"Big":1.7976931348623157e308}}"#;
+        let a = LeaseAttrs::from_json(text).expect("wireguard lease");
+        assert_eq!(a.backend(), BackendType::Other("wireguard".to_owned()));
+        let again = LeaseAttrs::from_json(a.to_json().as_bytes()).expect("reads back");
+        assert_eq!(again, a);
+        assert_eq!(again.to_json(), a.to_json());
+        assert!(
+            a.to_json().contains("1170.2473777777777"),
+            "{}",
+            a.to_json()
+        );
+    }
+
+    #[test]
     fn reads_what_flanneld_writes() {
         // As flanneld v0.2x writes a vxlan lease (and an old one without VNI).
         let a = LeaseAttrs::from_json(
@@ -458,6 +476,8 @@ mod tests {
         assert_eq!(parse_mac("c6:d2:4f:1a:2b"), None);
         assert_eq!(parse_mac("c6:d2:4f:1a:2b:3c:00"), None);
         assert_eq!(parse_mac("c6:d2:4f:1a:2b:3"), None);
+        assert_eq!(parse_mac("+6:d2:4f:1a:2b:3c"), None);
+        assert_eq!(parse_mac("c6-d2-4f-1a-2b-+c"), None);
         assert_eq!(format_mac(&MAC), "c6:d2:4f:1a:2b:3c");
     }
 }

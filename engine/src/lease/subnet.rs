@@ -4,7 +4,8 @@
 //! prefix length that fits its family. [`SubnetKey`] is the last path element of a lease key,
 //! `10.5.72.0-24` or, dual stack, `10.5.72.0-24&fd00:10:5:48::-64`, exactly as flannel's
 //! `MakeSubnetKey` writes it; [`SubnetKey::parse`] accepts only that form (a key with host bits
-//! set or a prefix too long is an error naming the key), so whatever it accepts round-trips.
+//! set, a prefix too long, or the same subnets spelt otherwise, `10.5.72.0-024`, is an error
+//! naming the key), so whatever it accepts round-trips to the same text.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -250,8 +251,22 @@ impl SubnetKey {
         SubnetKey { v4, v6: None }
     }
 
-    /// Parses a key's last path element (`10.5.72.0-24`, `10.5.72.0-24&fd00::-64`).
+    /// Parses a key's last path element (`10.5.72.0-24`, `10.5.72.0-24&fd00::-64`), in the one
+    /// form flannel writes: a key that names the same subnets in another spelling
+    /// (`10.5.72.0-024`, `...&fd00:0::-64`, upper-case hex) is an error, so one lease has one key
+    /// and deleting or renewing it by `to_string` never touches another.
     pub fn parse(name: &str) -> Result<SubnetKey, NetParseError> {
+        let key = SubnetKey::parse_any_form(name)?;
+        let canonical = key.to_string();
+        if canonical != name {
+            return Err(NetParseError(format!(
+                "subnet key {name:?}: not in flannel's form, which is {canonical:?}"
+            )));
+        }
+        Ok(key)
+    }
+
+    fn parse_any_form(name: &str) -> Result<SubnetKey, NetParseError> {
         let bad = |why: &str| NetParseError(format!("subnet key {name:?}: {why}"));
         let (v4, v6) = match name.split_once('&') {
             Some((v4, v6)) => (v4, Some(v6)),
@@ -324,6 +339,12 @@ mod tests {
             "10.5.72.0-24&fd00::1-64",
             "10.5.72.0-24&zz::-64",
             "10.5.72.0-24&fd00::-129",
+            // The same subnets in another spelling than flannel's (found by fuzzing).
+            "10.5.72.0-024",
+            "10.5.72.0-24&fd00:0::-64",
+            "10.244.1.0-24&2001:cafe:09:1::-64",
+            "10.5.72.0-24&FD00::-64",
+            "10.5.72.0-24&fd00:0:0:0:0:0:0:0-64",
             "config",
             ".tmp-123",
         ] {

@@ -119,9 +119,22 @@ impl SubnetEnv {
 
 /// The subnets a previous run left in its subnet file (`FLANNEL_SUBNET`, and
 /// `FLANNEL_IPV6_SUBNET`), as a lease key; `None` when the file is missing or has no
-/// readable `FLANNEL_SUBNET`.
+/// readable `FLANNEL_SUBNET`. The text is read by [`parse_previous`].
 pub fn read_previous(path: &Path) -> Option<SubnetKey> {
-    let text = fs::read_to_string(path).ok()?;
+    parse_previous(&fs::read_to_string(path).ok()?)
+}
+
+/// The subnets in the text of a subnet file, as [`read_previous`] reads them.
+///
+/// Contract: lines are `NAME=VALUE`, optionally after `export ` and with the value in double
+/// quotes; other lines are ignored, and the last `FLANNEL_SUBNET` / `FLANNEL_IPV6_SUBNET`
+/// wins. A value is a host address and a prefix length (`10.5.72.1/24`) and is read as its
+/// subnet (`10.5.72.0/24`), so for a [`SubnetEnv`] whose subnets hold a host address besides
+/// the network address (IPv4 /31 or shorter, IPv6 /127 or shorter: flannel's are /30 and /126
+/// at most) `parse_previous(&env.render())` gives back `env.subnet` and the IPv6 subnet.
+/// `None` when there is no readable `FLANNEL_SUBNET`; an unreadable `FLANNEL_IPV6_SUBNET`
+/// gives an IPv4-only key.
+pub fn parse_previous(text: &str) -> Option<SubnetKey> {
     let mut v4 = None;
     let mut v6 = None;
     for line in text.lines() {
@@ -197,5 +210,27 @@ mod tests {
         fs::write(&path, "FLANNEL_SUBNET=garbage\n").expect("write");
         assert_eq!(read_previous(&path), None);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn parse_previous_reads_what_render_writes() {
+        for e in [env(false), env(true)] {
+            let key = parse_previous(&e.render()).expect("previous");
+            assert_eq!(key.v4, e.subnet);
+            assert_eq!(key.v6, e.ipv6.map(|(_, s)| s));
+        }
+        // Shell syntax, the last assignment wins, an unreadable IPv6 subnet is left out.
+        let key = parse_previous(
+            "# written by hand\nexport FLANNEL_SUBNET=\"10.5.9.1/24\"\n\
+             FLANNEL_SUBNET = 10.5.72.1/24 \nFLANNEL_IPV6_SUBNET=nope\n",
+        )
+        .expect("previous");
+        assert_eq!(key, SubnetKey::v4("10.5.72.0/24".parse().expect("net")));
+        assert_eq!(parse_previous(""), None);
+        assert_eq!(parse_previous("FLANNEL_IPV6_SUBNET=fd00::1/64\n"), None);
+        assert_eq!(
+            parse_previous("FLANNEL_SUBNET=10.5.72.1/24\nFLANNEL_SUBNET=\n"),
+            None
+        );
     }
 }

@@ -132,7 +132,8 @@ pub fn parse_mac(s: &str) -> Result<Mac, AddrParseError> {
     let mut parts = s.split(':');
     for byte in &mut mac {
         let part = parts.next().ok_or_else(bad)?;
-        if part.is_empty() || part.len() > 2 {
+        // from_str_radix alone would take a sign: "+e" as 0x0e (found by fuzz/peers_file).
+        if part.is_empty() || part.len() > 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad());
         }
         *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
@@ -193,6 +194,10 @@ mod tests {
             "0e:5a:1b:2c:3d:4g",
             "0e::1b:2c:3d:4e",
             "0e:5a:1b:2c:3d:4e0",
+            "+e:00:00:00:00:05",
+            "0e:00:00:00:00:+5",
+            "0e:00:00:00:00:-5",
+            "+:00:00:00:00:05",
         ] {
             assert!(parse_mac(bad).is_err(), "{bad}");
         }
