@@ -8,6 +8,14 @@
 //! own the buffers and the syscalls and count their outcome with [`Dataplane::sent`],
 //! [`Dataplane::send_failed`], [`Dataplane::replied`], [`RxQueue::flush`] and
 //! [`count_tun_write`].
+//!
+//! Inner packets whose TCP/UDP checksum a same-host sender left partial
+//! ([`encap::partial_checksum`]) reach the TUN behind a `NEEDS_CSUM` virtio header (the
+//! coalescer writes it, for single packets as for merged runs), or, on a TUN without a virtio
+//! header, completed in software ([`RxQueue::write_one`]); each is counted in
+//! `rx_csum_partial`. Such a sender's TCP super-packet (TSO across the veth, kept whole by the
+//! kernel's UDP tunnel GSO up to our socket) is the one inner packet allowed over the MTU: the
+//! coalescer writes it as a GSO packet for the kernel to cut.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,6 +24,7 @@ use encap::backend::{udp_decap, VxlanDecap};
 use encap::gro::{Coalescer, Full};
 use encap::gso::{self, Segments};
 use encap::icmp::{self, PathError};
+use encap::partial_checksum;
 use encap::wire::{self, virtio};
 
 use super::counters::{DropReason, PumpCounters};
@@ -292,7 +301,7 @@ impl Dataplane {
                     continue;
                 }
             }
-            if inner.len() > self.config.mtu {
+            if inner.len() > self.config.mtu && !self.is_same_host_super_packet(inner) {
                 c.count_drop(DropReason::Oversized);
                 continue;
             }
@@ -322,27 +331,66 @@ impl Dataplane {
     }
 }
 
+impl Dataplane {
+    /// Whether an inner packet over the MTU is a same-host Linux sender's TCP super-packet: TCP
+    /// with a partial checksum (TSO and checksum offload go together), which a veth and the
+    /// kernel's UDP tunnel GSO carry whole up to our socket. The coalescer hands it to the TUN
+    /// as a GSO packet cut at the MTU. Only with a virtio header: without one there is no way
+    /// to ask the kernel to cut it.
+    fn is_same_host_super_packet(&self, inner: &[u8]) -> bool {
+        self.vnet_len > 0 && partial_checksum::find(inner).is_some_and(|p| p.is_tcp())
+    }
+}
+
 /// A coalescer and how to use it for the TUN: whether the TUN takes a virtio header at all.
 #[derive(Debug)]
 pub struct RxQueue {
     coalescer: Coalescer,
     vnet: bool,
     pushed: u64,
+    /// Where [`RxQueue::write_one`] completes a partial checksum (empty with a virtio header).
+    scratch: Box<[u8]>,
 }
 
 impl RxQueue {
     /// A queue for a TUN with (`vnet`) or without a virtio header.
     pub fn new(coalescer: Coalescer, vnet: bool) -> RxQueue {
+        let scratch_len = if vnet { 0 } else { encap::gro::MAX_IP_LEN };
         RxQueue {
             coalescer,
             vnet,
             pushed: 0,
+            scratch: vec![0u8; scratch_len].into_boxed_slice(),
         }
     }
 
-    /// Whether packets are coalesced (the TUN has a virtio header), or written one by one.
+    /// Whether packets are coalesced (the TUN has a virtio header), or written one by one
+    /// with [`RxQueue::write_one`].
     pub fn coalescing(&self) -> bool {
         self.vnet
+    }
+
+    /// Writes one inner packet into a TUN without a virtio header (when not
+    /// [`RxQueue::coalescing`]) with `write`, which returns whether the TUN took it, and counts
+    /// it. A partial checksum is completed first, in a copy: without the header the kernel
+    /// cannot be asked to, and would drop the packet.
+    pub fn write_one(
+        &mut self,
+        inner: &[u8],
+        counters: &PumpCounters,
+        write: impl FnOnce(&[u8]) -> bool,
+    ) {
+        let packet = match partial_checksum::find(inner) {
+            Some(partial) if inner.len() <= self.scratch.len() => {
+                counters.rx_csum_partial.add(1);
+                let copy = &mut self.scratch[..inner.len()];
+                copy.copy_from_slice(inner);
+                partial.complete(copy);
+                &*copy
+            }
+            _ => inner,
+        };
+        count_tun_write(counters, packet.len(), write(packet));
     }
 
     /// Adds an inner packet; `Err(Full)` when the caller must flush first.
@@ -378,6 +426,9 @@ impl RxQueue {
             written += 1;
         }
         counters.gro_merged.add(self.pushed.saturating_sub(written));
+        counters
+            .rx_csum_partial
+            .add(self.coalescer.take_partial_packets());
         self.pushed = 0;
         self.coalescer.clear();
     }
@@ -389,13 +440,16 @@ impl RxQueue {
     }
 
     /// Writes the final headers of the queued packets (see [`Coalescer::finish`]) and counts
-    /// the merges; returns the number of output packets.
+    /// the merges and partial checksums; returns the number of output packets.
     pub fn finish(&mut self, counters: &PumpCounters) -> usize {
         self.coalescer.finish();
         let n = self.coalescer.len();
         counters
             .gro_merged
             .add(self.pushed.saturating_sub(n as u64));
+        counters
+            .rx_csum_partial
+            .add(self.coalescer.take_partial_packets());
         self.pushed = 0;
         n
     }
