@@ -70,6 +70,38 @@ impl Partial {
         }
     }
 
+    /// The virtio header that describes `packet` (the packet [`find`] was given, longer than one
+    /// segment: a same-host sender's TSO / UDP GSO super-packet that crossed a veth whole) as
+    /// a GSO packet of `gso_size` payload bytes per segment, for [`crate::gso::split`] or a TUN
+    /// write: `NEEDS_CSUM`, `TCPV4` / `TCPV6` (by the IP version) or `UDP_L4`, and `hdr_len`
+    /// up to the end of the TCP or UDP header. `None` when `gso_size` is 0 or over 65535, or
+    /// the TCP header does not fit.
+    pub fn gso(&self, packet: &[u8], gso_size: usize) -> Option<VirtioNetRepr> {
+        let start = usize::from(self.csum_start);
+        let (gso, l4_hdr) = if self.is_tcp() {
+            let doff = usize::from(packet.get(start + 12)? >> 4) * 4;
+            if doff < TCP_MIN_HEADER_LEN || start + doff > packet.len() {
+                return None;
+            }
+            let v6 = packet.first()? >> 4 == 6;
+            (if v6 { GsoType::TcpV6 } else { GsoType::TcpV4 }, doff)
+        } else {
+            (GsoType::UdpL4, UDP_HEADER_LEN)
+        };
+        let gso_size = u16::try_from(gso_size).ok().filter(|g| *g > 0)?;
+        Some(VirtioNetRepr {
+            needs_csum: true,
+            data_valid: false,
+            gso,
+            ecn: false,
+            // At most 60 + 60 bytes.
+            hdr_len: (start + l4_hdr) as u16,
+            gso_size,
+            csum_start: self.csum_start,
+            csum_offset: self.csum_offset,
+        })
+    }
+
     /// Completes the checksum in `packet` (the packet [`find`] was given) as the device would:
     /// the complement of the sum from `csum_start` to the end, the partial value included. A
     /// UDP result of zero is written as `0xffff` (RFC 768: zero means "no checksum").
@@ -307,6 +339,57 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_udp_super_packet_splits_into_its_datagrams() {
+        // 10 datagrams of 1000 bytes sent with UDP_SEGMENT, as a kernel VXLAN peer across a
+        // veth hands them over: one UDP packet of 10000 payload bytes, checksum partial.
+        let data = payload(10_000, 8);
+        for v6 in [false, true] {
+            let spec = Spec {
+                v6,
+                tcp: false,
+                ..Spec::default()
+            };
+            let p = partial_packet(&spec, &data);
+            let part = find(&p).unwrap();
+            let l4 = l4_off(&p);
+            let vnet = part.gso(&p, 1000).unwrap();
+            assert_eq!(
+                (
+                    vnet.gso,
+                    vnet.gso_size,
+                    vnet.hdr_len as usize,
+                    vnet.needs_csum
+                ),
+                (GsoType::UdpL4, 1000, l4 + 8, true)
+            );
+            let mut out = vec![0u8; crate::gso::required_len(&vnet, &p, 0, 1500).unwrap()];
+            let segs = crate::gso::split(&vnet, &p, &[], 1500, &mut out).unwrap();
+            assert_eq!(segs.count, 10);
+            for i in 0..10 {
+                let d = &out[segs.segment(i)];
+                assert!(checksums_verify(d));
+                assert_eq!(&d[l4 + 8..], &data[i * 1000..(i + 1) * 1000]);
+            }
+            // Datagrams over the MTU cannot leave.
+            assert_eq!(
+                crate::gso::split(&vnet, &p, &[], 1000, &mut out),
+                Err(crate::gso::TOO_BIG)
+            );
+            assert_eq!(part.gso(&p, 0), None);
+            assert_eq!(part.gso(&p, 65_536), None);
+        }
+        // TCP: the header length from the data offset.
+        let spec = Spec {
+            tcp_options: &[1, 1, 4, 2],
+            ..Spec::default()
+        };
+        let p = partial_packet(&spec, &data);
+        let vnet = find(&p).unwrap().gso(&p, 1400).unwrap();
+        assert_eq!((vnet.gso, vnet.hdr_len), (GsoType::TcpV4, 44));
+        assert_eq!(find(&p).unwrap().gso(&p[..43], 1400), None);
     }
 
     #[test]
