@@ -365,6 +365,13 @@ impl Dataplane {
         if header_len + inner.len() != bytes.len() {
             return None;
         }
+        // Its IPv4 header must verify as it came (the cut recomputes the segments' ones).
+        if inner[0] >> 4 == 4 {
+            let ihl = usize::from(inner[0] & 0x0f) * 4;
+            if encap::checksum::checksum(&inner[..ihl]) != 0 {
+                return None;
+            }
+        }
         Some((inner, partial_checksum::find(inner)?))
     }
 }

@@ -615,6 +615,18 @@ fn rx_a_same_host_udp_gso_packet_is_cut_into_its_datagrams() {
                 assert_eq!(encap::checksum::checksum(&d[..20]), 0);
             }
         }
+        // A bad IPv4 header: no super-packet (cut as a batch, and dropped).
+        let mut bad = datagram.clone();
+        let ip = if backend == Backend::Vxlan {
+            VXLAN_HEADER_LEN
+        } else {
+            0
+        };
+        bad[ip + 10] ^= 1;
+        let mut dp = dataplane(backend, crate::tun::Offloads::ALL);
+        let t = table(backend);
+        assert!(rx_gro_into_tun(&mut dp, &t, &bad, 1000, true).is_empty());
+        assert_eq!(dp.counters().rx_csum_partial.get(), 0);
         // Datagrams too long for the MTU: all dropped as oversized.
         let mut dp = dataplane(backend, crate::tun::Offloads::ALL);
         let t = table(backend);
