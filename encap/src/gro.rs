@@ -16,7 +16,10 @@
 //!   a packet of the flow that cannot merge starts a new run, and later packets merge into that
 //!   one or start yet another.
 //! - A packet that merges with nothing (a run of one) comes out byte for byte as it went in,
-//!   behind an all-zero virtio header. A merged run comes out as one IP packet with final IP
+//!   behind an all-zero virtio header; when its TCP or UDP checksum is partial (see
+//!   [`crate::partial_checksum`]: a same-host sender left it to the device), behind the virtio
+//!   header of [`Partial::virtio`] instead (`NEEDS_CSUM`, no GSO), so that the kernel completes
+//!   it rather than dropping the packet. A merged run comes out as one IP packet with final IP
 //!   lengths, a valid IPv4 header checksum, the L4 checksum field holding the folded pseudo-header
 //!   sum over the L4 length (a partial checksum, as wireguard-go writes it), and a virtio header
 //!   `NEEDS_CSUM`, `TCPV4`/`TCPV6`/`UDP_L4`, `gso_size`, `hdr_len`, `csum_start` = IP header
@@ -24,7 +27,18 @@
 //!   super-packet gives back the segments (with IPv4 IDs counted up from the first one).
 //! - With [`ChecksumCaps::Complete`] every candidate's L4 checksum (and IPv4 header checksum) is
 //!   verified before it may merge; a bad one passes through unchanged so the kernel drops it.
-//!   With [`ChecksumCaps::Offloaded`] they are trusted (the outer UDP checksum was verified).
+//!   A partial L4 checksum (exactly the folded pseudo-header sum) is not verified but may merge:
+//!   the merged output is partial anyway. With [`ChecksumCaps::Offloaded`] they are trusted
+//!   (the outer UDP checksum was verified).
+//! - A TCP packet longer than [`Config::mtu`] whose checksum is partial was never segmented: a
+//!   same-host Linux sender's TSO super-packet that crossed a veth as one (the kernel's UDP
+//!   tunnel GSO keeps it whole up to the receiving UDP socket, which hands it over as one
+//!   datagram without its segment size). It merges with nothing and comes out as it came,
+//!   behind a GSO virtio header as a merged run has (`gso_size` = MTU - its IP and TCP headers,
+//!   `GSO_ECN` when it carries CWR), so that the kernel segments it. (A UDP super-packet cannot
+//!   be treated so: its datagram boundaries are lost.)
+//! - [`Coalescer::partial_packets`] counts the packets with a partial checksum pushed since the
+//!   last [`clear`] or [`Coalescer::take_partial_packets`].
 //!
 //! [`push`]: Coalescer::push
 //! [`finish`]: Coalescer::finish
@@ -35,6 +49,7 @@ use core::fmt;
 
 use crate::checksum::{self, Sum};
 use crate::gso::UDP_MAX_SEGMENTS;
+use crate::partial_checksum::{self, pseudo_header, Partial};
 use crate::wire::proto;
 use crate::wire::virtio::{self, GsoType, VirtioNetRepr, TCP_CSUM_OFFSET, UDP_CSUM_OFFSET};
 use crate::ChecksumCaps;
@@ -42,8 +57,10 @@ use crate::ChecksumCaps;
 /// The largest IP packet a run may grow to (the IPv4 total length field; also used for IPv6).
 pub const MAX_IP_LEN: usize = 65_535;
 
-/// The most segments in one super-packet: [`UDP_MAX_SEGMENTS`] (linux/udp.h), so that the
-/// kernel, or a peer re-splitting it for one UDP GSO send, never needs more than one send.
+/// The most segments in one merged super-packet: [`UDP_MAX_SEGMENTS`] (linux/udp.h), so that
+/// the kernel, or a peer re-splitting it for one UDP GSO send, never needs more than one send.
+/// (A same-host sender's own TSO super-packet goes out with as many segments as the MTU cuts
+/// it into: the kernel, which built it, takes it back.)
 pub const MAX_SEGMENTS: usize = UDP_MAX_SEGMENTS;
 
 /// The most bytes one output packet occupies: virtio header + [`MAX_IP_LEN`].
@@ -52,6 +69,7 @@ pub const MAX_OUTPUT_LEN: usize = virtio::HEADER_LEN + MAX_IP_LEN;
 const VH: usize = virtio::HEADER_LEN;
 const TCP_ACK: u8 = 0x10;
 const TCP_PSH: u8 = 0x08;
+const TCP_CWR: u8 = 0x80;
 
 /// How a [`Coalescer`] is sized and what it may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,16 +85,22 @@ pub struct Config {
     pub udp: bool,
     /// Whether inner L4 checksums are verified before merging.
     pub checksum: ChecksumCaps,
+    /// The TUN MTU: the longest packet its stack expects as one segment. A longer TCP packet
+    /// whose checksum is partial is a same-host sender's TSO super-packet (see the module
+    /// documentation) and goes out as a GSO packet cut at this size.
+    pub mtu: usize,
 }
 
 impl Default for Config {
-    /// 512 packets, a 2 MiB arena, TCP only, checksums verified.
+    /// 512 packets, a 2 MiB arena, TCP only, checksums verified, no MTU (no packet is a
+    /// super-packet).
     fn default() -> Self {
         Config {
             max_packets: 512,
             arena_len: 2 << 20,
             udp: false,
             checksum: ChecksumCaps::Complete,
+            mtu: MAX_IP_LEN,
         }
     }
 }
@@ -120,6 +144,11 @@ struct Run {
     gso_size: usize,
     segs: usize,
     next_seq: u32,
+    /// The first packet's L4 checksum is partial: a run of one needs `NEEDS_CSUM`.
+    partial: Option<Partial>,
+    /// `GSO_ECN`: a TCP super-packet that carries CWR (the kernel clears it after the first
+    /// segment).
+    ecn: bool,
 }
 
 /// What [`Coalescer::push`] learned about a packet.
@@ -135,6 +164,12 @@ struct Parsed {
     payload: usize,
     seq: u32,
     psh: bool,
+    /// The L4 checksum is partial.
+    partial: Option<Partial>,
+    /// A same-host sender's TSO super-packet, to be cut at this `gso_size`.
+    super_gso: Option<usize>,
+    /// The TCP flags carry CWR.
+    cwr: bool,
 }
 
 /// Merges received inner packets into super-packets; see the module documentation.
@@ -145,6 +180,8 @@ pub struct Coalescer {
     max_runs: usize,
     udp: bool,
     caps: ChecksumCaps,
+    mtu: usize,
+    partial_packets: u64,
 }
 
 impl fmt::Debug for Coalescer {
@@ -156,6 +193,8 @@ impl fmt::Debug for Coalescer {
             .field("max_packets", &self.max_runs)
             .field("udp", &self.udp)
             .field("checksum", &self.caps)
+            .field("mtu", &self.mtu)
+            .field("partial_packets", &self.partial_packets)
             .finish()
     }
 }
@@ -177,21 +216,6 @@ fn ne64(b: &[u8], at: usize) -> u64 {
     u64::from_ne_bytes(w)
 }
 
-/// The pseudo-header sum of a packet for an L4 length.
-fn pseudo_header(p: &[u8], v6: bool, protocol: u8, l4_len: usize) -> Sum {
-    if v6 {
-        let mut src = [0u8; 16];
-        let mut dst = [0u8; 16];
-        src.copy_from_slice(&p[8..24]);
-        dst.copy_from_slice(&p[24..40]);
-        checksum::pseudo_header_v6(&src, &dst, protocol, l4_len as u32)
-    } else {
-        let src = [p[12], p[13], p[14], p[15]];
-        let dst = [p[16], p[17], p[18], p[19]];
-        checksum::pseudo_header_v4(src, dst, protocol, l4_len as u32)
-    }
-}
-
 impl Coalescer {
     /// Allocates everything the coalescer will use.
     pub fn new(config: Config) -> Coalescer {
@@ -203,6 +227,8 @@ impl Coalescer {
             max_runs,
             udp: config.udp,
             caps: config.checksum,
+            mtu: config.mtu,
+            partial_packets: 0,
         }
     }
 
@@ -220,6 +246,19 @@ impl Coalescer {
     pub fn clear(&mut self) {
         self.runs.clear();
         self.tail = 0;
+        self.partial_packets = 0;
+    }
+
+    /// How many of the packets pushed since the last [`clear`](Coalescer::clear) (or
+    /// [`take_partial_packets`](Coalescer::take_partial_packets)) had a partial TCP or UDP
+    /// checksum, which the kernel completes after the TUN write.
+    pub fn partial_packets(&self) -> u64 {
+        self.partial_packets
+    }
+
+    /// [`partial_packets`](Coalescer::partial_packets), and starts counting again from zero.
+    pub fn take_partial_packets(&mut self) -> u64 {
+        std::mem::take(&mut self.partial_packets)
     }
 
     /// Copies `packet` (an inner IP packet) in, merging it into the latest run of its flow
@@ -233,27 +272,36 @@ impl Coalescer {
     /// window, urgent pointer and options bytes equal the run's first segment's. A UDP datagram
     /// merges (when [`Config::udp`]) under the same IP rules with a consistent UDP length and a
     /// payload as for TCP. A run stays within [`MAX_IP_LEN`] bytes and [`MAX_SEGMENTS`]
-    /// segments. Under [`ChecksumCaps::Complete`] the checksums must verify too.
+    /// segments. Under [`ChecksumCaps::Complete`] the checksums must verify too, or the L4
+    /// checksum be partial.
     pub fn push(&mut self, packet: &[u8]) -> Result<(), Full> {
         let parsed = self.parse(packet);
         if let Some(key) = parsed.key {
             if let Some(idx) = self.latest_run_of_flow(key, packet, &parsed) {
                 if self.try_merge(idx, packet, &parsed) {
+                    self.partial_packets += u64::from(parsed.partial.is_some());
                     return Ok(());
                 }
             }
         }
-        self.open(packet, &parsed)
+        self.open(packet, &parsed)?;
+        self.partial_packets += u64::from(parsed.partial.is_some());
+        Ok(())
     }
 
     /// Writes the final headers of every merged run: IP length, IPv4 header checksum, UDP
-    /// length, the partial L4 checksum and the virtio header. Call it before [`packets`]
-    /// (again after more pushes).
+    /// length, the partial L4 checksum and the virtio header; and the `NEEDS_CSUM` virtio
+    /// header of a single packet whose checksum is partial. Call it before [`packets`] (again
+    /// after more pushes).
     ///
     /// [`packets`]: Coalescer::packets
     pub fn finish(&mut self) {
         for run in &self.runs {
             if run.segs < 2 {
+                if let Some(partial) = run.partial {
+                    let vh = &mut self.arena[run.start..run.start + VH];
+                    vh.copy_from_slice(&partial.virtio().to_bytes());
+                }
                 continue;
             }
             let (vh, p) = self.arena[run.start..run.start + VH + run.len].split_at_mut(VH);
@@ -286,7 +334,7 @@ impl Coalescer {
                 needs_csum: true,
                 data_valid: false,
                 gso,
-                ecn: false,
+                ecn: run.ecn,
                 hdr_len: run.hdr_len as u16,
                 gso_size: run.gso_size as u16,
                 csum_start: l4 as u16,
@@ -309,7 +357,7 @@ impl Coalescer {
         let Some(&b0) = p.first() else {
             return r;
         };
-        let (v6, l4, protocol, ip_ok) = match b0 >> 4 {
+        let (v6, l4, protocol, len_ok) = match b0 >> 4 {
             4 => {
                 if p.len() < 20 {
                     return r;
@@ -321,8 +369,7 @@ impl Coalescer {
                 if ihl < 20 || p.len() < ihl || be16(p, 6) & 0x3fff != 0 {
                     return r;
                 }
-                let ok = ihl == 20 && usize::from(be16(p, 2)) == p.len();
-                (false, ihl, p[9], ok)
+                (false, ihl, p[9], usize::from(be16(p, 2)) == p.len())
             }
             6 => {
                 if p.len() < 40 {
@@ -344,7 +391,18 @@ impl Coalescer {
         r.tcp = tcp;
         r.v6 = v6;
         r.l4 = l4;
-        if !ip_ok {
+        if !len_ok {
+            return r;
+        }
+        // Cheap (the IP addresses and two L4 words): checked for every packet, mergeable or
+        // not, so that a partial SYN or a packet with IP options gets its NEEDS_CSUM too.
+        r.partial = partial_checksum::at(p, v6, l4, protocol);
+        if tcp && r.partial.is_some() && p.len() > self.mtu {
+            self.parse_super_packet(p, &mut r);
+            return r;
+        }
+        if l4 != 20 && !v6 {
+            // IPv4 options: never merged.
             return r;
         }
         if tcp {
@@ -363,11 +421,41 @@ impl Coalescer {
             r.hdr_len = l4 + 8;
         }
         r.payload = p.len() - r.hdr_len;
-        if self.caps == ChecksumCaps::Complete && !checksums_verify(p, v6, l4, protocol) {
-            return r;
+        if self.caps == ChecksumCaps::Complete {
+            let verified = if r.partial.is_some() {
+                // Nothing to verify in a partial L4 checksum; the IPv4 header still must.
+                v6 || checksum::verifies(Sum::ZERO.bytes(&p[..l4]))
+            } else {
+                checksums_verify(p, v6, l4, protocol)
+            };
+            if !verified {
+                return r;
+            }
         }
         r.mergeable = true;
         r
+    }
+
+    /// Fills in a TCP super-packet (`r` parsed up to its partial checksum): its headers must
+    /// fit the MTU with room for one payload byte, and under [`ChecksumCaps::Complete`] its
+    /// IPv4 header checksum must verify; else it passes through like any odd packet.
+    fn parse_super_packet(&self, p: &[u8], r: &mut Parsed) {
+        let l4 = r.l4;
+        let thl = usize::from(p[l4 + 12] >> 4) * 4;
+        if thl < 20 || l4 + thl >= self.mtu || p.len() < l4 + thl {
+            return;
+        }
+        if self.caps == ChecksumCaps::Complete
+            && !r.v6
+            && !checksum::verifies(Sum::ZERO.bytes(&p[..l4]))
+        {
+            return;
+        }
+        r.hdr_len = l4 + thl;
+        r.payload = p.len() - r.hdr_len;
+        r.seq = be32(p, l4 + 4);
+        r.super_gso = Some(self.mtu - r.hdr_len);
+        r.cwr = p[l4 + 13] & TCP_CWR != 0;
     }
 
     /// The newest run of the packet's flow, open or not.
@@ -471,6 +559,10 @@ impl Coalescer {
         self.arena[start..start + VH].fill(0);
         self.arena[start + VH..start + need].copy_from_slice(p);
         self.tail += need;
+        let (gso_size, segs) = match c.super_gso {
+            Some(gso) => (gso, c.payload.div_ceil(gso)),
+            None => (c.payload, 1),
+        };
         self.runs.push(Run {
             start,
             len: p.len(),
@@ -482,9 +574,11 @@ impl Coalescer {
             v6: c.v6,
             l4: c.l4,
             hdr_len: c.hdr_len,
-            gso_size: c.payload,
-            segs: 1,
+            gso_size,
+            segs,
             next_seq: c.seq.wrapping_add(c.payload as u32),
+            partial: c.partial,
+            ecn: c.cwr,
         });
         Ok(())
     }
@@ -829,6 +923,286 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(coalesce(offloaded, &segs).len(), 1);
+    }
+
+    /// `p` with its L4 checksum replaced by the partial value (the folded pseudo-header sum), as
+    /// a Linux sender with tx checksum offload leaves it across a veth.
+    fn make_partial(p: &mut [u8]) {
+        let l4 = l4_off(p);
+        let v6 = p[0] >> 4 == 6;
+        let protocol = p[if v6 { 6 } else { 9 }];
+        let at = l4 + if protocol == proto::TCP { 16 } else { 6 };
+        let v = pseudo_header(p, v6, protocol, p.len() - l4).fold();
+        p[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// The packet a kernel makes of a TUN write: the partial checksum completed.
+    fn completed(out: &[u8]) -> Vec<u8> {
+        let vnet = vnet_of(out);
+        assert!(vnet.needs_csum);
+        let mut p = out[VH..].to_vec();
+        let start = usize::from(vnet.csum_start);
+        let at = start + usize::from(vnet.csum_offset);
+        let c = Sum::ZERO.bytes(&p[start..]).finish();
+        p[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn partial_segments_merge_under_complete() {
+        for v6 in [false, true] {
+            let spec = Spec {
+                v6,
+                ..Spec::default()
+            };
+            let segs = stream(&spec, 1000, 3, 200);
+            let mut partial = segs.clone();
+            for p in &mut partial {
+                make_partial(p);
+            }
+            // The first one full, the rest partial: a mixed run merges too.
+            let mut mixed = partial.clone();
+            mixed[0] = segs[0].clone();
+            for input in [&partial, &mixed] {
+                let mut c = Coalescer::new(Config::default());
+                for p in input {
+                    c.push(p).unwrap();
+                }
+                assert_eq!(c.partial_packets(), if input == &partial { 4 } else { 3 });
+                c.finish();
+                let out: Vec<Vec<u8>> = c.packets().map(<[u8]>::to_vec).collect();
+                assert_eq!(out.len(), 1, "v6 {v6}");
+                // Re-split (full checksums, as a peer's TUN would see them): the original segments.
+                assert_eq!(resplit(&out[0]), segs);
+                assert_eq!(
+                    c.take_partial_packets(),
+                    if input == &partial { 4 } else { 3 }
+                );
+                assert_eq!(c.partial_packets(), 0);
+                c.clear();
+            }
+        }
+    }
+
+    #[test]
+    fn a_single_partial_packet_gets_needs_csum() {
+        let data = payload(300, 3);
+        let syn = Spec {
+            flags: 0x02,
+            tcp_options: &[2, 4, 5, 0xb4],
+            ..Spec::default()
+        };
+        let cases = [
+            (syn, 20u16, 16u16),
+            (Spec { v6: true, ..syn }, 40, 16),
+            (
+                Spec {
+                    ip_options: &[1, 1, 1, 0],
+                    ..Spec::default()
+                },
+                24,
+                16,
+            ),
+            (
+                Spec {
+                    tcp: false,
+                    ..Spec::default()
+                },
+                20,
+                6,
+            ),
+            (
+                Spec {
+                    tcp: false,
+                    v6: true,
+                    ..Spec::default()
+                },
+                40,
+                6,
+            ),
+        ];
+        for (spec, start, offset) in cases {
+            let body = if spec.flags == 0x02 {
+                &[][..]
+            } else {
+                &data[..]
+            };
+            let full = packet(&spec, body);
+            let mut p = full.clone();
+            make_partial(&mut p);
+            for cfg in [
+                Config::default(),
+                Config {
+                    checksum: ChecksumCaps::Offloaded,
+                    ..Config::default()
+                },
+            ] {
+                let mut c = Coalescer::new(cfg);
+                c.push(&p).unwrap();
+                c.push(&full).unwrap();
+                assert_eq!(c.partial_packets(), 1);
+                c.finish();
+                let out: Vec<&[u8]> = c.packets().collect();
+                assert_eq!(out.len(), 2, "{spec:?}");
+                assert_eq!(&out[0][VH..], &p[..], "the bytes are not touched");
+                assert_eq!(
+                    vnet_of(out[0]),
+                    VirtioNetRepr {
+                        needs_csum: true,
+                        data_valid: false,
+                        gso: GsoType::None,
+                        ecn: false,
+                        hdr_len: start + offset + 2,
+                        gso_size: 0,
+                        csum_start: start,
+                        csum_offset: offset,
+                    },
+                    "{spec:?}"
+                );
+                assert_eq!(completed(out[0]), full);
+                // A full checksum: the plain pass-through, unchanged.
+                assert_eq!(&out[1][..VH], &[0; VH]);
+                assert_eq!(&out[1][VH..], &full[..]);
+            }
+        }
+    }
+
+    #[test]
+    fn neither_valid_nor_partial_still_passes_through_unmerged() {
+        let spec = Spec::default();
+        let segs = stream(&spec, 1000, 3, 0);
+        let mut partial = segs.clone();
+        for p in &mut partial {
+            make_partial(p);
+        }
+        // One off the partial value, the complement of it, zero: corrupt, not partial.
+        let at = 20 + 16;
+        for v in [
+            be16(&partial[1], at).wrapping_add(1),
+            !be16(&partial[1], at),
+            0,
+        ] {
+            let mut input = partial.clone();
+            input[1][at..at + 2].copy_from_slice(&v.to_be_bytes());
+            let out = coalesce(Config::default(), &input);
+            assert_eq!(out.len(), 3, "{v:#x}");
+            assert_eq!(&out[1][..VH], &[0; VH], "no NEEDS_CSUM for {v:#x}");
+            assert_eq!(&out[1][VH..], &input[1][..]);
+            assert!(vnet_of(&out[0]).needs_csum);
+            assert!(vnet_of(&out[2]).needs_csum);
+        }
+        // A partial L4 checksum does not excuse a bad IPv4 header checksum.
+        let mut input = partial.clone();
+        input[1][10] ^= 1;
+        assert_eq!(coalesce(Config::default(), &input).len(), 3);
+    }
+
+    #[test]
+    fn a_partial_tcp_super_packet_goes_out_as_gso() {
+        let mtu = 1450;
+        let cfg = Config {
+            mtu,
+            ..Config::default()
+        };
+        let ts = [1, 1, 8, 10, 0, 0, 1, 0, 0, 0, 2, 0];
+        for (v6, flags) in [(false, 0x18), (true, 0x10), (false, 0x90)] {
+            let spec = Spec {
+                v6,
+                flags,
+                tcp_options: &ts,
+                ..Spec::default()
+            };
+            let data = payload(10_000, 5);
+            // As a same-host kernel's TSO skb reaches us: one packet, the checksum partial.
+            let (_, sp) = super_packet(&spec, &data, 0);
+            assert!(sp.len() > mtu);
+            let l4 = if v6 { 40 } else { 20 };
+            let hdr_len = l4 + 32;
+            let next = seg(
+                &Spec {
+                    seq: spec.seq.wrapping_add(10_000),
+                    flags: 0x10,
+                    ..spec
+                },
+                0,
+                0,
+                &data[..1000],
+            );
+            let mut c = Coalescer::new(cfg);
+            c.push(&sp).unwrap();
+            c.push(&next).unwrap();
+            assert_eq!(c.partial_packets(), 1);
+            c.finish();
+            let out: Vec<Vec<u8>> = c.packets().map(<[u8]>::to_vec).collect();
+            assert_eq!(
+                out.len(),
+                2,
+                "the next segment does not join a super-packet"
+            );
+            assert_eq!(&out[0][VH..], &sp[..], "the bytes go out as they came");
+            assert_eq!(
+                vnet_of(&out[0]),
+                VirtioNetRepr {
+                    needs_csum: true,
+                    data_valid: false,
+                    gso: if v6 { GsoType::TcpV6 } else { GsoType::TcpV4 },
+                    ecn: flags & TCP_CWR != 0,
+                    hdr_len: hdr_len as u16,
+                    gso_size: (mtu - hdr_len) as u16,
+                    csum_start: l4 as u16,
+                    csum_offset: 16,
+                }
+            );
+            // What the kernel makes of it: MTU-sized segments with valid checksums carrying
+            // the stream.
+            let segs = resplit(&out[0]);
+            assert_eq!(segs.len(), 10_000usize.div_ceil(mtu - hdr_len));
+            let mut got = Vec::new();
+            for s in &segs {
+                assert!(s.len() <= mtu);
+                assert!(crate::test_packets::checksums_verify(s));
+                got.extend_from_slice(&s[hdr_len..]);
+            }
+            assert_eq!(got, data);
+            assert_eq!(&out[1][VH..], &next[..]);
+        }
+    }
+
+    #[test]
+    fn what_is_not_a_partial_tcp_super_packet_passes_through() {
+        let cfg = Config {
+            mtu: 1450,
+            ..Config::default()
+        };
+        let data = payload(5000, 6);
+        // A full checksum (a peer never sends one over the MTU: the pump drops it first).
+        let full = packet(&Spec::default(), &data);
+        // Headers that leave no room for payload in the MTU.
+        let (_, no_room) = super_packet(&Spec::default(), &data, 0);
+        let (_, mut bad_ip) = super_packet(&Spec::default(), &data, 0);
+        bad_ip[10] ^= 1;
+        let mut small = Coalescer::new(Config { mtu: 40, ..cfg });
+        small.push(&no_room).unwrap();
+        small.finish();
+        assert_eq!(vnet_of(small.packets().next().unwrap()).gso, GsoType::None);
+        let out = coalesce(cfg, &[full.clone(), bad_ip.clone()]);
+        assert_eq!(&out[0][..VH], &[0; VH]);
+        assert_eq!(&out[0][VH..], &full[..]);
+        // A bad IPv4 header: the kernel drops it; it is no super-packet (a partial single).
+        assert_eq!(vnet_of(&out[1]).gso, GsoType::None);
+        assert_eq!(&out[1][VH..], &bad_ip[..]);
+        // UDP: the datagram boundaries are lost, so it is never cut.
+        let (_, udp) = super_packet(
+            &Spec {
+                tcp: false,
+                ..Spec::default()
+            },
+            &data,
+            1000,
+        );
+        let out = coalesce(Config { udp: true, ..cfg }, std::slice::from_ref(&udp));
+        assert_eq!(vnet_of(&out[0]).gso, GsoType::None);
+        assert_eq!(&out[0][VH..], &udp[..]);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! checksum ([`checksum`]), encapsulation and decapsulation for flannel's udp and vxlan
 //! backends ([`backend`]), the split of a TUN super-packet into MTU-sized segments laid out for
 //! one UDP_SEGMENT send ([`gso`]), the coalescing of received segments back into super-packets
-//! for one TUN write ([`gro`]), and the ICMP errors the dataplane generates ([`icmp`]).
+//! for one TUN write ([`gro`]), inner checksums a same-host sender left partial
+//! ([`partial_checksum`]), and the ICMP errors the dataplane generates ([`icmp`]).
 //!
 //! Contract: no I/O, no threads, no clock, no `unsafe`, no allocation per packet. Everything works
 //! on buffers the caller owns; a bad packet is an [`Error`] value, never a panic.
@@ -16,6 +17,7 @@ mod error;
 pub mod gro;
 pub mod gso;
 pub mod icmp;
+pub mod partial_checksum;
 #[cfg(test)]
 mod test_packets;
 pub mod wire;

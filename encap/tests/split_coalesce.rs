@@ -2,6 +2,8 @@
 //! IPv4 and IPv6, splitting a TUN super-packet and coalescing the segments gives back the
 //! stream byte for byte, every emitted checksum verifies, lengths are conserved, and every GRO
 //! super-packet re-split with its own virtio header gives back the segments it was made of.
+//! Segments whose checksums a same-host sender left partial coalesce exactly like full ones,
+//! and such a sender's TCP super-packet comes out as one GSO packet cut at the MTU.
 #![allow(clippy::unwrap_used)]
 
 use encap::checksum::{self, Sum};
@@ -312,6 +314,34 @@ fn unpack(out: &[u8]) -> Result<Vec<Vec<u8>>, TestCaseError> {
         .collect())
 }
 
+/// `p` with its L4 checksum left partial (the folded pseudo-header sum), as a Linux sender with
+/// tx checksum offload hands it across a veth.
+fn make_partial(p: &mut [u8]) {
+    let l4 = l4_off(p);
+    let at = l4
+        + if p[if p[0] >> 4 == 6 { 6 } else { 9 }] == 6 {
+            16
+        } else {
+            6
+        };
+    let v = pseudo(p).fold();
+    p[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// What the kernel makes of a TUN write with `NEEDS_CSUM` and no GSO: the checksum completed.
+fn completed(out: &[u8]) -> Result<Vec<u8>, TestCaseError> {
+    let vnet = VirtioNetRepr::parse(&VirtioNetHdr::new_checked(out).unwrap()).unwrap();
+    prop_assert!(vnet.needs_csum);
+    prop_assert_eq!(vnet.gso, GsoType::None);
+    let mut p = out[VH..].to_vec();
+    let start = usize::from(vnet.csum_start);
+    prop_assert_eq!(start, l4_off(&p));
+    let at = start + usize::from(vnet.csum_offset);
+    let c = Sum::ZERO.bytes(&p[start..]).finish();
+    p[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    Ok(p)
+}
+
 /// How many packets a greedy coalescer makes of equal segments (the last may be shorter).
 fn expected_runs(inner: &[Vec<u8>], hdr_len: usize) -> usize {
     if inner.len() == 1 || inner[0].len() == hdr_len {
@@ -344,6 +374,7 @@ proptest! {
             arena_len: 1 << 20,
             udp: true,
             checksum: s.caps,
+            mtu: MAX_IP_LEN,
         });
         for p in &inner {
             c.push(p).unwrap();
@@ -383,6 +414,7 @@ proptest! {
             arena_len: 1 << 20,
             udp: true,
             checksum: s.caps,
+            mtu: MAX_IP_LEN,
         });
         for p in &inner {
             c.push(p).unwrap();
@@ -410,6 +442,7 @@ proptest! {
             arena_len: 1 << 20,
             udp: true,
             checksum: ChecksumCaps::Complete,
+            mtu: MAX_IP_LEN,
         });
         let (mut x, mut y) = (0, 0);
         let mut k = 0;
@@ -436,6 +469,92 @@ proptest! {
         }
         prop_assert_eq!(ba, ia);
         prop_assert_eq!(bb, ib);
+    }
+
+    #[test]
+    fn partial_segments_coalesce_like_full_ones(s in stream()) {
+        let inner = split_and_check(&s)?;
+        let partial: Vec<Vec<u8>> = inner
+            .iter()
+            .map(|p| {
+                let mut q = p.clone();
+                make_partial(&mut q);
+                q
+            })
+            .collect();
+        let cfg = Config {
+            max_packets: 2048,
+            arena_len: 1 << 20,
+            udp: true,
+            checksum: ChecksumCaps::Complete,
+            mtu: MAX_IP_LEN,
+        };
+        let (mut full, mut c) = (Coalescer::new(cfg), Coalescer::new(cfg));
+        for (p, q) in inner.iter().zip(&partial) {
+            full.push(p).unwrap();
+            c.push(q).unwrap();
+        }
+        prop_assert_eq!(c.partial_packets(), inner.len() as u64);
+        prop_assert_eq!(full.partial_packets(), 0);
+        full.finish();
+        c.finish();
+        prop_assert_eq!(c.len(), full.len(), "merged as far as full segments are");
+        // What the kernel makes of each TUN write: the full segments, byte for byte.
+        let mut back = Vec::new();
+        for out in c.packets() {
+            let vnet = VirtioNetRepr::parse(&VirtioNetHdr::new_checked(out).unwrap()).unwrap();
+            if vnet.gso == GsoType::None {
+                let p = completed(out)?;
+                prop_assert!(verifies(&p));
+                back.push(p);
+            } else {
+                back.extend(unpack(out)?);
+            }
+        }
+        prop_assert_eq!(back, inner);
+    }
+
+    #[test]
+    fn a_partial_tcp_super_packet_comes_out_as_gso_cut_at_the_mtu(s in stream()) {
+        // A same-host kernel's TSO skb that crossed a veth whole: the super-packet itself,
+        // its checksum partial, longer than the MTU.
+        prop_assume!(s.tcp);
+        let (_, sp) = super_packet(&s);
+        let mut c = Coalescer::new(Config { mtu: s.mtu, ..Config::default() });
+        c.push(&sp).unwrap();
+        prop_assert_eq!(c.partial_packets(), 1);
+        c.finish();
+        let out = c.packets().next().unwrap();
+        prop_assert_eq!(&out[VH..], &sp[..]);
+        if sp.len() <= s.mtu {
+            prop_assert_eq!(completed(out)?.len(), sp.len());
+            return Ok(());
+        }
+        // The header as the kernel checks it (the kernel built the packet, so more than
+        // MAX_SEGMENTS segments are possible at a small MTU); cut as the kernel cuts it, the
+        // segments carry the payload in order, fit the MTU and verify.
+        let vnet = VirtioNetRepr::parse(&VirtioNetHdr::new_checked(out).unwrap()).unwrap();
+        let p = &out[VH..];
+        let hdr_len = s.hdr_len();
+        prop_assert!(vnet.needs_csum);
+        prop_assert_eq!(vnet.gso, if s.v6 { GsoType::TcpV6 } else { GsoType::TcpV4 });
+        prop_assert_eq!(usize::from(vnet.csum_start), s.l4());
+        prop_assert_eq!(usize::from(vnet.hdr_len), vnet.derive_hdr_len(p).unwrap());
+        prop_assert_eq!(usize::from(vnet.gso_size), s.mtu - hdr_len);
+        prop_assert_eq!(vnet.ecn, s.flags & 0x80 != 0);
+        prop_assert_eq!(be16(p, s.l4() + 16), pseudo(p).fold());
+        let n = gso::required_len(&vnet, p, 0, MAX_IP_LEN).unwrap();
+        let mut buf = vec![0u8; n];
+        let cut = gso::split(&vnet, p, &[], MAX_IP_LEN, &mut buf).unwrap();
+        let segs: Vec<&[u8]> = (0..cut.count).map(|i| &buf[cut.segment(i)]).collect();
+        prop_assert_eq!(segs.len(), s.payload.len().div_ceil(s.mtu - hdr_len));
+        let mut data = Vec::new();
+        for seg in &segs {
+            prop_assert!(seg.len() <= s.mtu);
+            prop_assert!(verifies(seg));
+            data.extend_from_slice(&seg[hdr_len..]);
+        }
+        prop_assert_eq!(data, s.payload.clone());
     }
 
     #[test]

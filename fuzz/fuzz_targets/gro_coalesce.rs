@@ -1,16 +1,19 @@
 //! A sequence of decapsulated inner packets from the network, coalesced for the TUN. Input
-//! layout: 1 config byte (bit 0: UDP coalescing, bit 1: checksums offloaded), then packets as
-//! [2-byte big-endian length][bytes]...
+//! layout: 1 config byte (bit 0: UDP coalescing, bit 1: checksums offloaded, bit 2: a 1500-byte
+//! MTU instead of none), then packets as [2-byte big-endian length][bytes]...
 //!
 //! Invariants: no panic; every packet pushed comes out exactly once: a pass-through packet byte
-//! for byte behind an all-zero virtio header, a merged one as a super-packet whose virtio header
-//! parses and which `gso::split` cuts back into exactly the pushed segments (IPv4 IDs counted up
-//! from the first, checksums recomputed: those fields are compared loosely); no super-packet
+//! for byte behind an all-zero virtio header, or behind the `NEEDS_CSUM` header of its partial
+//! checksum (`partial_checksum::find`); a partial TCP packet over the MTU byte for byte behind a
+//! GSO header cutting it at the MTU; a merged one as a super-packet whose virtio header parses
+//! and which `gso::split` cuts back into exactly the pushed segments (IPv4 IDs counted up from
+//! the first, checksums recomputed: those fields are compared loosely); no merged super-packet
 //! exceeds 65535 bytes or 64 segments.
 #![no_main]
 
 use encap::gro::{Coalescer, Config, MAX_IP_LEN, MAX_SEGMENTS};
 use encap::gso::split;
+use encap::partial_checksum;
 use encap::wire::virtio::{GsoType, VirtioNetHdr, VirtioNetRepr, HEADER_LEN as VH};
 use encap::ChecksumCaps;
 use libfuzzer_sys::fuzz_target;
@@ -20,6 +23,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let offloaded = config & 2 != 0;
+    let mtu = if config & 4 != 0 { 1500 } else { MAX_IP_LEN };
     let mut gro = Coalescer::new(Config {
         max_packets: 16,
         arena_len: 0, // the minimum: one 64 KiB super-packet, so Full is exercised
@@ -29,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
         } else {
             ChecksumCaps::Complete
         },
+        mtu,
     });
     let mut pushed: Vec<&[u8]> = Vec::new();
     while rest.len() >= 2 {
@@ -37,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
         let packet = &rest[2..2 + n];
         rest = &rest[2 + n..];
         if gro.push(packet).is_err() {
-            drain(&mut gro, &mut pushed, offloaded);
+            drain(&mut gro, &mut pushed, offloaded, mtu);
             if gro.push(packet).is_err() {
                 assert!(
                     packet.len() > MAX_IP_LEN,
@@ -48,11 +53,11 @@ fuzz_target!(|data: &[u8]| {
         }
         pushed.push(packet);
     }
-    drain(&mut gro, &mut pushed, offloaded);
+    drain(&mut gro, &mut pushed, offloaded, mtu);
 });
 
 /// Finishes, checks every output against the pushed packets, and clears.
-fn drain(gro: &mut Coalescer, pushed: &mut Vec<&[u8]>, offloaded: bool) {
+fn drain(gro: &mut Coalescer, pushed: &mut Vec<&[u8]>, offloaded: bool, mtu: usize) {
     gro.finish();
     let mut remaining: Vec<Option<&[u8]>> = pushed.drain(..).map(Some).collect();
     let mut out = vec![0u8; 2 * (MAX_IP_LEN + VH) + 64 * 128];
@@ -60,16 +65,29 @@ fn drain(gro: &mut Coalescer, pushed: &mut Vec<&[u8]>, offloaded: bool) {
         let vnet = VirtioNetRepr::parse(&VirtioNetHdr::new_unchecked(&p[..VH]))
             .expect("our own virtio header parses");
         let ip = &p[VH..];
+        let partial = partial_checksum::find(ip);
         if vnet.gso == GsoType::None {
+            let want = partial.map_or([0u8; VH], |part| part.virtio().to_bytes());
             assert_eq!(
                 p[..VH],
-                [0u8; VH],
-                "a pass-through packet has a zero header"
+                want,
+                "a pass-through packet has a zero header, or NEEDS_CSUM when partial"
             );
             take(&mut remaining, ip, |a, b| a == b);
             continue;
         }
         assert!(ip.len() <= MAX_IP_LEN);
+        let as_pushed = remaining.iter().any(|r| *r == Some(ip));
+        if ip.len() > mtu && as_pushed && partial.is_some_and(|p| p.is_tcp()) {
+            // A same-host sender's TCP super-packet: as it came, cut at the MTU.
+            let part = partial.expect("checked");
+            assert!(part.is_tcp());
+            let hdr_len = vnet.derive_hdr_len(ip).expect("its headers");
+            assert_eq!(usize::from(vnet.gso_size), mtu - hdr_len);
+            assert!(vnet.needs_csum && vnet.csum_start == part.csum_start);
+            take(&mut remaining, ip, |a, b| a == b);
+            continue;
+        }
         let segs = split(&vnet, ip, &[], MAX_IP_LEN, &mut out)
             .expect("a super-packet we built splits again");
         assert!(
@@ -100,7 +118,7 @@ fn take(remaining: &mut [Option<&[u8]>], got: &[u8], eq: impl Fn(&[u8], &[u8]) -
 
 /// Whether a re-split segment is the pushed one: equal except the IPv4 ID and header checksum
 /// (renumbered and recomputed) and the L4 checksum (recomputed; with offloaded checksums the
-/// pushed one was never verified).
+/// pushed one was never verified, and a partial one never holds the full value).
 fn same_segment(pushed: &[u8], seg: &[u8], offloaded: bool) -> bool {
     if pushed.len() != seg.len() {
         return false;
@@ -118,13 +136,15 @@ fn same_segment(pushed: &[u8], seg: &[u8], offloaded: bool) -> bool {
     };
     let protocol = if a[0] >> 4 == 4 { a[9] } else { a[6] };
     let at = l4 + if protocol == 6 { 16 } else { 6 };
-    // A UDP datagram sent without a checksum (0) may merge; the kernel then computes one.
+    // A UDP datagram sent without a checksum (0) may merge; the kernel then computes one. A
+    // partial checksum (a same-host sender's) may merge too; the re-split completes it.
     let no_udp_checksum = protocol == 17 && a[at..at + 2] == [0, 0];
+    let partial = partial_checksum::find(pushed).is_some();
     for x in [&mut a, &mut b] {
         let c = u16::from_be_bytes([x[at], x[at + 1]]);
         // 0 and 0xffff are the same ones'-complement zero (and UDP's computed 0 is sent as
         // 0xffff); anything goes when checksums were not verified.
-        if offloaded || no_udp_checksum || c == 0xffff {
+        if offloaded || no_udp_checksum || partial || c == 0xffff {
             x[at..at + 2].fill(0);
         }
     }

@@ -87,8 +87,16 @@ enum Cmd {
         /// The weftd binary (default: next to weftctl).
         #[arg(long)]
         weftd: Option<PathBuf>,
-        /// Keep the veths' tx checksum offload (and TSO / UDP GSO across them) on.
-        #[arg(long)]
+        /// The veths' tx checksum offload (and TSO / UDP GSO across them): on (the veth's
+        /// default, as in kind / k3d / DinD clusters) or off (checksums and segmentation done
+        /// before the veth, as with a real NIC).
+        #[arg(
+            long,
+            value_name = "on|off",
+            default_value = "on",
+            action = clap::ArgAction::Set,
+            value_parser = parse_on_off
+        )]
         veth_tx_offload: bool,
         /// Leave GRO off on the veths.
         #[arg(long)]
@@ -499,6 +507,14 @@ fn attack(a: AttackArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("{other:?}: on or off")),
+    }
+}
+
 fn parse_backend(s: &str) -> Result<weftctl::peers::Backend, String> {
     match s {
         "udp" => Ok(weftctl::peers::Backend::Udp),
@@ -563,4 +579,29 @@ fn cleanup_on_signals() -> anyhow::Result<()> {
 fn print_json(v: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn veth_tx_offload(args: &[&str]) -> Result<bool, clap::Error> {
+        let cli = Cli::try_parse_from([&["weftctl", "bench"][..], args].concat())?;
+        match cli.command {
+            Cmd::Bench {
+                veth_tx_offload, ..
+            } => Ok(veth_tx_offload),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_veth_tx_offload_is_on_unless_turned_off() {
+        assert!(veth_tx_offload(&[]).expect("default"));
+        assert!(veth_tx_offload(&["--veth-tx-offload", "on"]).expect("on"));
+        assert!(!veth_tx_offload(&["--veth-tx-offload", "off"]).expect("off"));
+        assert!(!veth_tx_offload(&["--veth-tx-offload=off"]).expect("=off"));
+        assert!(veth_tx_offload(&["--veth-tx-offload", "maybe"]).is_err());
+        assert!(veth_tx_offload(&["--veth-tx-offload"]).is_err());
+    }
 }

@@ -438,6 +438,7 @@ mod tests {
             "gso_sends",
             "gso_fallback_sends",
             "gro_merged",
+            "rx_csum_partial",
             "icmp_sent",
         ] {
             assert!(v["pump"][key].is_u64(), "{key}");

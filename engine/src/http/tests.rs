@@ -94,6 +94,7 @@ fn responds_with_readiness_and_metrics() {
         "weft_pump_gso_sends_total 7",
         "weft_pump_gso_fallback_sends_total 0",
         "weft_pump_gro_merged_total 0",
+        "weft_pump_rx_csum_partial_total 0",
         "weft_drops_total{reason=\"unknown_peer\"} 1",
         "weft_drops_total{reason=\"spoofed\"} 0",
         "weft_routes 1",

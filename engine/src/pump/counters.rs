@@ -117,7 +117,7 @@ drop_reasons! {
     Loop => "loop": "An inner source MAC equal to our VtepMAC.",
     NotIp => "not_ip": "An inner ethertype that is not IPv4 or IPv6.",
     BadInner => "bad_inner": "A malformed inner IP packet.",
-    Oversized => "oversized": "A decapsulated inner packet longer than the TUN MTU: no peer sends one, the path cannot carry it.",
+    Oversized => "oversized": "A decapsulated inner packet longer than the TUN MTU: no peer sends one, the path cannot carry it (except a same-host sender's TCP super-packet with a partial checksum, which is delivered as GSO).",
     NoRoute => "no_route": "A TUN packet whose destination no peer owns (ICMP net unreachable sent).",
     TooBig => "too_big": "A TUN packet larger than the MTU (ICMP frag needed / packet too big sent when due).",
     BadTunPacket => "bad_tun_packet": "A TUN read that is not a valid IP packet or super-packet.",
@@ -199,6 +199,7 @@ pump_counters! {
     gso_sends: "Sends carrying more than one segment (UDP_SEGMENT).",
     gso_fallback_sends: "Multi-segment sends done one datagram per segment (GSO refused).",
     gro_merged: "Inner packets merged into a previous one before a TUN write.",
+    rx_csum_partial: "Inner TCP/UDP packets received with a partial checksum (a same-host sender's CHECKSUM_PARTIAL across a veth), handed to the TUN for the kernel to complete (NEEDS_CSUM) or completed in software. A full checksum that happens to equal the partial form (about 1 in 65536) counts too; it is completed to itself.",
     icmp_sent: "ICMP errors written into the TUN.",
 }
 

@@ -8,19 +8,30 @@
 //! own the buffers and the syscalls and count their outcome with [`Dataplane::sent`],
 //! [`Dataplane::send_failed`], [`Dataplane::replied`], [`RxQueue::flush`] and
 //! [`count_tun_write`].
+//!
+//! Inner packets whose TCP/UDP checksum a same-host sender left partial
+//! ([`encap::partial_checksum`]) reach the TUN behind a `NEEDS_CSUM` virtio header (the
+//! coalescer writes it, for single packets as for merged runs), or, on a TUN without a virtio
+//! header, completed in software ([`RxQueue::write_one`]); each is counted in
+//! `rx_csum_partial`. Such a sender's GSO packets cross the veth whole, and the kernel's UDP
+//! tunnel GSO keeps them whole up to our socket, which returns one as a single datagram: a TCP
+//! super-packet is the one inner packet allowed over the MTU (the coalescer writes it as a GSO
+//! packet for the kernel to cut), a UDP one is cut into its datagrams here (the kernel reports
+//! their size as the UDP_GRO segment size).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use encap::backend::{udp_decap, VxlanDecap};
+use encap::backend::{udp_decap, VxlanDecap, VXLAN_HEADER_LEN};
 use encap::gro::{Coalescer, Full};
 use encap::gso::{self, Segments};
 use encap::icmp::{self, PathError};
+use encap::partial_checksum::{self, Partial};
 use encap::wire::{self, virtio};
 
 use super::counters::{DropReason, PumpCounters};
 use super::PumpConfig;
-use crate::route::{Backend, RouteTable};
+use crate::route::{Backend, Peer, RouteTable};
 
 /// The most bytes one TUN read delivers: the virtio header and a 64 KiB super-packet.
 pub const TUN_READ_LEN: usize = virtio::HEADER_LEN + 65_535;
@@ -33,6 +44,10 @@ pub const MAX_SPLIT_SEGMENTS: usize = 512;
 /// each with a VXLAN header and repeated IP + TCP headers.
 pub const SPLIT_OUT_LEN: usize =
     gso::max_len(65_535, encap::backend::VXLAN_HEADER_LEN, MAX_SPLIT_SEGMENTS);
+
+/// The size of the buffer a same-host sender's UDP GSO packet is cut in: 64 KiB in up to
+/// [`MAX_SPLIT_SEGMENTS`] datagrams, each with its own IP and UDP header.
+const UDP_SPLIT_LEN: usize = gso::max_len(65_535, 0, MAX_SPLIT_SEGMENTS);
 
 /// The size of the ICMP reply buffer: a virtio header and the largest ICMP error.
 pub const REPLY_LEN: usize = virtio::HEADER_LEN + icmp::MAX_ERROR_LEN;
@@ -67,6 +82,8 @@ pub struct Dataplane {
     counters: Arc<PumpCounters>,
     vxlan: VxlanDecap,
     vnet_len: usize,
+    /// Where a same-host sender's UDP GSO packet is cut into its datagrams.
+    split: Box<[u8]>,
 }
 
 impl Dataplane {
@@ -78,6 +95,7 @@ impl Dataplane {
                 local_mac: config.vtep_mac,
             },
             vnet_len: config.offloads.header_len(),
+            split: vec![0u8; UDP_SPLIT_LEN].into_boxed_slice(),
             config,
             counters,
         }
@@ -241,7 +259,14 @@ impl Dataplane {
     /// Handles one received datagram or GRO batch of `len` bytes from `src`, cut in segments of
     /// `segment_size`: checks the sender, decapsulates, checks each inner source against the
     /// peer's subnets (unless the config allows foreign sources) and each inner destination
-    /// against the table (one a peer owns is a relay, dropped), and hands each valid inner packet to `sink`.
+    /// against the table (one a peer owns is a relay, dropped), and hands each valid inner
+    /// packet to `sink`.
+    ///
+    /// One case is no batch: a same-host sender's GSO packet that a veth and the kernel's UDP
+    /// tunnel GSO kept whole up to our socket (one encapsulated frame filling `bytes`, its
+    /// inner TCP or UDP checksum partial). Its TCP form arrives without a segment size and
+    /// goes on whole (the coalescer writes it as a GSO packet); for its UDP form the kernel
+    /// reports the size of the inner datagrams, and it is cut into them here.
     #[inline]
     pub fn rx(
         &mut self,
@@ -252,12 +277,28 @@ impl Dataplane {
         sink: &mut impl FnMut(&[u8]),
     ) {
         let c = &*self.counters;
-        let segment_size = if segment_size == 0 {
+        let mut segment_size = if segment_size == 0 {
             bytes.len().max(1)
         } else {
             segment_size
         };
-        let count = bytes.len().div_ceil(segment_size).max(1) as u64;
+        let whole = if segment_size < bytes.len() {
+            self.whole_super_packet(bytes)
+        } else {
+            None
+        };
+        let count = match whole {
+            Some((_, part)) if part.is_tcp() => {
+                segment_size = bytes.len();
+                1
+            }
+            // Each of its datagrams counts, as a GRO batch's do.
+            Some((inner, part)) => {
+                let payload = inner.len() - usize::from(part.csum_start) - 8;
+                payload.div_ceil(segment_size).max(1) as u64
+            }
+            None => bytes.len().div_ceil(segment_size).max(1) as u64,
+        };
         c.udp_rx_datagrams.add(count);
         c.gro_batch.record(count);
         c.udp_rx_bytes.add(bytes.len() as u64);
@@ -269,56 +310,155 @@ impl Dataplane {
             c.count_drop(DropReason::Truncated);
             return;
         }
-        let (mut packets, mut inner_bytes) = (0u64, 0u64);
-        for segment in bytes.chunks(segment_size) {
-            let inner = match self.config.backend {
-                Backend::Udp => udp_decap(segment),
-                Backend::Vxlan => self.vxlan.decap(segment).map(|d| d.inner),
-            };
-            let inner = match inner {
-                Ok(inner) => inner,
-                Err(e) => {
-                    c.count_drop(DropReason::from(e));
-                    continue;
+        let check = Check::new(&self.config, c, self.vnet_len, table, peer);
+        let mut delivered = Delivered::default();
+        if let Some((inner, part)) = whole.filter(|(_, part)| !part.is_tcp()) {
+            c.rx_csum_partial.add(1);
+            let split = part
+                .gso(inner, segment_size)
+                .ok_or(gso::TOO_BIG)
+                .and_then(|vnet| gso::split(&vnet, inner, &[], self.config.mtu, &mut self.split));
+            match split {
+                Ok(segments) => {
+                    for i in 0..segments.count {
+                        let inner = &self.split[segments.segment(i)];
+                        if check.passes(inner) {
+                            delivered.add(inner);
+                            sink(inner);
+                        }
+                    }
                 }
-            };
-            // The kernel drops an IPv4 header whose checksum fails (InHdrErrors): so do we,
-            // so that nothing goes into the TUN that the stack behind it rejects. (ip_packet_len
-            // has checked that the header fits.)
-            if inner[0] >> 4 == 4 {
-                let ihl = usize::from(inner[0] & 0x0f) * 4;
-                if encap::checksum::checksum(&inner[..ihl]) != 0 {
-                    c.count_drop(DropReason::BadInner);
-                    continue;
-                }
+                // Datagrams over the MTU, or too many to cut.
+                Err(_) => c.count_drops(DropReason::Oversized, count),
             }
-            if inner.len() > self.config.mtu {
-                c.count_drop(DropReason::Oversized);
-                continue;
-            }
-            match wire::source(inner) {
-                Some(s) if self.config.allow_foreign_inner_source || peer.owns(s) => {}
-                _ => {
-                    c.count_drop(DropReason::Spoofed);
-                    continue;
-                }
-            }
-            // Only what is for us goes into the TUN: a destination that a peer owns would be
-            // routed back out by our kernel (a relay, and with forwarding off a silent drop).
-            match wire::destination(inner) {
-                Some(d) if table.lookup(d).is_none() => {}
-                _ => {
-                    c.count_drop(DropReason::Relay);
-                    continue;
+        } else {
+            for segment in bytes.chunks(segment_size) {
+                let inner = match self.config.backend {
+                    Backend::Udp => udp_decap(segment),
+                    Backend::Vxlan => self.vxlan.decap(segment).map(|d| d.inner),
+                };
+                let inner = match inner {
+                    Ok(inner) => inner,
+                    Err(e) => {
+                        c.count_drop(DropReason::from(e));
+                        continue;
+                    }
+                };
+                if check.passes(inner) {
+                    delivered.add(inner);
+                    sink(inner);
                 }
             }
-            packets += 1;
-            inner_bytes += inner.len() as u64;
-            sink(inner);
         }
-        if packets > 0 {
-            peer.counters().add_rx(packets, inner_bytes);
+        if delivered.packets > 0 {
+            peer.counters().add_rx(delivered.packets, delivered.bytes);
         }
+    }
+
+    /// `bytes` as one encapsulated frame (not a batch) whose inner packet has a partial TCP or
+    /// UDP checksum: a same-host sender's GSO packet (see [`Dataplane::rx`]).
+    fn whole_super_packet<'a>(&self, bytes: &'a [u8]) -> Option<(&'a [u8], Partial)> {
+        let (inner, header_len) = match self.config.backend {
+            Backend::Udp => (udp_decap(bytes).ok()?, 0),
+            Backend::Vxlan => (self.vxlan.decap(bytes).ok()?.inner, VXLAN_HEADER_LEN),
+        };
+        if header_len + inner.len() != bytes.len() {
+            return None;
+        }
+        // Its IPv4 header must verify as it came (the cut recomputes the segments' ones).
+        if inner[0] >> 4 == 4 {
+            let ihl = usize::from(inner[0] & 0x0f) * 4;
+            if encap::checksum::checksum(&inner[..ihl]) != 0 {
+                return None;
+            }
+        }
+        Some((inner, partial_checksum::find(inner)?))
+    }
+}
+
+/// Packets and bytes handed to the sink.
+#[derive(Debug, Default)]
+struct Delivered {
+    packets: u64,
+    bytes: u64,
+}
+
+impl Delivered {
+    fn add(&mut self, inner: &[u8]) {
+        self.packets += 1;
+        self.bytes += inner.len() as u64;
+    }
+}
+
+/// The checks of one decapsulated inner packet before the TUN; each failure is counted.
+struct Check<'a> {
+    config: &'a PumpConfig,
+    counters: &'a PumpCounters,
+    vnet_len: usize,
+    table: &'a RouteTable,
+    peer: &'a Peer,
+}
+
+impl<'a> Check<'a> {
+    fn new(
+        config: &'a PumpConfig,
+        counters: &'a PumpCounters,
+        vnet_len: usize,
+        table: &'a RouteTable,
+        peer: &'a Peer,
+    ) -> Check<'a> {
+        Check {
+            config,
+            counters,
+            vnet_len,
+            table,
+            peer,
+        }
+    }
+
+    /// Whether `inner` may go into the TUN.
+    #[inline]
+    fn passes(&self, inner: &[u8]) -> bool {
+        let c = self.counters;
+        // The kernel drops an IPv4 header whose checksum fails (InHdrErrors): so do we, so that
+        // nothing goes into the TUN that the stack behind it rejects. (ip_packet_len has
+        // checked that the header fits.)
+        if inner[0] >> 4 == 4 {
+            let ihl = usize::from(inner[0] & 0x0f) * 4;
+            if encap::checksum::checksum(&inner[..ihl]) != 0 {
+                c.count_drop(DropReason::BadInner);
+                return false;
+            }
+        }
+        if inner.len() > self.config.mtu && !self.is_same_host_super_packet(inner) {
+            c.count_drop(DropReason::Oversized);
+            return false;
+        }
+        match wire::source(inner) {
+            Some(s) if self.config.allow_foreign_inner_source || self.peer.owns(s) => {}
+            _ => {
+                c.count_drop(DropReason::Spoofed);
+                return false;
+            }
+        }
+        // Only what is for us goes into the TUN: a destination that a peer owns would be
+        // routed back out by our kernel (a relay, and with forwarding off a silent drop).
+        match wire::destination(inner) {
+            Some(d) if self.table.lookup(d).is_none() => true,
+            _ => {
+                c.count_drop(DropReason::Relay);
+                false
+            }
+        }
+    }
+
+    /// Whether an inner packet over the MTU is a same-host Linux sender's TCP super-packet: TCP
+    /// with a partial checksum (TSO and checksum offload go together), which a veth and the
+    /// kernel's UDP tunnel GSO carry whole up to our socket. The coalescer hands it to the TUN
+    /// as a GSO packet cut at the MTU. Only with a virtio header: without one there is no way
+    /// to ask the kernel to cut it.
+    fn is_same_host_super_packet(&self, inner: &[u8]) -> bool {
+        self.vnet_len > 0 && partial_checksum::find(inner).is_some_and(|p| p.is_tcp())
     }
 }
 
@@ -328,21 +468,49 @@ pub struct RxQueue {
     coalescer: Coalescer,
     vnet: bool,
     pushed: u64,
+    /// Where [`RxQueue::write_one`] completes a partial checksum (empty with a virtio header).
+    scratch: Box<[u8]>,
 }
 
 impl RxQueue {
     /// A queue for a TUN with (`vnet`) or without a virtio header.
     pub fn new(coalescer: Coalescer, vnet: bool) -> RxQueue {
+        let scratch_len = if vnet { 0 } else { encap::gro::MAX_IP_LEN };
         RxQueue {
             coalescer,
             vnet,
             pushed: 0,
+            scratch: vec![0u8; scratch_len].into_boxed_slice(),
         }
     }
 
-    /// Whether packets are coalesced (the TUN has a virtio header), or written one by one.
+    /// Whether packets are coalesced (the TUN has a virtio header), or written one by one
+    /// with [`RxQueue::write_one`].
     pub fn coalescing(&self) -> bool {
         self.vnet
+    }
+
+    /// Writes one inner packet into a TUN without a virtio header (when not
+    /// [`RxQueue::coalescing`]) with `write`, which returns whether the TUN took it, and counts
+    /// it. A partial checksum is completed first, in a copy: without the header the kernel
+    /// cannot be asked to, and would drop the packet.
+    pub fn write_one(
+        &mut self,
+        inner: &[u8],
+        counters: &PumpCounters,
+        write: impl FnOnce(&[u8]) -> bool,
+    ) {
+        let packet = match partial_checksum::find(inner) {
+            Some(partial) if inner.len() <= self.scratch.len() => {
+                counters.rx_csum_partial.add(1);
+                let copy = &mut self.scratch[..inner.len()];
+                copy.copy_from_slice(inner);
+                partial.complete(copy);
+                &*copy
+            }
+            _ => inner,
+        };
+        count_tun_write(counters, packet.len(), write(packet));
     }
 
     /// Adds an inner packet; `Err(Full)` when the caller must flush first.
@@ -378,6 +546,9 @@ impl RxQueue {
             written += 1;
         }
         counters.gro_merged.add(self.pushed.saturating_sub(written));
+        counters
+            .rx_csum_partial
+            .add(self.coalescer.take_partial_packets());
         self.pushed = 0;
         self.coalescer.clear();
     }
@@ -389,13 +560,16 @@ impl RxQueue {
     }
 
     /// Writes the final headers of the queued packets (see [`Coalescer::finish`]) and counts
-    /// the merges; returns the number of output packets.
+    /// the merges and partial checksums; returns the number of output packets.
     pub fn finish(&mut self, counters: &PumpCounters) -> usize {
         self.coalescer.finish();
         let n = self.coalescer.len();
         counters
             .gro_merged
             .add(self.pushed.saturating_sub(n as u64));
+        counters
+            .rx_csum_partial
+            .add(self.coalescer.take_partial_packets());
         self.pushed = 0;
         n
     }

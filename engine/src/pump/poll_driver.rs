@@ -23,7 +23,7 @@ use std::sync::Arc;
 use encap::gro::{self, Coalescer};
 
 use super::dataplane::{Dataplane, RxQueue, TxVerdict, REPLY_LEN, SPLIT_OUT_LEN, TUN_READ_LEN};
-use super::{DropReason, Stop};
+use super::{DropReason, PumpConfig, Stop};
 use crate::route::Routes;
 use crate::sys::msg::RecvBatch;
 use crate::sys::poll::{poll, PollFd, POLLIN, POLLOUT};
@@ -90,13 +90,15 @@ impl Pending {
     }
 }
 
-/// The coalescer configuration: room for 16 GRO batches of 64 segments between flushes.
-pub fn coalescer_config(udp: bool, checksum: encap::ChecksumCaps) -> gro::Config {
+/// The coalescer configuration for a pump: room for 16 GRO batches of 64 segments between
+/// flushes, UDP merged when the TUN took USO, the TUN MTU.
+pub fn coalescer_config(config: &PumpConfig) -> gro::Config {
     gro::Config {
         max_packets: COALESCE_SLOTS * UDP_MAX_SEGMENTS,
         arena_len: 2 * COALESCE_SLOTS * RX_SLOT_LEN,
-        udp,
-        checksum,
+        udp: config.offloads.uso,
+        checksum: config.checksum,
+        mtu: config.mtu,
     }
 }
 
@@ -116,7 +118,7 @@ pub fn run(
     let mut batch = RecvBatch::new(RX_SLOTS, RX_SLOT_LEN);
     let cfg = *dp.config();
     let mut rxq = RxQueue::new(
-        Coalescer::new(coalescer_config(cfg.offloads.uso, cfg.checksum)),
+        Coalescer::new(coalescer_config(&cfg)),
         cfg.offloads.vnet_hdr,
     );
     let counters = Arc::clone(dp.counters());
@@ -233,11 +235,11 @@ pub fn run(
 }
 
 /// Hands one valid inner packet to the TUN: into the coalescer (flushing it when full), or
-/// straight into the TUN when it has no virtio header.
+/// straight into the TUN when it has no virtio header (a partial checksum completed first).
 #[inline]
 fn deliver(rxq: &mut RxQueue, tun: &TunQueue, counters: &super::PumpCounters, inner: &[u8]) {
     if !rxq.coalescing() {
-        super::dataplane::count_tun_write(counters, inner.len(), tun.write(inner).is_ok());
+        rxq.write_one(inner, counters, |p| tun.write(p).is_ok());
         return;
     }
     if rxq.push(inner).is_ok() {

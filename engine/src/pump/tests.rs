@@ -325,3 +325,316 @@ fn stop_wakes_and_is_sticky() {
     assert!(stop.event().is_signalled().unwrap());
     assert!(stop.event().is_signalled().unwrap());
 }
+
+/// An IPv4/UDP packet whose checksum a same-host Linux sender left partial (the folded
+/// pseudo-header sum), as it arrives from a kernel VXLAN peer across a veth.
+fn partial_udp4(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {
+    let mut p = ipv4_udp(src, dst, 4000, 5000, payload);
+    let l4_len = (p.len() - 20) as u32;
+    let v = encap::checksum::pseudo_header_v4(src.octets(), dst.octets(), 17, l4_len).fold();
+    p[26..28].copy_from_slice(&v.to_be_bytes());
+    p
+}
+
+/// Receives `datagram` from the peer and hands what passes to an [`RxQueue`] as the drivers do;
+/// returns what would be written into the TUN.
+fn rx_into_tun(dp: &mut Dataplane, t: &RouteTable, datagram: &[u8], vnet: bool) -> Vec<Vec<u8>> {
+    rx_gro_into_tun(dp, t, datagram, 0, vnet)
+}
+
+/// [`rx_into_tun`] with the UDP_GRO segment size the kernel reported.
+fn rx_gro_into_tun(
+    dp: &mut Dataplane,
+    t: &RouteTable,
+    datagram: &[u8],
+    segment_size: usize,
+    vnet: bool,
+) -> Vec<Vec<u8>> {
+    use super::dataplane::RxQueue;
+    use encap::gro::Coalescer;
+    let src: SocketAddr = match dp.config().backend {
+        Backend::Udp => "192.168.250.2:8285".parse().unwrap(),
+        Backend::Vxlan => "192.168.250.2:40000".parse().unwrap(),
+    };
+    let cfg = poll_driver::coalescer_config(dp.config());
+    let mut rxq = RxQueue::new(Coalescer::new(cfg), vnet);
+    let counters = Arc::clone(dp.counters());
+    let mut written = Vec::new();
+    dp.rx(t, datagram, segment_size, src, &mut |p: &[u8]| {
+        if rxq.coalescing() {
+            rxq.push(p).unwrap();
+        } else {
+            rxq.write_one(p, &counters, |w| {
+                written.push(w.to_vec());
+                true
+            });
+        }
+    });
+    rxq.flush(&counters, |w| {
+        written.push(w.to_vec());
+        true
+    });
+    written
+}
+
+#[test]
+fn rx_partial_checksums_get_needs_csum_or_are_completed_on_both_backends() {
+    let partial = partial_udp4(b(), a(), &[1; 50]);
+    let full = ipv4_udp(b(), a(), 4000, 5000, &[1; 50]);
+    assert_ne!(partial, full);
+    for backend in [Backend::Udp, Backend::Vxlan] {
+        let datagram = |inner: &[u8]| match backend {
+            Backend::Udp => inner.to_vec(),
+            Backend::Vxlan => {
+                let mut d = vec![0u8; VXLAN_HEADER_LEN + inner.len()];
+                VxlanEncap {
+                    vni: 1,
+                    local_mac: PEER_MAC,
+                    peer_mac: OUR_MAC,
+                }
+                .encap(inner, &mut d)
+                .unwrap();
+                d
+            }
+        };
+        for (offloads, vnet) in [
+            (crate::tun::Offloads::ALL, true),
+            (crate::tun::Offloads::NONE, false),
+        ] {
+            let mut dp = dataplane(backend, offloads);
+            let t = table(backend);
+            let out = rx_into_tun(&mut dp, &t, &datagram(&partial), vnet);
+            assert_eq!(out.len(), 1, "{backend:?} vnet {vnet}");
+            if vnet {
+                // As it came, behind NEEDS_CSUM: csum_start 20, csum_offset 6, no GSO.
+                let hdr = encap::partial_checksum::find(&partial).unwrap().virtio();
+                assert_eq!(&out[0][..10], &hdr.to_bytes()[..]);
+                assert_eq!(&out[0][10..], &partial[..]);
+            } else {
+                // No virtio header to ask with: completed here.
+                assert_eq!(out[0], full);
+            }
+            let c = dp.counters();
+            assert_eq!(c.rx_csum_partial.get(), 1, "{backend:?} vnet {vnet}");
+            assert_eq!(c.tun_tx_packets.get(), 1);
+            // A full checksum is left alone and not counted; a corrupt one is not "partial".
+            let mut corrupt = partial.clone();
+            corrupt[27] ^= 1;
+            for p in [&full, &corrupt] {
+                let out = rx_into_tun(&mut dp, &t, &datagram(p), vnet);
+                let ip = if vnet { &out[0][10..] } else { &out[0][..] };
+                assert_eq!(ip, &p[..]);
+                if vnet {
+                    assert_eq!(&out[0][..10], &[0; 10]);
+                }
+            }
+            assert_eq!(dp.counters().rx_csum_partial.get(), 1);
+        }
+    }
+}
+
+/// The kernel side of the fix: a partial UDP checksum written into a TUN as it came is dropped
+/// by the stack (the stall of issue 11); behind the RxQueue's NEEDS_CSUM header, or completed
+/// for a TUN without a virtio header, it reaches the socket.
+#[test]
+fn partial_checksums_reach_a_socket_through_the_tun() {
+    require_root!();
+    crate::test_support::in_netns(|| {
+        use super::dataplane::RxQueue;
+        use crate::tun::{Offloads, Tun};
+        use encap::gro::Coalescer;
+        use std::time::Duration;
+
+        let open = |name: &str, wanted: Offloads, addr: Ipv4Addr| {
+            let tun = Tun::open_with(name, 1, wanted).expect("open TUN");
+            tun.set_mtu(1500).expect("MTU");
+            tun.set_ipv4_addr(addr, 24).expect("address");
+            tun.set_up().expect("up");
+            tun
+        };
+        for (name, wanted, net) in [
+            ("wfe-pcsum", Offloads::ALL, 93u8),
+            ("wfe-pcsum0", Offloads::NONE, 92),
+        ] {
+            let local = Ipv4Addr::new(10, net, 0, 1);
+            let remote = Ipv4Addr::new(10, net, 0, 2);
+            let tun = open(name, wanted, local);
+            let vnet = tun.offloads().vnet_hdr;
+            let sock = std::net::UdpSocket::bind((local, 5000)).expect("bind");
+            sock.set_read_timeout(Some(Duration::from_millis(300)))
+                .expect("timeout");
+            let partial = partial_udp4(remote, local, b"partial from a veth peer");
+            let mut buf = [0u8; 64];
+            // As it came: the kernel finds the checksum wrong and drops the datagram.
+            let mut raw = vec![0u8; tun.offloads().header_len()];
+            raw.extend_from_slice(&partial);
+            tun.queues()[0].write(&raw).expect("TUN write");
+            assert!(
+                sock.recv_from(&mut buf).is_err(),
+                "{name}: the kernel took a partial checksum without NEEDS_CSUM"
+            );
+            // Through the RxQueue, as the pump writes it.
+            let counters = PumpCounters::default();
+            let cfg = poll_driver::coalescer_config(&config(Backend::Vxlan, wanted));
+            let mut rxq = RxQueue::new(Coalescer::new(cfg), vnet);
+            let q = &tun.queues()[0];
+            if rxq.coalescing() {
+                rxq.push(&partial).expect("push");
+                rxq.flush(&counters, |p| q.write(p).is_ok());
+            } else {
+                rxq.write_one(&partial, &counters, |p| q.write(p).is_ok());
+            }
+            let (n, from) = sock.recv_from(&mut buf).unwrap_or_else(|e| {
+                panic!("{name}: the partial datagram did not reach the socket: {e}")
+            });
+            assert_eq!(&buf[..n], b"partial from a veth peer");
+            assert_eq!(from, SocketAddr::from((remote, 4000)));
+            assert_eq!(counters.rx_csum_partial.get(), 1);
+            assert_eq!(counters.tun_tx_packets.get(), 1);
+        }
+    });
+}
+
+#[test]
+fn rx_a_same_host_tcp_super_packet_over_the_mtu_goes_to_the_tun_as_gso() {
+    use crate::test_support::packet::{ipv4_tcp, Tcp, TCP_ACK};
+    let tcp = Tcp {
+        sport: 5201,
+        dport: 40000,
+        seq: 7,
+        ack: 9,
+        flags: TCP_ACK,
+        window: 500,
+    };
+    let data: Vec<u8> = (0..8000u32).map(|i| (i % 253) as u8).collect();
+    let full = ipv4_tcp(b(), a(), tcp, &[], &data);
+    let mut partial = full.clone();
+    let l4_len = (full.len() - 20) as u32;
+    let v = encap::checksum::pseudo_header_v4(b().octets(), a().octets(), 6, l4_len).fold();
+    partial[36..38].copy_from_slice(&v.to_be_bytes());
+    let partial_udp = partial_udp4(b(), a(), &data);
+    for backend in [Backend::Udp, Backend::Vxlan] {
+        let datagram = |inner: &[u8]| match backend {
+            Backend::Udp => inner.to_vec(),
+            Backend::Vxlan => {
+                let mut d = vec![0u8; VXLAN_HEADER_LEN + inner.len()];
+                VxlanEncap {
+                    vni: 1,
+                    local_mac: PEER_MAC,
+                    peer_mac: OUR_MAC,
+                }
+                .encap(inner, &mut d)
+                .unwrap();
+                d
+            }
+        };
+        let mut dp = dataplane(backend, crate::tun::Offloads::ALL);
+        let t = table(backend);
+        let out = rx_into_tun(&mut dp, &t, &datagram(&partial), true);
+        assert_eq!(out.len(), 1, "{backend:?}");
+        let hdr = crate::test_support::packet::VnetHdr::parse(&out[0]);
+        assert_eq!(hdr.flags, crate::test_support::packet::F_NEEDS_CSUM);
+        assert_eq!(hdr.gso_type, crate::test_support::packet::GSO_TCPV4);
+        // The TUN MTU here is 1450: 1410 payload bytes per segment after 40 bytes of headers.
+        assert_eq!(
+            (hdr.gso_size, hdr.csum_start, hdr.csum_offset),
+            (1410, 20, 16)
+        );
+        assert_eq!(&out[0][10..], &partial[..]);
+        assert_eq!(dp.counters().rx_csum_partial.get(), 1);
+        assert_eq!(dp.counters().dropped(DropReason::Oversized), 0);
+        // Over the MTU and not a partial TCP super-packet: dropped, as before.
+        for p in [&full, &partial_udp] {
+            assert!(rx_into_tun(&mut dp, &t, &datagram(p), true).is_empty());
+        }
+        assert_eq!(dp.counters().dropped(DropReason::Oversized), 2);
+        // Without a virtio header the kernel cannot be asked to cut it: dropped.
+        let mut plain = dataplane(backend, crate::tun::Offloads::NONE);
+        assert!(rx_into_tun(&mut plain, &t, &datagram(&partial), false).is_empty());
+        assert_eq!(plain.counters().dropped(DropReason::Oversized), 1);
+    }
+}
+
+#[test]
+fn rx_a_same_host_udp_gso_packet_is_cut_into_its_datagrams() {
+    // 10 datagrams of 1000 bytes sent with UDP_SEGMENT by the kernel node: one VXLAN frame (or
+    // one udp-backend datagram) with a 10000-byte UDP payload, checksum partial, and the
+    // UDP_GRO segment size 1000.
+    let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+    let partial = partial_udp4(b(), a(), &data);
+    for backend in [Backend::Udp, Backend::Vxlan] {
+        let datagram = match backend {
+            Backend::Udp => partial.clone(),
+            Backend::Vxlan => {
+                let mut d = vec![0u8; VXLAN_HEADER_LEN + partial.len()];
+                VxlanEncap {
+                    vni: 1,
+                    local_mac: PEER_MAC,
+                    peer_mac: OUR_MAC,
+                }
+                .encap(&partial, &mut d)
+                .unwrap();
+                d
+            }
+        };
+        for (offloads, vnet) in [
+            (crate::tun::Offloads::NONE, false),
+            (crate::tun::Offloads::TSO, true),
+            (crate::tun::Offloads::ALL, true),
+        ] {
+            let mut dp = dataplane(backend, offloads);
+            let t = table(backend);
+            let out = rx_gro_into_tun(&mut dp, &t, &datagram, 1000, vnet);
+            let c = dp.counters();
+            assert_eq!(c.udp_rx_datagrams.get(), 10, "{backend:?} {offloads:?}");
+            assert_eq!(c.rx_csum_partial.get(), 1);
+            assert_eq!(t.peers()[0].counters().get().2, 10);
+            let vh = if vnet { 10 } else { 0 };
+            // The datagrams, full checksums, payloads in order: one USO packet when the TUN
+            // took USO, else one write each.
+            let datagrams: Vec<Vec<u8>> = if offloads.uso {
+                assert_eq!(out.len(), 1);
+                let hdr = crate::test_support::packet::VnetHdr::parse(&out[0]);
+                assert_eq!((hdr.gso_type, hdr.gso_size), (packet_gso_udp_l4(), 1000));
+                out[0][vh + 28..]
+                    .chunks(1000)
+                    .map(|d| ipv4_udp(b(), a(), 4000, 5000, d))
+                    .collect()
+            } else {
+                assert_eq!(out.len(), 10);
+                out.iter().map(|o| o[vh..].to_vec()).collect()
+            };
+            for (i, d) in datagrams.iter().enumerate() {
+                // Equal but for the IPv4 ID (counted up, as the kernel's segmentation does) and
+                // so the header checksum, which must verify.
+                let want = ipv4_udp(b(), a(), 4000, 5000, &data[i * 1000..][..1000]);
+                assert_eq!(
+                    (&d[..4], &d[6..10], &d[12..]),
+                    (&want[..4], &want[6..10], &want[12..])
+                );
+                assert_eq!(encap::checksum::checksum(&d[..20]), 0);
+            }
+        }
+        // A bad IPv4 header: no super-packet (cut as a batch, and dropped).
+        let mut bad = datagram.clone();
+        let ip = if backend == Backend::Vxlan {
+            VXLAN_HEADER_LEN
+        } else {
+            0
+        };
+        bad[ip + 10] ^= 1;
+        let mut dp = dataplane(backend, crate::tun::Offloads::ALL);
+        let t = table(backend);
+        assert!(rx_gro_into_tun(&mut dp, &t, &bad, 1000, true).is_empty());
+        assert_eq!(dp.counters().rx_csum_partial.get(), 0);
+        // Datagrams too long for the MTU: all dropped as oversized.
+        let mut dp = dataplane(backend, crate::tun::Offloads::ALL);
+        let t = table(backend);
+        assert!(rx_gro_into_tun(&mut dp, &t, &datagram, 2000, true).is_empty());
+        assert_eq!(dp.counters().dropped(DropReason::Oversized), 5);
+    }
+}
+
+fn packet_gso_udp_l4() -> u8 {
+    crate::test_support::packet::GSO_UDP_L4
+}

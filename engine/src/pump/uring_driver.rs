@@ -91,7 +91,7 @@ pub fn run(
         dp,
         ring,
         rxq: RxQueue::new(
-            Coalescer::new(coalescer_config(cfg.offloads.uso, cfg.checksum)),
+            Coalescer::new(coalescer_config(&cfg)),
             cfg.offloads.vnet_hdr,
         ),
         tun,
@@ -322,7 +322,7 @@ fn flush(ring: &mut PumpRing<'_>, rxq: &mut RxQueue, counters: &PumpCounters) {
 }
 
 /// Hands one valid inner packet to the coalescer (flushing it when full), or straight to the
-/// TUN when it has no virtio header.
+/// TUN when it has no virtio header (a partial checksum completed first).
 fn deliver(
     ring: &mut PumpRing<'_>,
     rxq: &mut RxQueue,
@@ -331,7 +331,7 @@ fn deliver(
     inner: &[u8],
 ) {
     if !rxq.coalescing() {
-        count_tun_write(counters, inner.len(), tun.write(inner).is_ok());
+        rxq.write_one(inner, counters, |p| tun.write(p).is_ok());
         return;
     }
     if rxq.push(inner).is_ok() {

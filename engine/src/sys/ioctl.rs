@@ -1,7 +1,8 @@
 //! Typed ioctl requests: the opcode and its argument type travel together.
 //!
 //! Contract: an ioctl is declared once as a constant, `PtrIoctl<P>` (the argument is a pointer
-//! to one `P`) or `ValIoctl` (the argument is an integer passed by value), and the constant's
+//! to one `P`), `IfreqDataIoctl<D>` (a pointer to an `ifreq` whose `ifr_data` points to one
+//! `D`) or `ValIoctl` (the argument is an integer passed by value), and the constant's
 //! `// SAFETY:` line cites the kernel code that fixes the argument's type. Calls go through the
 //! one `unsafe fn exec` of each type, whose contract is only that the fd is the kind of file the
 //! opcode was declared for (ioctl numbers are per driver).
@@ -80,6 +81,55 @@ impl ValIoctl {
         // SAFETY: by `new`'s contract the kernel does not dereference `value` for this opcode on
         // this kind of file.
         let ret = unsafe { libc::ioctl(fd.as_raw_fd(), self.opcode, value) };
+        cvt(ret)
+    }
+}
+
+/// An ioctl whose argument is a `struct ifreq` whose `ifr_data` points to one `D` (an
+/// interface's private request, like `SIOCETHTOOL`'s command structs). The kernel reads the
+/// `ifreq` and reads and/or writes the `D` during the call; [`IfreqDataIoctl::exec`] sets the
+/// pointer itself, so it always points to a live, exclusive `D`.
+#[derive(Debug)]
+pub(crate) struct IfreqDataIoctl<D> {
+    opcode: libc::Ioctl,
+    _arg: PhantomData<fn(&mut D)>,
+}
+
+impl<D> IfreqDataIoctl<D> {
+    /// Declares `opcode` as taking a `*mut ifreq` whose `ifr_data` points to a `D`.
+    ///
+    /// # Safety
+    ///
+    /// On the files it is later `exec`uted on, `opcode` must access at most one `ifreq` through
+    /// its argument and at most `size_of::<D>()` bytes through `ifr_data`, only during the
+    /// call, and leave a valid `D` behind (plain-data `repr(C)` structs qualify). For commands
+    /// that carry their own length (variable-size ethtool structs) `D` must hold the largest
+    /// the command may touch.
+    pub(crate) const unsafe fn new(opcode: libc::Ioctl) -> Self {
+        Self {
+            opcode,
+            _arg: PhantomData,
+        }
+    }
+
+    /// Runs the ioctl on `fd` with `ifr` (its name set by the caller), pointing its `ifr_data`
+    /// at `data`. Not retried on EINTR: the ioctls used here do not sleep interruptibly.
+    ///
+    /// # Safety
+    ///
+    /// `fd` must be a file of the kind this request was declared for (see the constant's
+    /// `SAFETY` line), so that the kernel gives the opcode the declared meaning.
+    pub(crate) unsafe fn exec(
+        &self,
+        fd: BorrowedFd<'_>,
+        ifr: &mut libc::ifreq,
+        data: &mut D,
+    ) -> io::Result<libc::c_int> {
+        ifr.ifr_ifru.ifru_data = std::ptr::from_mut(data).cast();
+        // SAFETY: `ifr` is a valid, exclusive `ifreq` and its `ifr_data` points to `data`, a
+        // valid, exclusive `D`, both for the whole call; by `new`'s contract and the caller's
+        // choice of fd the kernel accesses no more than these two.
+        let ret = unsafe { libc::ioctl(fd.as_raw_fd(), self.opcode, std::ptr::from_mut(ifr)) };
         cvt(ret)
     }
 }

@@ -10,6 +10,7 @@
 //! - `ioctl` (private): typed ioctl requests (`PtrIoctl<P>`, `ValIoctl`), one `unsafe fn exec` each.
 //! - [`tun`]: `/dev/net/tun` and its ioctls (TUNSETIFF, TUNSETOFFLOAD, ...), the virtio header size.
 //! - [`netif`]: interface ioctls on a control socket: flags (up), MTU, IPv4/IPv6 address.
+//! - [`ethtool`]: device offload features (tx checksumming, GRO) through `SIOCETHTOOL`.
 //! - [`sockopt`]: integer socket options (UDP_GRO, UDP_SEGMENT, SO_RCVBUFFORCE, ...).
 //! - [`cmsg`]: control messages: an aligned buffer, an encoder, a decoder that checks MSG_CTRUNC.
 //! - [`msg`]: `sendmsg` / `recvmsg` / `recvmmsg` with the UDP_SEGMENT / UDP_GRO cmsgs.
@@ -22,6 +23,7 @@
 #![allow(unsafe_code)]
 
 pub mod cmsg;
+pub mod ethtool;
 pub mod ifaddrs;
 pub mod io;
 mod ioctl;

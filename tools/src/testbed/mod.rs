@@ -1,11 +1,14 @@
 //! Two- or three-node overlay testbeds in network namespaces, for tests and benchmarks.
 //!
 //! Contract: [`Testbed::new`] builds `n` nodes, each a namespace `wft-<pid>-<k>-<a|b|c>` with
-//! `lo` up, an underlay `veth0` (MTU 1500, `192.168.250.<i+1>/24`, transmit checksum offload
-//! off so that kernel VXLAN peers do not hand partial checksums across the veth) and a "pod":
-//! `pod0` (a veth pair inside the node: this kernel may lack the dummy driver) holding `10.244.<i+1>.1/24` and `fd00:10:244:<i+1>::1/64`. Two nodes share
-//! one veth pair; three or more hang off a bridge in a fourth namespace (`...-sw`). By default
-//! the veths have GRO on (as a real NIC) and transmit checksum offload off ([`Options`]).
+//! `lo` up, an underlay `veth0` (MTU 1500, `192.168.250.<i+1>/24`) and a "pod": `pod0` (a veth
+//! pair inside the node: this kernel may lack the dummy driver) holding `10.244.<i+1>.1/24` and
+//! `fd00:10:244:<i+1>::1/64`. Two nodes share one veth pair; three or more hang off a bridge in
+//! a fourth namespace (`...-sw`). By default the underlay veths keep their default transmit
+//! offloads (checksum, TSO, UDP GSO on, as in kind / k3d / DinD clusters: a kernel VXLAN peer
+//! hands weftd inner packets with partial checksums) and have GRO on, as a real NIC
+//! ([`Options`]); the features are set through the kernel's ethtool interface from a thread
+//! inside the namespace ([`engine::sys::ethtool`]), not with the `ethtool` program.
 //! [`Testbed::start`] then runs one [`Overlay`] per node: the kernel's VXLAN device set up as
 //! flanneld's vxlan backend sets up `flannel.1`, `weftctl forward-udp`, or `weftd`, each
 //! pointed at the other nodes through a peers file, and waits until all are ready.
@@ -30,6 +33,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use engine::sys::ethtool;
 
 use crate::control;
 use crate::net::{IpNet, Mac};
@@ -269,10 +273,11 @@ pub struct Testbed {
 /// How the underlay veths are set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
-    /// Keep the veths' transmit checksum offload (and with it TSO / UDP GSO across the veth).
-    /// Off by default: a kernel VXLAN peer would otherwise hand weftd inner packets with only
-    /// a partial checksum, and GSO packets would cross the veth unsplit, which no real NIC
-    /// does.
+    /// Keep the veths' transmit checksum offload (and with it TSO / UDP GSO across the veth),
+    /// the veth's default and what kind / k3d / DinD clusters run (default: on). A kernel
+    /// VXLAN peer then hands weftd inner packets whose checksum is only partial, and GSO
+    /// packets cross the veth unsplit. Off: the kernel computes checksums and segments before
+    /// the veth, as with a real NIC (`ethtool -K veth0 tx off`).
     pub veth_tx_offload: bool,
     /// Turn GRO on on the veths (default), as a real NIC has it: UDP datagrams of one flow
     /// reach a UDP_GRO socket coalesced, and VXLAN is coalesced by the kernel's UDP tunnel GRO.
@@ -282,21 +287,39 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Options {
         Options {
-            veth_tx_offload: false,
+            veth_tx_offload: true,
             veth_gro: true,
         }
     }
 }
 
 impl Options {
-    /// The `ethtool -K DEV ...` arguments after the device.
-    fn ethtool_features(&self) -> [&'static str; 4] {
+    /// The veth features these options ask for.
+    fn features(&self) -> [(ethtool::Feature, bool); 2] {
         [
-            "tx",
-            if self.veth_tx_offload { "on" } else { "off" },
-            "gro",
-            if self.veth_gro { "on" } else { "off" },
+            (ethtool::Feature::TxChecksum, self.veth_tx_offload),
+            (ethtool::Feature::Gro, self.veth_gro),
         ]
+    }
+
+    /// Sets the features of the veth `dev` in namespace `ns`, from a thread inside it.
+    fn apply(&self, ns: &Netns, dev: &str) -> anyhow::Result<()> {
+        let features = self.features();
+        let name = dev.to_owned();
+        ns.spawn_inside(move || {
+            for (feature, on) in features {
+                ethtool::set_feature(&name, feature, on).with_context(|| {
+                    format!(
+                        "turning {feature} {} on {name}",
+                        if on { "on" } else { "off" }
+                    )
+                })?;
+            }
+            Ok(())
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread setting {dev}'s features panicked"))?
+        .with_context(|| format!("in namespace {}", ns.name()))
     }
 }
 
@@ -385,9 +408,7 @@ impl Testbed {
                     ],
                 )?;
                 sw.exec_checked("ip", &["link", "set", &port, "master", "br0", "up"])?;
-                let mut args = vec!["-K", &port];
-                args.extend(options.ethtool_features());
-                sw.exec_checked("ethtool", &args)?;
+                options.apply(&sw, &port)?;
             }
             Some(sw)
         };
@@ -778,7 +799,7 @@ impl Drop for Testbed {
     }
 }
 
-/// Underlay, checksum offload and pod set-up of one node.
+/// Underlay, its offload features and pod set-up of one node.
 fn setup_node(node: &Node, options: Options) -> anyhow::Result<()> {
     let mtu = UNDERLAY_MTU.to_string();
     node.ip(&[
@@ -789,10 +810,7 @@ fn setup_node(node: &Node, options: Options) -> anyhow::Result<()> {
         UNDERLAY_DEV,
     ])?;
     node.ip(&["link", "set", UNDERLAY_DEV, "mtu", &mtu, "up"])?;
-    node.ns.exec_checked(
-        "ethtool",
-        &[&["-K", UNDERLAY_DEV][..], &options.ethtool_features()].concat(),
-    )?;
+    options.apply(&node.ns, UNDERLAY_DEV)?;
     // This kernel may lack the dummy driver: a veth pair inside the node stands in (as a
     // pod's veth would), with the addresses on one end.
     node.ip(&[
