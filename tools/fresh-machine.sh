@@ -41,6 +41,8 @@ bind() { # bind SRC DST [ro]
     mounted+=("$2")
     if [ "${3:-}" = ro ]; then mount -o remount,bind,ro "$2"; fi
 }
+# The root a mount point of its own, so that `ip netns exec` can make it a slave mount there.
+bind "$root" "$root"
 bind /proc "$root/proc"
 bind /sys "$root/sys"
 bind /dev "$root/dev"
@@ -51,6 +53,14 @@ echo "==> what a fresh machine brings: gcc, iproute2 (and CA certificates for cr
 chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
 chroot "$root" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -qq --no-install-recommends gcc libc6-dev iproute2 ca-certificates >/dev/null
+
+# This machine's own certificate authorities (a network egress proxy may sign crates.io's
+# certificate), as a fresh machine of this kind has them.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    mkdir -p "$root/usr/local/share/ca-certificates"
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    chroot "$root" update-ca-certificates >/dev/null 2>&1
+fi
 
 # The toolchain, read-only at the same path; an empty cargo home whose bin has the toolchain's
 # programs (what rustup's proxies would run).
