@@ -9,6 +9,8 @@
 //! - [`control`]: the control socket (`stats`, `routes`).
 //! - [`http`]: `/healthz`, `/readyz` and `/metrics` (`--healthz-ip`, `--healthz-port`).
 //! - [`config`]: weftd's command line.
+//! - [`daemon`]: weftd itself: start-up in static mode and lease mode, the running [`daemon::Node`]
+//!   and shutdown (the `weftd` binary parses the flags and calls [`daemon::run`]).
 #![deny(unsafe_code)]
 
 // First, so its `require_root!` macro is in scope in the modules below.
@@ -18,6 +20,7 @@ mod test_support;
 
 pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod http;
 pub mod lease;
 pub mod netconf;

@@ -58,7 +58,7 @@ pub const UNDERLAY_DEV: &str = "veth0";
 pub const POD_DEV: &str = "pod0";
 /// The other end of the pod's veth pair.
 pub const POD_PEER_DEV: &str = "pod0p";
-/// What weftd prints once its pump threads run (its start-up contract, engine/src/main.rs).
+/// What weftd prints once its pump threads run (its start-up contract, engine/src/daemon/mod.rs).
 pub const WEFTD_READY: &str = "weftd: ready";
 /// How long an overlay process gets to become ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);

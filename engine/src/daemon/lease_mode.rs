@@ -31,20 +31,24 @@ use anyhow::{bail, Context, Result};
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
-use engine::config::{LeaseSettings, LeasedNetwork, Settings, StoreSettings};
-use engine::control::ControlListener;
-use engine::lease::manager::{
+use crate::config::{LeaseSettings, LeasedNetwork, Settings, StoreSettings};
+use crate::control::ControlListener;
+use crate::http::Health;
+use crate::lease::manager::{
     random_vtep_mac, sleep_unless, stored_vtep_mac, wait_for_config, AcquireError, CONFIG_RETRY,
 };
-use engine::lease::{
+use crate::lease::{
     BackendKind, BackendType, DirStore, EtcdStore, Ipv4Net, Ipv6Net, LeaseAttrs, LeaseStore,
     ManagerEvent, ManagerOptions, NetworkConfig, OwnLease, PeerSet, Shutdown, SubnetManager,
 };
-use engine::netconf::masq::MasqRules;
-use engine::netconf::subnet_env::{read_previous, SubnetEnv};
-use engine::route::{swap_retiring, Backend, Cidr, Local, PeerEntry, RouteTable, Routes};
-use engine::sys::netif;
-use engine::sys::rtnetlink::{self, RouteKind};
+use crate::netconf::masq::MasqRules;
+use crate::netconf::subnet_env::{read_previous, SubnetEnv};
+use crate::route::{swap_retiring, Backend, Cidr, Local, PeerEntry, RouteTable, Routes};
+use crate::sys::netif;
+use crate::sys::rtnetlink::{self, RouteKind};
+
+use super::node::{local, Node};
+use super::systemd::{notify_ready, notify_systemd};
 
 fn cidr4(net: Ipv4Net) -> Result<Cidr> {
     Cidr::new(IpAddr::V4(net.addr()), net.prefix_len())
@@ -158,7 +162,7 @@ fn subnet_env(config: &NetworkConfig, own: &OwnLease, mtu: u32, ip_masq: bool) -
 /// Why a peer lease cannot be routed even though it parsed: it lies outside the Network or
 /// overlaps one of our own subnets (a route to it would take our own traffic away).
 fn unroutable(
-    lease: &engine::lease::PeerLease,
+    lease: &crate::lease::PeerLease,
     config: &NetworkConfig,
     own: &OwnLease,
 ) -> Option<String> {
@@ -495,12 +499,12 @@ fn tun_gone(tun: &str, tun_lost: &AtomicBool) -> bool {
 }
 
 /// Lease mode (see the module documentation).
-pub(crate) fn run(
+pub(super) fn run(
     base: &Settings,
     lease: &LeaseSettings,
     mut signals: Signals,
     stop: &AtomicBool,
-    health: &engine::http::Health,
+    health: &Health,
 ) -> Result<ExitCode> {
     let IpAddr::V4(public_ip) = base.public_ip else {
         bail!("lease mode needs an IPv4 --public-ip");
@@ -566,7 +570,7 @@ pub(crate) fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("setting up for the leased network")?;
     let routes = Arc::new(Routes::from_pointee(RouteTable::empty()));
-    let dataplane = crate::start_dataplane(&s, &routes, health, control)?;
+    let node = Node::start(&s, &routes, health, control)?;
 
     let env = subnet_env(&config, &own, s.mtu, lease.ip_masq);
     env.write(&lease.subnet_file)?;
@@ -589,7 +593,7 @@ pub(crate) fn run(
     let (first_routes_tx, first_routes) = std::sync::mpsc::sync_channel(1);
     let mut applier = Applier {
         routes: Arc::clone(&routes),
-        local: crate::local(&s),
+        local: local(&s),
         config: config.clone(),
         own,
         tun_name: s.tun_name.clone(),
@@ -660,7 +664,7 @@ pub(crate) fn run(
 
     let tun_lost = Arc::new(AtomicBool::new(false));
     let links_thread = {
-        let underlay = match engine::sys::ifaddrs::interface_with_address(base.public_ip) {
+        let underlay = match crate::sys::ifaddrs::interface_with_address(base.public_ip) {
             Ok(found) => found,
             Err(e) => {
                 tracing::warn!("finding the interface of {}: {e}", base.public_ip);
@@ -686,7 +690,7 @@ pub(crate) fn run(
     }
     health.set_ready();
     eprintln!("weftd: ready");
-    crate::notify_ready();
+    notify_ready();
     for signal in signals.forever() {
         if signal == SIGHUP {
             tracing::info!("SIGHUP: nothing to reload in lease mode (the store is watched)");
@@ -695,7 +699,7 @@ pub(crate) fn run(
         tracing::info!("signal {signal}: stopping (the lease stays in the store)");
         break;
     }
-    crate::notify_systemd("STOPPING=1");
+    notify_systemd("STOPPING=1");
     // A pump that failed raised the SIGTERM: say why when it is the TUN.
     tun_gone(&s.tun_name, &tun_lost);
     handle.stop();
@@ -721,7 +725,7 @@ pub(crate) fn run(
             tracing::error!("removing the blackhole route: {e}");
         }
     }
-    let failed = dataplane.stop() || tun_lost.load(Ordering::Relaxed);
+    let failed = node.stop() || tun_lost.load(Ordering::Relaxed);
     tracing::info!("stopped");
     Ok(if failed {
         ExitCode::FAILURE
@@ -733,7 +737,7 @@ pub(crate) fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::lease::{Expiry, Lease, SubnetKey};
+    use crate::lease::{Expiry, Lease, SubnetKey};
     use std::net::Ipv4Addr;
 
     fn config() -> NetworkConfig {

@@ -1,0 +1,145 @@
+//! The weftd daemon: start-up, the running node and shutdown, in static or lease mode.
+//!
+//! Contract: [`run`] takes resolved [`Settings`] (the `weftd` binary parses the flags, in
+//! flanneld's syntax with bad values exiting 2, and sets up logging on stderr before calling
+//! it) and returns weftd's exit status: 0 after SIGTERM / SIGINT, 1 when a pump thread failed
+//! (in lease mode also when the TUN was deleted); an `Err` is a failed start-up. In order:
+//!
+//! 1. The SIGHUP / SIGTERM / SIGINT handlers, first, so that a SIGTERM during start-up ends in
+//!    a clean exit.
+//! 2. With `--healthz-port`, the [`crate::http`] endpoint, from the start (`/readyz` is 200
+//!    from `weftd: ready` on).
+//! 3. Static mode (`--subnet` / `--subnet6` and `--peers`): the control socket (taken first: a
+//!    second weftd for the same TUN in this network namespace exits before it makes
+//!    anything), the route table from the peers file, the data path ([`Node::start`]).
+//!
+//!    Lease mode (neither given), flanneld's way: the lease store (etcd, or the directory of
+//!    `--lease-dir`) -> the network config (waited for while missing or invalid) -> the
+//!    backend, port, VNI and Network from it -> the control socket -> our lease
+//!    (`SubnetManager::acquire`; the VtepMAC of our previous vxlan lease is kept) -> the data
+//!    path ([`Node::start`]) with an empty route table -> `--subnet-file` -> the iptables
+//!    rules (`--ip-masq`, `--iptables-forward-rules`; re-checked every `--iptables-resync`
+//!    s) -> `--ip-blackhole-route` -> the first peer set in the route table (waited for at
+//!    most 10 s). From then on a thread turns the manager's peer sets into route-table swaps
+//!    and a new own lease into a new TUN address; the network config, the underlay interface
+//!    and the TUN are watched (lease_mode.rs documents it all).
+//! 4. `weftd: ready` on stderr and systemd `READY=1` (`$NOTIFY_SOCKET`).
+//!
+//! Running: SIGHUP reloads the peers file in static mode (a file that fails to load keeps the
+//! current routes) and is logged and ignored in lease mode. SIGTERM / SIGINT: systemd is told
+//! `STOPPING=1`; in lease mode the manager stops (the lease stays in the store, as flanneld's)
+//! and the iptables rules and the blackhole route are removed; the pumps stop and the TUN goes
+//! with them.
+//!
+//! [`Node::start`], in order: the I/O driver, the TUN (queues, MTU, address `<subnet>.0/32`
+//! and `<subnet6>::/128`, up, routes for `--network` / `--network6`), one UDP socket per pump
+//! thread, the pump threads, serving the control socket. Every resource is owned (the TUN is
+//! not persistent, so it and its routes go when its queues close; the control socket file is
+//! removed on drop), so a failed start leaves nothing behind.
+
+mod lease_mode;
+mod node;
+mod systemd;
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+pub use node::Node;
+
+use crate::config::Settings;
+use crate::control::ControlListener;
+use crate::http::Health;
+use crate::route::{load_peers_file, swap_retiring, RouteTable, Routes};
+use node::local;
+use systemd::{notify_ready, notify_systemd};
+
+/// Runs weftd with `settings` until SIGTERM / SIGINT (see the module documentation); the exit
+/// status, or the error that ended start-up.
+pub fn run(settings: &Settings) -> Result<ExitCode> {
+    // Signals first, so that a SIGTERM during start-up ends in a clean exit below.
+    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .context("installing signal handlers")?;
+    }
+    let health = Arc::new(Health::new());
+    health.set_per_peer_metrics(settings.metrics_per_peer);
+    if let Some(addr) = settings.healthz {
+        let bound = crate::http::serve(addr, Arc::clone(&health))?;
+        tracing::info!("healthz http://{bound}/healthz, /readyz, /metrics");
+    }
+    match &settings.lease {
+        None => run_static(settings, signals, &health),
+        Some(lease) => lease_mode::run(settings, lease, signals, &stop, &health),
+    }
+}
+
+/// Static mode: the routes come from the peers file, reloaded on SIGHUP.
+fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<ExitCode> {
+    let control = ControlListener::bind(&s.control)?;
+    let routes = Arc::new(Routes::from_pointee(load_routes(s, None)?));
+    let node = Node::start(s, &routes, health, control)?;
+    health.set_ready();
+    eprintln!("weftd: ready");
+    notify_ready();
+    let mut retired = Vec::new();
+    for signal in signals.forever() {
+        match signal {
+            SIGHUP => reload(s, &routes, &mut retired),
+            _ => {
+                tracing::info!("signal {signal}: stopping");
+                break;
+            }
+        }
+    }
+    notify_systemd("STOPPING=1");
+    let failed = node.stop();
+    tracing::info!("stopped");
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Loads the peers file (an empty table without one), logging each line left out.
+fn load_routes(s: &Settings, previous: Option<&RouteTable>) -> Result<RouteTable> {
+    let Some(path) = &s.peers else {
+        return Ok(RouteTable::empty());
+    };
+    let (table, errors) = load_peers_file(path, &local(s), previous)?;
+    for e in &errors {
+        tracing::warn!("peers file: {e} (line skipped)");
+    }
+    tracing::info!(
+        "peers file {}: {} route(s) to {} peer(s), {} line(s) skipped",
+        path.display(),
+        table.len(),
+        table.peers().len(),
+        errors.len()
+    );
+    Ok(table)
+}
+
+/// SIGHUP in static mode: the peers file again, swapped in whole; the current routes stay
+/// when it fails to load.
+fn reload(s: &Settings, routes: &Routes, retired: &mut Vec<Arc<RouteTable>>) {
+    let Some(path) = &s.peers else {
+        tracing::info!("SIGHUP: no --peers file to reload");
+        return;
+    };
+    let current = routes.load_full();
+    match load_routes(s, Some(&current)) {
+        Ok(table) => {
+            swap_retiring(routes, table, retired);
+            tracing::info!("SIGHUP: reloaded {}", path.display());
+        }
+        Err(e) => tracing::error!("SIGHUP: keeping the current routes: {e:#}"),
+    }
+}
