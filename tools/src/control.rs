@@ -91,6 +91,18 @@ pub fn total_drops(stats: &Value) -> u64 {
         .map_or(0, |d| d.values().filter_map(Value::as_u64).sum())
 }
 
+/// The sum of the transmit side's drop counters (TUN -> UDP: `no_route`, `too_big`, ...; the
+/// reasons for which [`DropReason::on_transmit`] holds) in a `stats` reply.
+///
+/// [`DropReason::on_transmit`]: engine::pump::DropReason::on_transmit
+pub fn transmit_drops(stats: &Value) -> u64 {
+    engine::pump::DropReason::ALL
+        .iter()
+        .filter(|r| r.on_transmit())
+        .map(|r| drops(stats, r.as_str()))
+        .sum()
+}
+
 /// A pump counter (`tun_rx_packets`, `udp_rx_datagrams`, ...) in a `stats` reply.
 pub fn counter(stats: &Value, name: &str) -> u64 {
     stats

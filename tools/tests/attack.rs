@@ -47,14 +47,6 @@ const FLOW_SIZE: usize = 512;
 const ATTACK_RATE: u32 = 1500;
 /// How much more the flow may lose under attack than without, in percentage points.
 const LOSS_MARGIN_PCT: f64 = 1.0;
-/// Drop reasons of the transmit side (TUN -> UDP), left out of the receive accounting.
-const TX_REASONS: [&str; 4] = [
-    "no_route",
-    "udp_send_error",
-    "tun_read_error",
-    "bad_tun_packet",
-];
-
 fn phase_seconds() -> u64 {
     std::env::var("WEFT_ATTACK_SECONDS")
         .ok()
@@ -232,7 +224,8 @@ fn attack_args(bed: &Testbed, backend: Backend, target: usize, spoof: usize) -> 
 /// The receive-side view of a `stats` reply: (datagrams received, receive-side drops,
 /// packets delivered from peers).
 fn rx_accounting(stats: &serde_json::Value) -> (u64, u64, u64) {
-    let tx: u64 = TX_REASONS.iter().map(|r| control::drops(stats, r)).sum();
+    // The transmit side's drops are left out of the receive accounting.
+    let tx = control::transmit_drops(stats);
     let recv_errors = control::drops(stats, "udp_recv_error");
     let delivered = stats["peers"].as_array().map_or(0, |p| {
         p.iter().filter_map(|p| p["rx_packets"].as_u64()).sum()

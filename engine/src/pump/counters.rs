@@ -141,6 +141,20 @@ impl DropReason {
             NoRoute | TooBig | BadTunPacket | TunReadError | TunWriteError | UdpSendError => false,
         }
     }
+
+    /// Whether it drops a packet read from the TUN on its way to a peer (TUN -> UDP). Every
+    /// other reason drops a received datagram (UDP -> TUN), before the TUN or, for
+    /// `tun_write_error`, at it.
+    pub fn on_transmit(&self) -> bool {
+        use DropReason::*;
+        match self {
+            NoRoute | TooBig | BadTunPacket | TunReadError | UdpSendError => true,
+            UnknownPeer | Spoofed | Relay | Truncated | ReservedFlags | ReservedBits | WrongVni
+            | WrongDstMac | Loop | NotIp | BadInner | Oversized | UdpRecvError | TunWriteError => {
+                false
+            }
+        }
+    }
 }
 
 impl From<DecapError> for DropReason {
@@ -287,6 +301,19 @@ mod tests {
         let names: std::collections::HashSet<&str> =
             DropReason::ALL.iter().map(DropReason::as_str).collect();
         assert_eq!(names.len(), DropReason::COUNT);
+        for r in DropReason::ALL {
+            assert!(
+                !(r.on_receive() && r.on_transmit()),
+                "{} is on both sides",
+                r.as_str()
+            );
+            assert_eq!(
+                r.on_receive() || r.on_transmit(),
+                *r != DropReason::TunWriteError,
+                "{}",
+                r.as_str()
+            );
+        }
         for required in [
             "unknown_peer",
             "spoofed",
