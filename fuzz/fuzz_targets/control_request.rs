@@ -9,45 +9,27 @@
 //! and anything else exactly `{"error": "..."}`; the JSON text reads back to the same value.
 #![no_main]
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use engine::control::{answer, reply, ControlState};
-use engine::pump::{DropReason, IoDriver, PumpCounters};
-use engine::route::{parse_peers, Backend, Local, RouteTable, Routes};
-use engine::tun::Offloads;
+use engine::pump::DropReason;
+use engine::route::Backend;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 static STATE: LazyLock<ControlState> = LazyLock::new(|| {
-    let local = Local {
-        backend: Backend::Vxlan,
-        port: 8472,
-        vni: 1,
-        vtep_mac: [0x0e, 0, 0, 0, 0, 1],
-        public_ip: "192.168.250.1".parse().expect("ip"),
-        subnets: vec![],
-    };
-    let (entries, errors) = parse_peers(
+    let state = ControlState::detached(
+        Backend::Vxlan,
         r#"{"subnet": "10.244.2.0/24", "public_ip": "192.168.250.2", "backend": "vxlan", "vtep_mac": "0e:00:00:00:00:02"}
 {"subnet": "fd00:10:244:2::/64", "public_ip": "192.168.250.2", "backend": "vxlan", "vtep_mac": "0e:00:00:00:00:02"}
 {"subnet": "10.244.3.0/24", "public_ip": "192.168.250.3", "backend": "vxlan", "vtep_mac": "0e:00:00:00:00:03", "port": 4789}"#,
-        "peers",
+        2,
     );
-    assert!(errors.is_empty());
-    let (table, errors) = RouteTable::build(&local, &entries, None, "peers");
-    assert!(errors.is_empty());
-    table.peers()[0].counters().add_tx(2, 200);
-    let a = Arc::new(PumpCounters::default());
-    let b = Arc::new(PumpCounters::default());
-    a.tun_rx_packets.add(1);
-    b.tun_rx_packets.add(2);
-    b.count_drop(DropReason::UnknownPeer);
-    ControlState {
-        routes: Arc::new(Routes::from_pointee(table)),
-        counters: vec![a, b],
-        driver: IoDriver::Poll,
-        offloads: Offloads::ALL,
-    }
+    state.routes.load().peers()[0].counters().add_tx(2, 200);
+    state.counters[0].tun_rx_packets.add(1);
+    state.counters[1].tun_rx_packets.add(2);
+    state.counters[1].count_drop(DropReason::UnknownPeer);
+    state
 });
 
 fuzz_target!(|request: &[u8]| {

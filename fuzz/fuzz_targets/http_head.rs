@@ -12,47 +12,29 @@
 //! body is Prometheus text (HELP / TYPE comments and `name{labels} value` samples).
 #![no_main]
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use engine::control::ControlState;
 use engine::http::{respond, route, Endpoint, Health};
-use engine::pump::{DropReason, IoDriver, PumpCounters};
-use engine::route::{parse_peers, Backend, Local, RouteTable, Routes};
-use engine::tun::Offloads;
+use engine::pump::DropReason;
+use engine::route::Backend;
 use libfuzzer_sys::fuzz_target;
 
 static IDLE: LazyLock<Health> = LazyLock::new(Health::new);
 
 static READY: LazyLock<Health> = LazyLock::new(|| {
-    let local = Local {
-        backend: Backend::Vxlan,
-        port: 8472,
-        vni: 1,
-        vtep_mac: [0x0e, 0, 0, 0, 0, 1],
-        public_ip: "192.168.250.1".parse().expect("ip"),
-        subnets: vec![],
-    };
-    let (entries, errors) = parse_peers(
+    let state = ControlState::detached(
+        Backend::Vxlan,
         r#"{"subnet": "10.244.2.0/24", "public_ip": "192.168.250.2", "backend": "vxlan", "vtep_mac": "0e:00:00:00:00:02"}
 {"subnet": "10.244.3.0/24", "public_ip": "192.168.250.3", "backend": "vxlan", "vtep_mac": "0e:00:00:00:00:03"}"#,
-        "peers",
+        2,
     );
-    assert!(errors.is_empty());
-    let (table, errors) = RouteTable::build(&local, &entries, None, "peers");
-    assert!(errors.is_empty());
-    table.peers()[0].counters().add_tx(2, 200);
-    let a = Arc::new(PumpCounters::default());
-    let b = Arc::new(PumpCounters::default());
-    a.gso_batch.record(44);
-    b.gro_batch.record(64);
-    b.count_drop(DropReason::UnknownPeer);
+    state.routes.load().peers()[0].counters().add_tx(2, 200);
+    state.counters[0].gso_batch.record(44);
+    state.counters[1].gro_batch.record(64);
+    state.counters[1].count_drop(DropReason::UnknownPeer);
     let health = Health::new();
-    health.set_dataplane(ControlState {
-        routes: Arc::new(Routes::from_pointee(table)),
-        counters: vec![a, b],
-        driver: IoDriver::Poll,
-        offloads: Offloads::ALL,
-    });
+    health.set_dataplane(state);
     health.set_per_peer_metrics(true);
     health.set_ready();
     health

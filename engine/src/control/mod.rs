@@ -21,6 +21,7 @@
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
@@ -31,7 +32,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::pump::{counters, IoDriver, PumpCounters};
-use crate::route::{format_mac, Routes};
+use crate::route::{format_mac, parse_peers, Backend, Local, RouteTable, Routes};
 use crate::tun::Offloads;
 
 /// How long one client may take to send its request and read the reply.
@@ -144,6 +145,37 @@ pub struct ControlState {
     pub driver: IoDriver,
     /// What the TUN negotiated.
     pub offloads: Offloads,
+}
+
+impl ControlState {
+    /// A data path that does not run, for tests and the fuzz targets: the routes of `peers`
+    /// (peers-file lines) as a node at 192.168.250.1 with `backend`'s default port, VNI 1 and
+    /// VtepMAC `0e:00:00:00:00:01` sees them, `pumps` pump threads' counters (all zero), the
+    /// poll driver and every offload.
+    ///
+    /// # Panics
+    /// When `peers` has a line the route table does not take.
+    #[doc(hidden)]
+    pub fn detached(backend: Backend, peers: &str, pumps: usize) -> ControlState {
+        let local = Local {
+            backend,
+            port: backend.default_port(),
+            vni: 1,
+            vtep_mac: [0x0e, 0, 0, 0, 0, 1],
+            public_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 250, 1)),
+            subnets: vec![],
+        };
+        let (entries, errors) = parse_peers(peers, "peers");
+        assert!(errors.is_empty(), "{errors:?}");
+        let (table, errors) = RouteTable::build(&local, &entries, None, "peers");
+        assert!(errors.is_empty(), "{errors:?}");
+        ControlState {
+            routes: Arc::new(Routes::from_pointee(table)),
+            counters: (0..pumps).map(|_| Arc::default()).collect(),
+            driver: IoDriver::Poll,
+            offloads: Offloads::ALL,
+        }
+    }
 }
 
 /// Setting the control socket up failed.
@@ -390,37 +422,20 @@ fn routes(state: &ControlState) -> Value {
 mod tests {
     use super::*;
     use crate::pump::DropReason;
-    use crate::route::{parse_peers, Backend, Local, RouteTable};
     use std::io::Read;
 
     fn state() -> ControlState {
-        let local = Local {
-            backend: Backend::Vxlan,
-            port: 8472,
-            vni: 1,
-            vtep_mac: [0x0e, 0, 0, 0, 0, 1],
-            public_ip: "192.168.250.1".parse().unwrap(),
-            subnets: vec![],
-        };
-        let (entries, _) = parse_peers(
+        let state = ControlState::detached(
+            Backend::Vxlan,
             "{\"subnet\": \"10.244.2.0/24\", \"public_ip\": \"192.168.250.2\", \"backend\": \"vxlan\", \"vtep_mac\": \"0e:00:00:00:00:02\"}\n\
              {\"subnet\": \"fd00:10:244:2::/64\", \"public_ip\": \"192.168.250.2\", \"backend\": \"vxlan\", \"vtep_mac\": \"0e:00:00:00:00:02\"}",
-            "peers",
+            2,
         );
-        let (table, errors) = RouteTable::build(&local, &entries, None, "peers");
-        assert!(errors.is_empty());
-        table.peers()[0].counters().add_tx(2, 200);
-        let a = Arc::new(PumpCounters::default());
-        let b = Arc::new(PumpCounters::default());
-        a.tun_rx_packets.add(1);
-        b.tun_rx_packets.add(2);
-        b.count_drop(DropReason::UnknownPeer);
-        ControlState {
-            routes: Arc::new(Routes::from_pointee(table)),
-            counters: vec![a, b],
-            driver: IoDriver::Poll,
-            offloads: Offloads::ALL,
-        }
+        state.routes.load().peers()[0].counters().add_tx(2, 200);
+        state.counters[0].tun_rx_packets.add(1);
+        state.counters[1].tun_rx_packets.add(2);
+        state.counters[1].count_drop(DropReason::UnknownPeer);
+        state
     }
 
     #[test]

@@ -1,26 +1,15 @@
 use super::*;
-use crate::pump::{DropReason, IoDriver, PumpCounters};
-use crate::route::{parse_peers, Backend, Local, RouteTable, Routes};
-use crate::tun::Offloads;
+use crate::pump::DropReason;
+use crate::route::Backend;
 
 fn control_state() -> ControlState {
-    let local = Local {
-        backend: Backend::Udp,
-        port: 8285,
-        vni: 1,
-        vtep_mac: [0x0e, 0, 0, 0, 0, 1],
-        public_ip: "192.168.250.1".parse().unwrap(),
-        subnets: vec![],
-    };
-    let (entries, _) = parse_peers(
+    let state = ControlState::detached(
+        Backend::Udp,
         "{\"subnet\": \"10.244.2.0/24\", \"public_ip\": \"192.168.250.2\", \"backend\": \"udp\"}",
-        "peers",
+        2,
     );
-    let (table, errors) = RouteTable::build(&local, &entries, None, "peers");
-    assert!(errors.is_empty());
-    table.peers()[0].counters().add_tx(2, 200);
-    let a = Arc::new(PumpCounters::default());
-    let b = Arc::new(PumpCounters::default());
+    state.routes.load().peers()[0].counters().add_tx(2, 200);
+    let (a, b) = (&state.counters[0], &state.counters[1]);
     a.gso_sends.add(4);
     b.gso_sends.add(3);
     a.gso_batch.record(1);
@@ -28,12 +17,7 @@ fn control_state() -> ControlState {
     b.gso_batch.record(3);
     b.gro_batch.record(64);
     b.count_drop(DropReason::UnknownPeer);
-    ControlState {
-        routes: Arc::new(Routes::from_pointee(table)),
-        counters: vec![a, b],
-        driver: IoDriver::Poll,
-        offloads: Offloads::ALL,
-    }
+    state
 }
 
 fn get(path: &str) -> Vec<u8> {
