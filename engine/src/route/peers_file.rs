@@ -7,10 +7,10 @@
 //!
 //! Contract: [`parse_peers`] never fails as a whole: each line that is not a valid entry
 //! (bad JSON, an unknown field, a missing field, a bad prefix / address / MAC / backend) is a
-//! [`RouteError`] with its 1-based line number ([`Origin::Line`]) and the rest are returned. Empty lines and
-//! lines starting with `#` are skipped. A dual-stack peer has two lines with one `public_ip`.
-//! `port` is optional (the cluster's port, ours, by default). [`load_peers_file`] reads a
-//! file and builds the table; only an unreadable file is an error.
+//! [`RouteError`] with its 1-based line number ([`Origin::Line`]) and the rest are returned.
+//! Empty lines and lines starting with `#` are skipped. A dual-stack peer has two lines with
+//! one `public_ip`. `port` is optional (the cluster's port, ours, by default).
+//! [`load_peers_file`] reads a file and builds the table; only an unreadable file is an error.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
