@@ -14,7 +14,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use engine::route::{parse_peers, Backend, Cidr, Local, PeerEntry, RouteTable};
+use engine::route::{parse_peers, Backend, Cidr, Local, Origin, PeerEntry, RouteTable};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -45,13 +45,13 @@ fuzz_target!(|data: &[u8]| {
     let mut entry_lines = BTreeSet::new();
     let mut last = 0;
     for e in &entries {
-        assert!(e.line > last, "entries out of order");
-        last = e.line;
-        entry_lines.insert(e.line);
-        let raw = lines[e.line - 1];
+        assert!(line(&e.origin) > last, "entries out of order");
+        last = line(&e.origin);
+        entry_lines.insert(line(&e.origin));
+        let raw = lines[line(&e.origin) - 1];
         if let Some(mac) = e.vtep_mac {
             let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(raw.trim()) else {
-                panic!("accepted line {} is not a JSON object", e.line);
+                panic!("accepted line {} is not a JSON object", line(&e.origin));
             };
             let given = obj["vtep_mac"].as_str().expect("a string");
             assert!(
@@ -61,26 +61,26 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for err in &errors {
-        assert!(err.line >= 1 && err.line <= lines.len(), "{err}");
-        let raw = lines[err.line - 1].trim();
+        assert!(line(&err.origin) >= 1 && line(&err.origin) <= lines.len(), "{err}");
+        let raw = lines[line(&err.origin) - 1].trim();
         assert!(!raw.is_empty() && !raw.starts_with('#'), "{err}");
-        assert!(!entry_lines.contains(&err.line), "{err}");
+        assert!(!entry_lines.contains(&line(&err.origin)), "{err}");
         assert_eq!(err.source_name, "peers");
     }
 
     for local in locals() {
         let (table, build_errors) = RouteTable::build(&local, &entries, None, "peers");
-        let reported: BTreeSet<usize> = build_errors.iter().map(|e| e.line).collect();
+        let reported: BTreeSet<usize> = build_errors.iter().map(|e| line(&e.origin)).collect();
         for err in &build_errors {
-            assert!(entry_lines.contains(&err.line), "{err} names no entry");
+            assert!(entry_lines.contains(&line(&err.origin)), "{err} names no entry");
         }
         let mut routed = 0;
         for e in &entries {
             if local.subnets.contains(&e.subnet) || e.public_ip == local.public_ip {
-                assert!(!reported.contains(&e.line), "own entry {e:?} reported");
+                assert!(!reported.contains(&line(&e.origin)), "own entry {e:?} reported");
                 continue;
             }
-            if reported.contains(&e.line) {
+            if reported.contains(&line(&e.origin)) {
                 continue;
             }
             routed += 1;
@@ -95,6 +95,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// The peers-file line an entry or error names (every one names a line).
+fn line(origin: &Origin) -> usize {
+    origin.line().expect("a peers-file origin is a line")
+}
 
 fn check_routed(table: &RouteTable, local: &Local, e: &PeerEntry) {
     let route = table

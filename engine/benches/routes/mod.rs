@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use engine::route::{Backend, Cidr, Local, PeerEntry, RouteTable};
+use engine::route::{Backend, Cidr, Local, Origin, PeerEntry, RouteTable};
 
 /// This node: udp backend, 192.168.0.1, owns nothing the peers have.
 pub fn local() -> Local {
@@ -37,7 +37,7 @@ pub fn underlay(i: u32) -> IpAddr {
 pub fn entries(n: u32, v6: bool) -> Vec<PeerEntry> {
     (0..n)
         .map(|i| PeerEntry {
-            line: i as usize + 1,
+            origin: Origin::Line(i as usize + 1),
             subnet: if v6 {
                 Cidr::new(IpAddr::V6(net_v6(i)), 64).unwrap()
             } else {

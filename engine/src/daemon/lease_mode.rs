@@ -43,7 +43,7 @@ use crate::lease::{
 };
 use crate::netconf::masq::MasqRules;
 use crate::netconf::subnet_env::{read_previous, SubnetEnv};
-use crate::route::{swap_retiring, Backend, Cidr, Local, PeerEntry, RouteTable, Routes};
+use crate::route::{swap_retiring, Backend, Cidr, Local, Origin, PeerEntry, RouteTable, Routes};
 use crate::sys::netif;
 use crate::sys::rtnetlink::{self, RouteKind};
 
@@ -218,9 +218,9 @@ impl Reported {
     }
 }
 
-/// The route-table entries of a peer set: one per subnet of each lease of our backend.
-/// Returns the entries and, per entry line, the lease key (for log lines). Leases that cannot
-/// be routed ([`unroutable`]) are left out and reported once.
+/// The route-table entries of a peer set: one per subnet of each lease of our backend, each
+/// naming its lease ([`Origin::Lease`]). Leases that cannot be routed ([`unroutable`]) are
+/// left out and reported once.
 fn peer_entries(
     set: &PeerSet,
     backend: Backend,
@@ -228,9 +228,8 @@ fn peer_entries(
     own: &OwnLease,
     reported: &mut Reported,
     now: &mut HashSet<(String, String)>,
-) -> (Vec<PeerEntry>, Vec<String>) {
+) -> Vec<PeerEntry> {
     let mut entries = Vec::new();
-    let mut keys = Vec::new();
     for lease in &set.peers {
         let lease_backend = match lease.attrs.backend() {
             BackendType::Udp => Backend::Udp,
@@ -258,9 +257,8 @@ fn peer_entries(
             }
         }
         for subnet in subnets {
-            keys.push(lease.key.to_string());
             entries.push(PeerEntry {
-                line: keys.len(),
+                origin: Origin::Lease(lease.key.to_string()),
                 subnet,
                 public_ip: IpAddr::V4(lease.attrs.public_ip),
                 backend: lease_backend,
@@ -269,7 +267,7 @@ fn peer_entries(
             });
         }
     }
-    (entries, keys)
+    entries
 }
 
 /// Builds and swaps in the route table for `set`.
@@ -283,14 +281,16 @@ fn apply_peers(
     retired: &mut Vec<Arc<RouteTable>>,
 ) {
     let mut now = HashSet::new();
-    let (entries, keys) = peer_entries(set, local.backend, config, own, reported, &mut now);
+    let entries = peer_entries(set, local.backend, config, own, reported, &mut now);
     let current = routes.load_full();
     let (table, errors) = RouteTable::build(local, &entries, Some(&current), "leases");
     for e in &errors {
-        let key = keys.get(e.line.wrapping_sub(1)).map_or("?", String::as_str);
-        // The message names the line in this build; the key names the lease.
-        let reason = e.message.clone();
-        reported.warn(key, &reason, &mut now);
+        // Every entry names its lease; the table's message says what is wrong with it.
+        let key = match &e.origin {
+            Origin::Lease(key) => key.clone(),
+            other => other.to_string(),
+        };
+        reported.warn(&key, &e.message, &mut now);
     }
     reported.settle(now);
     tracing::info!(
@@ -779,6 +779,65 @@ mod tests {
         );
         let covering = unroutable(&lease("10.244.4.0-23"), &c, &o).expect("covering");
         assert!(covering.contains("overlaps"), "{covering}");
+    }
+
+    /// Leases become routes in-process, and a lease the route table refuses is reported by
+    /// its key (not by a position in the build).
+    #[test]
+    fn peer_sets_become_routes_and_refusals_name_the_lease() {
+        let config =
+            NetworkConfig::parse(r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan"}}"#)
+                .expect("config");
+        let own_mac = [0x0e, 0, 0, 0, 0, 1];
+        let own = OwnLease {
+            key: SubnetKey::parse("10.244.5.0-24").expect("key"),
+            attrs: LeaseAttrs::vxlan(Ipv4Addr::new(192, 168, 0, 1), None, 1, own_mac, false),
+            expiry: Expiry::Leased,
+        };
+        let vxlan = |key: &str, last: u8, mac: [u8; 6]| Lease {
+            key: SubnetKey::parse(key).expect("key"),
+            attrs: LeaseAttrs::vxlan(Ipv4Addr::new(192, 168, 0, last), None, 1, mac, false),
+            expiry: Expiry::Leased,
+        };
+        let good = vxlan("10.244.6.0-24", 6, [0x0e, 0, 0, 0, 0, 6]);
+        // Another node claiming our VtepMAC: the table refuses it.
+        let clash = vxlan("10.244.7.0-24", 7, own_mac);
+        let set = PeerSet {
+            peers: vec![good.clone(), clash.clone()],
+            added: vec![good.key, clash.key],
+            removed: vec![],
+        };
+        let local = Local {
+            backend: Backend::Vxlan,
+            port: 8472,
+            vni: 1,
+            vtep_mac: own_mac,
+            public_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 0, 1)),
+            subnets: vec![Cidr::new(IpAddr::V4(Ipv4Addr::new(10, 244, 5, 0)), 24).expect("own")],
+        };
+        let routes = Routes::from_pointee(RouteTable::empty());
+        let (mut reported, mut retired) = (Reported::default(), Vec::new());
+        apply_peers(
+            &routes,
+            &local,
+            &set,
+            &config,
+            &own,
+            &mut reported,
+            &mut retired,
+        );
+
+        let table = routes.load_full();
+        let subnets: Vec<String> = table
+            .routes()
+            .iter()
+            .map(|r| r.subnet.to_string())
+            .collect();
+        assert_eq!(subnets, ["10.244.6.0/24"]);
+        let seen: Vec<&(String, String)> = reported.seen.iter().collect();
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert_eq!(seen[0].0, "10.244.7.0-24");
+        assert!(seen[0].1.contains("our own VtepMAC"), "{seen:?}");
     }
 
     #[test]

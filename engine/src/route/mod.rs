@@ -255,14 +255,42 @@ pub struct Local {
     pub subnets: Vec<Cidr>,
 }
 
+/// Where a peer entry came from, named in its errors: a route source's own words for it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Origin {
+    /// A line of the peers file (1-based).
+    Line(usize),
+    /// A lease in the lease store, by its key in flannel's spelling (`10.244.2.0-24`).
+    Lease(String),
+}
+
+impl Origin {
+    /// The peers-file line, when it is one.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            Origin::Line(n) => Some(*n),
+            Origin::Lease(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Line(n) => write!(f, "line {n}"),
+            Origin::Lease(key) => write!(f, "lease {key}"),
+        }
+    }
+}
+
 /// An entry left out of a table, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{source_name} line {line}: {message}")]
+#[error("{source_name} {origin}: {message}")]
 pub struct RouteError {
-    /// Where the entry came from (the peers file path).
+    /// Where the entries came from (the peers file path, `leases`).
     pub source_name: String,
-    /// The line number (1-based).
-    pub line: usize,
+    /// Where the entry came from.
+    pub origin: Origin,
     /// What is wrong, for a person to fix.
     pub message: String,
 }
@@ -339,7 +367,7 @@ impl RouteTable {
 
     /// Builds a table from `entries` for the node `local`, reusing the counters of peers that
     /// `previous` already had. Entries that cannot be used are returned as errors (with
-    /// `source_name` and their line) and left out; the rest make the table.
+    /// `source_name` and their [`Origin`]) and left out; the rest make the table.
     pub fn build(
         local: &Local,
         entries: &[PeerEntry],
@@ -351,14 +379,14 @@ impl RouteTable {
         let mut peers: Vec<Peer> = Vec::new();
         // Underlay key -> index in `peers`.
         let mut by_key: HashMap<u128, usize> = HashMap::new();
-        // Subnet -> the line that listed it first.
-        let mut seen_subnets: HashMap<Cidr, usize> = HashMap::new();
+        // Subnet -> the entry that listed it first.
+        let mut seen_subnets: HashMap<Cidr, &Origin> = HashMap::new();
         // (subnet, index in `peers`), in entry order.
         let mut routes: Vec<(Cidr, usize)> = Vec::new();
         for entry in entries {
             let fail = |message: String| RouteError {
                 source_name: source_name.to_owned(),
-                line: entry.line,
+                origin: entry.origin.clone(),
                 message,
             };
             if local.subnets.contains(&entry.subnet) || entry.public_ip == local.public_ip {
@@ -395,7 +423,7 @@ impl RouteTable {
             };
             if let Some(first) = seen_subnets.get(&entry.subnet) {
                 errors.push(fail(format!(
-                    "subnet {} is already listed on line {first}",
+                    "subnet {} is already listed on {first}",
                     entry.subnet
                 )));
                 continue;
@@ -423,7 +451,7 @@ impl RouteTable {
                     peers.len() - 1
                 }
             };
-            seen_subnets.insert(entry.subnet, entry.line);
+            seen_subnets.insert(entry.subnet, &entry.origin);
             peers[idx].subnets.push(entry.subnet);
             routes.push((entry.subnet, idx));
         }

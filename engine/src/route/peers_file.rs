@@ -7,10 +7,10 @@
 //!
 //! Contract: [`parse_peers`] never fails as a whole: each line that is not a valid entry
 //! (bad JSON, an unknown field, a missing field, a bad prefix / address / MAC / backend) is a
-//! [`RouteError`] with its 1-based line number and the rest are returned. Empty lines and
-//! lines starting with `#` are skipped. A dual-stack peer has two lines with one `public_ip`.
-//! `port` is optional (the cluster's port, ours, by default). [`load_peers_file`] reads a
-//! file and builds the table; only an unreadable file is an error.
+//! [`RouteError`] with its 1-based line number ([`Origin::Line`]) and the rest are returned.
+//! Empty lines and lines starting with `#` are skipped. A dual-stack peer has two lines with
+//! one `public_ip`. `port` is optional (the cluster's port, ours, by default).
+//! [`load_peers_file`] reads a file and builds the table; only an unreadable file is an error.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -18,13 +18,14 @@ use std::path::{Path, PathBuf};
 use encap::backend::Mac;
 use serde::Deserialize;
 
-use super::{parse_mac, Backend, Cidr, Local, RouteError, RouteTable};
+use super::{parse_mac, Backend, Cidr, Local, Origin, RouteError, RouteTable};
 
-/// One valid line of the peers file.
+/// A peer specification: one subnet of a peer, from a line of the peers file or a lease. Route
+/// sources turn what they read into these, and [`RouteTable::build`] takes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerEntry {
-    /// The line it came from (1-based).
-    pub line: usize,
+    /// Where it came from, for error messages.
+    pub origin: Origin,
     /// The overlay subnet the peer owns.
     pub subnet: Cidr,
     /// The peer's underlay address.
@@ -63,7 +64,7 @@ pub fn parse_peers(text: &str, source_name: &str) -> (Vec<PeerEntry>, Vec<RouteE
             Ok(entry) => entries.push(entry),
             Err(message) => errors.push(RouteError {
                 source_name: source_name.to_owned(),
-                line,
+                origin: Origin::Line(line),
                 message,
             }),
         }
@@ -92,7 +93,7 @@ fn parse_line(text: &str, line: usize) -> Result<PeerEntry, String> {
         return Err("\"port\": 0 is not a port".to_owned());
     }
     Ok(PeerEntry {
-        line,
+        origin: Origin::Line(line),
         subnet,
         public_ip,
         backend,
@@ -127,6 +128,6 @@ pub fn load_peers_file(
     let (entries, mut errors) = parse_peers(&text, &name);
     let (table, build_errors) = RouteTable::build(local, &entries, previous, &name);
     errors.extend(build_errors);
-    errors.sort_by_key(|e| e.line);
+    errors.sort_by(|a, b| a.origin.cmp(&b.origin));
     Ok((table, errors))
 }

@@ -128,7 +128,7 @@ not json
 {\"subnet\": \"10.244.14.0/24\", \"public_ip\": \"192.168.250.14\", \"backend\": \"udp\"}
 ";
     let (t, errors) = build(Backend::Udp, text);
-    let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+    let lines: Vec<usize> = errors.iter().filter_map(|e| e.origin.line()).collect();
     let mut sorted = lines.clone();
     sorted.sort_unstable();
     assert_eq!(
@@ -139,7 +139,7 @@ not json
     let text_of = |line: usize| {
         errors
             .iter()
-            .find(|e| e.line == line)
+            .find(|e| e.origin.line() == Some(line))
             .map(ToString::to_string)
             .unwrap()
     };
