@@ -45,13 +45,14 @@ fuzz_target!(|data: &[u8]| {
     let mut entry_lines = BTreeSet::new();
     let mut last = 0;
     for e in &entries {
-        assert!(line(&e.origin) > last, "entries out of order");
-        last = line(&e.origin);
-        entry_lines.insert(line(&e.origin));
-        let raw = lines[line(&e.origin) - 1];
+        let n = line(&e.origin);
+        assert!(n > last, "entries out of order");
+        last = n;
+        entry_lines.insert(n);
+        let raw = lines[n - 1];
         if let Some(mac) = e.vtep_mac {
             let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(raw.trim()) else {
-                panic!("accepted line {} is not a JSON object", line(&e.origin));
+                panic!("accepted line {n} is not a JSON object");
             };
             let given = obj["vtep_mac"].as_str().expect("a string");
             assert!(
@@ -61,10 +62,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for err in &errors {
-        assert!(line(&err.origin) >= 1 && line(&err.origin) <= lines.len(), "{err}");
-        let raw = lines[line(&err.origin) - 1].trim();
+        let n = line(&err.origin);
+        assert!(n >= 1 && n <= lines.len(), "{err}");
+        let raw = lines[n - 1].trim();
         assert!(!raw.is_empty() && !raw.starts_with('#'), "{err}");
-        assert!(!entry_lines.contains(&line(&err.origin)), "{err}");
+        assert!(!entry_lines.contains(&n), "{err}");
         assert_eq!(err.source_name, "peers");
     }
 
@@ -76,11 +78,12 @@ fuzz_target!(|data: &[u8]| {
         }
         let mut routed = 0;
         for e in &entries {
+            let n = line(&e.origin);
             if local.subnets.contains(&e.subnet) || e.public_ip == local.public_ip {
-                assert!(!reported.contains(&line(&e.origin)), "own entry {e:?} reported");
+                assert!(!reported.contains(&n), "own entry {e:?} reported");
                 continue;
             }
-            if reported.contains(&line(&e.origin)) {
+            if reported.contains(&n) {
                 continue;
             }
             routed += 1;
