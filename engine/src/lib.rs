@@ -1,5 +1,6 @@
 //! weftd's engine: the kernel-facing layer of the dataplane.
 //!
+//! - [`model`]: the shared vocabulary: [`model::Backend`], prefixes, MACs, limits.
 //! - [`sys`]: the only `unsafe` code: TUN and interface ioctls, socket options, cmsgs,
 //!   `sendmsg` / `recvmsg` / `recvmmsg`.
 //! - [`tun`]: a multiqueue TUN device with the virtio header and probed offloads.
@@ -23,6 +24,7 @@ pub mod control;
 pub mod daemon;
 pub mod http;
 pub mod lease;
+pub mod model;
 pub mod netconf;
 pub mod pump;
 pub mod route;

@@ -12,8 +12,8 @@
 use std::sync::LazyLock;
 
 use engine::control::{answer, reply, ControlState};
+use engine::model::Backend;
 use engine::pump::DropReason;
-use engine::route::Backend;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 

@@ -16,8 +16,8 @@ use std::sync::LazyLock;
 
 use engine::control::ControlState;
 use engine::http::{respond, route, Endpoint, Health};
+use engine::model::Backend;
 use engine::pump::DropReason;
-use engine::route::Backend;
 use libfuzzer_sys::fuzz_target;
 
 static IDLE: LazyLock<Health> = LazyLock::new(Health::new);

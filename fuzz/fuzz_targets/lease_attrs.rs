@@ -11,8 +11,9 @@
 //! 6-byte MAC (two hex digits per byte, all `:` or all `-`), which `format_mac` gives back.
 #![no_main]
 
-use engine::lease::attrs::{format_mac, parse_mac, VNI_MAX};
-use engine::lease::{BackendData, BackendType, LeaseAttrs, SubnetKey};
+use engine::lease::attrs::VNI_MAX;
+use engine::lease::{BackendData, LeaseAttrs, SubnetKey};
+use engine::model::{format_mac, parse_mac, Backend};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -40,7 +41,7 @@ fn check_key(text: &str) {
 }
 
 fn check_mac(text: &str) {
-    let Some(mac) = parse_mac(text) else { return };
+    let Ok(mac) = parse_mac(text) else { return };
     let canonical = text.to_ascii_lowercase().replace('-', ":");
     assert_eq!(format_mac(&mac), canonical, "{text:?} is not Go's MAC form");
 }
@@ -55,7 +56,7 @@ fn check_value(value: &[u8]) {
     let again = LeaseAttrs::from_json(json.as_bytes());
     assert_eq!(again.as_ref(), Ok(&attrs), "{json}");
     assert_eq!(again.map(|a| a.to_json()).as_deref(), Ok(json.as_str()));
-    if attrs.backend() == BackendType::Vxlan {
+    if attrs.backend() == Ok(Backend::Vxlan) {
         let mut vxlan = 0;
         for d in [&attrs.backend_data, &attrs.backend_v6_data]
             .into_iter()

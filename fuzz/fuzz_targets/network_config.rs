@@ -13,10 +13,9 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use engine::lease::config::{
-    Ipv4Pool, Ipv6Pool, UDP_DEFAULT_PORT, VXLAN_DEFAULT_PORT, VXLAN_DEFAULT_VNI,
-};
-use engine::lease::{BackendKind, Ipv4Net, Ipv6Net, NetworkConfig};
+use engine::lease::config::{Ipv4Pool, Ipv6Pool, VXLAN_DEFAULT_VNI};
+use engine::lease::{NetworkConfig};
+use engine::model::{Backend, Ipv4Net, Ipv6Net};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
@@ -62,14 +61,15 @@ fuzz_target!(|data: &[u8]| {
     assert!(config.backend.vni <= 0x00ff_ffff);
     assert_ne!(config.backend.port(), 0);
     if config.backend.configured_port == 0 {
+        // flannel's defaults, written out here as the oracle.
         let default = match config.backend.kind {
-            BackendKind::Udp => UDP_DEFAULT_PORT,
-            BackendKind::Vxlan => VXLAN_DEFAULT_PORT,
+            Backend::Udp => 8285,
+            Backend::Vxlan => 8472,
         };
         assert_eq!(config.backend.port(), default);
     }
     if !given(&map, "Backend") {
-        assert_eq!(config.backend.kind, BackendKind::Udp);
+        assert_eq!(config.backend.kind, Backend::Udp);
         assert_eq!(config.backend.vni, VXLAN_DEFAULT_VNI);
     }
 

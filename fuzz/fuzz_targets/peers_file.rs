@@ -14,7 +14,8 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use engine::route::{parse_peers, Backend, Cidr, Local, Origin, PeerEntry, RouteTable};
+use engine::model::{Backend, Cidr};
+use engine::route::{parse_peers, Local, Origin, PeerEntry, RouteTable};
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
@@ -55,8 +56,10 @@ fuzz_target!(|data: &[u8]| {
                 panic!("accepted line {n} is not a JSON object");
             };
             let given = obj["vtep_mac"].as_str().expect("a string");
-            assert!(
-                given.bytes().all(|b| b == b':' || b.is_ascii_hexdigit()),
+            // Go's net.ParseMAC form only: two hex digits per byte, all ':' or all '-'.
+            assert_eq!(
+                engine::model::format_mac(&mac),
+                given.to_ascii_lowercase().replace('-', ":"),
                 "MAC {given:?} accepted as {mac:02x?}"
             );
         }
@@ -74,7 +77,10 @@ fuzz_target!(|data: &[u8]| {
         let (table, build_errors) = RouteTable::build(&local, &entries, None, "peers");
         let reported: BTreeSet<usize> = build_errors.iter().map(|e| line(&e.origin)).collect();
         for err in &build_errors {
-            assert!(entry_lines.contains(&line(&err.origin)), "{err} names no entry");
+            assert!(
+                entry_lines.contains(&line(&err.origin)),
+                "{err} names no entry"
+            );
         }
         let mut routed = 0;
         for e in &entries {

@@ -31,7 +31,7 @@ pub fn render(store: &dyn LeaseStore) -> anyhow::Result<String> {
     for lease in &listing.leases {
         let mac = lease.attrs.vxlan_data().map_or_else(
             || "-".to_owned(),
-            |d| engine::route::format_mac(&d.vtep_mac),
+            |d| engine::model::format_mac(&d.vtep_mac),
         );
         let _ = writeln!(
             out,
@@ -41,7 +41,10 @@ pub fn render(store: &dyn LeaseStore) -> anyhow::Result<String> {
                 None => lease.key.v4.to_string(),
             },
             lease.attrs.public_ip.to_string(),
-            lease.attrs.backend().as_str(),
+            lease
+                .attrs
+                .backend()
+                .map_or_else(|foreign| foreign, |b| b.as_str()),
             mac,
             expiry(lease.expiry)
         );

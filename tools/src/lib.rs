@@ -21,7 +21,6 @@ pub mod control;
 pub mod demo;
 pub mod forward;
 pub mod leases;
-pub mod net;
 pub mod peers;
 pub mod privileges;
 pub mod scale;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use engine::control::ControlAddr;
+use engine::model::Cidr;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-use weftctl::net::IpNet;
 use weftctl::testbed::{self, Binaries};
 use weftctl::{bench, control, forward};
 
@@ -34,17 +34,17 @@ enum Cmd {
         #[arg(long, default_value = "flannel0")]
         tun: String,
         /// Our IPv4 subnet (the TUN gets <subnet>.0/32).
-        #[arg(long)]
-        subnet: IpNet,
+        #[arg(long, value_parser = Cidr::parse_masked)]
+        subnet: Cidr,
         /// Our IPv6 subnet (the TUN gets <subnet6>::/128); flannel itself is IPv4 only.
-        #[arg(long)]
-        subnet6: Option<IpNet>,
+        #[arg(long, value_parser = Cidr::parse_masked)]
+        subnet6: Option<Cidr>,
         /// The overlay Network, routed through the TUN.
-        #[arg(long)]
-        network: IpNet,
+        #[arg(long, value_parser = Cidr::parse_masked)]
+        network: Cidr,
         /// The IPv6 overlay Network, routed through the TUN.
-        #[arg(long)]
-        network6: Option<IpNet>,
+        #[arg(long, value_parser = Cidr::parse_masked)]
+        network6: Option<Cidr>,
         /// Underlay address to bind.
         #[arg(long)]
         public_ip: IpAddr,
@@ -123,8 +123,8 @@ enum Cmd {
         #[arg(long)]
         etcd: bool,
         /// The backend in the network config.
-        #[arg(long, default_value = "udp", value_parser = parse_backend)]
-        backend: weftctl::peers::Backend,
+        #[arg(long, default_value = "udp", value_enum)]
+        backend: engine::model::Backend,
         /// The weftd binary (default: next to weftctl, built with cargo when missing).
         #[arg(long)]
         weftd: Option<PathBuf>,
@@ -220,8 +220,8 @@ struct AttackArgs {
     #[arg(long)]
     target: std::net::SocketAddr,
     /// The target's backend.
-    #[arg(long, value_parser = parse_backend)]
-    backend: weftctl::peers::Backend,
+    #[arg(long, value_enum)]
+    backend: engine::model::Backend,
     /// How long to send, in seconds.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
@@ -235,32 +235,32 @@ struct AttackArgs {
     #[arg(long)]
     from: Vec<IpAddr>,
     /// The target's IPv4 subnet (inner destinations).
-    #[arg(long)]
-    target_subnet: IpNet,
+    #[arg(long, value_parser = Cidr::parse_masked)]
+    target_subnet: Cidr,
     /// The target's IPv6 subnet.
-    #[arg(long)]
-    target_subnet6: Option<IpNet>,
+    #[arg(long, value_parser = Cidr::parse_masked)]
+    target_subnet6: Option<Cidr>,
     /// The subnet of the peer the attack poses as (inner sources a peer may use).
-    #[arg(long)]
-    own_subnet: IpNet,
+    #[arg(long, value_parser = Cidr::parse_masked)]
+    own_subnet: Cidr,
     /// Its IPv6 subnet.
-    #[arg(long)]
-    own_subnet6: Option<IpNet>,
+    #[arg(long, value_parser = Cidr::parse_masked)]
+    own_subnet6: Option<Cidr>,
     /// A third node's subnet (spoofed inner sources).
-    #[arg(long)]
-    spoof_subnet: IpNet,
+    #[arg(long, value_parser = Cidr::parse_masked)]
+    spoof_subnet: Cidr,
     /// Its IPv6 subnet.
-    #[arg(long)]
-    spoof_subnet6: Option<IpNet>,
+    #[arg(long, value_parser = Cidr::parse_masked)]
+    spoof_subnet6: Option<Cidr>,
     /// The target's VNI (vxlan).
     #[arg(long, default_value_t = 1)]
     vni: u32,
     /// The target's VtepMAC (vxlan).
-    #[arg(long, default_value = "0e:00:00:00:00:02")]
-    target_mac: weftctl::net::Mac,
+    #[arg(long, default_value = "0e:00:00:00:00:02", value_parser = engine::model::parse_mac)]
+    target_mac: engine::model::Mac,
     /// The VtepMAC of the peer the attack poses as (vxlan).
-    #[arg(long, default_value = "0e:00:00:00:00:03")]
-    own_mac: weftctl::net::Mac,
+    #[arg(long, default_value = "0e:00:00:00:00:03", value_parser = engine::model::parse_mac)]
+    own_mac: engine::model::Mac,
     /// The target's TUN MTU (inner packets longer than this are "oversized").
     #[arg(long, default_value_t = 1450)]
     mtu: usize,
@@ -489,7 +489,7 @@ fn attack(a: AttackArgs) -> anyhow::Result<()> {
     };
     eprintln!(
         "attack: {} {} for {} s at {} datagrams/s, seed {}",
-        a.backend.name(),
+        a.backend.as_str(),
         a.target,
         a.seconds,
         a.rate,
@@ -512,14 +512,6 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
         "on" => Ok(true),
         "off" => Ok(false),
         other => Err(format!("{other:?}: on or off")),
-    }
-}
-
-fn parse_backend(s: &str) -> Result<weftctl::peers::Backend, String> {
-    match s {
-        "udp" => Ok(weftctl::peers::Backend::Udp),
-        "vxlan" => Ok(weftctl::peers::Backend::Vxlan),
-        other => Err(format!("unknown backend {other:?}: udp or vxlan")),
     }
 }
 

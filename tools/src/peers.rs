@@ -3,60 +3,16 @@
 //! Contract: one JSON object per line, `{"subnet": "10.244.2.0/24", "public_ip":
 //! "192.168.250.2", "backend": "udp"|"vxlan", "vtep_mac": "0e:..:0b" (vxlan only), "port":
 //! 8472 (optional)}`; blank lines and lines starting with `#` are skipped. A dual-stack peer
-//! has two lines with one `public_ip`. [`parse`] reports the first bad line by number and
-//! never panics; [`PeerLine::to_line`] writes the same format (the testbed writes peer files
-//! with it).
+//! has two lines with one `public_ip`. [`parse`] is weftd's own parser
+//! ([`engine::route::parse_peers`]) and reports the first bad line by number;
+//! [`PeerLine::to_line`] writes the same format (the testbed writes peer files with it).
 
-use std::fmt;
-use std::net::IpAddr;
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use engine::model::Backend;
+use engine::route::{parse_peers, PeerEntry};
 use serde::{Deserialize, Serialize};
-
-use crate::net::{IpNet, Mac};
-
-/// A peer's backend, as the peers file names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// flannel's udp backend: the datagram is the bare inner IP packet (port 8285).
-    Udp,
-    /// VXLAN as the kernel's `flannel.1` speaks it (port 8472).
-    Vxlan,
-}
-
-impl Backend {
-    /// The name on the command line and in the peers file.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Backend::Udp => "udp",
-            Backend::Vxlan => "vxlan",
-        }
-    }
-
-    /// The default port of the backend.
-    pub fn default_port(&self) -> u16 {
-        match self {
-            Backend::Udp => encap::backend::FLANNEL_UDP_PORT,
-            Backend::Vxlan => encap::backend::VXLAN_PORT,
-        }
-    }
-
-    /// Bytes of encapsulation per packet (outer IPv4 + UDP, + VXLAN + inner Ethernet).
-    pub fn overhead(&self) -> u32 {
-        match self {
-            Backend::Udp => encap::backend::UDP_OVERHEAD as u32,
-            Backend::Vxlan => encap::backend::VXLAN_OVERHEAD as u32,
-        }
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// One line of a peers file, in the shape it is written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,72 +39,20 @@ impl PeerLine {
     }
 }
 
-/// A validated peer entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Peer {
-    /// The subnet the peer owns.
-    pub subnet: IpNet,
-    /// Its underlay address.
-    pub public_ip: IpAddr,
-    /// Its backend.
-    pub backend: Backend,
-    /// Its VtepMAC (required for vxlan).
-    pub vtep_mac: Option<Mac>,
-    /// Its port, when given.
-    pub port: Option<u16>,
-}
-
-/// Parses a peers file's text; `origin` names it in errors.
-pub fn parse(text: &str, origin: &str) -> anyhow::Result<Vec<Peer>> {
-    let mut peers = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let at = || format!("{origin}:{}", i + 1);
-        let raw: PeerLine = serde_json::from_str(line).with_context(|| {
-            format!(
-                "{}: not a peer line (expected {{\"subnet\", \"public_ip\", \"backend\", \"vtep_mac\"?, \"port\"?}})",
-                at()
-            )
-        })?;
-        let subnet = IpNet::parse(&raw.subnet).with_context(at)?;
-        let public_ip: IpAddr = raw.public_ip.parse().with_context(|| {
-            format!(
-                "{}: public_ip {:?} is not an IP address",
-                at(),
-                raw.public_ip
-            )
-        })?;
-        let vtep_mac = raw
-            .vtep_mac
-            .as_deref()
-            .map(str::parse::<Mac>)
-            .transpose()
-            .with_context(at)?;
-        if raw.backend == Backend::Vxlan && vtep_mac.is_none() {
-            bail!("{}: a vxlan peer needs \"vtep_mac\"", at());
-        }
-        if raw.port == Some(0) {
-            bail!("{}: port 0 is not a port", at());
-        }
-        peers.push(Peer {
-            subnet,
-            public_ip,
-            backend: raw.backend,
-            vtep_mac,
-            port: raw.port,
-        });
-    }
-    Ok(peers)
-}
-
-/// Reads and parses a peers file.
-pub fn load(path: &Path) -> anyhow::Result<Vec<Peer>> {
+/// Reads and parses a peers file with weftd's parser; the first bad line is an error naming it.
+pub fn load(path: &Path) -> anyhow::Result<Vec<PeerEntry>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading the peers file {}", path.display()))?;
     parse(&text, &path.display().to_string())
+}
+
+/// Parses a peers file's text with weftd's parser; `origin` names it in errors.
+pub fn parse(text: &str, origin: &str) -> anyhow::Result<Vec<PeerEntry>> {
+    let (peers, errors) = parse_peers(text, origin);
+    if let Some(e) = errors.first() {
+        bail!("{e}");
+    }
+    Ok(peers)
 }
 
 #[cfg(test)]
@@ -166,20 +70,14 @@ mod tests {
         assert_eq!(peers.len(), 2);
         assert_eq!(peers[0].backend, Backend::Udp);
         assert_eq!(peers[1].port, Some(4789));
-        assert_eq!(peers[1].vtep_mac, Some(Mac([0x0e, 0, 0, 0, 0, 2])));
+        assert_eq!(peers[1].vtep_mac, Some([0x0e, 0, 0, 0, 0, 2]));
     }
 
     #[test]
     fn names_the_bad_line() {
         let text = "{\"subnet\": \"10.244.2.0/24\", \"public_ip\": \"192.168.250.2\", \"backend\": \"udp\"}\n{\"subnet\": \"10.244.3.0/24\", \"public_ip\": \"x\", \"backend\": \"udp\"}";
         let e = parse(text, "peers.json").expect_err("bad ip");
-        assert!(format!("{e:#}").contains("peers.json:2"), "{e:#}");
-        let e = parse(
-            r#"{"subnet": "10.244.2.0/24", "public_ip": "1.2.3.4", "backend": "vxlan"}"#,
-            "p",
-        )
-        .expect_err("no mac");
-        assert!(format!("{e:#}").contains("vtep_mac"), "{e:#}");
+        assert!(format!("{e:#}").contains("peers.json line 2"), "{e:#}");
         assert!(parse("garbage", "p").is_err());
         assert!(parse(
             r#"{"subnet": "10.0.0.0/8", "public_ip": "1.2.3.4", "backend": "gre"}"#,

@@ -20,18 +20,18 @@
 
 mod common;
 
+use engine::config::DriverArg;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use engine::model::{Backend, Cidr};
 use weftctl::attack::{Kind, REPORT_PREFIX};
 use weftctl::control;
-use weftctl::net::IpNet;
-use weftctl::peers::Backend;
 use weftctl::require_root;
-use weftctl::testbed::{IoDriver, Node, Overlay, Testbed, UNDERLAY_DEV, VNI};
+use weftctl::testbed::{Node, Overlay, Testbed, UNDERLAY_DEV, VNI};
 
 /// The sinks' port in the pods of a and b.
 const SINK_PORT: u16 = 9999;
@@ -83,7 +83,7 @@ struct Seen {
 fn sink(
     node: &Node,
     legit_from: IpAddr,
-    c_nets: [IpNet; 2],
+    c_nets: [Cidr; 2],
     stop: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<anyhow::Result<Seen>> {
     let (v4, v6) = (node.pod_ip(), node.pod_ip6());
@@ -181,7 +181,7 @@ fn attack_args(bed: &Testbed, backend: Backend, target: usize, spoof: usize) -> 
         "--target",
         &dst,
         "--backend",
-        backend.name(),
+        backend.as_str(),
         "--seconds",
         &seconds,
         "--seed",
@@ -207,9 +207,9 @@ fn attack_args(bed: &Testbed, backend: Backend, target: usize, spoof: usize) -> 
         "--vni",
         &VNI.to_string(),
         "--target-mac",
-        &t.vtep_mac().to_string(),
+        &engine::model::format_mac(&t.vtep_mac()),
         "--own-mac",
-        &c.vtep_mac().to_string(),
+        &engine::model::format_mac(&c.vtep_mac()),
         "--mtu",
         &mtu,
         "--sink-port",
@@ -296,7 +296,7 @@ fn attack(backend: Backend) {
     let mut bed = Testbed::new(3, common::binaries_with_weftd()).expect("testbed");
     let overlay = Overlay::Weftd {
         backend,
-        driver: IoDriver::Auto,
+        driver: DriverArg::Auto,
     };
     bed.start(&[overlay, overlay, overlay])
         .expect("weftd on a, b, c");
@@ -524,7 +524,7 @@ fn foreign_inner_source_dropped_unless_allowed() {
     bed.add_weftd_args(1, &["--allow-foreign-inner-source"]);
     let overlay = Overlay::Weftd {
         backend: Backend::Udp,
-        driver: IoDriver::Auto,
+        driver: DriverArg::Auto,
     };
     bed.start(&[overlay, overlay, overlay])
         .expect("weftd on a, b, c");

@@ -15,15 +15,16 @@
 
 mod common;
 
+use engine::config::DriverArg;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use weftctl::peers::Backend;
+use engine::model::Backend;
 use weftctl::require_root;
-use weftctl::testbed::{traffic, Binaries, IoDriver, Netns, Overlay, Testbed};
+use weftctl::testbed::{traffic, Binaries, Netns, Overlay, Testbed};
 
 /// CAP_NET_ADMIN's bit (linux/capability.h).
 const CAP_NET_ADMIN_MASK: u64 = 1 << 12;
@@ -119,7 +120,7 @@ fn forwards_as_nobody(backend: Backend) {
         .expect("chmod testbed dir");
     let overlay = Overlay::Weftd {
         backend,
-        driver: IoDriver::Auto,
+        driver: DriverArg::Auto,
     };
     bed.start(&[overlay, overlay])
         .expect("weftd as nobody with CAP_NET_ADMIN");

@@ -9,17 +9,18 @@
 
 mod common;
 
+use engine::config::DriverArg;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use encap::backend::{udp_decap, VxlanDecap, VxlanEncap};
+use engine::model::{Backend, MAX_UDP_PAYLOAD_V4};
 use weftctl::attack::packet;
 use weftctl::control;
-use weftctl::peers::Backend;
 use weftctl::require_root;
-use weftctl::testbed::{traffic, IoDriver, Overlay, Testbed, UNDERLAY_DEV, VNI};
+use weftctl::testbed::{traffic, Overlay, Testbed, UNDERLAY_DEV, VNI};
 
 /// What the one legitimate datagram to the sink carries.
 const LEGIT: &[u8] = b"legitimate datagram through the overlay";
@@ -29,8 +30,6 @@ const SINK_PORT: u16 = 9999;
 const STRANGER: Ipv4Addr = Ipv4Addr::new(192, 168, 250, 99);
 /// How long a drop may take to show in the counters.
 const COUNT_WAIT: Duration = Duration::from_secs(3);
-/// The largest UDP payload over IPv4 (65535 - 20 - 8).
-const MAX_UDP_PAYLOAD_V4: usize = 65507;
 
 /// The payload of `len` bytes the hostile packets carry.
 fn payload(len: usize) -> Vec<u8> {
@@ -89,8 +88,8 @@ fn cases(bed: &Testbed, backend: Backend) -> Vec<Case> {
 
     let encap = VxlanEncap {
         vni: VNI,
-        local_mac: b.vtep_mac().0,
-        peer_mac: a.vtep_mac().0,
+        local_mac: b.vtep_mac(),
+        peer_mac: a.vtep_mac(),
     };
     let wrap = |inner: &[u8]| -> Vec<u8> {
         match backend {
@@ -108,7 +107,7 @@ fn cases(bed: &Testbed, backend: Backend) -> Vec<Case> {
             Backend::Udp => udp_decap(d).err(),
             Backend::Vxlan => VxlanDecap {
                 vni: VNI,
-                local_mac: a.vtep_mac().0,
+                local_mac: a.vtep_mac(),
             }
             .decap(d)
             .err(),
@@ -181,7 +180,7 @@ fn cases(bed: &Testbed, backend: Backend) -> Vec<Case> {
         let mut dst_mac = wrap(&good);
         dst_mac[8 + 5] ^= 0x01;
         let mut own_mac = wrap(&good);
-        own_mac[8 + 6..8 + 12].copy_from_slice(&a.vtep_mac().0);
+        own_mac[8 + 6..8 + 12].copy_from_slice(&a.vtep_mac());
         let mut arp = wrap(&good);
         arp[8 + 12..8 + 14].copy_from_slice(&0x0806u16.to_be_bytes());
         let mut v6_as_v4 = wrap(&spoofed6);
@@ -251,7 +250,7 @@ fn hostile(backend: Backend) {
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
     let overlay = Overlay::Weftd {
         backend,
-        driver: IoDriver::Auto,
+        driver: DriverArg::Auto,
     };
     bed.start(&[overlay, overlay]).expect("weftd on both nodes");
     bed.node(1)

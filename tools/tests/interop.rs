@@ -13,14 +13,15 @@
 
 mod common;
 
+use engine::config::DriverArg;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use engine::model::Backend;
 use engine::udp::{UdpConfig, UdpSocket};
-use weftctl::peers::Backend;
 use weftctl::require_root;
-use weftctl::testbed::{traffic, IoDriver, Options, Overlay, Testbed};
+use weftctl::testbed::{traffic, Options, Overlay, Testbed};
 
 /// Bytes of each IPv6 stream (the IPv4 ones are `common::stream_bytes`).
 const STREAM6_BYTES: u64 = 64 << 20;
@@ -112,7 +113,7 @@ fn partial_checksums(bed: &Testbed) -> (u64, u64) {
 /// weftd vxlan on a, kernel flannel.1 on b: the interop check (IPv4 ping and TCP both ways),
 /// plus UDP datagrams of every size and TCP both ways over IPv4 and IPv6, and a UDP GSO send
 /// from the kernel node; returns weftd's (partial checksums, datagrams received).
-fn weftd_and_kernel_flannel_1(driver: IoDriver, options: Options) -> (u64, u64) {
+fn weftd_and_kernel_flannel_1(driver: DriverArg, options: Options) -> (u64, u64) {
     let mut bed = start(
         Overlay::Weftd {
             backend: Backend::Vxlan,
@@ -167,7 +168,7 @@ fn vxlan_weftd_and_kernel_flannel_1() {
         "the default is the veth's own"
     );
     assert_mostly_partial(weftd_and_kernel_flannel_1(
-        IoDriver::Poll,
+        DriverArg::Poll,
         Options::default(),
     ));
 }
@@ -176,7 +177,7 @@ fn vxlan_weftd_and_kernel_flannel_1() {
 fn vxlan_weftd_uring_and_kernel_flannel_1() {
     require_root!();
     assert_mostly_partial(weftd_and_kernel_flannel_1(
-        IoDriver::Uring,
+        DriverArg::Uring,
         Options::default(),
     ));
 }
@@ -185,7 +186,7 @@ fn vxlan_weftd_uring_and_kernel_flannel_1() {
 fn vxlan_weftd_and_kernel_flannel_1_without_veth_tx_offload() {
     require_root!();
     let (partial, datagrams) = weftd_and_kernel_flannel_1(
-        IoDriver::Auto,
+        DriverArg::Auto,
         Options {
             veth_tx_offload: false,
             ..Options::default()
@@ -205,7 +206,7 @@ fn udp_weftd_and_flannel_udp_forwarder() {
     let mut bed = start(
         Overlay::Weftd {
             backend: Backend::Udp,
-            driver: IoDriver::Auto,
+            driver: DriverArg::Auto,
         },
         Overlay::Forwarder,
         Options::default(),

@@ -8,12 +8,13 @@
 
 mod common;
 
+use engine::config::DriverArg;
+use engine::model::Backend;
 use weftctl::control;
-use weftctl::peers::Backend;
 use weftctl::require_root;
-use weftctl::testbed::{IoDriver, Overlay, Testbed};
+use weftctl::testbed::{Overlay, Testbed};
 
-fn two_weftd_nodes(backend: Backend, driver: IoDriver) {
+fn two_weftd_nodes(backend: Backend, driver: DriverArg) {
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
     let overlay = Overlay::Weftd { backend, driver };
     bed.start(&[overlay, overlay]).expect("weftd on both nodes");
@@ -24,7 +25,7 @@ fn two_weftd_nodes(backend: Backend, driver: IoDriver) {
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(
             stats.get("driver").and_then(|d| d.as_str()),
-            Some(driver.name()),
+            Some(driver.as_str()),
             "node {node} runs another I/O driver than asked: {stats}"
         );
         let stream = common::stream_bytes();
@@ -64,25 +65,25 @@ fn two_weftd_nodes(backend: Backend, driver: IoDriver) {
 #[test]
 fn udp_backend_uring() {
     require_root!();
-    two_weftd_nodes(Backend::Udp, IoDriver::Uring);
+    two_weftd_nodes(Backend::Udp, DriverArg::Uring);
 }
 
 #[test]
 fn udp_backend_poll() {
     require_root!();
-    two_weftd_nodes(Backend::Udp, IoDriver::Poll);
+    two_weftd_nodes(Backend::Udp, DriverArg::Poll);
 }
 
 #[test]
 fn vxlan_backend_uring() {
     require_root!();
-    two_weftd_nodes(Backend::Vxlan, IoDriver::Uring);
+    two_weftd_nodes(Backend::Vxlan, DriverArg::Uring);
 }
 
 #[test]
 fn vxlan_backend_poll() {
     require_root!();
-    two_weftd_nodes(Backend::Vxlan, IoDriver::Poll);
+    two_weftd_nodes(Backend::Vxlan, DriverArg::Poll);
 }
 
 #[test]
@@ -91,7 +92,7 @@ fn routes_lists_the_peer() {
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
     let overlay = Overlay::Weftd {
         backend: Backend::Vxlan,
-        driver: IoDriver::Auto,
+        driver: DriverArg::Auto,
     };
     bed.start(&[overlay, overlay]).expect("weftd on both nodes");
     let routes = bed.control(0, "routes").unwrap_or_else(|e| panic!("{e:#}"));
@@ -101,7 +102,7 @@ fn routes_lists_the_peer() {
         b.subnet().to_string(),
         b.subnet6().to_string(),
         b.underlay().to_string(),
-        b.vtep_mac().to_string(),
+        engine::model::format_mac(&b.vtep_mac()),
     ] {
         assert!(text.contains(&want), "routes lacks {want}: {text}");
     }

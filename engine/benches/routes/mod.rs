@@ -4,7 +4,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use engine::route::{Backend, Cidr, Local, Origin, PeerEntry, RouteTable};
+use engine::model::{Backend, Cidr};
+use engine::route::{Local, Origin, PeerEntry, RouteTable};
 
 /// This node: udp backend, 192.168.0.1, owns nothing the peers have.
 pub fn local() -> Local {

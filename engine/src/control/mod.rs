@@ -31,8 +31,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::model::{format_mac, Backend};
 use crate::pump::{counters, IoDriver, PumpCounters};
-use crate::route::{format_mac, parse_peers, Backend, Local, RouteTable, Routes};
+use crate::route::{parse_peers, Local, RouteTable, Routes};
 use crate::tun::Offloads;
 
 /// How long one client may take to send its request and read the reply.

@@ -38,27 +38,18 @@ use crate::lease::manager::{
     random_vtep_mac, sleep_unless, stored_vtep_mac, wait_for_config, AcquireError, CONFIG_RETRY,
 };
 use crate::lease::{
-    BackendKind, BackendType, DirStore, EtcdStore, Ipv4Net, Ipv6Net, LeaseAttrs, LeaseStore,
-    ManagerEvent, ManagerOptions, NetworkConfig, OwnLease, PeerSet, Shutdown, SubnetManager,
+    DirStore, EtcdStore, LeaseAttrs, LeaseStore, ManagerEvent, ManagerOptions, NetworkConfig,
+    OwnLease, PeerSet, Shutdown, SubnetManager,
 };
+use crate::model::{Backend, Cidr, Ipv4Net};
 use crate::netconf::masq::MasqRules;
 use crate::netconf::subnet_env::{read_previous, SubnetEnv};
-use crate::route::{swap_retiring, Backend, Cidr, Local, Origin, PeerEntry, RouteTable, Routes};
+use crate::route::{swap_retiring, Local, Origin, PeerEntry, RouteTable, Routes};
 use crate::sys::netif;
 use crate::sys::rtnetlink::{self, RouteKind};
 
 use super::node::{local, Node};
 use super::systemd::{notify_ready, notify_systemd};
-
-fn cidr4(net: Ipv4Net) -> Result<Cidr> {
-    Cidr::new(IpAddr::V4(net.addr()), net.prefix_len())
-        .map_err(|e| anyhow::anyhow!("subnet {net}: {e}"))
-}
-
-fn cidr6(net: Ipv6Net) -> Result<Cidr> {
-    Cidr::new(IpAddr::V6(net.addr()), net.prefix_len())
-        .map_err(|e| anyhow::anyhow!("subnet {net}: {e}"))
-}
 
 fn open_store(settings: &StoreSettings) -> Result<Arc<dyn LeaseStore>> {
     Ok(match settings {
@@ -231,11 +222,9 @@ fn peer_entries(
 ) -> Vec<PeerEntry> {
     let mut entries = Vec::new();
     for lease in &set.peers {
-        let lease_backend = match lease.attrs.backend() {
-            BackendType::Udp => Backend::Udp,
-            BackendType::Vxlan => Backend::Vxlan,
-            // The manager already left these out with a log line.
-            BackendType::Other(_) => continue,
+        // The manager already left out other backends' leases with a log line.
+        let Ok(lease_backend) = lease.attrs.backend() else {
+            continue;
         };
         if lease_backend != backend || lease.attrs.public_ip.is_unspecified() {
             continue;
@@ -245,17 +234,7 @@ fn peer_entries(
             continue;
         }
         let vtep_mac = lease.attrs.vxlan_data().map(|d| d.vtep_mac);
-        let mut subnets = Vec::new();
-        match cidr4(lease.key.v4) {
-            Ok(c) => subnets.push(c),
-            Err(e) => reported.warn(&lease.key.to_string(), &format!("{e:#}"), now),
-        }
-        if let Some(v6) = lease.key.v6 {
-            match cidr6(v6) {
-                Ok(c) => subnets.push(c),
-                Err(e) => reported.warn(&lease.key.to_string(), &format!("{e:#}"), now),
-            }
-        }
+        let subnets = std::iter::once(Cidr::from(lease.key.v4)).chain(lease.key.v6.map(Cidr::from));
         for subnet in subnets {
             entries.push(PeerEntry {
                 origin: Origin::Lease(lease.key.to_string()),
@@ -365,8 +344,8 @@ impl Applier {
             }
         }
         let mut subnets = Vec::new();
-        subnets.extend(cidr4(own.subnet()).ok());
-        subnets.extend(own.subnet6().and_then(|s| cidr6(s).ok()));
+        subnets.push(Cidr::from(own.subnet()));
+        subnets.extend(own.subnet6().map(Cidr::from));
         self.local.subnets = subnets;
         let env = subnet_env(&self.config, &own, self.mtu, self.lease.ip_masq);
         if let Err(e) = env.write(&self.lease.subnet_file) {
@@ -520,10 +499,7 @@ pub(super) fn run(
         tracing::info!("stopped while waiting for the network config");
         return Ok(ExitCode::SUCCESS);
     };
-    let backend = match config.backend.kind {
-        BackendKind::Udp => Backend::Udp,
-        BackendKind::Vxlan => Backend::Vxlan,
-    };
+    let backend = config.backend.kind;
     let vni = config.backend.vni;
     let (vtep_mac, vtep_mac_random) = if backend == Backend::Vxlan && base.vtep_mac_random {
         match stored_vtep_mac(&*store, public_ip) {
@@ -558,10 +534,10 @@ pub(super) fn run(
         backend,
         port: config.backend.port(),
         vni,
-        network: cidr4(config.ipv4.network)?,
-        network6: config.ipv6.as_ref().map(|p| cidr6(p.network)).transpose()?,
-        subnet: cidr4(own.subnet())?,
-        subnet6: own.subnet6().map(cidr6).transpose()?,
+        network: config.ipv4.network.into(),
+        network6: config.ipv6.as_ref().map(|p| p.network.into()),
+        subnet: own.subnet().into(),
+        subnet6: own.subnet6().map(Cidr::from),
         vtep_mac,
         vtep_mac_random,
     };

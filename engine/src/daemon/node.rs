@@ -19,8 +19,9 @@ use signal_hook::consts::SIGTERM;
 use crate::config::{DriverArg, Settings};
 use crate::control::{ControlListener, ControlServer, ControlState};
 use crate::http::Health;
+use crate::model::format_mac;
 use crate::pump::{IoDriver, PumpConfig, Pumps};
-use crate::route::{format_mac, Local, Routes};
+use crate::route::{Local, Routes};
 use crate::sys::{netif, rtnetlink};
 use crate::tun::Tun;
 use crate::udp::{UdpConfig, UdpSocket};
@@ -157,7 +158,7 @@ impl Node {
                  their source (no anti-spoofing check)"
             );
         }
-        if s.backend == crate::route::Backend::Vxlan {
+        if s.backend == crate::model::Backend::Vxlan {
             tracing::info!(
                 "vxlan VNI {} VtepMAC {}{}",
                 s.vni,

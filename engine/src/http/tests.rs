@@ -1,6 +1,6 @@
 use super::*;
+use crate::model::Backend;
 use crate::pump::DropReason;
-use crate::route::Backend;
 
 fn control_state() -> ControlState {
     let state = ControlState::detached(

@@ -27,7 +27,7 @@ use std::fmt::Write as _;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
-use encap::backend::Mac;
+use crate::model::{format_mac, parse_mac, Backend, Mac};
 use serde_json::{Map, Value};
 
 /// The largest VXLAN Network Identifier (24 bits, RFC 7348).
@@ -47,43 +47,6 @@ fn attrs_error(field: &'static str, reason: impl Into<String>) -> AttrsError {
     AttrsError {
         field,
         reason: reason.into(),
-    }
-}
-
-/// A lease's backend, as the node that wrote it runs it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum BackendType {
-    /// flannel's udp backend (`BackendType` absent, empty or `"udp"`).
-    Udp,
-    /// flannel's vxlan backend (`"vxlan"`).
-    Vxlan,
-    /// Any other flannel backend (`host-gw`, `wireguard`, ...): weft cannot reach such a peer.
-    Other(String),
-}
-
-impl BackendType {
-    /// Interprets a lease's `BackendType` string.
-    pub fn from_lease(s: &str) -> BackendType {
-        match s {
-            "" | "udp" => BackendType::Udp,
-            "vxlan" => BackendType::Vxlan,
-            other => BackendType::Other(other.to_owned()),
-        }
-    }
-
-    /// The name flannel gives it.
-    pub fn as_str(&self) -> &str {
-        match self {
-            BackendType::Udp => "udp",
-            BackendType::Vxlan => "vxlan",
-            BackendType::Other(s) => s,
-        }
-    }
-}
-
-impl std::fmt::Display for BackendType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -154,9 +117,14 @@ impl LeaseAttrs {
         }
     }
 
-    /// The backend this lease announces.
-    pub fn backend(&self) -> BackendType {
-        BackendType::from_lease(&self.backend_type)
+    /// The backend this lease announces (`BackendType` absent, empty or `"udp"`: udp), or, as
+    /// the error, the name of a flannel backend weft does not speak (`host-gw`, `wireguard`,
+    /// ...): weft cannot reach such a peer.
+    pub fn backend(&self) -> Result<Backend, &str> {
+        match self.backend_type.as_str() {
+            "" => Ok(Backend::Udp),
+            other => other.parse().map_err(|_| other),
+        }
     }
 
     /// The vxlan data, when the lease carries it.
@@ -285,9 +253,7 @@ fn parse_vxlan_data(v: &Value) -> Result<VxlanData, String> {
         Some(other) => return Err(format!("VNI: expected a number, found {other}")),
     };
     let vtep_mac = match field(map, "VtepMAC") {
-        Some(Value::String(s)) => {
-            parse_mac(s).ok_or_else(|| format!("VtepMAC {s:?} is not a MAC address"))?
-        }
+        Some(Value::String(s)) => parse_mac(s).map_err(|e| format!("VtepMAC: {e}"))?,
         None | Some(Value::Null) => return Err("VtepMAC is missing".to_owned()),
         Some(other) => return Err(format!("VtepMAC: expected a string, found {other}")),
     };
@@ -323,34 +289,6 @@ pub(crate) fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a V
     })
 }
 
-/// Parses a 6-byte MAC in Go's `net.ParseMAC` colon or dash form (`c6:d2:4f:1a:2b:3c`).
-pub fn parse_mac(s: &str) -> Option<Mac> {
-    let sep = if s.contains('-') { '-' } else { ':' };
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(sep);
-    for byte in &mut mac {
-        let part = parts.next()?;
-        // from_str_radix alone would take a sign: "+e" as 0x0e; Go's net.ParseMAC does not.
-        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(mac)
-}
-
-/// Formats a MAC as Go's `net.HardwareAddr.String` does: lower-case hex, colons.
-pub fn format_mac(mac: &Mac) -> String {
-    let mut s = String::with_capacity(17);
-    for (i, b) in mac.iter().enumerate() {
-        if i > 0 {
-            s.push(':');
-        }
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,7 +302,7 @@ mod tests {
             a.to_json(),
             r#"{"PublicIP":"192.168.1.10","PublicIPv6":null}"#
         );
-        assert_eq!(a.backend(), BackendType::Udp);
+        assert_eq!(a.backend(), Ok(Backend::Udp));
     }
 
     #[test]
@@ -407,7 +345,7 @@ mod tests {
         // as 1170.2473777777775 after to_json.
         let text = br#"{"PublicIP":"172.16.0.5","PublicIPv6":null,"BackendType":"wireguard","BackendData":{"PublicKey":"9yWp0Zh0Zs+Ikd7gCzOYqZEm6AqrRWTkKC1xNqA0vXM=","Weight":1170.2473777777777,"Small":5e-324,"Big":1.7976931348623157e308}}"#;
         let a = LeaseAttrs::from_json(text).expect("wireguard lease");
-        assert_eq!(a.backend(), BackendType::Other("wireguard".to_owned()));
+        assert_eq!(a.backend(), Err("wireguard"));
         let again = LeaseAttrs::from_json(a.to_json().as_bytes()).expect("reads back");
         assert_eq!(again, a);
         assert_eq!(again.to_json(), a.to_json());
@@ -425,7 +363,7 @@ mod tests {
             br#"{"PublicIP":"172.16.0.2","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"2a:9b:77:0e:ab:01"}}"#,
         )
         .expect("flannel lease");
-        assert_eq!(a.backend(), BackendType::Vxlan);
+        assert_eq!(a.backend(), Ok(Backend::Vxlan));
         let d = a.vxlan_data().expect("vxlan data");
         assert_eq!(d.vni, Some(1));
         assert_eq!(d.vtep_mac, [0x2a, 0x9b, 0x77, 0x0e, 0xab, 0x01]);
@@ -437,12 +375,12 @@ mod tests {
         // Case-insensitive names, unknown fields ignored, no BackendType = udp.
         let u = LeaseAttrs::from_json(br#"{"publicip":"172.16.0.3","Extra":5}"#).expect("udp");
         assert_eq!(u.public_ip, Ipv4Addr::new(172, 16, 0, 3));
-        assert_eq!(u.backend(), BackendType::Udp);
+        assert_eq!(u.backend(), Ok(Backend::Udp));
         let h = LeaseAttrs::from_json(
             br#"{"PublicIP":"172.16.0.4","BackendType":"host-gw","BackendData":null}"#,
         )
         .expect("host-gw");
-        assert_eq!(h.backend(), BackendType::Other("host-gw".to_owned()));
+        assert_eq!(h.backend(), Err("host-gw"));
     }
 
     #[test]
@@ -471,13 +409,13 @@ mod tests {
 
     #[test]
     fn macs() {
-        assert_eq!(parse_mac("c6:d2:4f:1a:2b:3c"), Some(MAC));
-        assert_eq!(parse_mac("C6-D2-4F-1A-2B-3C"), Some(MAC));
-        assert_eq!(parse_mac("c6:d2:4f:1a:2b"), None);
-        assert_eq!(parse_mac("c6:d2:4f:1a:2b:3c:00"), None);
-        assert_eq!(parse_mac("c6:d2:4f:1a:2b:3"), None);
-        assert_eq!(parse_mac("+6:d2:4f:1a:2b:3c"), None);
-        assert_eq!(parse_mac("c6-d2-4f-1a-2b-+c"), None);
+        assert_eq!(parse_mac("c6:d2:4f:1a:2b:3c").ok(), Some(MAC));
+        assert_eq!(parse_mac("C6-D2-4F-1A-2B-3C").ok(), Some(MAC));
+        assert_eq!(parse_mac("c6:d2:4f:1a:2b").ok(), None);
+        assert_eq!(parse_mac("c6:d2:4f:1a:2b:3c:00").ok(), None);
+        assert_eq!(parse_mac("c6:d2:4f:1a:2b:3").ok(), None);
+        assert_eq!(parse_mac("+6:d2:4f:1a:2b:3c").ok(), None);
+        assert_eq!(parse_mac("c6-d2-4f-1a-2b-+c").ok(), None);
         assert_eq!(format_mac(&MAC), "c6:d2:4f:1a:2b:3c");
     }
 }

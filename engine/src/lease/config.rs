@@ -28,12 +28,9 @@ use std::str::FromStr;
 use serde_json::{Map, Value};
 
 use super::attrs::{field, VNI_MAX};
-use super::subnet::{mask_v4, mask_v6, Ipv4Net, Ipv6Net};
+use crate::model::prefix::{mask_v4, mask_v6};
+use crate::model::{Backend, Ipv4Net, Ipv6Net};
 
-/// flannel's udp backend port (pkg/backend/udp).
-pub const UDP_DEFAULT_PORT: u16 = 8285;
-/// The IANA VXLAN port, the kernel's default for flannel's vxlan backend.
-pub const VXLAN_DEFAULT_PORT: u16 = 8472;
 /// flannel's default VNI.
 pub const VXLAN_DEFAULT_VNI: u32 = 1;
 
@@ -54,30 +51,11 @@ fn err(field: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-/// The backend a config asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BackendKind {
-    /// flannel's udp backend: the UDP payload is the inner packet.
-    Udp,
-    /// flannel's vxlan backend.
-    Vxlan,
-}
-
-impl BackendKind {
-    /// flannel's name for it (also the lease's `BackendType`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackendKind::Udp => "udp",
-            BackendKind::Vxlan => "vxlan",
-        }
-    }
-}
-
 /// The `Backend` section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendConfig {
     /// `Type`.
-    pub kind: BackendKind,
+    pub kind: Backend,
     /// `Port` as given (0 or absent = the backend's default); see [`BackendConfig::port`].
     pub configured_port: u16,
     /// `VNI` (vxlan; 1 when absent).
@@ -87,10 +65,9 @@ pub struct BackendConfig {
 impl BackendConfig {
     /// The UDP port to use: `Port`, else 8285 (udp) or 8472 (vxlan).
     pub fn port(&self) -> u16 {
-        match (self.configured_port, self.kind) {
-            (0, BackendKind::Udp) => UDP_DEFAULT_PORT,
-            (0, BackendKind::Vxlan) => VXLAN_DEFAULT_PORT,
-            (p, _) => p,
+        match self.configured_port {
+            0 => self.kind.default_port(),
+            p => p,
         }
     }
 }
@@ -365,7 +342,7 @@ fn parse_backend(map: &Map<String, Value>) -> Result<BackendConfig, ConfigError>
         // flannel: `if len(be) == 0 { return "udp" }`.
         None => {
             return Ok(BackendConfig {
-                kind: BackendKind::Udp,
+                kind: Backend::Udp,
                 configured_port: 0,
                 vni: VXLAN_DEFAULT_VNI,
             })
@@ -380,8 +357,8 @@ fn parse_backend(map: &Map<String, Value>) -> Result<BackendConfig, ConfigError>
     };
     let kind = match field(backend, "Type") {
         Some(Value::String(t)) => match t.as_str() {
-            "udp" => BackendKind::Udp,
-            "vxlan" => BackendKind::Vxlan,
+            "udp" => Backend::Udp,
+            "vxlan" => Backend::Vxlan,
             other => {
                 return Err(err(
                     "Backend.Type",
@@ -509,8 +486,8 @@ mod tests {
         assert_eq!(c.ipv4.subnet_max, a4("10.5.255.0"));
         assert_eq!(c.ipv6, None);
         // No Backend key: udp, as flannel's code does.
-        assert_eq!(c.backend.kind, BackendKind::Udp);
-        assert_eq!(c.backend.port(), UDP_DEFAULT_PORT);
+        assert_eq!(c.backend.kind, Backend::Udp);
+        assert_eq!(c.backend.port(), Backend::Udp.default_port());
         assert_eq!(c.backend.vni, 1);
     }
 
@@ -547,7 +524,7 @@ mod tests {
         assert_eq!(c.ipv4.subnet_len, 26);
         assert_eq!(c.ipv4.subnet_min, a4("10.5.4.0"));
         assert_eq!(c.ipv4.subnet_max, a4("10.5.8.192"));
-        assert_eq!(c.backend.kind, BackendKind::Vxlan);
+        assert_eq!(c.backend.kind, Backend::Vxlan);
         assert_eq!(c.backend.port(), 4789);
         assert_eq!(c.backend.vni, 42);
         // An exact match wins over a case-insensitive one.
@@ -561,11 +538,11 @@ mod tests {
     #[test]
     fn backend_defaults() {
         let c = parse(r#"{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan"}}"#);
-        assert_eq!(c.backend.port(), VXLAN_DEFAULT_PORT);
+        assert_eq!(c.backend.port(), Backend::Vxlan.default_port());
         assert_eq!(c.backend.configured_port, 0);
         assert_eq!(c.backend.vni, VXLAN_DEFAULT_VNI);
         let c = parse(r#"{"Network":"10.5.0.0/16","Backend":{"Type":"udp","Port":0}}"#);
-        assert_eq!(c.backend.port(), UDP_DEFAULT_PORT);
+        assert_eq!(c.backend.port(), Backend::Udp.default_port());
     }
 
     #[test]

@@ -57,11 +57,12 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 use encap::backend::Mac;
 
-use super::config::{BackendKind, NetworkConfig};
+use super::config::NetworkConfig;
 use super::{
-    BackendType, Expiry, Ipv4Net, Ipv6Net, Lease, LeaseAttrs, LeaseStore, LeaseWatch, Listing,
-    Shutdown, StoreError, SubnetKey, WatchBatch, WatchEvent, LEASE_TTL,
+    Expiry, Lease, LeaseAttrs, LeaseStore, LeaseWatch, Listing, Shutdown, StoreError, SubnetKey,
+    WatchBatch, WatchEvent, LEASE_TTL,
 };
+use crate::model::{Ipv4Net, Ipv6Net};
 
 /// How often flanneld re-reads a missing or invalid config.
 pub const CONFIG_RETRY: Duration = Duration::from_secs(1);
@@ -704,19 +705,13 @@ impl Runner {
 
     /// Whether a lease is one of our backend's (logging the others once per key).
     fn wanted(&mut self, lease: &Lease) -> bool {
-        let ours = match self.manager.config.backend.kind {
-            BackendKind::Udp => BackendType::Udp,
-            BackendKind::Vxlan => BackendType::Vxlan,
+        let ours = self.manager.config.backend.kind;
+        let theirs = match lease.attrs.backend() {
+            Ok(b) if b == ours => return true,
+            Ok(b) => b.as_str(),
+            Err(foreign) => foreign,
         };
-        let theirs = lease.attrs.backend();
-        if theirs == ours {
-            return true;
-        }
-        if self
-            .manager
-            .logged
-            .insert((lease.key, theirs.as_str().to_owned()))
-        {
+        if self.manager.logged.insert((lease.key, theirs.to_owned())) {
             tracing::warn!(
                 "ignoring the lease {} of {}: its backend is {theirs}, this node runs {ours}",
                 lease.key,

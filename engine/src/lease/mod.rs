@@ -44,13 +44,13 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-pub use attrs::{BackendData, BackendType, LeaseAttrs, VxlanData};
-pub use config::{BackendConfig, BackendKind, ConfigError, NetworkConfig};
+pub use attrs::{BackendData, LeaseAttrs, VxlanData};
+pub use config::{BackendConfig, ConfigError, NetworkConfig};
 pub use dir::DirStore;
 pub use etcd::{EtcdError, EtcdOptions, EtcdStore, DEFAULT_ENDPOINTS};
 pub use manager::{ManagerEvent, ManagerOptions, OwnLease, PeerLease, PeerSet, SubnetManager};
 pub use shutdown::Shutdown;
-pub use subnet::{Ipv4Net, Ipv6Net, SubnetKey};
+pub use subnet::SubnetKey;
 
 /// flannel's default `--etcd-prefix`.
 pub const DEFAULT_PREFIX: &str = "/coreos.com/network";

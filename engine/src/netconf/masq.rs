@@ -39,7 +39,7 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use crate::lease::{Ipv4Net, Ipv6Net};
+use crate::model::{Ipv4Net, Ipv6Net};
 
 /// flannel's nat chain.
 pub const POSTRTG_CHAIN: &str = "FLANNEL-POSTRTG";

@@ -24,7 +24,8 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::lease::{Ipv4Net, Ipv6Net, SubnetKey};
+use crate::lease::SubnetKey;
+use crate::model::{Ipv4Net, Ipv6Net};
 
 /// flanneld's default `--subnet-file`.
 pub const DEFAULT_SUBNET_FILE: &str = "/run/flannel/subnet.env";

@@ -31,7 +31,8 @@ use encap::wire::{self, virtio};
 
 use super::counters::{DropReason, PumpCounters};
 use super::PumpConfig;
-use crate::route::{Backend, Peer, RouteTable};
+use crate::model::Backend;
+use crate::route::{Peer, RouteTable};
 
 /// The most bytes one TUN read delivers: the virtio header and a 64 KiB super-packet.
 pub const TUN_READ_LEN: usize = virtio::HEADER_LEN + 65_535;

@@ -47,7 +47,8 @@ use encap::ChecksumCaps;
 pub use counters::{DropReason, PumpCounters, Totals};
 pub use dataplane::Dataplane;
 
-use crate::route::{Backend, Routes};
+use crate::model::Backend;
+use crate::route::Routes;
 use crate::sys::poll::EventFd;
 use crate::tun::{Offloads, TunQueue};
 use crate::udp::UdpSocket;

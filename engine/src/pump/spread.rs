@@ -13,7 +13,7 @@
 use std::io;
 use std::os::fd::AsFd;
 
-use crate::route::Backend;
+use crate::model::Backend;
 use crate::sys::reuseport;
 use crate::udp::UdpSocket;
 

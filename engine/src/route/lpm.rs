@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-use super::addr::{mask_v4, mask_v6};
+use crate::model::prefix::{mask_v4, mask_v6};
 
 /// An address as an integer, maskable to a prefix.
 pub(crate) trait Key: Copy + Eq + Hash {

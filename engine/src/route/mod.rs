@@ -21,7 +21,6 @@
 //! two different backends or VtepMACs is a [`RouteError`] naming the line, and only that
 //! entry is left out.
 
-mod addr;
 mod lpm;
 mod peers_file;
 
@@ -36,7 +35,7 @@ use std::sync::Arc;
 
 use encap::backend::{Mac, VxlanEncap, VXLAN_HEADER_LEN};
 
-pub use addr::{format_mac, parse_mac, AddrParseError, Cidr};
+use crate::model::{format_mac, Backend, Cidr};
 pub use peers_file::{load_peers_file, parse_peers, PeerEntry, PeersFileError};
 
 use lpm::{FoldBuild, Lpm};
@@ -57,61 +56,6 @@ pub fn swap_retiring(routes: &Routes, table: RouteTable, retired: &mut Vec<Arc<R
     // so the strong counts below are exact for tables no longer in `routes`.
     retired.push(routes.swap(Arc::new(table)));
     retired.retain(|t| Arc::strong_count(t) > 1);
-}
-
-/// flannel's two backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    /// The UDP payload is the inner IP packet (flannel `"Type": "udp"`).
-    Udp,
-    /// VXLAN + inner Ethernet, byte-compatible with the kernel's `flannel.1`.
-    Vxlan,
-}
-
-impl Backend {
-    /// The name flannel uses: `udp` or `vxlan`.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Backend::Udp => "udp",
-            Backend::Vxlan => "vxlan",
-        }
-    }
-
-    /// flannel's default port for the backend: 8285 (udp) or 8472 (vxlan).
-    pub fn default_port(&self) -> u16 {
-        match self {
-            Backend::Udp => encap::backend::FLANNEL_UDP_PORT,
-            Backend::Vxlan => encap::backend::VXLAN_PORT,
-        }
-    }
-
-    /// The bytes each inner packet costs on an IPv4 underlay: 28 (udp) or 50 (vxlan).
-    pub fn overhead(&self) -> usize {
-        match self {
-            Backend::Udp => encap::backend::UDP_OVERHEAD,
-            Backend::Vxlan => encap::backend::VXLAN_OVERHEAD,
-        }
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Backend {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Backend, String> {
-        match s {
-            "udp" => Ok(Backend::Udp),
-            "vxlan" => Ok(Backend::Vxlan),
-            _ => Err(format!(
-                "unknown backend {s:?} (expected \"udp\" or \"vxlan\")"
-            )),
-        }
-    }
 }
 
 /// Traffic to and from one peer (inner IP packets and their bytes). Relaxed atomics: each

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use encap::backend::Mac;
 use serde::Deserialize;
 
-use super::{parse_mac, Backend, Cidr, Local, Origin, RouteError, RouteTable};
+use super::{Local, Origin, RouteError, RouteTable};
+use crate::model::{parse_mac, Backend, Cidr};
 
 /// A peer specification: one subnet of a peer, from a line of the peers file or a lease. Route
 /// sources turn what they read into these, and [`RouteTable::build`] takes them.

@@ -27,13 +27,7 @@ use crate::sys::{io as sysio, sockopt};
 
 pub use crate::sys::sockopt::UDP_MAX_SEGMENTS;
 
-/// The most UDP payload one IPv4 datagram carries: the 16-bit total length (65535) minus the
-/// IPv4 (20) and UDP (8) headers. A GSO send counts as one datagram here: more is EMSGSIZE.
-pub const UDP_MAX_PAYLOAD_V4: usize = 65535 - 20 - 8;
-
-/// The most UDP payload one IPv6 datagram carries: the 16-bit payload length (65535) minus the
-/// UDP header (8); jumbograms aside.
-pub const UDP_MAX_PAYLOAD_V6: usize = 65535 - 8;
+use crate::model::{MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
 
 /// How many segments of `segment_size` bytes one GSO send may carry: at most
 /// [`UDP_MAX_SEGMENTS`], and no more than fit one datagram's length field (46 of 1400 bytes
@@ -43,9 +37,9 @@ pub fn max_segments(segment_size: usize, ipv4: bool) -> usize {
         return 0;
     }
     let payload = if ipv4 {
-        UDP_MAX_PAYLOAD_V4
+        MAX_UDP_PAYLOAD_V4
     } else {
-        UDP_MAX_PAYLOAD_V6
+        MAX_UDP_PAYLOAD_V6
     };
     (payload / segment_size).min(UDP_MAX_SEGMENTS)
 }
@@ -119,8 +113,8 @@ pub enum UdpError {
     /// The segment size or count is not one UDP_SEGMENT can carry.
     #[error(
         "GSO send of {len} bytes in segments of {segment_size}: needs 1..=65535 bytes per segment, \
-         at most {UDP_MAX_SEGMENTS} segments and at most {UDP_MAX_PAYLOAD_V4} bytes over IPv4 \
-         ({UDP_MAX_PAYLOAD_V6} over IPv6); see max_segments"
+         at most {UDP_MAX_SEGMENTS} segments and at most {MAX_UDP_PAYLOAD_V4} bytes over IPv4 \
+         ({MAX_UDP_PAYLOAD_V6} over IPv6); see max_segments"
     )]
     BadSegments {
         /// Bytes to send.
@@ -360,9 +354,9 @@ impl UdpSocket {
         };
         let size = u16::try_from(segment_size).map_err(|_| bad())?;
         let max_payload = if dst.is_ipv4() {
-            UDP_MAX_PAYLOAD_V4
+            MAX_UDP_PAYLOAD_V4
         } else {
-            UDP_MAX_PAYLOAD_V6
+            MAX_UDP_PAYLOAD_V6
         };
         if size == 0
             || buf.len().div_ceil(segment_size) > UDP_MAX_SEGMENTS

@@ -16,11 +16,7 @@ use encap::backend::{VxlanEncap, VXLAN_HEADER_LEN};
 
 use super::packet::{self, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE, NH_ROUTING};
 use super::Rng;
-use crate::net::{IpNet, Mac};
-use crate::peers::Backend;
-
-/// The largest UDP payload over IPv4 (65 535 - 20 - 8).
-pub const MAX_UDP_PAYLOAD_V4: usize = 65_507;
+use engine::model::{Backend, Cidr, Mac, MAX_UDP_PAYLOAD_V4};
 
 /// What the attacker knows about the node it attacks and the peer it poses as.
 #[derive(Debug, Clone)]
@@ -34,17 +30,17 @@ pub struct Target {
     /// The VtepMAC of the peer we pose as (vxlan): the inner source MAC.
     pub own_mac: Mac,
     /// The target's IPv4 subnet (inner destinations).
-    pub target_subnet: IpNet,
+    pub target_subnet: Cidr,
     /// The target's IPv6 subnet.
-    pub target_subnet6: Option<IpNet>,
+    pub target_subnet6: Option<Cidr>,
     /// The subnet of the peer we pose as (legitimate inner sources from that peer).
-    pub own_subnet: IpNet,
+    pub own_subnet: Cidr,
     /// Its IPv6 subnet.
-    pub own_subnet6: Option<IpNet>,
+    pub own_subnet6: Option<Cidr>,
     /// A third node's subnet (spoofed inner sources).
-    pub spoof_subnet: IpNet,
+    pub spoof_subnet: Cidr,
     /// Its IPv6 subnet.
-    pub spoof_subnet6: Option<IpNet>,
+    pub spoof_subnet6: Option<Cidr>,
     /// The inner UDP destination port (a sink in the target's pod).
     pub sink_port: u16,
     /// The target's TUN MTU: inner packets longer than this are `oversized`.
@@ -215,7 +211,7 @@ impl Kind {
             }
             Kind::OwnSrcMac => {
                 let mut d = wrap(t, &valid(rng), None);
-                d[8 + 6..8 + 12].copy_from_slice(&t.target_mac.0);
+                d[8 + 6..8 + 12].copy_from_slice(&t.target_mac);
                 d
             }
             Kind::NotIp => {
@@ -375,8 +371,8 @@ enum V6Src {
 /// An IPv6/UDP packet to the target (a v4-mapped-free fallback prefix when the target has
 /// no IPv6 subnet: the packet is then still well-formed and must still be dropped).
 fn v6_packet(t: &Target, rng: &mut Rng, src: V6Src, chain: &[u8], payload: &[u8]) -> Vec<u8> {
-    let fallback = |n: u16| -> IpNet {
-        IpNet::new(
+    let fallback = |n: u16| -> Cidr {
+        Cidr::new(
             IpAddr::V6(Ipv6Addr::new(0xfd00, 0xdead, n, 0, 0, 0, 0, 0)),
             64,
         )
@@ -401,8 +397,8 @@ fn wrap(t: &Target, inner: &[u8], version: Option<u8>) -> Vec<u8> {
             let version = version.unwrap_or_else(|| inner.first().map_or(4, |b| b >> 4));
             let encap = VxlanEncap {
                 vni: t.vni,
-                local_mac: t.own_mac.0,
-                peer_mac: t.target_mac.0,
+                local_mac: t.own_mac,
+                peer_mac: t.target_mac,
             };
             let mut d = Vec::with_capacity(VXLAN_HEADER_LEN + inner.len());
             d.extend_from_slice(&encap.header(version));
@@ -413,7 +409,7 @@ fn wrap(t: &Target, inner: &[u8], version: Option<u8>) -> Vec<u8> {
 }
 
 /// A random host address in `net` (never the network address itself).
-fn pick(net: IpNet, rng: &mut Rng) -> IpAddr {
+fn pick(net: Cidr, rng: &mut Rng) -> IpAddr {
     let host_bits = match net.addr() {
         IpAddr::V4(_) => 32 - u32::from(net.prefix_len()),
         IpAddr::V6(_) => 128 - u32::from(net.prefix_len()),
@@ -447,14 +443,14 @@ mod tests {
         Target {
             backend,
             vni: 1,
-            target_mac: Mac([0x0e, 0x77, 0x65, 0x66, 0x74, 2]),
-            own_mac: Mac([0x0e, 0x77, 0x65, 0x66, 0x74, 3]),
-            target_subnet: IpNet::parse("10.244.2.0/24").unwrap(),
-            target_subnet6: Some(IpNet::parse("fd00:10:244:2::/64").unwrap()),
-            own_subnet: IpNet::parse("10.244.3.0/24").unwrap(),
-            own_subnet6: Some(IpNet::parse("fd00:10:244:3::/64").unwrap()),
-            spoof_subnet: IpNet::parse("10.244.1.0/24").unwrap(),
-            spoof_subnet6: Some(IpNet::parse("fd00:10:244:1::/64").unwrap()),
+            target_mac: [0x0e, 0x77, 0x65, 0x66, 0x74, 2],
+            own_mac: [0x0e, 0x77, 0x65, 0x66, 0x74, 3],
+            target_subnet: Cidr::parse_masked("10.244.2.0/24").unwrap(),
+            target_subnet6: Some(Cidr::parse_masked("fd00:10:244:2::/64").unwrap()),
+            own_subnet: Cidr::parse_masked("10.244.3.0/24").unwrap(),
+            own_subnet6: Some(Cidr::parse_masked("fd00:10:244:3::/64").unwrap()),
+            spoof_subnet: Cidr::parse_masked("10.244.1.0/24").unwrap(),
+            spoof_subnet6: Some(Cidr::parse_masked("fd00:10:244:1::/64").unwrap()),
             sink_port: 9999,
             mtu: 1450,
         }
@@ -467,7 +463,7 @@ mod tests {
             Backend::Udp => udp_decap(d),
             Backend::Vxlan => VxlanDecap {
                 vni: t.vni,
-                local_mac: t.target_mac.0,
+                local_mac: t.target_mac,
             }
             .decap(d)
             .map(|x| x.inner),

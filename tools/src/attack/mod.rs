@@ -219,8 +219,8 @@ pub fn run(config: &Config, stop: &AtomicBool) -> anyhow::Result<Report> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::net::{IpNet, Mac};
-    use crate::peers::Backend;
+    use engine::model::Backend;
+    use engine::model::Cidr;
 
     #[test]
     fn sends_every_kind_to_a_local_socket() {
@@ -230,13 +230,13 @@ mod tests {
         let info = Target {
             backend: Backend::Vxlan,
             vni: 1,
-            target_mac: Mac([2, 0, 0, 0, 0, 2]),
-            own_mac: Mac([2, 0, 0, 0, 0, 3]),
-            target_subnet: IpNet::parse("10.244.2.0/24").unwrap(),
+            target_mac: [2, 0, 0, 0, 0, 2],
+            own_mac: [2, 0, 0, 0, 0, 3],
+            target_subnet: Cidr::parse_masked("10.244.2.0/24").unwrap(),
             target_subnet6: None,
-            own_subnet: IpNet::parse("10.244.3.0/24").unwrap(),
+            own_subnet: Cidr::parse_masked("10.244.3.0/24").unwrap(),
             own_subnet6: None,
-            spoof_subnet: IpNet::parse("10.244.1.0/24").unwrap(),
+            spoof_subnet: Cidr::parse_masked("10.244.1.0/24").unwrap(),
             spoof_subnet6: None,
             sink_port: 9999,
             mtu: 1450,

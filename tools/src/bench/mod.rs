@@ -21,6 +21,7 @@ pub mod report;
 pub mod throughput;
 pub mod udp_rate;
 
+use engine::config::DriverArg;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,8 +29,8 @@ use std::time::Duration;
 use anyhow::bail;
 use serde::Serialize;
 
-use crate::peers::Backend;
-use crate::testbed::{traffic, Binaries, IoDriver, Options, Overlay, Testbed};
+use crate::testbed::{traffic, Binaries, Options, Overlay, Testbed};
+use engine::model::Backend;
 
 /// Seconds per throughput measurement, full run.
 pub const FULL_SECONDS: u32 = 10;
@@ -140,7 +141,7 @@ pub fn all_setups() -> Vec<Setup> {
         },
     ];
     for backend in [Backend::Udp, Backend::Vxlan] {
-        for driver in [IoDriver::Uring, IoDriver::Poll] {
+        for driver in [DriverArg::Uring, DriverArg::Poll] {
             for threads in [1, 2] {
                 v.push(Setup {
                     overlay: Overlay::Weftd { backend, driver },

@@ -20,9 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::peers::Backend;
 use crate::privileges;
 use crate::testbed::{ping, traffic, Binaries, Testbed};
+use engine::model::Backend;
 
 /// Seconds of the throughput test.
 pub const THROUGHPUT_SECONDS: u32 = 3;
@@ -65,7 +65,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
         .context("no weftd next to weftctl: build it with `cargo build --release -p engine`")?;
     println!(
         "demo: two nodes in network namespaces, weftd in lease mode ({} backend)",
-        config.backend.name()
+        config.backend.as_str()
     );
     // Testbeds on one machine run one at a time: the demo may first wait for another.
     let waiting = Instant::now();
@@ -154,7 +154,7 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
 }
 
 fn network_config(backend: Backend) -> String {
-    CONFIG.replace("{backend}", backend.name())
+    CONFIG.replace("{backend}", backend.as_str())
 }
 
 /// FLANNEL_SUBNET of a subnet file as the subnet's network (`10.244.105.0/24`).

@@ -29,8 +29,8 @@ use anyhow::{bail, Context};
 use engine::tun::{Offloads, Tun, TunQueue};
 use rustix::event::{PollFd, PollFlags};
 
-use crate::net::IpNet;
-use crate::peers::{self, Backend};
+use crate::peers;
+use engine::model::{Backend, Cidr};
 
 /// The line printed on stderr once packets move (tests wait for it).
 pub const READY_LINE: &str = "forward-udp: ready";
@@ -54,13 +54,13 @@ pub struct Config {
     /// The TUN device name (flannel's is `flannel0`).
     pub tun: String,
     /// Our IPv4 subnet; the TUN gets `<subnet>.0/32`.
-    pub subnet: IpNet,
+    pub subnet: Cidr,
     /// Our IPv6 subnet, if any; the TUN gets `<subnet6>::/128`.
-    pub subnet6: Option<IpNet>,
+    pub subnet6: Option<Cidr>,
     /// The overlay Network routed through the TUN.
-    pub network: IpNet,
+    pub network: Cidr,
     /// The IPv6 overlay Network, if any.
-    pub network6: Option<IpNet>,
+    pub network6: Option<Cidr>,
     /// The underlay address to bind.
     pub public_ip: IpAddr,
     /// The UDP port to bind, and the peers' default port.
@@ -87,7 +87,7 @@ pub struct Counters {
 /// One route: a peer's subnet and where its datagrams go.
 #[derive(Debug, Clone, Copy)]
 struct Route {
-    subnet: IpNet,
+    subnet: Cidr,
     to: SocketAddr,
 }
 
@@ -103,7 +103,7 @@ pub fn run(config: &Config, stop: &Arc<AtomicBool>) -> anyhow::Result<Counters> 
     let mtu = match config.mtu {
         Some(mtu) => mtu,
         None => underlay_mtu(config.public_ip)?
-            .checked_sub(Backend::Udp.overhead())
+            .checked_sub(Backend::Udp.overhead() as u32)
             .context("the underlay MTU is smaller than the udp overhead (28 bytes)")?,
     };
 
@@ -193,7 +193,7 @@ fn underlay_mtu(ip: IpAddr) -> anyhow::Result<u32> {
     engine::sys::netif::mtu(ifname).with_context(|| format!("reading the MTU of {ifname}"))
 }
 
-fn add_route(net: IpNet, dev: &str) -> anyhow::Result<()> {
+fn add_route(net: Cidr, dev: &str) -> anyhow::Result<()> {
     let family = if net.is_ipv4() { "-4" } else { "-6" };
     let out = Command::new("ip")
         .args([family, "route", "replace", &net.to_string(), "dev", dev])

@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use engine::lease::{
-    DirStore, EtcdOptions, EtcdStore, Ipv4Net, LeaseAttrs, LeaseStore, StoreError, SubnetKey,
-    LEASE_TTL,
+    DirStore, EtcdOptions, EtcdStore, LeaseAttrs, LeaseStore, StoreError, SubnetKey, LEASE_TTL,
 };
+use engine::model::Ipv4Net;
 
 use crate::testbed::{traffic, Binaries, Testbed};
 

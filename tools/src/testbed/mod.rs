@@ -26,6 +26,7 @@ pub mod ping;
 pub mod process;
 pub mod traffic;
 
+use engine::config::DriverArg;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -36,8 +37,8 @@ use anyhow::{bail, Context};
 use engine::sys::ethtool;
 
 use crate::control;
-use crate::net::{IpNet, Mac};
-use crate::peers::{Backend, PeerLine};
+use crate::peers::PeerLine;
+use engine::model::{format_mac, Backend, Cidr, Mac};
 pub use netns::Netns;
 pub use process::Process;
 pub use traffic::End;
@@ -67,28 +68,6 @@ const LOCK_FILE: &str = "weft-testbed.lock";
 /// Letters naming the nodes.
 const ROLES: [&str; 3] = ["a", "b", "c"];
 
-/// weftd's I/O driver (`--io-driver`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IoDriver {
-    /// io_uring.
-    Uring,
-    /// poll + recvmmsg / sendmsg.
-    Poll,
-    /// weftd's choice (probe io_uring, fall back to poll).
-    Auto,
-}
-
-impl IoDriver {
-    /// The flag value.
-    pub fn name(&self) -> &'static str {
-        match self {
-            IoDriver::Uring => "uring",
-            IoDriver::Poll => "poll",
-            IoDriver::Auto => "auto",
-        }
-    }
-}
-
 /// What moves a node's overlay traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Overlay {
@@ -101,7 +80,7 @@ pub enum Overlay {
         /// `--backend`.
         backend: Backend,
         /// `--io-driver`.
-        driver: IoDriver,
+        driver: DriverArg,
     },
 }
 
@@ -121,7 +100,7 @@ impl Overlay {
             Overlay::KernelVxlan => "kernel-vxlan".to_owned(),
             Overlay::Forwarder => "forwarder".to_owned(),
             Overlay::Weftd { backend, driver } => {
-                format!("weft-{}-{}", backend.name(), driver.name())
+                format!("weft-{}-{}", backend.as_str(), driver.as_str())
             }
         }
     }
@@ -157,8 +136,8 @@ pub struct Node {
     index: usize,
     ns: Netns,
     underlay: Ipv4Addr,
-    subnet: IpNet,
-    subnet6: IpNet,
+    subnet: Cidr,
+    subnet6: Cidr,
     vtep_mac: Mac,
     overlay: Option<Overlay>,
     /// Whether the node runs weftd (its control socket is the default, `@weft/<tun>` in the
@@ -185,12 +164,12 @@ impl Node {
     }
 
     /// The node's IPv4 subnet (`10.244.<i+1>.0/24`).
-    pub fn subnet(&self) -> IpNet {
+    pub fn subnet(&self) -> Cidr {
         self.subnet
     }
 
     /// The node's IPv6 subnet (`fd00:10:244:<i+1>::/64`).
-    pub fn subnet6(&self) -> IpNet {
+    pub fn subnet6(&self) -> Cidr {
         self.subnet6
     }
 
@@ -247,7 +226,7 @@ impl Node {
                 subnet: subnet.to_string(),
                 public_ip: self.underlay.to_string(),
                 backend,
-                vtep_mac: (backend == Backend::Vxlan).then(|| self.vtep_mac.to_string()),
+                vtep_mac: (backend == Backend::Vxlan).then(|| format_mac(&self.vtep_mac)),
                 port: None,
             })
             .collect())
@@ -362,9 +341,9 @@ impl Testbed {
                 index: i,
                 ns,
                 underlay: Ipv4Addr::new(192, 168, 250, k),
-                subnet: IpNet::parse(&format!("10.244.{k}.0/24"))?,
-                subnet6: IpNet::parse(&format!("fd00:10:244:{k}::/64"))?,
-                vtep_mac: Mac([0x0e, 0x77, 0x65, 0x66, 0x74, k]),
+                subnet: Cidr::parse_masked(&format!("10.244.{k}.0/24"))?,
+                subnet6: Cidr::parse_masked(&format!("fd00:10:244:{k}::/64"))?,
+                vtep_mac: [0x0e, 0x77, 0x65, 0x66, 0x74, k],
                 overlay: None,
                 runs_weftd: false,
                 process: None,
@@ -514,7 +493,7 @@ impl Testbed {
             .first()
             .and_then(|n| n.overlay)
             .map_or(Backend::Vxlan, |o| o.backend());
-        UNDERLAY_MTU - backend.overhead()
+        UNDERLAY_MTU - backend.overhead() as u32
     }
 
     /// Starts `program args` inside node `node`; its output goes to `<dir>/<label>.log`.
@@ -591,7 +570,7 @@ impl Testbed {
     fn setup_kernel_vxlan(&self, i: usize) -> anyhow::Result<()> {
         let node = &self.nodes[i];
         let dev = KERNEL_VXLAN_DEV;
-        let mtu = (UNDERLAY_MTU - Backend::Vxlan.overhead()).to_string();
+        let mtu = (UNDERLAY_MTU - Backend::Vxlan.overhead() as u32).to_string();
         let underlay = node.underlay.to_string();
         let vni = VNI.to_string();
         let port = Backend::Vxlan.default_port().to_string();
@@ -617,7 +596,7 @@ impl Testbed {
             "set",
             dev,
             "address",
-            &node.vtep_mac.to_string(),
+            &format_mac(&node.vtep_mac),
             "mtu",
             &mtu,
         ])?;
@@ -639,7 +618,7 @@ impl Testbed {
         ])?;
         node.ip(&["link", "set", dev, "up"])?;
         for peer in self.nodes.iter().filter(|n| n.index != i) {
-            let mac = peer.vtep_mac.to_string();
+            let mac = format_mac(&peer.vtep_mac);
             let gw = peer.subnet.addr().to_string();
             let gw6 = peer.subnet6.addr().to_string();
             node.ip(&[
@@ -734,7 +713,7 @@ impl Testbed {
         &mut self,
         i: usize,
         backend: Backend,
-        driver: IoDriver,
+        driver: DriverArg,
         peers: &Path,
     ) -> anyhow::Result<()> {
         let program = self.binaries.weftd.clone().context(
@@ -744,7 +723,7 @@ impl Testbed {
         let node = &self.nodes[i];
         let mut args: Vec<String> = [
             "--backend",
-            backend.name(),
+            backend.as_str(),
             "--public-ip",
             &node.underlay.to_string(),
             "--subnet",
@@ -758,14 +737,14 @@ impl Testbed {
             "--peers",
             path_str(peers)?,
             "--io-driver",
-            driver.name(),
+            driver.as_str(),
             "-v",
         ]
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
         if backend == Backend::Vxlan {
-            args.extend(["--vtep-mac".to_owned(), node.vtep_mac.to_string()]);
+            args.extend(["--vtep-mac".to_owned(), format_mac(&node.vtep_mac)]);
         }
         if let Some(n) = self.pump_threads {
             args.extend(["--pump-threads".to_owned(), n.to_string()]);

@@ -1,0 +1,78 @@
+//! weft's vocabulary: the words every module shares, defined once.
+//!
+//! - [`Backend`]: flannel's backends that weft speaks (`udp`, `vxlan`), with their ports and
+//!   per-packet overhead. Lease JSON (`BackendType`), network config (`Backend.Type`), the
+//!   peers file and `--backend` all convert into it at their edges.
+//! - [`Cidr`]: an IPv4 or IPv6 prefix with no host bits set (the route table's and the peers
+//!   file's prefix); [`Ipv4Net`] / [`Ipv6Net`] where the family is fixed (lease pools and
+//!   keys); [`Mac`] with [`parse_mac`] / [`format_mac`] in Go's `net.ParseMAC` /
+//!   `HardwareAddr.String` forms, as flannel writes VtepMACs.
+//! - Limits: [`MAX_UDP_PAYLOAD_V4`] / [`MAX_UDP_PAYLOAD_V6`].
+//!
+//! Contract: parsing never panics and names what is wrong; nothing here does I/O.
+
+mod mac;
+pub(crate) mod prefix;
+
+pub use encap::backend::Mac;
+pub use encap::gso::{MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6};
+pub use mac::{format_mac, parse_mac};
+pub use prefix::{AddrParseError, Cidr, Ipv4Net, Ipv6Net};
+
+/// flannel's backends that weft speaks. Each source of peers (the peers file, lease JSON, the
+/// command line) converts its own spelling into this at its edge, so a new backend is a new
+/// variant here and the compiler names every `match` it reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The UDP payload is the inner IP packet (flannel `"Type": "udp"`).
+    Udp,
+    /// VXLAN + inner Ethernet, byte-compatible with the kernel's `flannel.1`.
+    Vxlan,
+}
+
+impl Backend {
+    /// The name flannel uses: `udp` or `vxlan`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Backend::Udp => "udp",
+            Backend::Vxlan => "vxlan",
+        }
+    }
+
+    /// flannel's default port for the backend: 8285 (udp) or 8472 (vxlan).
+    pub fn default_port(&self) -> u16 {
+        match self {
+            Backend::Udp => encap::backend::FLANNEL_UDP_PORT,
+            Backend::Vxlan => encap::backend::VXLAN_PORT,
+        }
+    }
+
+    /// The bytes each inner packet costs on an IPv4 underlay: 28 (udp) or 50 (vxlan).
+    pub fn overhead(&self) -> usize {
+        match self {
+            Backend::Udp => encap::backend::UDP_OVERHEAD,
+            Backend::Vxlan => encap::backend::VXLAN_OVERHEAD,
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s {
+            "udp" => Ok(Backend::Udp),
+            "vxlan" => Ok(Backend::Vxlan),
+            _ => Err(format!(
+                "unknown backend {s:?} (expected \"udp\" or \"vxlan\")"
+            )),
+        }
+    }
+}
