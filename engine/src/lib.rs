@@ -4,7 +4,7 @@
 //! - [`sys`]: the only `unsafe` code: TUN and interface ioctls, socket options, cmsgs,
 //!   `sendmsg` / `recvmsg` / `recvmmsg`.
 //! - [`tun`]: a multiqueue TUN device with the virtio header and probed offloads.
-//! - [`udp`]: one UDP socket per pump thread with GSO send and GRO receive.
+//! - [`underlay`]: one UDP socket per pump thread with GSO send and GRO receive.
 //! - [`route`]: the route table snapshot (longest-prefix match to peers) and the peers file.
 //! - [`pump`]: the pump threads (TUN <-> UDP) with the poll and io_uring drivers.
 //! - [`control`]: the control socket (`stats`, `routes`).
@@ -30,4 +30,4 @@ pub mod pump;
 pub mod route;
 pub mod sys;
 pub mod tun;
-pub mod udp;
+pub mod underlay;

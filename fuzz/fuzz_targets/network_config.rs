@@ -2,7 +2,7 @@
 //! can write that key reaches `NetworkConfig::parse`.
 //!
 //! Invariants: no panic; a rejection names a field; an accepted config keeps what
-//! engine/src/lease/config.rs promises: the Network has no host bits and holds at least four
+//! engine/src/lease/network.rs promises: the Network has no host bits and holds at least four
 //! subnets (prefix + 2 <= SubnetLen <= 30, so the Network is a /28 or larger), SubnetLen is 24
 //! or prefix + 2 when not given, SubnetMin and SubnetMax lie in the Network on a SubnetLen
 //! boundary with Min <= Max (the second and the last subnet when not given), and the pool
@@ -13,7 +13,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use engine::lease::config::{Ipv4Pool, Ipv6Pool, VXLAN_DEFAULT_VNI};
+use engine::lease::network::{Ipv4Pool, Ipv6Pool, VXLAN_DEFAULT_VNI};
 use engine::lease::{NetworkConfig};
 use engine::model::{Backend, Ipv4Net, Ipv6Net};
 use libfuzzer_sys::fuzz_target;

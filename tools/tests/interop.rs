@@ -19,7 +19,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use engine::model::Backend;
-use engine::udp::{UdpConfig, UdpSocket};
+use engine::underlay::{UdpConfig, UdpSocket};
 use weftctl::require_root;
 use weftctl::testbed::{traffic, Options, Overlay, Testbed};
 

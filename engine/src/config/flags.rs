@@ -27,7 +27,7 @@ pub const IPV6_UNDERLAY_EXTRA: usize = 40 - 20;
 /// `--backend` takes the [`Backend`] names (`udp`, `vxlan`).
 impl ValueEnum for Backend {
     fn value_variants<'a>() -> &'a [Backend] {
-        &[Backend::Udp, Backend::Vxlan]
+        &Backend::ALL
     }
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {

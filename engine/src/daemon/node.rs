@@ -24,7 +24,7 @@ use crate::pump::{IoDriver, PumpConfig, Pumps};
 use crate::route::{Local, Routes};
 use crate::sys::{netif, rtnetlink};
 use crate::tun::Tun;
-use crate::udp::{UdpConfig, UdpSocket};
+use crate::underlay::{UdpConfig, UdpSocket};
 
 /// Our side of the route table (backend, port, VNI, VtepMAC, PublicIP, subnets) from `s`.
 pub(super) fn local(s: &Settings) -> Local {

@@ -57,7 +57,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::{Receiver, Sender};
 use encap::backend::Mac;
 
-use super::config::NetworkConfig;
+use super::network::NetworkConfig;
 use super::{
     Expiry, Lease, LeaseAttrs, LeaseStore, LeaseWatch, Listing, Shutdown, StoreError, SubnetKey,
     WatchBatch, WatchEvent, LEASE_TTL,

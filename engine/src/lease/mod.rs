@@ -1,7 +1,7 @@
 //! Subnet leases: flannel's lease store, its network config, and the subnet manager.
 //!
 //! weftd is a drop-in for flanneld, so this module speaks flannel's schema exactly:
-//! - `<prefix>/config` holds the network config ([`config::NetworkConfig`]); default prefix
+//! - `<prefix>/config` holds the network config ([`network::NetworkConfig`]); default prefix
 //!   [`DEFAULT_PREFIX`].
 //! - `<prefix>/subnets/<ip>-<len>` (dual stack `<ip>-<len>&<ip6>-<len6>`, [`SubnetKey`]) holds
 //!   one node's lease, flannel's `LeaseAttrs` JSON ([`LeaseAttrs`]), under a 24 h TTL. A key
@@ -31,10 +31,10 @@
 //!   to 5 s backoff, as flanneld) and counted in [`LeaseWatch::reconnects`].
 
 pub mod attrs;
-pub mod config;
 mod dir;
 mod etcd;
 pub mod manager;
+pub mod network;
 mod shutdown;
 pub mod subnet;
 mod time;
@@ -45,10 +45,10 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 pub use attrs::{BackendData, LeaseAttrs, VxlanData};
-pub use config::{BackendConfig, ConfigError, NetworkConfig};
 pub use dir::DirStore;
 pub use etcd::{EtcdError, EtcdOptions, EtcdStore, DEFAULT_ENDPOINTS};
 pub use manager::{ManagerEvent, ManagerOptions, OwnLease, PeerLease, PeerSet, SubnetManager};
+pub use network::{BackendConfig, ConfigError, NetworkConfig};
 pub use shutdown::Shutdown;
 pub use subnet::SubnetKey;
 

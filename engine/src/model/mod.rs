@@ -32,6 +32,18 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Every backend, in the order help texts list them.
+    pub const ALL: [Backend; 2] = [Backend::Udp, Backend::Vxlan];
+
+    /// The names for a message: `"udp" or "vxlan"`.
+    pub fn names() -> String {
+        let quoted: Vec<String> = Backend::ALL
+            .iter()
+            .map(|b| format!("{:?}", b.as_str()))
+            .collect();
+        quoted.join(" or ")
+    }
+
     /// The name flannel uses: `udp` or `vxlan`.
     pub fn as_str(&self) -> &'static str {
         match self {
@@ -67,12 +79,26 @@ impl std::str::FromStr for Backend {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Backend, String> {
-        match s {
-            "udp" => Ok(Backend::Udp),
-            "vxlan" => Ok(Backend::Vxlan),
-            _ => Err(format!(
-                "unknown backend {s:?} (expected \"udp\" or \"vxlan\")"
-            )),
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.as_str() == s)
+            .ok_or_else(|| format!("unknown backend {s:?} (expected {})", Backend::names()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backend;
+
+    #[test]
+    fn names_round_trip() {
+        for b in Backend::ALL {
+            assert_eq!(b.as_str().parse::<Backend>(), Ok(b));
         }
+        assert_eq!(Backend::names(), "\"udp\" or \"vxlan\"");
+        assert_eq!(
+            "gre".parse::<Backend>(),
+            Err("unknown backend \"gre\" (expected \"udp\" or \"vxlan\")".to_owned())
+        );
     }
 }

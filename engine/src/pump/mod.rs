@@ -51,7 +51,7 @@ use crate::model::Backend;
 use crate::route::Routes;
 use crate::sys::poll::EventFd;
 use crate::tun::{Offloads, TunQueue};
-use crate::udp::UdpSocket;
+use crate::underlay::UdpSocket;
 
 /// What every pump thread needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,7 +28,7 @@ use crate::route::Routes;
 use crate::sys::msg::RecvBatch;
 use crate::sys::poll::{poll, PollFd, POLLIN, POLLOUT};
 use crate::tun::TunQueue;
-use crate::udp::{UdpError, UdpSocket, UDP_MAX_SEGMENTS};
+use crate::underlay::{UdpError, UdpSocket, UDP_MAX_SEGMENTS};
 
 /// The most TUN reads per turn of the loop.
 pub const TUN_BATCH: usize = 64;

@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 
 use crate::model::Backend;
 use crate::sys::reuseport;
-use crate::udp::UdpSocket;
+use crate::underlay::UdpSocket;
 
 const LD_B_ABS: u16 = (libc::BPF_LD | libc::BPF_B | libc::BPF_ABS) as u16;
 const LD_H_ABS: u16 = (libc::BPF_LD | libc::BPF_H | libc::BPF_ABS) as u16;
@@ -203,7 +203,7 @@ pub fn attach(sockets: &[UdpSocket], backend: Backend) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::test_support::packet::{ipv4_tcp, ipv4_udp, ipv6_udp, Tcp, TCP_ACK};
-    use crate::udp::UdpConfig;
+    use crate::underlay::UdpConfig;
     use std::net::{Ipv4Addr, Ipv6Addr};
     use std::time::Duration;
 

@@ -29,7 +29,7 @@ use super::{DropReason, PumpCounters, Stop};
 use crate::route::{RouteTable, Routes};
 use crate::sys::uring::{Event, PumpRing, RingConfig, MAX_CHUNKS};
 use crate::tun::TunQueue;
-use crate::udp::{UdpSocket, UDP_MAX_SEGMENTS};
+use crate::underlay::{UdpSocket, UDP_MAX_SEGMENTS};
 
 pub use crate::sys::uring::probe;
 

@@ -429,9 +429,9 @@ fn udp_gso_send_into_the_tun_is_one_uso_packet() {
     require_root!();
     in_netns(|| {
         let tun = tun_with_addr("wfe-uso", 1, Offloads::ALL, Ipv4Addr::new(10, 95, 0, 1));
-        let cfg = crate::udp::UdpConfig::default();
-        let sock =
-            crate::udp::UdpSocket::bind("10.95.0.1:0".parse().expect("addr"), &cfg).expect("bind");
+        let cfg = crate::underlay::UdpConfig::default();
+        let sock = crate::underlay::UdpSocket::bind("10.95.0.1:0".parse().expect("addr"), &cfg)
+            .expect("bind");
         let dst: SocketAddr = "10.95.0.2:7000".parse().expect("addr");
         let payload: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
         sock.send_gso(dst, &payload, 1000).expect("GSO send");

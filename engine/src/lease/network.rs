@@ -356,18 +356,20 @@ fn parse_backend(map: &Map<String, Value>) -> Result<BackendConfig, ConfigError>
         }
     };
     let kind = match field(backend, "Type") {
-        Some(Value::String(t)) => match t.as_str() {
-            "udp" => Backend::Udp,
-            "vxlan" => Backend::Vxlan,
-            other => {
+        Some(Value::String(t)) => match t.parse::<Backend>() {
+            Ok(b) => b,
+            Err(_) => {
                 return Err(err(
                     "Backend.Type",
-                    format!("{other:?} is not supported by weft (use \"udp\" or \"vxlan\")"),
+                    format!("{t:?} is not supported by weft (use {})", Backend::names()),
                 ))
             }
         },
         None | Some(Value::Null) => {
-            return Err(err("Backend.Type", "missing: set \"udp\" or \"vxlan\""))
+            return Err(err(
+                "Backend.Type",
+                format!("missing: set {}", Backend::names()),
+            ))
         }
         Some(other) => {
             return Err(err(
