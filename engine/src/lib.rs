@@ -7,6 +7,9 @@
 //! - [`underlay`]: one UDP socket per pump thread with GSO send and GRO receive.
 //! - [`route`]: the route table snapshot (longest-prefix match to peers) and the peers file.
 //! - [`pump`]: the pump threads (TUN <-> UDP) with the poll and io_uring drivers.
+//! - [`lease`]: flannel's lease store (etcd v3, a lease directory), the network config, the
+//!   subnet manager.
+//! - [`netconf`]: subnet.env and the masquerade rules.
 //! - [`control`]: the control socket (`stats`, `routes`).
 //! - [`http`]: `/healthz`, `/readyz` and `/metrics` (`--healthz-ip`, `--healthz-port`).
 //! - [`config`]: weftd's command line.

@@ -52,6 +52,26 @@ pub fn ip_version(packet: &[u8]) -> Option<u8> {
     packet.first().map(|b| b >> 4)
 }
 
+/// Whether an IPv4 packet's header checksum verifies, as the kernel's `ip_rcv` checks it (a
+/// failure is InHdrErrors there). `true` for anything that is not IPv4 (IPv6 has no header
+/// checksum); `false` for an IPv4 header (IHL words) that does not fit in `packet`.
+#[inline]
+pub fn ipv4_header_verifies(packet: &[u8]) -> bool {
+    let Some(&first) = packet.first() else {
+        return true;
+    };
+    if first >> 4 != 4 {
+        return true;
+    }
+    let header_len = usize::from(first & 0x0f) * 4;
+    match packet.get(..header_len) {
+        Some(header) if header_len >= ipv4::HEADER_LEN => {
+            crate::checksum::verifies(crate::checksum::Sum::ZERO.bytes(header))
+        }
+        _ => false,
+    }
+}
+
 /// The destination address of an IPv4 (bytes 16..20) or IPv6 (bytes 24..40) packet, after one
 /// length check. `None` if the version is neither 4 nor 6 or the fixed header is cut short.
 /// Nothing else is validated: full checks are [`ipv4::Ipv4Packet::new_checked`] and
@@ -152,5 +172,31 @@ mod fast_path_tests {
         assert_eq!(destination(&[]), None);
         assert_eq!(destination(&[0x50; 40]), None);
         assert_eq!(source(&[0x00; 40]), None);
+    }
+
+    #[test]
+    fn ipv4_header_checksum_as_the_kernel_checks_it() {
+        // 10.0.0.1 -> 10.244.3.7, TCP, total length 20; checksum written by the oracle below.
+        let mut v4 = [
+            0x45, 0, 0, 20, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 244, 3, 7,
+        ];
+        let sum = crate::checksum::checksum(&v4);
+        v4[10..12].copy_from_slice(&sum.to_be_bytes());
+        assert!(ipv4_header_verifies(&v4));
+        let mut bad = v4;
+        bad[8] = 63; // TTL changed, checksum not
+        assert!(!ipv4_header_verifies(&bad));
+        assert!(!ipv4_header_verifies(&v4[..19]), "header cut short");
+        let mut long_ihl = v4;
+        long_ihl[0] = 0x46; // 24-byte header in a 20-byte buffer
+        assert!(!ipv4_header_verifies(&long_ihl));
+        let mut short_ihl = v4;
+        short_ihl[0] = 0x44; // IHL below 5
+        assert!(!ipv4_header_verifies(&short_ihl));
+        assert!(ipv4_header_verifies(&[]), "not IPv4");
+        assert!(
+            ipv4_header_verifies(&[0x60; 40]),
+            "IPv6 has no header checksum"
+        );
     }
 }

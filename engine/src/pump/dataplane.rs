@@ -367,11 +367,8 @@ impl Dataplane {
             return None;
         }
         // Its IPv4 header must verify as it came (the cut recomputes the segments' ones).
-        if inner[0] >> 4 == 4 {
-            let ihl = usize::from(inner[0] & 0x0f) * 4;
-            if encap::checksum::checksum(&inner[..ihl]) != 0 {
-                return None;
-            }
+        if !wire::ipv4_header_verifies(inner) {
+            return None;
         }
         Some((inner, partial_checksum::find(inner)?))
     }
@@ -422,14 +419,10 @@ impl<'a> Check<'a> {
     fn passes(&self, inner: &[u8]) -> bool {
         let c = self.counters;
         // The kernel drops an IPv4 header whose checksum fails (InHdrErrors): so do we, so that
-        // nothing goes into the TUN that the stack behind it rejects. (ip_packet_len has
-        // checked that the header fits.)
-        if inner[0] >> 4 == 4 {
-            let ihl = usize::from(inner[0] & 0x0f) * 4;
-            if encap::checksum::checksum(&inner[..ihl]) != 0 {
-                c.count_drop(DropReason::BadInner);
-                return false;
-            }
+        // nothing goes into the TUN that the stack behind it rejects.
+        if !wire::ipv4_header_verifies(inner) {
+            c.count_drop(DropReason::BadInner);
+            return false;
         }
         if inner.len() > self.config.mtu && !self.is_same_host_super_packet(inner) {
             c.count_drop(DropReason::Oversized);
@@ -512,6 +505,32 @@ impl RxQueue {
             _ => inner,
         };
         count_tun_write(counters, packet.len(), write(packet));
+    }
+
+    /// Hands one received inner packet towards the TUN: written at once with `write` when not
+    /// [`RxQueue::coalescing`]; else queued, and when the queue is full, `flush` (the driver's
+    /// way of writing the queue out) runs first. A packet that an empty queue does not take is
+    /// impossible (it takes anything up to 64 KiB, longer than any UDP payload) and counted as
+    /// [`DropReason::BadInner`].
+    #[inline]
+    pub fn deliver(
+        &mut self,
+        inner: &[u8],
+        counters: &PumpCounters,
+        write: impl FnOnce(&[u8]) -> bool,
+        flush: impl FnOnce(&mut RxQueue),
+    ) {
+        if !self.coalescing() {
+            self.write_one(inner, counters, write);
+            return;
+        }
+        if self.push(inner).is_ok() {
+            return;
+        }
+        flush(self);
+        if self.push(inner).is_err() {
+            counters.count_drop(DropReason::BadInner);
+        }
     }
 
     /// Adds an inner packet; `Err(Full)` when the caller must flush first.

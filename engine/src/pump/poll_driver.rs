@@ -206,7 +206,14 @@ pub fn run(
             for i in 0..n {
                 match udp.batch_datagram(&batch, i) {
                     Some(Ok((bytes, d))) => {
-                        let mut sink = |inner: &[u8]| deliver(&mut rxq, tun, &counters, inner);
+                        let mut sink = |inner: &[u8]| {
+                            rxq.deliver(
+                                inner,
+                                &counters,
+                                |p| tun.write(p).is_ok(),
+                                |q| q.flush(&counters, |p| tun.write(p).is_ok()),
+                            )
+                        };
                         dp.rx(table, bytes, d.segment_size, d.src, &mut sink);
                     }
                     Some(Err(_)) => counters.count_drop(DropReason::UdpRecvError),
@@ -232,24 +239,6 @@ pub fn run(
         }
     }
     Ok(())
-}
-
-/// Hands one valid inner packet to the TUN: into the coalescer (flushing it when full), or
-/// straight into the TUN when it has no virtio header (a partial checksum completed first).
-#[inline]
-fn deliver(rxq: &mut RxQueue, tun: &TunQueue, counters: &super::PumpCounters, inner: &[u8]) {
-    if !rxq.coalescing() {
-        rxq.write_one(inner, counters, |p| tun.write(p).is_ok());
-        return;
-    }
-    if rxq.push(inner).is_ok() {
-        return;
-    }
-    rxq.flush(counters, |p| tun.write(p).is_ok());
-    if rxq.push(inner).is_err() {
-        // An empty coalescer takes any packet up to 64 KiB; a UDP payload is never longer.
-        counters.count_drop(DropReason::BadInner);
-    }
 }
 
 /// Sends the [`Pending`] batch at the front of `out` (if any) in one GSO send and empties it.

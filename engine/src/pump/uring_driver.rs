@@ -161,7 +161,12 @@ impl Turn<'_, '_> {
                                 let (ring, rxq, tun, counters) =
                                     (&mut self.ring, &mut self.rxq, self.tun, &*self.counters);
                                 self.dp.rx(table, data, seg, src, &mut |inner: &[u8]| {
-                                    deliver(ring, rxq, tun, counters, inner);
+                                    rxq.deliver(
+                                        inner,
+                                        counters,
+                                        |p| tun.write(p).is_ok(),
+                                        |q| flush(ring, q, counters),
+                                    );
                                 });
                             }
                             _ => self.counters.count_drop(DropReason::UdpRecvError),
@@ -319,26 +324,4 @@ fn flush(ring: &mut PumpRing<'_>, rxq: &mut RxQueue, counters: &PumpCounters) {
         Err(_) => count_tun_write(counters, 0, false),
     });
     rxq.clear();
-}
-
-/// Hands one valid inner packet to the coalescer (flushing it when full), or straight to the
-/// TUN when it has no virtio header (a partial checksum completed first).
-fn deliver(
-    ring: &mut PumpRing<'_>,
-    rxq: &mut RxQueue,
-    tun: &TunQueue,
-    counters: &PumpCounters,
-    inner: &[u8],
-) {
-    if !rxq.coalescing() {
-        rxq.write_one(inner, counters, |p| tun.write(p).is_ok());
-        return;
-    }
-    if rxq.push(inner).is_ok() {
-        return;
-    }
-    flush(ring, rxq, counters);
-    if rxq.push(inner).is_err() {
-        counters.count_drop(DropReason::BadInner);
-    }
 }
