@@ -48,6 +48,7 @@ pub fn entries(n: u32, v6: bool) -> Vec<PeerEntry> {
             backend: Backend::Udp,
             vtep_mac: None,
             port: None,
+            direct: false,
         })
         .collect()
 }

@@ -412,6 +412,8 @@ fn routes(state: &ControlState) -> Value {
                     "port": r.peer.underlay().port(),
                     "backend": r.peer.backend().as_str(),
                     "vtep_mac": r.peer.vtep_mac().map(|m| format_mac(&m)),
+                    // DirectRouting: the kernel routes the subnet straight to public_ip.
+                    "path": if r.direct { "direct" } else { "overlay" },
                 })
             })
             .collect(),
@@ -478,6 +480,7 @@ mod tests {
         assert_eq!(v[0]["subnet"], "10.244.2.0/24");
         assert_eq!(v[0]["backend"], "vxlan");
         assert_eq!(v[0]["vtep_mac"], "0e:00:00:00:00:02");
+        assert_eq!(v[0]["path"], "overlay");
         assert_eq!(v[1]["subnet"], "fd00:10:244:2::/64");
         assert!(reply("bogus", &state())["error"]
             .as_str()

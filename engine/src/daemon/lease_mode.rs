@@ -48,6 +48,7 @@ use crate::route::{swap_retiring, Local, Origin, PeerEntry, RouteTable, Routes};
 use crate::sys::netif;
 use crate::sys::rtnetlink::{self, RouteKind};
 
+use super::direct::{self, DirectRoutes};
 use super::node::{local, Node};
 use super::systemd::{notify_ready, notify_systemd};
 
@@ -211,7 +212,8 @@ impl Reported {
 
 /// The route-table entries of a peer set: one per subnet of each lease of our backend, each
 /// naming its lease ([`Origin::Lease`]). Leases that cannot be routed ([`unroutable`]) are
-/// left out and reported once.
+/// left out and reported once. With `Backend.DirectRouting`, the IPv4 subnet of a peer whose
+/// PublicIP `on_link` says is on our segment is marked [`PeerEntry::direct`].
 fn peer_entries(
     set: &PeerSet,
     backend: Backend,
@@ -219,6 +221,7 @@ fn peer_entries(
     own: &OwnLease,
     reported: &mut Reported,
     now: &mut HashSet<(String, String)>,
+    on_link: &mut dyn FnMut(IpAddr) -> bool,
 ) -> Vec<PeerEntry> {
     let mut entries = Vec::new();
     for lease in &set.peers {
@@ -234,15 +237,18 @@ fn peer_entries(
             continue;
         }
         let vtep_mac = lease.attrs.vxlan_data().map(|d| d.vtep_mac);
+        let public_ip = IpAddr::V4(lease.attrs.public_ip);
+        let direct = config.backend.direct_routing && on_link(public_ip);
         let subnets = std::iter::once(Cidr::from(lease.key.v4)).chain(lease.key.v6.map(Cidr::from));
         for subnet in subnets {
             entries.push(PeerEntry {
                 origin: Origin::Lease(lease.key.to_string()),
                 subnet,
-                public_ip: IpAddr::V4(lease.attrs.public_ip),
+                public_ip,
                 backend: lease_backend,
                 vtep_mac,
                 port: None,
+                direct: direct && subnet.is_ipv4(),
             });
         }
     }
@@ -250,6 +256,8 @@ fn peer_entries(
 }
 
 /// Builds and swaps in the route table for `set`.
+// The applier's state, passed apart so that the in-process tests can drive it.
+#[allow(clippy::too_many_arguments)]
 fn apply_peers(
     routes: &Routes,
     local: &Local,
@@ -258,9 +266,10 @@ fn apply_peers(
     own: &OwnLease,
     reported: &mut Reported,
     retired: &mut Vec<Arc<RouteTable>>,
+    on_link: &mut dyn FnMut(IpAddr) -> bool,
 ) {
     let mut now = HashSet::new();
-    let entries = peer_entries(set, local.backend, config, own, reported, &mut now);
+    let entries = peer_entries(set, local.backend, config, own, reported, &mut now, on_link);
     let current = routes.load_full();
     let (table, errors) = RouteTable::build(local, &entries, Some(&current), "leases");
     for e in &errors {
@@ -272,8 +281,9 @@ fn apply_peers(
         reported.warn(&key, &e.message, &mut now);
     }
     reported.settle(now);
+    let direct = table.routes().iter().filter(|r| r.direct).count();
     tracing::info!(
-        "leases: {} route(s) to {} peer(s) (+{} -{})",
+        "leases: {} route(s) to {} peer(s), {direct} direct (+{} -{})",
         table.len(),
         table.peers().len(),
         set.added.len(),
@@ -297,12 +307,17 @@ struct Applier {
     retired: Vec<Arc<RouteTable>>,
     /// Told once the first peer set is in the route table (readiness waits for it).
     first_routes: Option<std::sync::mpsc::SyncSender<()>>,
+    /// The DirectRouting routes in the kernel.
+    direct: DirectRoutes,
+    /// Our TUN's interface index (a peer reached through it is not on our segment).
+    tun_index: Option<u32>,
 }
 
 impl Applier {
     fn handle(&mut self, event: ManagerEvent) {
         match event {
             ManagerEvent::Peers(set) => {
+                let tun_index = self.tun_index;
                 apply_peers(
                     &self.routes,
                     &self.local,
@@ -311,7 +326,11 @@ impl Applier {
                     &self.own,
                     &mut self.reported,
                     &mut self.retired,
+                    &mut |ip| direct::on_link(ip, tun_index),
                 );
+                if self.config.backend.direct_routing {
+                    self.direct.sync(DirectRoutes::wanted(&self.routes.load()));
+                }
                 if let Some(tell) = self.first_routes.take() {
                     let _ = tell.try_send(());
                 }
@@ -579,6 +598,8 @@ pub(super) fn run(
         reported: Reported::default(),
         retired: Vec::new(),
         first_routes: Some(first_routes_tx),
+        direct: DirectRoutes::default(),
+        tun_index: netif::index(&s.tun_name).ok(),
     };
     let events_thread = std::thread::Builder::new()
         .name("weft-routes".to_owned())
@@ -587,6 +608,7 @@ pub(super) fn run(
             for event in events {
                 applier.handle(event);
             }
+            applier.direct.clear();
             applier.own
         })
         .context("starting the route thread")?;
@@ -801,6 +823,7 @@ mod tests {
             &own,
             &mut reported,
             &mut retired,
+            &mut |ip| panic!("{ip} probed without DirectRouting"),
         );
 
         let table = routes.load_full();
@@ -814,6 +837,136 @@ mod tests {
         assert_eq!(seen.len(), 1, "{seen:?}");
         assert_eq!(seen[0].0, "10.244.7.0-24");
         assert!(seen[0].1.contains("our own VtepMAC"), "{seen:?}");
+    }
+
+    /// With DirectRouting, the IPv4 subnet of a peer on our segment is marked direct (its IPv6
+    /// subnet and the other peers stay on the overlay); each peer is probed once.
+    #[test]
+    fn direct_routing_marks_peers_on_our_segment() {
+        let config = NetworkConfig::parse(
+            r#"{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/48",
+                "Backend": {"Type": "udp", "DirectRouting": true}}"#,
+        )
+        .expect("config");
+        let peer = |key: &str, last: u8| Lease {
+            key: SubnetKey::parse(key).expect("key"),
+            attrs: LeaseAttrs::udp(Ipv4Addr::new(192, 168, 0, last), None),
+            expiry: Expiry::Leased,
+        };
+        let near = peer("10.244.6.0-24&fd00:10:244:6::-64", 6);
+        let far = peer("10.244.8.0-24", 8);
+        let set = PeerSet {
+            peers: vec![near, far],
+            added: vec![],
+            removed: vec![],
+        };
+        let mut probed = Vec::new();
+        let entries = peer_entries(
+            &set,
+            Backend::Udp,
+            &config,
+            &own(),
+            &mut Reported::default(),
+            &mut HashSet::new(),
+            &mut |ip| {
+                probed.push(ip);
+                ip == IpAddr::V4(Ipv4Addr::new(192, 168, 0, 6))
+            },
+        );
+        let marked: Vec<(String, bool)> = entries
+            .iter()
+            .map(|e| (e.subnet.to_string(), e.direct))
+            .collect();
+        assert_eq!(
+            marked,
+            [
+                ("10.244.6.0/24".to_owned(), true),
+                ("fd00:10:244:6::/64".to_owned(), false),
+                ("10.244.8.0/24".to_owned(), false),
+            ]
+        );
+        assert_eq!(probed.len(), 2, "{probed:?}");
+    }
+
+    /// DirectRoutes puts exactly the wanted `subnet via PublicIP` routes into the kernel, follows
+    /// changes and removes them all on clear.
+    #[test]
+    fn direct_routes_follow_the_table() {
+        require_root!();
+        crate::test_support::in_netns(|| {
+            netif::set_up("lo").expect("lo up");
+            let lo = netif::index("lo").expect("lo");
+            rtnetlink::add_device_route(IpAddr::V4(Ipv4Addr::new(192, 168, 77, 0)), 24, lo)
+                .expect("segment");
+            let local = Local {
+                backend: Backend::Udp,
+                port: 8285,
+                vni: 1,
+                vtep_mac: [0x0e, 0, 0, 0, 0, 1],
+                public_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 77, 1)),
+                subnets: vec![],
+            };
+            let table = |peers: &[(&str, u8, bool)]| {
+                let entries: Vec<PeerEntry> = peers
+                    .iter()
+                    .map(|&(subnet, last, direct)| PeerEntry {
+                        origin: Origin::Lease(subnet.to_owned()),
+                        subnet: subnet.parse().expect("subnet"),
+                        public_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 77, last)),
+                        backend: Backend::Udp,
+                        vtep_mac: None,
+                        port: None,
+                        direct,
+                    })
+                    .collect();
+                let (t, errors) = RouteTable::build(&local, &entries, None, "test");
+                assert!(errors.is_empty(), "{errors:?}");
+                t
+            };
+            let via = |subnet: &str| {
+                let dst: IpAddr = subnet.parse().expect("addr");
+                rtnetlink::route_get(dst).ok().and_then(|r| r.gateway)
+            };
+            let gw = |last: u8| Some(IpAddr::V4(Ipv4Addr::new(192, 168, 77, last)));
+            let mut direct = DirectRoutes::default();
+            let t = table(&[("10.244.6.0/24", 6, true), ("10.244.8.0/24", 8, false)]);
+            assert_eq!(direct.sync(DirectRoutes::wanted(&t)), 1);
+            assert_eq!(via("10.244.6.9"), gw(6));
+            assert_eq!(via("10.244.8.9"), None, "not direct: no kernel route");
+            // Unchanged: nothing to do.
+            assert_eq!(direct.sync(DirectRoutes::wanted(&t)), 0);
+            // The peer moved to another address, a second one became direct.
+            let t = table(&[("10.244.6.0/24", 16, true), ("10.244.8.0/24", 8, true)]);
+            assert_eq!(direct.sync(DirectRoutes::wanted(&t)), 2);
+            assert_eq!(via("10.244.6.9"), gw(16));
+            assert_eq!(via("10.244.8.9"), gw(8));
+            // A lease gone: its route goes.
+            let t = table(&[("10.244.8.0/24", 8, true)]);
+            assert_eq!(direct.sync(DirectRoutes::wanted(&t)), 1);
+            assert_eq!(via("10.244.6.9"), None);
+            direct.clear();
+            assert_eq!(via("10.244.8.9"), None);
+            assert!(direct.installed().is_empty());
+            // on_link: an address of the segment is, one behind a gateway is not.
+            assert!(direct::on_link(
+                IpAddr::V4(Ipv4Addr::new(192, 168, 77, 6)),
+                None
+            ));
+            assert!(!direct::on_link(
+                IpAddr::V4(Ipv4Addr::new(192, 168, 77, 6)),
+                Some(lo)
+            ));
+            rtnetlink::add_route(
+                IpAddr::V4(Ipv4Addr::new(172, 16, 0, 0)),
+                16,
+                RouteKind::Via(IpAddr::V4(Ipv4Addr::new(192, 168, 77, 254))),
+            )
+            .expect("route via a gateway");
+            assert!(!direct::on_link(
+                IpAddr::V4(Ipv4Addr::new(172, 16, 0, 5)),
+                None
+            ));
+        });
     }
 
     #[test]

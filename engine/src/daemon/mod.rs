@@ -37,6 +37,7 @@
 //! not persistent, so it and its routes go when its queues close; the control socket file is
 //! removed on drop), so a failed start leaves nothing behind.
 
+mod direct;
 mod lease_mode;
 mod node;
 mod systemd;

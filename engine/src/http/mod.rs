@@ -454,6 +454,11 @@ fn dataplane_metrics(out: &mut String, state: &ControlState, per_peer: bool) {
     );
     let _ = writeln!(
         out,
+        "# HELP weft_direct_routes Routes the kernel takes straight to the peer (DirectRouting), of weft_routes.\n# TYPE weft_direct_routes gauge\nweft_direct_routes {}",
+        table.routes().iter().filter(|r| r.direct).count()
+    );
+    let _ = writeln!(
+        out,
         "# HELP weft_pump_threads Pump threads.\n# TYPE weft_pump_threads gauge\nweft_pump_threads {}",
         state.counters.len()
     );

@@ -82,6 +82,7 @@ fn responds_with_readiness_and_metrics() {
         "weft_drops_total{reason=\"unknown_peer\"} 1",
         "weft_drops_total{reason=\"spoofed\"} 0",
         "weft_routes 1",
+        "weft_direct_routes 0",
         "# TYPE weft_gso_batch_segments histogram",
         "weft_gso_batch_segments_bucket{le=\"1\"} 1",
         "weft_gso_batch_segments_bucket{le=\"2\"} 1",

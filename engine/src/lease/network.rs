@@ -60,6 +60,9 @@ pub struct BackendConfig {
     pub configured_port: u16,
     /// `VNI` (vxlan; 1 when absent).
     pub vni: u32,
+    /// `DirectRouting`: peers reachable without a gateway get a plain kernel route via their
+    /// PublicIP instead of the overlay (flannel's vxlan option; weft also honours it for udp).
+    pub direct_routing: bool,
 }
 
 impl BackendConfig {
@@ -345,6 +348,7 @@ fn parse_backend(map: &Map<String, Value>) -> Result<BackendConfig, ConfigError>
                 kind: Backend::Udp,
                 configured_port: 0,
                 vni: VXLAN_DEFAULT_VNI,
+                direct_routing: false,
             })
         }
         Some(Value::Object(b)) => b,
@@ -386,10 +390,22 @@ fn parse_backend(map: &Map<String, Value>) -> Result<BackendConfig, ConfigError>
         Ok(v) => v.map_or(VXLAN_DEFAULT_VNI, |v| v as u32),
         Err(reason) => return Err(err("Backend.VNI", reason)),
     };
+    // flannel reads it as a JSON bool; anything else fails its config decode.
+    let direct_routing = match field(backend, "DirectRouting") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(err(
+                "Backend.DirectRouting",
+                format!("expected true or false, found {other}"),
+            ))
+        }
+    };
     Ok(BackendConfig {
         kind,
         configured_port,
         vni,
+        direct_routing,
     })
 }
 
@@ -545,6 +561,22 @@ mod tests {
         assert_eq!(c.backend.vni, VXLAN_DEFAULT_VNI);
         let c = parse(r#"{"Network":"10.5.0.0/16","Backend":{"Type":"udp","Port":0}}"#);
         assert_eq!(c.backend.port(), Backend::Udp.default_port());
+        assert!(!c.backend.direct_routing);
+    }
+
+    #[test]
+    fn direct_routing_is_a_json_bool() {
+        let c =
+            parse(r#"{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","DirectRouting":true}}"#);
+        assert!(c.backend.direct_routing);
+        let c =
+            parse(r#"{"Network":"10.5.0.0/16","Backend":{"Type":"udp","directrouting":false}}"#);
+        assert!(!c.backend.direct_routing);
+        let e = NetworkConfig::parse(
+            r#"{"Network":"10.5.0.0/16","Backend":{"Type":"vxlan","DirectRouting":"yes"}}"#,
+        )
+        .expect_err("a string is not a bool");
+        assert_eq!(e.field, "Backend.DirectRouting");
     }
 
     #[test]

@@ -246,6 +246,9 @@ pub struct Route {
     pub subnet: Cidr,
     /// Its peer.
     pub peer: Arc<Peer>,
+    /// Whether the kernel routes the subnet straight to the peer's public IP (DirectRouting,
+    /// [`PeerEntry::direct`]); the overlay route stays as the fallback.
+    pub direct: bool,
 }
 
 /// An immutable longest-prefix-match snapshot; see the module documentation.
@@ -325,8 +328,8 @@ impl RouteTable {
         let mut by_key: HashMap<u128, usize> = HashMap::new();
         // Subnet -> the entry that listed it first.
         let mut seen_subnets: HashMap<Cidr, &Origin> = HashMap::new();
-        // (subnet, index in `peers`), in entry order.
-        let mut routes: Vec<(Cidr, usize)> = Vec::new();
+        // (subnet, index in `peers`, direct), in entry order.
+        let mut routes: Vec<(Cidr, usize, bool)> = Vec::new();
         for entry in entries {
             let fail = |message: String| RouteError {
                 source_name: source_name.to_owned(),
@@ -397,7 +400,7 @@ impl RouteTable {
             };
             seen_subnets.insert(entry.subnet, &entry.origin);
             peers[idx].subnets.push(entry.subnet);
-            routes.push((entry.subnet, idx));
+            routes.push((entry.subnet, idx, entry.direct));
         }
         table.peers = peers.into_iter().map(Arc::new).collect();
         for peer in &table.peers {
@@ -405,7 +408,7 @@ impl RouteTable {
                 .by_underlay
                 .insert(underlay_key(peer.underlay.ip()), Arc::clone(peer));
         }
-        for (subnet, idx) in routes {
+        for (subnet, idx, direct) in routes {
             let peer = &table.peers[idx];
             match subnet.addr() {
                 IpAddr::V4(a) => {
@@ -422,6 +425,7 @@ impl RouteTable {
             table.routes.push(Route {
                 subnet,
                 peer: Arc::clone(peer),
+                direct,
             });
         }
         (table, errors)

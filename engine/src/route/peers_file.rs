@@ -37,6 +37,10 @@ pub struct PeerEntry {
     pub vtep_mac: Option<Mac>,
     /// The peer's port, when it differs from ours.
     pub port: Option<u16>,
+    /// Whether the kernel routes the subnet straight to `public_ip` (flannel's DirectRouting:
+    /// lease mode sets it for peers on our own network segment; the peers file never does).
+    /// The overlay keeps the route as the fallback and for what the peer sends encapsulated.
+    pub direct: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -100,6 +104,7 @@ fn parse_line(text: &str, line: usize) -> Result<PeerEntry, String> {
         backend,
         vtep_mac,
         port: raw.port,
+        direct: false,
     })
 }
 

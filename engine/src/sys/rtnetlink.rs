@@ -1,12 +1,16 @@
-//! A minimal rtnetlink client: add and delete routes of the main table.
+//! A minimal rtnetlink client: add and delete routes of the main table, and ask which route the
+//! kernel takes to an address.
 //!
 //! Contract: [`add_route`] sends one `RTM_NEWROUTE` request (`NLM_F_CREATE | NLM_F_REPLACE |
 //! NLM_F_ACK`, so repeating it is harmless) for a [`RouteKind`] (`prefix/len dev <ifindex>
 //! scope link`, or `blackhole prefix/len`) on a fresh `NETLINK_ROUTE` socket of the calling
 //! thread's network namespace, and waits (at most [`ACK_TIMEOUT`]) for the kernel's
 //! acknowledgement; a negative acknowledgement is returned as the errno it carries.
-//! [`delete_route`] sends `RTM_DELROUTE` the same way; a route already gone is success. The message is built in safe
-//! code with the layouts of include/uapi/linux/netlink.h and rtnetlink.h.
+//! [`delete_route`] sends `RTM_DELROUTE` the same way; a route already gone is success.
+//! [`route_get`] is `ip route get`: one `RTM_GETROUTE` and the output interface and gateway of
+//! the answer. The messages are built and read in safe code with the layouts of
+//! include/uapi/linux/netlink.h and rtnetlink.h; a reply that does not fit them is an error,
+//! never a panic.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -49,6 +53,9 @@ pub enum RouteKind {
     Device(u32),
     /// `blackhole`: dropped here.
     Blackhole,
+    /// `via <gateway>`: to a next hop the kernel finds the device of (flannel's DirectRouting
+    /// and host-gw routes: `Dst <subnet> Gw <PublicIP>`).
+    Via(IpAddr),
 }
 
 /// The bytes of an RTM_NEWROUTE / RTM_DELROUTE request for `dst/prefix_len` of `kind`.
@@ -68,31 +75,47 @@ fn route_request(msg_type: u16, dst: IpAddr, prefix_len: u8, kind: RouteKind, se
         libc::RTPROT_BOOT,
         match kind {
             RouteKind::Device(_) => libc::RT_SCOPE_LINK,
-            RouteKind::Blackhole => libc::RT_SCOPE_UNIVERSE,
+            RouteKind::Blackhole | RouteKind::Via(_) => libc::RT_SCOPE_UNIVERSE,
         },
         match kind {
-            RouteKind::Device(_) => libc::RTN_UNICAST,
+            RouteKind::Device(_) | RouteKind::Via(_) => libc::RTN_UNICAST,
             RouteKind::Blackhole => libc::RTN_BLACKHOLE,
         },
     ]);
     msg.extend_from_slice(&0u32.to_ne_bytes()); // rtm_flags
     debug_assert_eq!(msg.len(), NLMSG_HDR_LEN + RTMSG_LEN);
     push_attr(&mut msg, libc::RTA_DST, &addr);
-    if let RouteKind::Device(ifindex) = kind {
-        push_attr(&mut msg, libc::RTA_OIF, &ifindex.to_ne_bytes());
+    match kind {
+        RouteKind::Device(ifindex) => push_attr(&mut msg, libc::RTA_OIF, &ifindex.to_ne_bytes()),
+        RouteKind::Via(gateway) => push_attr(&mut msg, libc::RTA_GATEWAY, &ip_octets(gateway)),
+        RouteKind::Blackhole => {}
     }
+    finish_header(&mut msg, msg_type, seq);
+    msg
+}
+
+fn ip_octets(ip: IpAddr) -> Vec<u8> {
+    match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// Writes the netlink header of a request: its length, type, flags and sequence number.
+fn finish_header(msg: &mut [u8], msg_type: u16, seq: u32) {
     let len = msg.len() as u32;
-    let flags = if msg_type == libc::RTM_NEWROUTE {
-        libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE
-    } else {
-        libc::NLM_F_REQUEST | libc::NLM_F_ACK
+    let flags = match msg_type {
+        libc::RTM_NEWROUTE => {
+            libc::NLM_F_REQUEST | libc::NLM_F_ACK | libc::NLM_F_CREATE | libc::NLM_F_REPLACE
+        }
+        libc::RTM_GETROUTE => libc::NLM_F_REQUEST,
+        _ => libc::NLM_F_REQUEST | libc::NLM_F_ACK,
     } as u16;
     msg[0..4].copy_from_slice(&len.to_ne_bytes());
     msg[4..6].copy_from_slice(&msg_type.to_ne_bytes());
     msg[6..8].copy_from_slice(&flags.to_ne_bytes());
     msg[8..12].copy_from_slice(&seq.to_ne_bytes());
     // nlmsg_pid 0: the kernel fills in our port id.
-    msg
 }
 
 /// The errno of an acknowledgement for `seq` in `reply` (0 = success), or `None` if `reply`
@@ -144,14 +167,105 @@ pub fn delete_route(dst: IpAddr, prefix_len: u8, kind: RouteKind) -> io::Result<
     }
 }
 
-/// Sends one request and waits for its acknowledgement.
-fn request(msg: &[u8], seq: u32) -> io::Result<()> {
+/// The route the kernel takes to an address (`ip route get`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RouteLookup {
+    /// The output interface.
+    pub oif: Option<u32>,
+    /// The next hop, when the destination is not on a directly connected network.
+    pub gateway: Option<IpAddr>,
+}
+
+/// Asks the kernel which route it takes to `dst` (`RTM_GETROUTE`). No route is the errno the
+/// kernel answers (`ENETUNREACH`, ...).
+pub fn route_get(dst: IpAddr) -> io::Result<RouteLookup> {
+    let seq = 1;
+    let mut msg = Vec::with_capacity(48);
+    msg.resize(NLMSG_HDR_LEN, 0);
+    let (family, len) = match dst {
+        IpAddr::V4(_) => (libc::AF_INET as u8, 32),
+        IpAddr::V6(_) => (libc::AF_INET6 as u8, 128),
+    };
+    msg.extend_from_slice(&[family, len, 0, 0, 0, 0, 0, 0]);
+    msg.extend_from_slice(&0u32.to_ne_bytes());
+    push_attr(&mut msg, libc::RTA_DST, &ip_octets(dst));
+    finish_header(&mut msg, libc::RTM_GETROUTE, seq);
+    let socket = netlink_socket()?;
+    socket.send(&msg)?;
+    let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
+    loop {
+        let n = socket.recv(&mut buf)?;
+        // SAFETY: recv initialised the first `n` bytes of `buf`.
+        let reply = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) };
+        if let Some(errno) = ack_errno(reply, seq).filter(|&e| e != 0) {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
+        if let Some(found) = parse_route(reply, seq, dst) {
+            return Ok(found);
+        }
+    }
+}
+
+/// The output interface and gateway of the `RTM_NEWROUTE` answer for `seq` in `reply`.
+fn parse_route(reply: &[u8], seq: u32, dst: IpAddr) -> Option<RouteLookup> {
+    let mut off = 0;
+    while reply.len() >= off + NLMSG_HDR_LEN {
+        let h = &reply[off..];
+        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+        let ty = u16::from_ne_bytes([h[4], h[5]]);
+        let got_seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+        if len < NLMSG_HDR_LEN || off + len > reply.len() {
+            return None;
+        }
+        if ty == libc::RTM_NEWROUTE && got_seq == seq && len >= NLMSG_HDR_LEN + RTMSG_LEN {
+            let mut found = RouteLookup {
+                oif: None,
+                gateway: None,
+            };
+            let mut attrs = &h[NLMSG_HDR_LEN + RTMSG_LEN..len];
+            while attrs.len() >= RTA_HDR_LEN {
+                let alen = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+                let aty = u16::from_ne_bytes([attrs[2], attrs[3]]);
+                if alen < RTA_HDR_LEN || alen > attrs.len() {
+                    break;
+                }
+                let data = &attrs[RTA_HDR_LEN..alen];
+                match (aty, data.len(), dst) {
+                    (libc::RTA_OIF, 4, _) => {
+                        found.oif = Some(u32::from_ne_bytes([data[0], data[1], data[2], data[3]]));
+                    }
+                    (libc::RTA_GATEWAY, 4, IpAddr::V4(_)) => {
+                        found.gateway = Some(IpAddr::from([data[0], data[1], data[2], data[3]]));
+                    }
+                    (libc::RTA_GATEWAY, 16, IpAddr::V6(_)) => {
+                        let mut a = [0u8; 16];
+                        a.copy_from_slice(data);
+                        found.gateway = Some(IpAddr::from(a));
+                    }
+                    _ => {}
+                }
+                attrs = &attrs[align4(alen).min(attrs.len())..];
+            }
+            return Some(found);
+        }
+        off += align4(len);
+    }
+    None
+}
+
+fn netlink_socket() -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::from(libc::AF_NETLINK),
         Type::RAW.cloexec(),
         Some(Protocol::from(libc::NETLINK_ROUTE)),
     )?;
     socket.set_read_timeout(Some(ACK_TIMEOUT))?;
+    Ok(socket)
+}
+
+/// Sends one request and waits for its acknowledgement.
+fn request(msg: &[u8], seq: u32) -> io::Result<()> {
+    let socket = netlink_socket()?;
     // An unbound netlink socket sends to the kernel (port id 0) and is bound on first send.
     socket.send(msg)?;
     let mut buf = [MaybeUninit::<u8>::uninit(); 4096];
@@ -260,5 +374,75 @@ mod tests {
         ack[16..20].copy_from_slice(&(-libc::EEXIST).to_ne_bytes());
         assert_eq!(ack_errno(&ack, 5), Some(libc::EEXIST));
         assert_eq!(ack_errno(&ack[..10], 5), None);
+    }
+
+    #[test]
+    fn gateway_routes_and_route_get_in_a_private_namespace() {
+        require_root!();
+        crate::test_support::in_netns(|| {
+            let lo = crate::sys::netif::index("lo").unwrap();
+            crate::sys::netif::set_up("lo").unwrap();
+            // A connected network on lo, and a subnet reached through a gateway inside it.
+            add_device_route("10.96.0.0".parse().unwrap(), 24, lo).unwrap();
+            let gw: IpAddr = "10.96.0.7".parse().unwrap();
+            let subnet: IpAddr = "10.95.3.0".parse().unwrap();
+            add_route(subnet, 24, RouteKind::Via(gw)).unwrap();
+            let direct = route_get(gw).unwrap();
+            assert_eq!(
+                direct,
+                RouteLookup {
+                    oif: Some(lo),
+                    gateway: None
+                }
+            );
+            let via = route_get("10.95.3.9".parse().unwrap()).unwrap();
+            assert_eq!(
+                via,
+                RouteLookup {
+                    oif: Some(lo),
+                    gateway: Some(gw)
+                }
+            );
+            delete_route(subnet, 24, RouteKind::Via(gw)).unwrap();
+            let gone = route_get("10.95.3.9".parse().unwrap()).unwrap_err();
+            assert_eq!(gone.raw_os_error(), Some(libc::ENETUNREACH));
+            // A gateway that is not on a connected network is refused by the kernel.
+            let far = add_route(subnet, 24, RouteKind::Via("10.94.0.1".parse().unwrap()));
+            assert!(far.is_err());
+        });
+    }
+
+    #[test]
+    fn route_replies_that_do_not_fit_are_ignored() {
+        let dst: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(parse_route(&[], 1, dst), None);
+        assert_eq!(parse_route(&[0xff; 15], 1, dst), None);
+        // A header claiming more bytes than there are.
+        let mut m = vec![0u8; 28];
+        m[0..4].copy_from_slice(&200u32.to_ne_bytes());
+        m[4..6].copy_from_slice(&libc::RTM_NEWROUTE.to_ne_bytes());
+        m[8..12].copy_from_slice(&1u32.to_ne_bytes());
+        assert_eq!(parse_route(&m, 1, dst), None);
+        // A route with a broken attribute: what was read before it stands.
+        m[0..4].copy_from_slice(&36u32.to_ne_bytes());
+        m.extend_from_slice(&8u16.to_ne_bytes());
+        m.extend_from_slice(&libc::RTA_OIF.to_ne_bytes());
+        m.extend_from_slice(&3u32.to_ne_bytes());
+        assert_eq!(
+            parse_route(&m, 1, dst),
+            Some(RouteLookup {
+                oif: Some(3),
+                gateway: None
+            })
+        );
+        let mut broken = m.clone();
+        broken[28..30].copy_from_slice(&2u16.to_ne_bytes());
+        assert_eq!(
+            parse_route(&broken, 1, dst),
+            Some(RouteLookup {
+                oif: None,
+                gateway: None
+            })
+        );
     }
 }
