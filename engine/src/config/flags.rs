@@ -88,6 +88,12 @@ pub struct Cli {
     #[arg(long, env = "FLANNELD_IFACE_REGEX")]
     pub iface_regex: Vec<String>,
 
+    /// An address the underlay reaches: the --public-ip is the source address of the kernel's
+    /// route to it (flanneld's; used when neither --iface nor --iface-regex is given). Empty
+    /// (flanneld's default) means unset.
+    #[arg(long, env = "FLANNELD_IFACE_CAN_REACH", value_name = "IP")]
+    pub iface_can_reach: Option<String>,
+
     /// etcd endpoints, comma separated.
     #[arg(
         long,
@@ -278,9 +284,6 @@ pub struct FlanneldOnly {
     #[arg(long, env = "FLANNELD_SET_NODE_NETWORK_UNAVAILABLE", value_name = "BOOL",
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub set_node_network_unavailable: Option<String>,
-    /// flanneld: the interface whose route reaches this address.
-    #[arg(long, env = "FLANNELD_IFACE_CAN_REACH", value_name = "IP")]
-    pub iface_can_reach: Option<String>,
     /// flanneld: the IPv6 address to publish (an IPv6 underlay in lease mode).
     #[arg(long, env = "FLANNELD_PUBLIC_IPV6", value_name = "IP")]
     pub public_ipv6: Option<String>,
@@ -296,7 +299,7 @@ impl FlanneldOnly {
     /// The first flag given with a value flanneld would act on, as an error message.
     pub(super) fn check(&self) -> Result<(), String> {
         // (flag, value, flanneld's default: giving the default changes nothing).
-        let flags: [(&str, &Option<String>, Option<&str>); 8] = [
+        let flags: [(&str, &Option<String>, Option<&str>); 7] = [
             ("--kube-subnet-mgr", &self.kube_subnet_mgr, Some("false")),
             ("--kube-api-url", &self.kube_api_url, Some("")),
             ("--kubeconfig-file", &self.kubeconfig_file, Some("")),
@@ -315,7 +318,6 @@ impl FlanneldOnly {
                 &self.set_node_network_unavailable,
                 Some("true"),
             ),
-            ("--iface-can-reach", &self.iface_can_reach, Some("")),
             ("--public-ipv6", &self.public_ipv6, Some("")),
         ];
         for (flag, value, default) in flags {

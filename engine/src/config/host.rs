@@ -8,19 +8,24 @@ use regex::Regex;
 
 use super::flags::{IPV6_UNDERLAY_EXTRA, MIN_MTU};
 use crate::model::Backend;
-use crate::sys::{ifaddrs, netif};
+use crate::sys::{ifaddrs, netif, rtnetlink};
 
 /// `--public-ip`; else the first `--iface` that exists (an address some interface holds, or
 /// the first IPv4 address of the named interface); else the first `--iface-regex` that matches
-/// an address, then an interface name; else the first IPv4 address of the interface of the
-/// default route. flanneld's order.
+/// an address, then an interface name; else, with `--iface-can-reach`, the source address of
+/// the kernel's route to it; else the first IPv4 address of the interface of the default
+/// route. flanneld's order.
 pub(super) fn resolve_public_ip(
     public_ip: Option<IpAddr>,
     ifaces: &[String],
     regexes: &[Regex],
+    can_reach: Option<IpAddr>,
 ) -> Result<IpAddr, String> {
     if let Some(ip) = public_ip {
         return Ok(ip);
+    }
+    if let (true, Some(target)) = (ifaces.is_empty() && regexes.is_empty(), can_reach) {
+        return address_reaching(target);
     }
     let listing =
         || ifaddrs::all().map_err(|e| format!("listing the interface addresses failed: {e}"));
@@ -62,6 +67,16 @@ pub(super) fn resolve_public_ip(
         "no interface with an address matches {}: check the names with `ip addr`",
         tried.join(", ")
     ))
+}
+
+/// The address this host sends from to `target`: the source address of the kernel's route to
+/// it (`ip route get`; flanneld's `--iface-can-reach`).
+fn address_reaching(target: IpAddr) -> Result<IpAddr, String> {
+    let route = rtnetlink::route_get(target)
+        .map_err(|e| format!("--iface-can-reach {target}: no route to it: {e}"))?;
+    route
+        .prefsrc
+        .ok_or_else(|| format!("--iface-can-reach {target}: its route has no source address"))
 }
 
 /// The first IPv4 address of interface `name` in `all`, else its first address.

@@ -158,8 +158,16 @@ impl Cli {
                 ))
             })?);
         }
+        let can_reach = match self.iface_can_reach.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(s.parse::<IpAddr>().map_err(|_| {
+                invalid(format!(
+                    "invalid value '{s}' for '--iface-can-reach': not an IP address"
+                ))
+            })?),
+        };
         let public_ip =
-            resolve_public_ip(self.public_ip, &self.iface, &regexes).map_err(invalid)?;
+            resolve_public_ip(self.public_ip, &self.iface, &regexes, can_reach).map_err(invalid)?;
         if public_ip.is_unspecified() || public_ip.is_multicast() {
             return Err(invalid(format!(
                 "invalid value '{public_ip}' for '--public-ip': not a unicast host address"

@@ -19,7 +19,9 @@ use crate::sys::rtnetlink::{self, RouteKind, RouteLookup};
 /// Whether `public_ip` is reachable without a gateway, and not through the TUN `tun_index`.
 pub(super) fn on_link(public_ip: IpAddr, tun_index: Option<u32>) -> bool {
     match rtnetlink::route_get(public_ip) {
-        Ok(RouteLookup { gateway: None, oif }) => oif.is_some() && oif != tun_index,
+        Ok(RouteLookup {
+            gateway: None, oif, ..
+        }) => oif.is_some() && oif != tun_index,
         Ok(_) => false,
         Err(e) => {
             tracing::debug!("route to {public_ip}: {e}");

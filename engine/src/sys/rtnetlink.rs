@@ -174,6 +174,8 @@ pub struct RouteLookup {
     pub oif: Option<u32>,
     /// The next hop, when the destination is not on a directly connected network.
     pub gateway: Option<IpAddr>,
+    /// The source address the kernel would send from.
+    pub prefsrc: Option<IpAddr>,
 }
 
 /// Asks the kernel which route it takes to `dst` (`RTM_GETROUTE`). No route is the errno the
@@ -221,6 +223,7 @@ fn parse_route(reply: &[u8], seq: u32, dst: IpAddr) -> Option<RouteLookup> {
             let mut found = RouteLookup {
                 oif: None,
                 gateway: None,
+                prefsrc: None,
             };
             let mut attrs = &h[NLMSG_HDR_LEN + RTMSG_LEN..len];
             while attrs.len() >= RTA_HDR_LEN {
@@ -230,18 +233,21 @@ fn parse_route(reply: &[u8], seq: u32, dst: IpAddr) -> Option<RouteLookup> {
                     break;
                 }
                 let data = &attrs[RTA_HDR_LEN..alen];
-                match (aty, data.len(), dst) {
-                    (libc::RTA_OIF, 4, _) => {
-                        found.oif = Some(u32::from_ne_bytes([data[0], data[1], data[2], data[3]]));
-                    }
-                    (libc::RTA_GATEWAY, 4, IpAddr::V4(_)) => {
-                        found.gateway = Some(IpAddr::from([data[0], data[1], data[2], data[3]]));
-                    }
-                    (libc::RTA_GATEWAY, 16, IpAddr::V6(_)) => {
+                let addr = || match (data.len(), dst) {
+                    (4, IpAddr::V4(_)) => Some(IpAddr::from([data[0], data[1], data[2], data[3]])),
+                    (16, IpAddr::V6(_)) => {
                         let mut a = [0u8; 16];
                         a.copy_from_slice(data);
-                        found.gateway = Some(IpAddr::from(a));
+                        Some(IpAddr::from(a))
                     }
+                    _ => None,
+                };
+                match aty {
+                    libc::RTA_OIF if data.len() == 4 => {
+                        found.oif = Some(u32::from_ne_bytes([data[0], data[1], data[2], data[3]]));
+                    }
+                    libc::RTA_GATEWAY => found.gateway = addr(),
+                    libc::RTA_PREFSRC => found.prefsrc = addr(),
                     _ => {}
                 }
                 attrs = &attrs[align4(alen).min(attrs.len())..];
@@ -383,16 +389,20 @@ mod tests {
             let lo = crate::sys::netif::index("lo").unwrap();
             crate::sys::netif::set_up("lo").unwrap();
             // A connected network on lo, and a subnet reached through a gateway inside it.
+            // (A /24 on lo would make the whole /24 local: a /32 and a device route instead.)
+            crate::sys::netif::set_ipv4_addr("lo", "10.96.0.1".parse().unwrap(), 32).unwrap();
             add_device_route("10.96.0.0".parse().unwrap(), 24, lo).unwrap();
             let gw: IpAddr = "10.96.0.7".parse().unwrap();
             let subnet: IpAddr = "10.95.3.0".parse().unwrap();
             add_route(subnet, 24, RouteKind::Via(gw)).unwrap();
             let direct = route_get(gw).unwrap();
+            let src: IpAddr = "10.96.0.1".parse().unwrap();
             assert_eq!(
                 direct,
                 RouteLookup {
                     oif: Some(lo),
-                    gateway: None
+                    gateway: None,
+                    prefsrc: Some(src),
                 }
             );
             let via = route_get("10.95.3.9".parse().unwrap()).unwrap();
@@ -400,7 +410,8 @@ mod tests {
                 via,
                 RouteLookup {
                     oif: Some(lo),
-                    gateway: Some(gw)
+                    gateway: Some(gw),
+                    prefsrc: Some(src),
                 }
             );
             delete_route(subnet, 24, RouteKind::Via(gw)).unwrap();
@@ -428,21 +439,20 @@ mod tests {
         m.extend_from_slice(&8u16.to_ne_bytes());
         m.extend_from_slice(&libc::RTA_OIF.to_ne_bytes());
         m.extend_from_slice(&3u32.to_ne_bytes());
+        let none = RouteLookup {
+            oif: None,
+            gateway: None,
+            prefsrc: None,
+        };
         assert_eq!(
             parse_route(&m, 1, dst),
             Some(RouteLookup {
                 oif: Some(3),
-                gateway: None
+                ..none
             })
         );
         let mut broken = m.clone();
         broken[28..30].copy_from_slice(&2u16.to_ne_bytes());
-        assert_eq!(
-            parse_route(&broken, 1, dst),
-            Some(RouteLookup {
-                oif: None,
-                gateway: None
-            })
-        );
+        assert_eq!(parse_route(&broken, 1, dst), Some(none));
     }
 }
