@@ -349,6 +349,7 @@ fn run(cmd: Cmd) -> anyhow::Result<()> {
                 options: testbed::Options {
                     veth_tx_offload,
                     veth_gro: !no_veth_gro,
+                    ..testbed::Options::default()
                 },
             };
             bench::run(&config).map(drop)

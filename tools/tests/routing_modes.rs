@@ -5,6 +5,9 @@
 //!   peer's PublicIP (`ip route`), `weftctl routes` says `"path": "direct"`, ping and a
 //!   verified TCP stream between the TUN addresses work, and weft's pumps carry none of it.
 //!   A lease removed from the store removes its kernel route; SIGTERM removes them all.
+//! - Three nodes (udp backend, DirectRouting), c behind a router: a <-> b use a kernel route,
+//!   a <-> c and b <-> c the overlay (no kernel route, `"path": "overlay"`, the pumps carry
+//!   it), ping and TCP both ways.
 //!
 //! These run target/<profile>/weftd: build it first (`cargo build -p engine`).
 
@@ -16,10 +19,13 @@ use std::time::{Duration, Instant};
 use weftctl::require_root;
 use weftctl::testbed::leased::LeasedNode;
 use weftctl::testbed::traffic::{self, End};
-use weftctl::testbed::Testbed;
+use weftctl::testbed::{Options, Testbed};
 
 const CONFIG_DIRECT: &str = r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0",
     "Backend": {"Type": "vxlan", "DirectRouting": true}}"#;
+
+const CONFIG_DIRECT_UDP: &str = r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0",
+    "Backend": {"Type": "udp", "DirectRouting": true}}"#;
 
 /// How long a lease change may take to reach the kernel's routes.
 const ROUTE_DEADLINE: Duration = Duration::from_secs(2);
@@ -60,37 +66,47 @@ fn pump_datagrams(node: &LeasedNode) -> (u64, u64) {
     (get("udp_tx_datagrams"), get("udp_rx_datagrams"))
 }
 
+/// `n` leased weftd nodes on a lease directory holding `config`, ready; and the directory.
+fn start_nodes(bed: &mut Testbed, n: usize, config: &str) -> (Vec<LeasedNode>, std::path::PathBuf) {
+    let dir = bed.dir().join("leases");
+    std::fs::create_dir_all(&dir).expect("lease dir");
+    std::fs::write(dir.join("config"), config).expect("config");
+    let store = vec!["--lease-dir".to_owned(), dir.display().to_string()];
+    let weftd = common::binaries_with_weftd().weftd.expect("weftd");
+    let nodes = (0..n)
+        .map(|i| {
+            let node = LeasedNode::spawn_with_env(bed, &weftd, i, &store, &[], &[])
+                .unwrap_or_else(|e| panic!("weftd on node {i}: {e:#}"));
+            node.wait_ready(bed).unwrap_or_else(|e| panic!("{e:#}"));
+            node
+        })
+        .collect();
+    (nodes, dir)
+}
+
+/// The `path` weftctl routes gives node's route to `subnet`.
+fn route_path(node: &LeasedNode, subnet: &str) -> String {
+    let routes: serde_json::Value =
+        serde_json::from_str(&node.routes().expect("routes")).expect("json");
+    let route = routes
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["subnet"] == subnet))
+        .unwrap_or_else(|| panic!("no route to {subnet}: {routes}"));
+    route["path"].as_str().expect("path").to_owned()
+}
+
 #[test]
 fn direct_routing_on_one_segment_bypasses_the_overlay() {
     require_root!();
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
-    let dir = bed.dir().join("leases");
-    std::fs::create_dir_all(&dir).expect("lease dir");
-    std::fs::write(dir.join("config"), CONFIG_DIRECT).expect("config");
-    let store = vec!["--lease-dir".to_owned(), dir.display().to_string()];
-    let weftd = common::binaries_with_weftd().weftd.expect("weftd");
-    let nodes: Vec<LeasedNode> = (0..2)
-        .map(|i| {
-            let node = LeasedNode::spawn_with_env(&mut bed, &weftd, i, &store, &[], &[])
-                .unwrap_or_else(|e| panic!("weftd on node {i}: {e:#}"));
-            node.wait_ready(&mut bed)
-                .unwrap_or_else(|e| panic!("{e:#}"));
-            node
-        })
-        .collect();
+    let (nodes, dir) = start_nodes(&mut bed, 2, CONFIG_DIRECT);
     let subnets: Vec<String> = nodes.iter().map(|n| n.subnet().expect("subnet")).collect();
     let underlay: Vec<String> = (0..2).map(|i| bed.node(i).underlay().to_string()).collect();
 
     // Each node routes the other's subnet via its PublicIP, and says so.
     for (i, j) in [(0, 1), (1, 0)] {
         wait_kernel_route(&bed, i, &subnets[j], &underlay[j], true);
-        let routes: serde_json::Value =
-            serde_json::from_str(&nodes[i].routes().expect("routes")).expect("json");
-        let route = routes
-            .as_array()
-            .and_then(|r| r.iter().find(|r| r["subnet"] == subnets[j].as_str()))
-            .unwrap_or_else(|| panic!("node {i} has no route to {}: {routes}", subnets[j]));
-        assert_eq!(route["path"], "direct", "{route}");
+        assert_eq!(route_path(&nodes[i], &subnets[j]), "direct");
     }
 
     // Traffic between the TUN addresses goes straight over the segment: weft carries none.
@@ -126,4 +142,54 @@ fn direct_routing_on_one_segment_bypasses_the_overlay() {
 
     let (status, _) = bed.process(nodes[0].handle).stop().expect("a stopped");
     assert!(status.success(), "weftd a exited {status}");
+}
+
+#[test]
+fn direct_routing_keeps_a_peer_behind_a_router_on_the_overlay() {
+    require_root!();
+    let options = Options {
+        third_behind_router: true,
+        ..Options::default()
+    };
+    let mut bed =
+        Testbed::with_options(3, common::binaries_with_weftd(), options).expect("testbed");
+    let (nodes, _dir) = start_nodes(&mut bed, 3, CONFIG_DIRECT_UDP);
+    let subnets: Vec<String> = nodes.iter().map(|n| n.subnet().expect("subnet")).collect();
+    let underlay: Vec<String> = (0..3).map(|i| bed.node(i).underlay().to_string()).collect();
+    assert!(underlay[2].starts_with("192.168.251."), "{underlay:?}");
+    // a <-> b: a kernel route; a, b <-> c: the overlay, no kernel route.
+    for (i, j) in [(0, 1), (1, 0)] {
+        wait_kernel_route(&bed, i, &subnets[j], &underlay[j], true);
+        assert_eq!(route_path(&nodes[i], &subnets[j]), "direct");
+    }
+    for (i, j) in [(0, 2), (2, 0), (1, 2), (2, 1)] {
+        assert_eq!(route_path(&nodes[i], &subnets[j]), "overlay", "{i} -> {j}");
+        let shown = kernel_route(&bed, i, &subnets[j]);
+        assert!(!shown.contains(" via "), "{i} -> {j}: {shown:?}");
+    }
+    let tun: Vec<IpAddr> = nodes
+        .iter()
+        .map(|n| IpAddr::V4(n.tun_ip().expect("tun ip")))
+        .collect();
+    let end = |i: usize| End {
+        ns: bed.node(i).ns(),
+        ip: tun[i],
+    };
+    // The overlay pair: the pumps carry it, both ways.
+    let before = pump_datagrams(&nodes[0]);
+    for (i, j) in [(0, 2), (2, 0), (1, 2)] {
+        traffic::ping(end(i), tun[j], 2, None).unwrap_or_else(|e| panic!("ping {i} -> {j}: {e:#}"));
+    }
+    common::stream(end(0), end(2), 8 << 20);
+    common::stream(end(2), end(0), 8 << 20);
+    let after = pump_datagrams(&nodes[0]);
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "a's pumps carried nothing to c: {before:?} -> {after:?}"
+    );
+    // The direct pair: not a datagram.
+    let before = pump_datagrams(&nodes[0]);
+    traffic::ping(end(0), tun[1], 2, None).unwrap_or_else(|e| panic!("ping a -> b: {e:#}"));
+    common::stream(end(1), end(0), 8 << 20);
+    assert_eq!(pump_datagrams(&nodes[0]), before, "a -> b took the overlay");
 }

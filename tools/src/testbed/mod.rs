@@ -63,6 +63,8 @@ pub const POD_PEER_DEV: &str = "pod0p";
 pub const WEFTD_READY: &str = "weftd: ready";
 /// How long an overlay process gets to become ready.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// The third octet of node c's underlay when it is behind a router ([`Options`]).
+const ROUTED_SEGMENT: u8 = 251;
 /// The lock file that makes testbeds run one at a time.
 const LOCK_FILE: &str = "weft-testbed.lock";
 /// Letters naming the nodes.
@@ -261,6 +263,11 @@ pub struct Options {
     /// Turn GRO on on the veths (default), as a real NIC has it: UDP datagrams of one flow
     /// reach a UDP_GRO socket coalesced, and VXLAN is coalesced by the kernel's UDP tunnel GRO.
     pub veth_gro: bool,
+    /// With three nodes, put node c behind a router (default off): a and b share the
+    /// `192.168.250.0/24` segment, c is `192.168.251.3` on its own segment, and the switch
+    /// namespace routes between them (`.254` on each side). Peers a and b are then on-link to
+    /// each other and c is reached through a gateway (DirectRouting's two cases).
+    pub third_behind_router: bool,
 }
 
 impl Default for Options {
@@ -268,6 +275,7 @@ impl Default for Options {
         Options {
             veth_tx_offload: true,
             veth_gro: true,
+            third_behind_router: false,
         }
     }
 }
@@ -337,10 +345,15 @@ impl Testbed {
         for (i, role) in ROLES.iter().enumerate().take(nodes) {
             let ns = Netns::create(&format!("{id}-{role}"))?;
             let k = u8::try_from(i + 1).context("node count")?;
+            let segment = if i == 2 && options.third_behind_router {
+                ROUTED_SEGMENT
+            } else {
+                250
+            };
             built.push(Node {
                 index: i,
                 ns,
-                underlay: Ipv4Addr::new(192, 168, 250, k),
+                underlay: Ipv4Addr::new(192, 168, segment, k),
                 subnet: Cidr::parse_masked(&format!("10.244.{k}.0/24"))?,
                 subnet6: Cidr::parse_masked(&format!("fd00:10:244:{k}::/64"))?,
                 vtep_mac: [0x0e, 0x77, 0x65, 0x66, 0x74, k],
@@ -369,6 +382,16 @@ impl Testbed {
             let sw = Netns::create(&format!("{id}-sw"))?;
             sw.exec_checked("ip", &["link", "add", "br0", "type", "bridge"])?;
             sw.exec_checked("ip", &["link", "set", "br0", "up"])?;
+            let routed = options.third_behind_router;
+            if routed {
+                sw.exec_checked("ip", &["addr", "add", "192.168.250.254/24", "dev", "br0"])?;
+                sw.spawn_inside(|| {
+                    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
+                        .context("turning on forwarding in the router")
+                })
+                .join()
+                .map_err(|_| anyhow::anyhow!("the router set-up thread panicked"))??;
+            }
             for node in &built {
                 let port = format!("p{}", node.index);
                 sw.exec_checked(
@@ -386,13 +409,33 @@ impl Testbed {
                         node.ns.name(),
                     ],
                 )?;
-                sw.exec_checked("ip", &["link", "set", &port, "master", "br0", "up"])?;
+                if routed && node.index == 2 {
+                    let gw = format!("192.168.{ROUTED_SEGMENT}.254/24");
+                    sw.exec_checked("ip", &["addr", "add", &gw, "dev", &port])?;
+                    sw.exec_checked("ip", &["link", "set", &port, "up"])?;
+                } else {
+                    sw.exec_checked("ip", &["link", "set", &port, "master", "br0", "up"])?;
+                }
                 options.apply(&sw, &port)?;
             }
             Some(sw)
         };
         for node in &built {
             setup_node(node, options)?;
+            if options.third_behind_router && nodes == 3 {
+                let (other, gw) = if node.index == 2 {
+                    (
+                        "192.168.250.0/24".to_owned(),
+                        format!("192.168.{ROUTED_SEGMENT}.254"),
+                    )
+                } else {
+                    (
+                        format!("192.168.{ROUTED_SEGMENT}.0/24"),
+                        "192.168.250.254".to_owned(),
+                    )
+                };
+                node.ip(&["route", "add", &other, "via", &gw])?;
+            }
         }
         Ok(Testbed {
             id,
