@@ -1,4 +1,4 @@
-//! RouteTable scaling (issue 5, "Scaling"): lookups at 1, 100, 10 000 and 100 000 routes,
+//! RouteTable scaling: lookups at 1, 100, 10 000 and 100 000 routes,
 //! IPv4 and IPv6, hits and misses, the underlay ("known peer") lookup; and building plus
 //! swapping in a table of 10 000 routes, as the control plane does for each batch of lease
 //! events.

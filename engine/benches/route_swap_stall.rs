@@ -1,4 +1,4 @@
-//! Lookups never stall while the control plane swaps route tables (issue 5, "Scaling").
+//! Lookups never stall while the control plane swaps route tables.
 //!
 //! A reader thread does what a pump does: `arc_swap::Cache::load` of the current table, then
 //! one lookup, in a loop, timing each (load + lookup) with `Instant::now()` into a histogram,

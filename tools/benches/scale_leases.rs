@@ -1,5 +1,5 @@
 //! `cargo bench -p weftctl --bench scale_leases`: `weftctl scale-leases` with 10 000 leases,
-//! on etcd and on a lease directory (issue 5, "Scaling": all routes within 2 s of weftd's
+//! on etcd and on a lease directory (the scaling targets: all routes within 2 s of weftd's
 //! start, weftd under 50 MB with 10 000 peers). Prints the figures; asserts none.
 //!
 //! `harness = false`. It needs root (the testbed's namespaces) and etcd for the etcd run, and

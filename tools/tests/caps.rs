@@ -1,4 +1,4 @@
-//! Issue 6, security: weftd needs CAP_NET_ADMIN and nothing else (no CAP_NET_RAW, no
+//! Privileges: weftd needs CAP_NET_ADMIN and nothing else (no CAP_NET_RAW, no
 //! CAP_SYS_ADMIN, no root uid).
 //!
 //! weftd runs on both nodes of a testbed as uid/gid 65534 (nobody) with CAP_NET_ADMIN as its

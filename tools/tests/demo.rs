@@ -1,5 +1,5 @@
-//! Issue 4: `weftctl demo` (the README's first command) exits 0 and prints its ping and
-//! throughput lines; and `weftctl leases` reads a lease directory. Issue 11: the demo runs
+//! `weftctl demo` (the README's first command) exits 0 and prints its ping and
+//! throughput lines; and `weftctl leases` reads a lease directory. On a fresh machine's tools: the demo runs
 //! with `ping`, `ethtool`, `iperf3` and `protoc` off its `PATH` (a fresh machine has only
 //! the Rust toolchain and iproute2).
 //!

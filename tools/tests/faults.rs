@@ -1,4 +1,4 @@
-//! Issue 6, "Faults": weftd in lease mode on a real etcd while things break, with a steady
+//! Faults: weftd in lease mode on a real etcd while things break, with a steady
 //! sequence-numbered UDP flow measured across every fault.
 //!
 //! - etcd stopped for 60 s (`WEFT_FAULT_ETCD_STOP_SECS` shortens it), then back; etcd

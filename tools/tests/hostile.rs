@@ -1,4 +1,4 @@
-//! Issue 3, test 5: malformed, truncated, oversized and spoofed datagrams sent to weftd's port,
+//! Hostile datagrams: malformed, truncated, oversized and spoofed datagrams sent to weftd's port,
 //! from the peer's underlay address and from an address that is no peer, are dropped and
 //! counted under the right reason (the control socket's `stats`), never reach the pod, and
 //! traffic between the nodes keeps flowing.

@@ -1,9 +1,9 @@
-//! Issue 3, tests 3 and 4: weftd talks to peers it did not write. Node a runs weftd; node b
+//! Interop: weftd talks to peers it did not write. Node a runs weftd; node b
 //! runs the kernel's VXLAN device set up exactly as flanneld's vxlan backend sets up
-//! `flannel.1` (test 3), or `weftctl forward-udp`, flannel's one-packet-per-syscall udp data
-//! path (test 4). Ping (default size and full MTU) and a verified TCP stream both ways.
+//! `flannel.1`, or `weftctl forward-udp`, flannel's one-packet-per-syscall udp data
+//! path. Ping (default size and full MTU) and a verified TCP stream both ways.
 //!
-//! Issue 11: the underlay veths keep their default offloads (as in kind / k3d / DinD), so the
+//! The underlay veths keep their default offloads (as in kind / k3d / DinD), so the
 //! kernel node hands weftd inner TCP segments whose checksum is only partial; weftd must
 //! deliver them (its `rx_csum_partial` counter rises) and TCP kernel -> weftd must not stall.
 //! The kernel's TSO and UDP GSO super-packets also cross the veth whole (weftd hands the TCP

@@ -1,4 +1,4 @@
-//! Issue 6, "Lease store" under hostile input: two weftd nodes in lease mode on a real etcd.
+//! The lease store under hostile input: two weftd nodes in lease mode on a real etcd.
 //!
 //! - An invalid config at start is reported once (with the key and the reason) while weftd
 //!   waits; once fixed, the nodes come up.

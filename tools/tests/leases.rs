@@ -1,4 +1,4 @@
-//! Issue 4: weftd in lease mode (no --subnet, no --peers), as flanneld runs.
+//! Lease mode: weftd (no --subnet, no --peers), as flanneld runs.
 //!
 //! - Three nodes share a real etcd (started inside node a's namespace, listening on its
 //!   underlay address; killed by PID on drop): distinct subnets, leases in etcd with flannel's

@@ -1,4 +1,4 @@
-//! Issue 6, "Long runs", shortened for CI: `weftctl soak` for 1 minute (three weftd nodes on
+//! The soak, shortened for CI: `weftctl soak` for 1 minute (three weftd nodes on
 //! etcd, TCP and UDP across every pair, lease churn, RSS / fds sampled, counters checked)
 //! must pass. The 10-minute run is `weftctl soak` (README).
 //!

@@ -1,4 +1,4 @@
-//! Issue 3, tests 1, 2 and 6: two weftd nodes, udp and vxlan backends, each with the io_uring
+//! The data path end to end: two weftd nodes, udp and vxlan backends, each with the io_uring
 //! and the poll driver, pass the full check (ping both ways at default size and full MTU,
 //! UDP datagrams of assorted sizes up to the MTU, a verified 1 GiB TCP stream each way; IPv4
 //! and IPv6 inner traffic), and weftd's counters agree with what was sent.

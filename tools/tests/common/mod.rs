@@ -1,6 +1,6 @@
 //! Shared by the testbed tests: the binaries, and the traffic checks every node pair must pass.
 //!
-//! `WEFTD_BIN=/path/to/weftd` runs another weftd than target/<profile>/weftd. Stream sizes: `WEFT_TEST_STREAM_MIB` (default 1024, i.e. the 1 GiB of issue 3) sets the
+//! `WEFTD_BIN=/path/to/weftd` runs another weftd than target/<profile>/weftd. Stream sizes: `WEFT_TEST_STREAM_MIB` (default 1024: 1 GiB) sets the
 //! size of each verified TCP stream, so a developer can iterate with a smaller one.
 #![allow(dead_code, unreachable_pub)]
 
@@ -85,7 +85,7 @@ pub fn stream(from: End<'_>, to: End<'_>, bytes: u64) -> f64 {
     gbit
 }
 
-/// The full check of a started two-node testbed (issue 3, test 1): ping both ways over IPv4
+/// The full check of a started two-node testbed: ping both ways over IPv4
 /// and IPv6 (default size and full MTU), UDP datagrams of assorted sizes both ways on both
 /// families, and a verified TCP stream each way (IPv4 a -> b, IPv6 b -> a).
 pub fn full_check(bed: &mut Testbed) {
@@ -109,7 +109,7 @@ pub fn full_check(bed: &mut Testbed) {
     bed.check_alive().unwrap_or_else(|e| panic!("{e:#}"));
 }
 
-/// The interop check (issue 3, tests 3 and 4): IPv4 ping and a verified TCP stream both ways.
+/// The interop check: IPv4 ping and a verified TCP stream both ways.
 pub fn interop_check(bed: &mut Testbed) {
     let mtu = bed.overlay_mtu();
     let (a, b) = (bed.node(0), bed.node(1));
