@@ -434,8 +434,9 @@ fn rx_partial_checksums_get_needs_csum_or_are_completed_on_both_backends() {
 }
 
 /// The kernel side of the fix: a partial UDP checksum written into a TUN as it came is dropped
-/// by the stack (a TCP stall from kernel peers on veths with their default offloads); behind the RxQueue's NEEDS_CSUM header, or completed
-/// for a TUN without a virtio header, it reaches the socket.
+/// by the stack (a TCP stall from kernel peers on veths with their default offloads); behind
+/// the RxQueue's NEEDS_CSUM header, or completed for a TUN without a virtio header, it
+/// reaches the socket.
 #[test]
 fn partial_checksums_reach_a_socket_through_the_tun() {
     require_root!();
