@@ -4,7 +4,8 @@
 //!   segment (the testbed's bridge): each routes the other's subnet in the kernel via the
 //!   peer's PublicIP (`ip route`), `weftctl routes` says `"path": "direct"`, ping and a
 //!   verified TCP stream between the TUN addresses work, and weft's pumps carry none of it.
-//!   A lease removed from the store removes its kernel route; SIGTERM removes them all.
+//!   A lease removed from the store removes its kernel route; SIGTERM removes them all. On a
+//!   lease directory and on etcd.
 //! - Three nodes (udp backend, DirectRouting), c behind a router: a <-> b use a kernel route,
 //!   a <-> c and b <-> c the overlay (no kernel route, `"path": "overlay"`, the pumps carry
 //!   it), ping and TCP both ways.
@@ -17,7 +18,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use weftctl::require_root;
-use weftctl::testbed::leased::LeasedNode;
+use weftctl::testbed::leased::{etcd_installed, Etcd, LeasedNode};
 use weftctl::testbed::traffic::{self, End};
 use weftctl::testbed::{Options, Testbed};
 
@@ -66,22 +67,59 @@ fn pump_datagrams(node: &LeasedNode) -> (u64, u64) {
     (get("udp_tx_datagrams"), get("udp_rx_datagrams"))
 }
 
-/// `n` leased weftd nodes on a lease directory holding `config`, ready; and the directory.
-fn start_nodes(bed: &mut Testbed, n: usize, config: &str) -> (Vec<LeasedNode>, std::path::PathBuf) {
-    let dir = bed.dir().join("leases");
-    std::fs::create_dir_all(&dir).expect("lease dir");
-    std::fs::write(dir.join("config"), config).expect("config");
-    let store = vec!["--lease-dir".to_owned(), dir.display().to_string()];
+/// Where the leases are kept.
+enum Store {
+    /// A lease directory.
+    Dir(std::path::PathBuf),
+    /// etcd in node a's namespace.
+    Etcd(Etcd),
+}
+
+impl Store {
+    /// A lease directory under the testbed's, holding `config`.
+    fn dir(bed: &Testbed, config: &str) -> Store {
+        let dir = bed.dir().join("leases");
+        std::fs::create_dir_all(&dir).expect("lease dir");
+        std::fs::write(dir.join("config"), config).expect("config");
+        Store::Dir(dir)
+    }
+
+    /// etcd in node a's namespace on its underlay address, holding `config`.
+    fn etcd(bed: &Testbed, config: &str) -> Store {
+        let etcd = Etcd::start(bed.node(0).ns(), bed.node(0).underlay(), bed.dir()).expect("etcd");
+        etcd.put("config", config).expect("etcdctl put config");
+        Store::Etcd(etcd)
+    }
+
+    fn args(&self) -> Vec<String> {
+        match self {
+            Store::Dir(dir) => vec!["--lease-dir".to_owned(), dir.display().to_string()],
+            Store::Etcd(etcd) => etcd.store_args(),
+        }
+    }
+
+    /// Deletes the lease of `subnet` (`10.244.105.0/24`).
+    fn delete_lease(&self, subnet: &str) {
+        let name = subnet.replace('/', "-");
+        match self {
+            Store::Dir(dir) => std::fs::remove_file(dir.join("subnets").join(name)).expect("rm"),
+            Store::Etcd(etcd) => etcd.del(&format!("subnets/{name}")).expect("etcdctl del"),
+        }
+    }
+}
+
+/// `n` leased weftd nodes on `store`, ready.
+fn start_nodes(bed: &mut Testbed, n: usize, store: &Store) -> Vec<LeasedNode> {
+    let store = store.args();
     let weftd = common::binaries_with_weftd().weftd.expect("weftd");
-    let nodes = (0..n)
+    (0..n)
         .map(|i| {
             let node = LeasedNode::spawn_with_env(bed, &weftd, i, &store, &[], &[])
                 .unwrap_or_else(|e| panic!("weftd on node {i}: {e:#}"));
             node.wait_ready(bed).unwrap_or_else(|e| panic!("{e:#}"));
             node
         })
-        .collect();
-    (nodes, dir)
+        .collect()
 }
 
 /// The `path` weftctl routes gives node's route to `subnet`.
@@ -99,13 +137,30 @@ fn route_path(node: &LeasedNode, subnet: &str) -> String {
 fn direct_routing_on_one_segment_bypasses_the_overlay() {
     require_root!();
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
-    let (nodes, dir) = start_nodes(&mut bed, 2, CONFIG_DIRECT);
+    let store = Store::dir(&bed, CONFIG_DIRECT);
+    one_segment(&mut bed, &store);
+}
+
+#[test]
+fn direct_routing_on_one_segment_on_etcd() {
+    require_root!();
+    if !etcd_installed("direct_routing_on_one_segment_on_etcd") {
+        return;
+    }
+    let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
+    let store = Store::etcd(&bed, CONFIG_DIRECT);
+    one_segment(&mut bed, &store);
+}
+
+/// Two nodes on one segment with DirectRouting (see the module documentation).
+fn one_segment(bed: &mut Testbed, store: &Store) {
+    let nodes = start_nodes(bed, 2, store);
     let subnets: Vec<String> = nodes.iter().map(|n| n.subnet().expect("subnet")).collect();
     let underlay: Vec<String> = (0..2).map(|i| bed.node(i).underlay().to_string()).collect();
 
     // Each node routes the other's subnet via its PublicIP, and says so.
     for (i, j) in [(0, 1), (1, 0)] {
-        wait_kernel_route(&bed, i, &subnets[j], &underlay[j], true);
+        wait_kernel_route(bed, i, &subnets[j], &underlay[j], true);
         assert_eq!(route_path(&nodes[i], &subnets[j]), "direct");
     }
 
@@ -132,13 +187,12 @@ fn direct_routing_on_one_segment_bypasses_the_overlay() {
     // b's own routes went with SIGTERM; its lease stays (flannel's behaviour), so a keeps its
     // route until the lease is removed.
     assert!(
-        !kernel_route(&bed, 1, &subnets[0]).contains(" via "),
+        !kernel_route(bed, 1, &subnets[0]).contains(" via "),
         "b left its direct route after SIGTERM"
     );
-    wait_kernel_route(&bed, 0, &subnets[1], &underlay[1], true);
-    std::fs::remove_file(dir.join("subnets").join(subnets[1].replace('/', "-")))
-        .expect("remove b's lease");
-    wait_kernel_route(&bed, 0, &subnets[1], &underlay[1], false);
+    wait_kernel_route(bed, 0, &subnets[1], &underlay[1], true);
+    store.delete_lease(&subnets[1]);
+    wait_kernel_route(bed, 0, &subnets[1], &underlay[1], false);
 
     let (status, _) = bed.process(nodes[0].handle).stop().expect("a stopped");
     assert!(status.success(), "weftd a exited {status}");
@@ -153,7 +207,8 @@ fn direct_routing_keeps_a_peer_behind_a_router_on_the_overlay() {
     };
     let mut bed =
         Testbed::with_options(3, common::binaries_with_weftd(), options).expect("testbed");
-    let (nodes, _dir) = start_nodes(&mut bed, 3, CONFIG_DIRECT_UDP);
+    let store = Store::dir(&bed, CONFIG_DIRECT_UDP);
+    let nodes = start_nodes(&mut bed, 3, &store);
     let subnets: Vec<String> = nodes.iter().map(|n| n.subnet().expect("subnet")).collect();
     let underlay: Vec<String> = (0..3).map(|i| bed.node(i).underlay().to_string()).collect();
     assert!(underlay[2].starts_with("192.168.251."), "{underlay:?}");
