@@ -65,6 +65,7 @@ fuzz_target!(|data: &[u8]| {
         let default = match config.backend.kind {
             Backend::Udp => 8285,
             Backend::Vxlan => 8472,
+            Backend::HostGw => 0,
         };
         assert_eq!(config.backend.port(), default);
     }

@@ -126,7 +126,7 @@ fn check_routed(table: &RouteTable, local: &Local, e: &PeerEntry) {
             assert_ne!(peer.vtep_mac(), Some(local.vtep_mac));
             assert_eq!(peer.encap_header(4).len(), 22);
         }
-        Backend::Udp => assert!(peer.encap_header(4).is_empty()),
+        Backend::Udp | Backend::HostGw => assert!(peer.encap_header(4).is_empty()),
     }
     assert!(peer.subnets().contains(&e.subnet));
     assert!(peer.owns(e.subnet.addr()));

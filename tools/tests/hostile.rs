@@ -78,6 +78,7 @@ fn cases(bed: &Testbed, backend: Backend) -> Vec<Case> {
     // The largest inner packet one datagram can carry.
     let wrapping = match backend {
         Backend::Udp => 0,
+        Backend::HostGw => unreachable!("host-gw has no weftd port"),
         Backend::Vxlan => encap::backend::VXLAN_HEADER_LEN,
     };
     let huge = ipv4_udp(b_pod, a_pod, MAX_UDP_PAYLOAD_V4 - wrapping - 28);
@@ -94,6 +95,7 @@ fn cases(bed: &Testbed, backend: Backend) -> Vec<Case> {
     let wrap = |inner: &[u8]| -> Vec<u8> {
         match backend {
             Backend::Udp => inner.to_vec(),
+            Backend::HostGw => unreachable!("host-gw has no weftd port"),
             Backend::Vxlan => {
                 let mut d = encap.header(inner.first().map_or(4, |b| b >> 4)).to_vec();
                 d.extend_from_slice(inner);
@@ -105,6 +107,7 @@ fn cases(bed: &Testbed, backend: Backend) -> Vec<Case> {
     let decap_reason = |d: &[u8]| -> Option<&'static str> {
         let r = match backend {
             Backend::Udp => udp_decap(d).err(),
+            Backend::HostGw => unreachable!("host-gw has no weftd port"),
             Backend::Vxlan => VxlanDecap {
                 vni: VNI,
                 local_mac: a.vtep_mac(),

@@ -1,7 +1,7 @@
-//! flannel's routing modes beside the overlay: `Backend.DirectRouting`.
+//! flannel's routing modes beside the overlay: `Backend.DirectRouting` and host-gw.
 //!
 //! - Two weftd nodes in lease mode (lease directory, vxlan, `"DirectRouting": true`) on one L2
-//!   segment (the testbed's bridge): each routes the other's subnet in the kernel via the
+//!   segment (a veth pair): each routes the other's subnet in the kernel via the
 //!   peer's PublicIP (`ip route`), `weftctl routes` says `"path": "direct"`, ping and a
 //!   verified TCP stream between the TUN addresses work, and weft's pumps carry none of it.
 //!   A lease removed from the store removes its kernel route; SIGTERM removes them all. On a
@@ -9,6 +9,10 @@
 //! - Three nodes (udp backend, DirectRouting), c behind a router: a <-> b use a kernel route,
 //!   a <-> c and b <-> c the overlay (no kernel route, `"path": "overlay"`, the pumps carry
 //!   it), ping and TCP both ways.
+//! - host-gw (a and b weftd, c behind the router with a lease written as flanneld's): flannel's
+//!   lease JSON, the underlay's MTU in subnet.env, no TUN, a kernel route per neighbour, c
+//!   reported once and left out, CNI-bridge addresses reach each other; then b turns into a
+//!   flanneld-style node (route written by hand as flanneld does) and a still reaches it.
 //!
 //! These run target/<profile>/weftd: build it first (`cargo build -p engine`).
 
@@ -247,4 +251,143 @@ fn direct_routing_keeps_a_peer_behind_a_router_on_the_overlay() {
     traffic::ping(end(0), tun[1], 2, None).unwrap_or_else(|e| panic!("ping a -> b: {e:#}"));
     common::stream(end(1), end(0), 8 << 20);
     assert_eq!(pump_datagrams(&nodes[0]), before, "a -> b took the overlay");
+}
+
+const CONFIG_HOST_GW: &str = r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0",
+    "Backend": {"Type": "host-gw"}}"#;
+
+/// A CNI-style bridge `cni0` with the subnet's first host (`10.244.105.1/24`) in node `i`:
+/// the pods' gateway, as the CNI bridge plugin sets it up. Returns the address.
+fn cni_bridge(bed: &Testbed, i: usize, subnet: &str) -> IpAddr {
+    let first = subnet.replacen(".0/", ".1/", 1);
+    let ns = bed.node(i).ns();
+    for args in [
+        &["link", "add", "cni0", "type", "bridge"][..],
+        &["addr", "add", &first, "dev", "cni0"],
+        &["link", "set", "cni0", "up"],
+    ] {
+        ns.exec_checked("ip", args).expect("cni0");
+    }
+    first.split('/').next().expect("addr").parse().expect("ip")
+}
+
+/// Node `i` as a traffic end bound to `ip`.
+fn at(bed: &Testbed, i: usize, ip: IpAddr) -> End<'_> {
+    End {
+        ns: bed.node(i).ns(),
+        ip,
+    }
+}
+
+/// host-gw: no TUN, no pumps, a kernel route per neighbour; a peer behind a router is
+/// reported and left out; a weftd node and a node set up as flanneld's host-gw does (its lease
+/// and its route written by hand) reach each other.
+#[test]
+fn host_gw_routes_to_neighbours_as_flanneld_does() {
+    require_root!();
+    let options = Options {
+        third_behind_router: true,
+        ..Options::default()
+    };
+    let mut bed =
+        Testbed::with_options(3, common::binaries_with_weftd(), options).expect("testbed");
+    let store = Store::dir(&bed, CONFIG_HOST_GW);
+    let Store::Dir(dir) = &store else {
+        unreachable!("a lease directory")
+    };
+    let dir = dir.clone();
+    // c (behind the router) runs flanneld's host-gw: its lease as flannel writes it.
+    let c_subnet = "10.244.200.0/24";
+    let c_lease = r#"{"PublicIP":"192.168.251.3","PublicIPv6":null,"BackendType":"host-gw"}"#;
+    std::fs::create_dir_all(dir.join("subnets")).expect("subnets dir");
+    std::fs::write(dir.join("subnets").join("10.244.200.0-24"), c_lease).expect("c's lease");
+    let nodes = start_nodes(&mut bed, 2, &store);
+    let subnets: Vec<String> = nodes.iter().map(|n| n.subnet().expect("subnet")).collect();
+    let underlay: Vec<String> = (0..2).map(|i| bed.node(i).underlay().to_string()).collect();
+
+    // flannel's lease, flannel's subnet.env (the underlay's MTU), no TUN.
+    let lease = std::fs::read_to_string(dir.join("subnets").join(subnets[0].replace('/', "-")))
+        .expect("a's lease");
+    let v: serde_json::Value = serde_json::from_str(&lease).expect("json");
+    assert_eq!(v["BackendType"], "host-gw", "{lease}");
+    assert_eq!(v["PublicIP"], underlay[0].as_str(), "{lease}");
+    assert!(v.get("BackendData").is_none(), "{lease}");
+    let env = std::fs::read_to_string(&nodes[0].subnet_file).expect("subnet.env");
+    assert!(env.contains("FLANNEL_MTU=1500\n"), "{env}");
+    let links = bed
+        .node(0)
+        .ns()
+        .exec_checked("ip", &["-o", "link"])
+        .expect("ip link");
+    assert!(
+        !links.contains("flannel") && !links.contains("tun"),
+        "{links}"
+    );
+
+    // a <-> b: kernel routes; c is off the segment: reported once and left out.
+    for (i, j) in [(0, 1), (1, 0)] {
+        wait_kernel_route(&bed, i, &subnets[j], &underlay[j], true);
+        assert_eq!(route_path(&nodes[i], &subnets[j]), "direct");
+        assert!(
+            kernel_route(&bed, i, c_subnet).is_empty(),
+            "node {i} routes c"
+        );
+    }
+    let log = nodes[0].log(&mut bed);
+    assert_eq!(
+        log.matches("10.244.200.0-24: its PublicIP 192.168.251.3 is not on our network segment")
+            .count(),
+        1,
+        "{log}"
+    );
+    let pods: Vec<IpAddr> = (0..2).map(|i| cni_bridge(&bed, i, &subnets[i])).collect();
+
+    traffic::ping(at(&bed, 0, pods[0]), pods[1], 2, None)
+        .unwrap_or_else(|e| panic!("ping a -> b: {e:#}"));
+    traffic::ping(at(&bed, 1, pods[1]), pods[0], 2, None)
+        .unwrap_or_else(|e| panic!("ping b -> a: {e:#}"));
+    common::stream(at(&bed, 0, pods[0]), at(&bed, 1, pods[1]), 8 << 20);
+
+    // b becomes a flanneld host-gw node: weftd goes (its routes with it; its lease stays, as
+    // flannel's), and b's route to a is written as flanneld writes it.
+    let (status, _) = bed.process(nodes[1].handle).stop().expect("b stopped");
+    assert!(status.success(), "weftd b exited {status}");
+    assert!(kernel_route(&bed, 1, &subnets[0]).is_empty());
+    bed.node(1)
+        .ns()
+        .exec_checked(
+            "ip",
+            &[
+                "route",
+                "replace",
+                &subnets[0],
+                "via",
+                &underlay[0],
+                "dev",
+                "veth0",
+            ],
+        )
+        .expect("flanneld's route");
+    // The route weftd wrote on a and the one written as flanneld does on b look alike.
+    let weftd_route = kernel_route(&bed, 0, &subnets[1]);
+    let flanneld_route = kernel_route(&bed, 1, &subnets[0]);
+    assert_eq!(
+        weftd_route
+            .replace(&subnets[1], "S")
+            .replace(&underlay[1], "G"),
+        flanneld_route
+            .replace(&subnets[0], "S")
+            .replace(&underlay[0], "G"),
+    );
+    traffic::ping(at(&bed, 0, pods[0]), pods[1], 2, None)
+        .unwrap_or_else(|e| panic!("a -> flanneld b: {e:#}"));
+    traffic::ping(at(&bed, 1, pods[1]), pods[0], 2, None)
+        .unwrap_or_else(|e| panic!("flanneld b -> a: {e:#}"));
+    common::stream(at(&bed, 1, pods[1]), at(&bed, 0, pods[0]), 8 << 20);
+    let (status, _) = bed.process(nodes[0].handle).stop().expect("a stopped");
+    assert!(status.success(), "weftd a exited {status}");
+    assert!(
+        kernel_route(&bed, 0, &subnets[1]).is_empty(),
+        "a left its route"
+    );
 }

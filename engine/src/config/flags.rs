@@ -33,6 +33,7 @@ impl ValueEnum for Backend {
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         let help = match self {
             Backend::Udp => "flannel's udp backend: the UDP payload is the inner IP packet",
+            Backend::HostGw => "flannel's host-gw: kernel routes only (lease mode)",
             Backend::Vxlan => {
                 "flannel's vxlan backend, byte-compatible with the kernel's flannel.1"
             }

@@ -128,6 +128,13 @@ impl Cli {
             ));
         }
         let backend = match (self.backend, lease_mode) {
+            (Some(Backend::HostGw), false) => {
+                return Err(invalid(
+                    "--backend host-gw: host-gw runs in lease mode only (the network config's \
+                     Backend.Type; without --subnet and --peers)"
+                        .to_owned(),
+                ))
+            }
             (Some(b), _) => b,
             // A placeholder: the network config decides.
             (None, true) => Backend::Udp,
@@ -377,12 +384,14 @@ impl Settings {
     }
 }
 
-/// `--tun-name`, else flannel's name: `flannel0` (udp) or `flannel.<VNI>` (vxlan).
+/// `--tun-name`, else flannel's name: `flannel0` (udp) or `flannel.<VNI>` (vxlan). host-gw
+/// has no TUN: the name only names the control socket (`@weft/host-gw`).
 pub(super) fn default_tun_name(flag: Option<&str>, backend: Backend, vni: u32) -> String {
     match (flag, backend) {
         (Some(name), _) => name.to_owned(),
         (None, Backend::Udp) => "flannel0".to_owned(),
         (None, Backend::Vxlan) => format!("flannel.{vni}"),
+        (None, Backend::HostGw) => "host-gw".to_owned(),
     }
 }
 

@@ -238,8 +238,20 @@ fn peer_entries(
         }
         let vtep_mac = lease.attrs.vxlan_data().map(|d| d.vtep_mac);
         let public_ip = IpAddr::V4(lease.attrs.public_ip);
-        let direct = config.backend.direct_routing && on_link(public_ip);
-        let subnets = std::iter::once(Cidr::from(lease.key.v4)).chain(lease.key.v6.map(Cidr::from));
+        let host_gw = backend == Backend::HostGw;
+        let direct = (host_gw || config.backend.direct_routing) && on_link(public_ip);
+        if host_gw && !direct {
+            // flannel's host-gw: a peer off our segment cannot be reached by a route.
+            let reason = format!(
+                "its PublicIP {public_ip} is not on our network segment (the kernel reaches it \
+                 through a gateway): host-gw routes only to neighbours"
+            );
+            reported.warn(&lease.key.to_string(), &reason, now);
+            continue;
+        }
+        // host-gw routes IPv4 subnets only (an IPv6 route needs a PublicIPv6).
+        let v6 = lease.key.v6.filter(|_| !host_gw).map(Cidr::from);
+        let subnets = std::iter::once(Cidr::from(lease.key.v4)).chain(v6);
         for subnet in subnets {
             entries.push(PeerEntry {
                 origin: Origin::Lease(lease.key.to_string()),
@@ -328,7 +340,8 @@ impl Applier {
                     &mut self.retired,
                     &mut |ip| direct::on_link(ip, tun_index),
                 );
-                if self.config.backend.direct_routing {
+                if self.config.backend.direct_routing || self.config.backend.kind == Backend::HostGw
+                {
                     self.direct.sync(DirectRoutes::wanted(&self.routes.load()));
                 }
                 if let Some(tell) = self.first_routes.take() {
@@ -450,7 +463,7 @@ const LINK_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// `udp_send_error`); the TUN deleted from under weftd is logged naming it, `tun_lost` is set
 /// and SIGTERM raised so that weftd exits with status 1 (a TUN cannot be re-opened with its
 /// routes and addresses behind the pumps' backs: let the supervisor restart weftd).
-fn watch_links(underlay: Option<&str>, tun: &str, stop: &Shutdown, tun_lost: &AtomicBool) {
+fn watch_links(underlay: Option<&str>, tun: Option<&str>, stop: &Shutdown, tun_lost: &AtomicBool) {
     let mut was_up = true;
     loop {
         if stop.sleep(LINK_CHECK) {
@@ -471,7 +484,7 @@ fn watch_links(underlay: Option<&str>, tun: &str, stop: &Shutdown, tun_lost: &At
                 was_up = up;
             }
         }
-        if tun_gone(tun, tun_lost) {
+        if tun.is_some_and(|tun| tun_gone(tun, tun_lost)) {
             if let Err(e) = signal_hook::low_level::raise(signal_hook::consts::SIGTERM) {
                 tracing::error!("raising SIGTERM after losing the TUN failed: {e}");
             }
@@ -537,6 +550,7 @@ pub(super) fn run(
     let control = ControlListener::bind(&control_addr)?;
     let attrs = match backend {
         Backend::Udp => LeaseAttrs::udp(public_ip, None),
+        Backend::HostGw => LeaseAttrs::host_gw(public_ip, None),
         Backend::Vxlan => LeaseAttrs::vxlan(public_ip, None, vni, vtep_mac, config.ipv6.is_some()),
     };
     let mut options = ManagerOptions::new(attrs);
@@ -565,7 +579,12 @@ pub(super) fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("setting up for the leased network")?;
     let routes = Arc::new(Routes::from_pointee(RouteTable::empty()));
-    let node = Node::start(&s, &routes, health, control)?;
+    let node = if backend.has_data_path() {
+        Node::start(&s, &routes, health, control)?
+    } else {
+        tracing::info!("backend {backend}: no TUN and no pumps, kernel routes to the peers only");
+        Node::routes_only(&routes, health, control)?
+    };
 
     let env = subnet_env(&config, &own, s.mtu, lease.ip_masq);
     env.write(&lease.subnet_file)?;
@@ -669,12 +688,12 @@ pub(super) fn run(
                 None
             }
         };
-        let tun = s.tun_name.clone();
+        let tun = backend.has_data_path().then(|| s.tun_name.clone());
         let stop = shutdown.clone();
         let lost = Arc::clone(&tun_lost);
         std::thread::Builder::new()
             .name("weft-links".to_owned())
-            .spawn(move || watch_links(underlay.as_deref(), &tun, &stop, &lost))
+            .spawn(move || watch_links(underlay.as_deref(), tun.as_deref(), &stop, &lost))
             .context("starting the link thread")?
     };
 
@@ -699,7 +718,9 @@ pub(super) fn run(
     }
     notify_systemd("STOPPING=1");
     // A pump that failed raised the SIGTERM: say why when it is the TUN.
-    tun_gone(&s.tun_name, &tun_lost);
+    if backend.has_data_path() {
+        tun_gone(&s.tun_name, &tun_lost);
+    }
     handle.stop();
     let final_own = events_thread.join().ok();
     if let Some(t) = resync_thread {

@@ -23,7 +23,7 @@ use crate::model::format_mac;
 use crate::pump::{IoDriver, PumpConfig, Pumps};
 use crate::route::{Local, Routes};
 use crate::sys::{netif, rtnetlink};
-use crate::tun::Tun;
+use crate::tun::{Offloads, Tun};
 use crate::underlay::{UdpConfig, UdpSocket};
 
 /// Our side of the route table (backend, port, VNI, VtepMAC, PublicIP, subnets) from `s`.
@@ -55,10 +55,11 @@ fn choose_driver(asked: DriverArg) -> Result<IoDriver> {
     }
 }
 
-/// The running data path: the pumps (which own the TUN queues) and the control socket.
+/// The running data path: the pumps (which own the TUN queues) and the control socket. A
+/// host-gw node has no pumps: the kernel routes ([`Node::routes_only`]).
 #[derive(Debug)]
 pub struct Node {
-    pumps: Pumps,
+    pumps: Option<Pumps>,
     control: ControlServer,
 }
 
@@ -195,13 +196,47 @@ impl Node {
         health.set_dataplane(state.clone());
         let control = control.serve(state)?;
         tracing::info!("control socket {}", control.addr());
-        Ok(Node { pumps, control })
+        Ok(Node {
+            pumps: Some(pumps),
+            control,
+        })
+    }
+
+    /// A node whose packets the kernel routes (host-gw): no TUN, sockets or pumps; `control`
+    /// and `health` serve `routes` (`stats` shows no pump threads).
+    pub fn routes_only(
+        routes: &Arc<Routes>,
+        health: &Health,
+        control: ControlListener,
+    ) -> Result<Node> {
+        let state = ControlState {
+            routes: Arc::clone(routes),
+            counters: Vec::new(),
+            driver: IoDriver::Poll,
+            offloads: Offloads {
+                vnet_hdr: false,
+                tso: false,
+                uso: false,
+            },
+        };
+        health.set_dataplane(state.clone());
+        let control = control.serve(state)?;
+        tracing::info!(
+            "control socket {} (no pumps: the kernel routes)",
+            control.addr()
+        );
+        Ok(Node {
+            pumps: None,
+            control,
+        })
     }
 
     /// Stops the pumps and the control socket; returns whether a pump had failed.
     pub fn stop(self) -> bool {
-        let failed = self.pumps.failed();
-        self.pumps.stop();
+        let failed = self.pumps.as_ref().is_some_and(Pumps::failed);
+        if let Some(pumps) = self.pumps {
+            pumps.stop();
+        }
         drop(self.control);
         failed
     }

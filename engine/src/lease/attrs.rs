@@ -95,6 +95,18 @@ impl LeaseAttrs {
         }
     }
 
+    /// The value flannel's host-gw backend writes:
+    /// `{"PublicIP":"..","PublicIPv6":null,"BackendType":"host-gw"}`.
+    pub fn host_gw(public_ip: Ipv4Addr, public_ip6: Option<Ipv6Addr>) -> LeaseAttrs {
+        LeaseAttrs {
+            public_ip,
+            public_ip6,
+            backend_type: "host-gw".to_owned(),
+            backend_data: None,
+            backend_v6_data: None,
+        }
+    }
+
     /// The value flannel's vxlan backend writes. `dual_stack` adds the same data as
     /// `BackendV6Data`, as flannel does when IPv6 is enabled.
     pub fn vxlan(
@@ -380,7 +392,12 @@ mod tests {
             br#"{"PublicIP":"172.16.0.4","BackendType":"host-gw","BackendData":null}"#,
         )
         .expect("host-gw");
-        assert_eq!(h.backend(), Err("host-gw"));
+        assert_eq!(h.backend(), Ok(Backend::HostGw));
+        let written = LeaseAttrs::host_gw(Ipv4Addr::new(172, 16, 0, 4), None).to_json();
+        assert_eq!(
+            written,
+            r#"{"PublicIP":"172.16.0.4","PublicIPv6":null,"BackendType":"host-gw"}"#
+        );
     }
 
     #[test]

@@ -29,13 +29,17 @@ pub enum Backend {
     Udp,
     /// VXLAN + inner Ethernet, byte-compatible with the kernel's `flannel.1`.
     Vxlan,
+    /// flannel's `host-gw`: no encapsulation and no data path of ours; a kernel route to each
+    /// peer's subnet via its PublicIP (peers on our L2 segment only).
+    #[serde(rename = "host-gw")]
+    HostGw,
 }
 
 impl Backend {
     /// Every backend, in the order help texts list them.
-    pub const ALL: [Backend; 2] = [Backend::Udp, Backend::Vxlan];
+    pub const ALL: [Backend; 3] = [Backend::Udp, Backend::Vxlan, Backend::HostGw];
 
-    /// The names for a message: `"udp" or "vxlan"`.
+    /// The names for a message: `"udp" or "vxlan" or "host-gw"`.
     pub fn names() -> String {
         let quoted: Vec<String> = Backend::ALL
             .iter()
@@ -44,19 +48,30 @@ impl Backend {
         quoted.join(" or ")
     }
 
-    /// The name flannel uses: `udp` or `vxlan`.
+    /// The name flannel uses: `udp`, `vxlan` or `host-gw`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Backend::Udp => "udp",
             Backend::Vxlan => "vxlan",
+            Backend::HostGw => "host-gw",
         }
     }
 
-    /// flannel's default port for the backend: 8285 (udp) or 8472 (vxlan).
+    /// Whether weft moves the packets (a TUN, UDP sockets and pumps), or the kernel does
+    /// (host-gw: routes only).
+    pub fn has_data_path(&self) -> bool {
+        match self {
+            Backend::Udp | Backend::Vxlan => true,
+            Backend::HostGw => false,
+        }
+    }
+
+    /// flannel's default port for the backend: 8285 (udp), 8472 (vxlan), 0 (host-gw: none).
     pub fn default_port(&self) -> u16 {
         match self {
             Backend::Udp => encap::backend::FLANNEL_UDP_PORT,
             Backend::Vxlan => encap::backend::VXLAN_PORT,
+            Backend::HostGw => 0,
         }
     }
 
@@ -65,6 +80,7 @@ impl Backend {
         match self {
             Backend::Udp => encap::backend::UDP_OVERHEAD,
             Backend::Vxlan => encap::backend::VXLAN_OVERHEAD,
+            Backend::HostGw => 0,
         }
     }
 }
@@ -95,10 +111,12 @@ mod tests {
         for b in Backend::ALL {
             assert_eq!(b.as_str().parse::<Backend>(), Ok(b));
         }
-        assert_eq!(Backend::names(), "\"udp\" or \"vxlan\"");
+        assert_eq!(Backend::names(), "\"udp\" or \"vxlan\" or \"host-gw\"");
         assert_eq!(
             "gre".parse::<Backend>(),
-            Err("unknown backend \"gre\" (expected \"udp\" or \"vxlan\")".to_owned())
+            Err(
+                "unknown backend \"gre\" (expected \"udp\" or \"vxlan\" or \"host-gw\")".to_owned()
+            )
         );
     }
 }

@@ -334,8 +334,10 @@ impl Dataplane {
             }
         } else {
             for segment in bytes.chunks(segment_size) {
+                // (host-gw has no pumps: Pumps::start refuses it. Its packets would be bare
+                // IP, as udp's.)
                 let inner = match self.config.backend {
-                    Backend::Udp => udp_decap(segment),
+                    Backend::Udp | Backend::HostGw => udp_decap(segment),
                     Backend::Vxlan => self.vxlan.decap(segment).map(|d| d.inner),
                 };
                 let inner = match inner {
@@ -360,7 +362,7 @@ impl Dataplane {
     /// UDP checksum: a same-host sender's GSO packet (see [`Dataplane::rx`]).
     fn whole_super_packet<'a>(&self, bytes: &'a [u8]) -> Option<(&'a [u8], Partial)> {
         let (inner, header_len) = match self.config.backend {
-            Backend::Udp => (udp_decap(bytes).ok()?, 0),
+            Backend::Udp | Backend::HostGw => (udp_decap(bytes).ok()?, 0),
             Backend::Vxlan => (self.vxlan.decap(bytes).ok()?.inner, VXLAN_HEADER_LEN),
         };
         if header_len + inner.len() != bytes.len() {

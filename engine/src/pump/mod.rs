@@ -178,6 +178,9 @@ pub enum PumpError {
         #[source]
         source: io::Error,
     },
+    /// The backend has no data path of ours (host-gw: the kernel routes).
+    #[error("the {0} backend runs no pumps: the kernel routes its traffic")]
+    NoDataPath(Backend),
     /// Queues and sockets do not pair up.
     #[error("{queues} TUN queues but {sockets} UDP sockets: one of each per pump thread")]
     Mismatch {
@@ -207,6 +210,9 @@ impl Pumps {
         routes: Arc<Routes>,
         on_failure: impl Fn() + Send + Sync + 'static,
     ) -> Result<Pumps, PumpError> {
+        if !config.backend.has_data_path() {
+            return Err(PumpError::NoDataPath(config.backend));
+        }
         if queues.len() != sockets.len() || queues.is_empty() {
             return Err(PumpError::Mismatch {
                 queues: queues.len(),

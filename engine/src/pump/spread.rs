@@ -191,7 +191,7 @@ pub fn attach(sockets: &[UdpSocket], backend: Backend) -> io::Result<()> {
         return Ok(());
     }
     let offset = match backend {
-        Backend::Udp => 0,
+        Backend::Udp | Backend::HostGw => 0,
         Backend::Vxlan => encap::backend::VXLAN_HEADER_LEN as u32,
     };
     let threads = u32::try_from(sockets.len()).unwrap_or(u32::MAX);

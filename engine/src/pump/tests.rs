@@ -355,6 +355,7 @@ fn rx_gro_into_tun(
     let src: SocketAddr = match dp.config().backend {
         Backend::Udp => "192.168.250.2:8285".parse().unwrap(),
         Backend::Vxlan => "192.168.250.2:40000".parse().unwrap(),
+        Backend::HostGw => unreachable!("host-gw has no pumps"),
     };
     let cfg = poll_driver::coalescer_config(dp.config());
     let mut rxq = RxQueue::new(Coalescer::new(cfg), vnet);
@@ -385,6 +386,7 @@ fn rx_partial_checksums_get_needs_csum_or_are_completed_on_both_backends() {
     for backend in [Backend::Udp, Backend::Vxlan] {
         let datagram = |inner: &[u8]| match backend {
             Backend::Udp => inner.to_vec(),
+            Backend::HostGw => unreachable!("host-gw has no pumps"),
             Backend::Vxlan => {
                 let mut d = vec![0u8; VXLAN_HEADER_LEN + inner.len()];
                 VxlanEncap {
@@ -517,6 +519,7 @@ fn rx_a_same_host_tcp_super_packet_over_the_mtu_goes_to_the_tun_as_gso() {
     for backend in [Backend::Udp, Backend::Vxlan] {
         let datagram = |inner: &[u8]| match backend {
             Backend::Udp => inner.to_vec(),
+            Backend::HostGw => unreachable!("host-gw has no pumps"),
             Backend::Vxlan => {
                 let mut d = vec![0u8; VXLAN_HEADER_LEN + inner.len()];
                 VxlanEncap {
@@ -566,6 +569,7 @@ fn rx_a_same_host_udp_gso_packet_is_cut_into_its_datagrams() {
     for backend in [Backend::Udp, Backend::Vxlan] {
         let datagram = match backend {
             Backend::Udp => partial.clone(),
+            Backend::HostGw => unreachable!("host-gw has no pumps"),
             Backend::Vxlan => {
                 let mut d = vec![0u8; VXLAN_HEADER_LEN + partial.len()];
                 VxlanEncap {

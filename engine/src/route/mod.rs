@@ -366,7 +366,7 @@ impl RouteTable {
                     continue;
                 }
                 (Backend::Vxlan, mac) => mac,
-                (Backend::Udp, _) => None,
+                (Backend::Udp | Backend::HostGw, _) => None,
             };
             if let Some(first) = seen_subnets.get(&entry.subnet) {
                 errors.push(fail(format!(

@@ -392,7 +392,8 @@ fn v6_packet(t: &Target, rng: &mut Rng, src: V6Src, chain: &[u8], payload: &[u8]
 /// the packet's own first nibble when `None`.
 fn wrap(t: &Target, inner: &[u8], version: Option<u8>) -> Vec<u8> {
     match t.backend {
-        Backend::Udp => inner.to_vec(),
+        // host-gw has no encapsulation (and no weftd port to attack).
+        Backend::Udp | Backend::HostGw => inner.to_vec(),
         Backend::Vxlan => {
             let version = version.unwrap_or_else(|| inner.first().map_or(4, |b| b >> 4));
             let encap = VxlanEncap {
@@ -460,7 +461,7 @@ mod tests {
     /// reason, or `None` when it delivers (the same checks as engine's `Dataplane::rx`).
     fn verdict(t: &Target, d: &[u8]) -> Option<&'static str> {
         let inner = match t.backend {
-            Backend::Udp => udp_decap(d),
+            Backend::Udp | Backend::HostGw => udp_decap(d),
             Backend::Vxlan => VxlanDecap {
                 vni: t.vni,
                 local_mac: t.target_mac,
