@@ -682,10 +682,10 @@ mod tests {
         reject(r#"{"Network":"10.5.0.0/16","Backend":"vxlan"}"#, "Backend");
         reject(r#"{"Network":"10.5.0.0/16","Backend":{}}"#, "Backend.Type");
         let m = reject(
-            r#"{"Network":"10.5.0.0/16","Backend":{"Type":"host-gw"}}"#,
+            r#"{"Network":"10.5.0.0/16","Backend":{"Type":"wireguard"}}"#,
             "Backend.Type",
         );
-        assert!(m.contains("host-gw"), "{m}");
+        assert!(m.contains("wireguard") && m.contains("host-gw"), "{m}");
         reject(
             r#"{"Network":"10.5.0.0/16","Backend":{"Type":1}}"#,
             "Backend.Type",
