@@ -1,6 +1,9 @@
 //! The etcd v3 lease store: flannel's schema, what flanneld reads and writes.
 //!
 //! - Config: `Get(<prefix>/config)`.
+//! - Every read is linearizable (`RangeRequest.serializable` is never set): a member cut off
+//!   from the quorum cannot answer it from its stale copy, and the client
+//!   ([`rpc::Client::read`]) sends it on to the next endpoint.
 //! - List: `Get(<prefix>/subnets/, prefix)`; the header revision is the listing's revision.
 //!   Each key's TTL is not read (flanneld asks `TimeToLive` per key; weft has no use for a
 //!   peer's expiry), so listed leases are [`Expiry::Leased`] or, without an etcd lease,
@@ -198,7 +201,7 @@ impl EtcdStore {
         };
         let resp = self
             .runtime
-            .block_on(self.client.call(&RANGE, request))
+            .block_on(self.client.read(&RANGE, request))
             .map_err(etcd_err("get"))?;
         Ok(resp
             .kvs
@@ -305,7 +308,7 @@ async fn list_async(client: &Client, prefix: &str) -> Result<Listing, EtcdError>
         key: prefix.as_bytes().to_vec(),
         range_end: prefix_range_end(prefix.as_bytes()),
     };
-    let resp = client.call(&RANGE, request).await?;
+    let resp = client.read(&RANGE, request).await?;
     let mut listing = Listing {
         revision: resp.header.map_or(0, |h| h.revision),
         ..Listing::default()
