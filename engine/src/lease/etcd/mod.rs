@@ -14,7 +14,9 @@
 //! - Renew (flannel's `updateSubnet`: a new grant, then a put with it; the old lease expires
 //!   by itself) made safe: it reads the key first and refuses ([`StoreError::Taken`]) when
 //!   another `PublicIP` holds it; the put is a transaction on the key's `ModRevision` (or on
-//!   `Version == 0` when it is gone), retried a few times if the key changes in between.
+//!   `Version == 0` when it is gone: expired while etcd was out of reach, which is logged,
+//!   and the same subnet is written again as flanneld's renewal does), retried a few times
+//!   if the key changes in between.
 //! - Watch: `Watch(<prefix>/subnets/, prefix, from revision + 1)`. A compacted start revision
 //!   (`compact_revision` set, watch cancelled) re-lists and delivers
 //!   [`WatchBatch::Resync`], then watches on from the new revision. A broken stream (etcd
@@ -402,7 +404,14 @@ impl LeaseStore for EtcdStore {
                     }
                     Compare::mod_revision_is(&etcd_key, mod_revision)
                 }
-                None => Compare::version_is(&etcd_key, 0),
+                None => {
+                    tracing::warn!(
+                        "etcd: our lease {etcd_key} is gone (it expired: not renewed within its \
+                         TTL, e.g. while etcd was unreachable; or someone deleted it); writing \
+                         the same subnet again"
+                    );
+                    Compare::version_is(&etcd_key, 0)
+                }
             };
             let grant = match ttl {
                 Some(ttl) => Some(self.grant(ttl)?),
