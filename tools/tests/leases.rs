@@ -23,7 +23,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use weftctl::require_root;
-use weftctl::testbed::leased::{etcd_installed, Etcd, LeasedNode, CONFIG_VXLAN, PREFIX, ROLES};
+use weftctl::testbed::leased::{
+    etcd_installed, problem_lines, Etcd, LeasedNode, CONFIG_VXLAN, PREFIX, ROLES,
+};
 use weftctl::testbed::ping::{self, Echo};
 use weftctl::testbed::traffic::{self, End};
 use weftctl::testbed::Testbed;
@@ -522,4 +524,226 @@ fn two_weftd_race_for_the_last_free_subnet() {
             "{line} not in /metrics:\n{metrics}"
         );
     }
+}
+
+/// The test lease TTL of [`short_ttl_renews_on_time_and_survives_expiry`]: a renewal every 2 s.
+const SHORT_TTL_SECS: u64 = 4;
+
+/// How many times `log` says a renewal worked.
+fn renewals(log: &str) -> usize {
+    log.matches("renewed the lease").count()
+}
+
+/// Issue 15, item 5. With the lease TTL shortened (`WEFT_TEST_LEASE_TTL_SECS`; a nonsense
+/// value is refused, exit 2 naming the variable): many renewal cycles on time with no route
+/// flap on either node and no datagram lost; then node b cut from etcd past its TTL, so its
+/// lease expires (node a drops the route, as flanneld's peers do): b keeps forwarding on its
+/// own routes, and once etcd is reachable again b writes the same subnet back, as flanneld
+/// re-creates its lease from the subnet it holds, saying in its log why.
+#[test]
+fn short_ttl_renews_on_time_and_survives_expiry() {
+    require_root!();
+    if !etcd_installed("short_ttl_renews_on_time_and_survives_expiry") {
+        return;
+    }
+    let cycles: u64 = std::env::var("WEFT_LEASE_RENEWAL_CYCLES")
+        .ok()
+        .map(|v| {
+            v.parse()
+                .expect("WEFT_LEASE_RENEWAL_CYCLES: a whole number")
+        })
+        .unwrap_or(10);
+    let var = engine::lease::manager::TEST_LEASE_TTL_VAR;
+    let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
+    let etcd = start_etcd(&bed, CONFIG_VXLAN);
+    let store = etcd.store_args();
+
+    // Nonsense is refused before anything is set up.
+    for bad in ["1", "0", "4s", "90000"] {
+        let env = [format!("{var}={bad}")];
+        let node =
+            LeasedNode::spawn_with_env(&mut bed, &weftd(), 1, &store, &[], &env).expect("spawn");
+        let status = bed
+            .process(node.handle)
+            .wait(Duration::from_secs(10))
+            .expect("weftd exits");
+        let log = node.log(&mut bed);
+        assert_eq!(status.code(), Some(2), "{var}={bad}: {log}");
+        assert!(
+            log.contains(var) && log.contains("test-only"),
+            "{var}={bad}: {log}"
+        );
+    }
+
+    let env = [format!("{var}={SHORT_TTL_SECS}")];
+    let nodes: Vec<LeasedNode> = (0..2)
+        .map(|i| start_node_with_env(&mut bed, i, &store, &[], &env))
+        .collect();
+    let (sa, sb) = (
+        nodes[0].subnet().expect("subnet"),
+        nodes[1].subnet().expect("subnet"),
+    );
+    wait_route(&nodes[0], &sb, true, Duration::from_secs(5));
+    wait_route(&nodes[1], &sa, true, Duration::from_secs(5));
+    let granted = etcd
+        .ctl(&["lease", "list"])
+        .expect("lease list")
+        .lines()
+        .filter(|l| !l.starts_with("found"))
+        .filter_map(|id| etcd.ctl(&["lease", "timetolive", id]).ok())
+        .filter_map(|t| {
+            t.split("granted with TTL(")
+                .nth(1)?
+                .split('s')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .max();
+    assert_eq!(granted, Some(SHORT_TTL_SECS), "the leases' granted TTL");
+    let ips: Vec<Ipv4Addr> = nodes.iter().map(|n| n.tun_ip().expect("tun ip")).collect();
+    let flow = |bed: &Testbed, from: usize, to: usize, port: u16| {
+        weftctl::testbed::leased::UdpFlow::start(
+            bed.node(from).ns(),
+            ips[from],
+            bed.node(to).ns(),
+            ips[to],
+            port,
+            200,
+            200,
+        )
+        .expect("flow")
+    };
+
+    // 1. Renewal cycles: every route present at every look, every renewal on time.
+    let window = Duration::from_secs(SHORT_TTL_SECS / 2 * cycles);
+    let before: Vec<usize> = nodes.iter().map(|n| renewals(&n.log(&mut bed))).collect();
+    let (ab, ba) = (flow(&bed, 0, 1, 7781), flow(&bed, 1, 0, 7782));
+    let start = Instant::now();
+    let mut looks = 0u64;
+    let mut flaps = Vec::new();
+    while start.elapsed() < window {
+        for (n, peer) in [(&nodes[0], &sb), (&nodes[1], &sa)] {
+            let routes = n.routes().expect("routes");
+            looks += 1;
+            if !routes.contains(peer.as_str()) {
+                flaps.push(format!(
+                    "node {} at {:?}: no route to {peer}",
+                    ROLES[n.index],
+                    start.elapsed()
+                ));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (ab, ba) = (ab.finish().expect("flow"), ba.finish().expect("flow"));
+    eprintln!("renewal window {window:?}: a -> b {ab}; b -> a {ba}; {looks} route looks");
+    assert!(flaps.is_empty(), "routes flapped:\n{}", flaps.join("\n"));
+    assert_eq!(ab.lost_count() + ba.lost_count(), 0, "datagrams lost");
+    for (n, before) in nodes.iter().zip(&before) {
+        let log = n.log(&mut bed);
+        let done = renewals(&log) - before;
+        eprintln!("node {}: {done} renewals in {window:?}", ROLES[n.index]);
+        // One every TTL/2; the first may fall just outside the window.
+        assert!(
+            done as u64 + 1 >= cycles,
+            "node {}: {done} renewals in {window:?}, want {cycles}:\n{}",
+            ROLES[n.index],
+            bed.process(n.handle).tail()
+        );
+        assert!(
+            !log.contains("renewing the lease") && !log.contains("acquiring a lease again"),
+            "node {}: a renewal failed:\n{}",
+            ROLES[n.index],
+            bed.process(n.handle).tail()
+        );
+    }
+
+    // 2. Node b cut from etcd past its TTL.
+    let cut = [
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        "2379",
+        "-j",
+        "REJECT",
+        "--reject-with",
+        "tcp-reset",
+    ];
+    let mut insert = vec!["-I"];
+    insert.extend(cut);
+    bed.node(1)
+        .ns()
+        .exec_checked("iptables", &insert)
+        .expect("cut node b");
+    let cut_at = Instant::now();
+    let expired = wait_route(
+        &nodes[0],
+        &sb,
+        false,
+        Duration::from_secs(SHORT_TTL_SECS * 3),
+    );
+    eprintln!("node b's lease expired in etcd {expired:?} after the cut");
+    // Past the TTL, b still forwards on its routes: its route to a stays.
+    std::thread::sleep(Duration::from_secs(SHORT_TTL_SECS));
+    bed.check_alive().expect("weftd alive while cut off");
+    assert!(
+        routes(&nodes[1]).contains(&sa),
+        "node b dropped its route to a while cut from etcd"
+    );
+    let mut delete = vec!["-D"];
+    delete.extend(cut);
+    bed.node(1)
+        .ns()
+        .exec_checked("iptables", &delete)
+        .expect("uncut node b");
+    let outage = cut_at.elapsed();
+    let back = wait_route(
+        &nodes[0],
+        &sb,
+        true,
+        Duration::from_secs(SHORT_TTL_SECS * 3),
+    );
+    eprintln!("cut {outage:?}: node b's subnet routed on a again {back:?} after etcd came back");
+    assert_eq!(
+        nodes[1].subnet().expect("subnet"),
+        sb,
+        "node b changed subnet"
+    );
+    let key = format!("{PREFIX}/subnets/{}", sb.replace('/', "-"));
+    let value = etcd.ctl(&["get", &key, "--print-value-only"]).expect("get");
+    assert!(
+        value.contains(&format!("\"PublicIP\":\"{}\"", bed.node(1).underlay())),
+        "{key} is not node b's: {value}"
+    );
+    let log_b = nodes[1].log(&mut bed);
+    assert!(
+        log_b.contains("renewing the lease"),
+        "node b's log does not say its renewals failed:\n{}",
+        bed.process(nodes[1].handle).tail()
+    );
+    // It says why it wrote its lease again: the renewal found it gone, or the watch saw it
+    // deleted (whichever came first after the cut).
+    let said: Vec<String> = problem_lines(&log_b)
+        .into_iter()
+        .filter(|l| l.contains("is gone (it expired") || l.contains("was deleted from the store"))
+        .collect();
+    assert!(
+        !said.is_empty(),
+        "node b does not say its lease expired:\n{}",
+        bed.process(nodes[1].handle).tail()
+    );
+    eprintln!("node b said:\n{}", said.join("\n"));
+    // Traffic both ways again.
+    let (ab, ba) = (flow(&bed, 0, 1, 7783), flow(&bed, 1, 0, 7784));
+    std::thread::sleep(Duration::from_secs(2));
+    let (ab, ba) = (ab.finish().expect("flow"), ba.finish().expect("flow"));
+    eprintln!("after the expiry: a -> b {ab}; b -> a {ba}");
+    assert_eq!(
+        ab.lost_count() + ba.lost_count(),
+        0,
+        "datagrams lost after the expiry"
+    );
+    bed.check_alive().expect("no weftd exited");
 }

@@ -14,7 +14,7 @@ use regex::Regex;
 use super::flags::{Cli, DriverArg, MAX_PUMP_THREADS};
 use super::host::{default_mtu, random_mac, resolve_public_ip};
 use crate::control::ControlAddr;
-use crate::lease::manager::renew_margin_from_minutes;
+use crate::lease::manager::{renew_margin_from_minutes, TestLeaseTtl, TEST_LEASE_TTL_VAR};
 use crate::lease::EtcdOptions;
 use crate::model::{Backend, Cidr};
 
@@ -37,6 +37,8 @@ pub struct LeaseSettings {
     pub subnet_file: PathBuf,
     /// `--subnet-lease-renew-margin`.
     pub renew_margin: Duration,
+    /// `WEFT_TEST_LEASE_TTL_SECS` (tests only): a short lease TTL with its renewal timing.
+    pub test_ttl: Option<TestLeaseTtl>,
     /// `--ip-masq`.
     pub ip_masq: bool,
     /// Masquerade with `--random-fully` (not `--ip-masq-fully-random-disable`).
@@ -246,6 +248,7 @@ impl Cli {
                 subnet_file: self.subnet_file.clone(),
                 renew_margin: renew_margin_from_minutes(self.subnet_lease_renew_margin)
                     .map_err(invalid)?,
+                test_ttl: test_lease_ttl_from_env().map_err(invalid)?,
                 ip_masq: self.ip_masq,
                 masq_random_fully: !self.ip_masq_fully_random_disable,
                 forward_rules: self.iptables_forward_rules,
@@ -404,4 +407,16 @@ pub(super) fn default_control(flag: Option<&ControlAddr>, tun_name: &str) -> Con
 
 pub(super) fn parse_control(s: &str) -> Result<ControlAddr, String> {
     ControlAddr::parse(s)
+}
+
+/// [`TEST_LEASE_TTL_VAR`] from the environment: unset is flannel's timing, a bad value an
+/// error naming the variable.
+fn test_lease_ttl_from_env() -> Result<Option<TestLeaseTtl>, String> {
+    match std::env::var(TEST_LEASE_TTL_VAR) {
+        Ok(value) => TestLeaseTtl::parse(&value).map(Some),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => Err(format!(
+            "{TEST_LEASE_TTL_VAR}={v:?}: not a whole number of seconds"
+        )),
+    }
 }

@@ -36,6 +36,7 @@ use crate::control::ControlListener;
 use crate::http::Health;
 use crate::lease::manager::{
     random_vtep_mac, sleep_unless, stored_vtep_mac, wait_for_config, AcquireError, CONFIG_RETRY,
+    TEST_LEASE_TTL_VAR,
 };
 use crate::lease::{
     DirStore, EtcdStore, LeaseAttrs, LeaseStore, ManagerEvent, ManagerOptions, NetworkConfig,
@@ -556,6 +557,16 @@ pub(super) fn run(
     let mut options = ManagerOptions::new(attrs);
     options.previous = read_previous(&lease.subnet_file);
     options.renew_margin = lease.renew_margin;
+    if let Some(test_ttl) = lease.test_ttl {
+        test_ttl.apply(&mut options);
+        tracing::warn!(
+            "{TEST_LEASE_TTL_VAR}: etcd lease TTL {:?}, renewed {:?} before expiry, a failed \
+             renewal retried after {:?} (a setting for tests only: unset it in production)",
+            test_ttl.ttl,
+            test_ttl.renew_margin,
+            test_ttl.renew_retry
+        );
+    }
     let mut manager = SubnetManager::new(Arc::clone(&store), config.clone(), options);
     let Some(own) = acquire(&mut manager, stop)? else {
         tracing::info!("stopped while acquiring a lease");

@@ -85,6 +85,64 @@ pub fn renew_margin_from_minutes(minutes: u64) -> Result<Duration, String> {
     }
 }
 
+/// The test-only environment variable that shortens the etcd lease TTL (see
+/// [`TestLeaseTtl`]). Not a flag: it exists so tests can run many renewal cycles and let a
+/// lease expire in seconds; production keeps flannel's 24 h.
+pub const TEST_LEASE_TTL_VAR: &str = "WEFT_TEST_LEASE_TTL_SECS";
+/// The TTLs [`TEST_LEASE_TTL_VAR`] accepts, in seconds: etcd grants at least 2 s with its
+/// default election timeout, and more than flannel's 24 h is not shortening anything.
+pub const TEST_LEASE_TTL_SECS: std::ops::RangeInclusive<u64> = 2..=24 * 60 * 60;
+
+/// The lease timing of [`TEST_LEASE_TTL_VAR`] (tests only): the TTL, a renewal half-way
+/// through it (instead of `--subnet-lease-renew-margin`, which counts minutes), and a failed
+/// renewal retried after a quarter of it (instead of [`RENEW_RETRY`]), so a node keeps
+/// renewing on time while etcd is briefly away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TestLeaseTtl {
+    /// The etcd lease TTL.
+    pub ttl: Duration,
+    /// Renew this long before expiry: half the TTL.
+    pub renew_margin: Duration,
+    /// Retry a failed renewal after this long: a quarter of the TTL.
+    pub renew_retry: Duration,
+}
+
+impl TestLeaseTtl {
+    /// Parses the value of [`TEST_LEASE_TTL_VAR`] (whole seconds), or says why it is refused.
+    pub fn parse(value: &str) -> Result<TestLeaseTtl, String> {
+        let range = &TEST_LEASE_TTL_SECS;
+        let secs: u64 = value.trim().parse().map_err(|_| {
+            format!(
+                "{TEST_LEASE_TTL_VAR}={value:?}: not a whole number of seconds (a test-only \
+                 setting: {}..={} s, or unset for flannel's 24 h)",
+                range.start(),
+                range.end()
+            )
+        })?;
+        if !range.contains(&secs) {
+            return Err(format!(
+                "{TEST_LEASE_TTL_VAR}={secs}: the lease TTL must be {}..={} s (a test-only \
+                 setting; unset it for flannel's 24 h)",
+                range.start(),
+                range.end()
+            ));
+        }
+        let ttl = Duration::from_secs(secs);
+        Ok(TestLeaseTtl {
+            ttl,
+            renew_margin: ttl / 2,
+            renew_retry: ttl / 4,
+        })
+    }
+
+    /// Applies it to the manager's options.
+    pub fn apply(&self, options: &mut ManagerOptions) {
+        options.ttl = self.ttl;
+        options.renew_margin = self.renew_margin;
+        options.renew_retry = self.renew_retry;
+    }
+}
+
 /// flanneld retries a failed renewal after a minute.
 pub const RENEW_RETRY: Duration = Duration::from_secs(60);
 /// Attempts at creating a lease when other nodes keep winning the race (flannel's
@@ -769,7 +827,10 @@ impl Runner {
             }
             WatchEvent::Delete(key) => {
                 if key == self.own.key {
-                    return Some(format!("our lease {key} was deleted from the store"));
+                    return Some(format!(
+                        "our lease {key} was deleted from the store (it expired: not renewed \
+                         within its TTL, e.g. while etcd was unreachable; or someone deleted it)"
+                    ));
                 }
                 self.peers.remove(&key);
                 None
@@ -886,6 +947,37 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_lease_ttl_knob() {
+        let t = TestLeaseTtl::parse("4").expect("4 s");
+        assert_eq!(t.ttl, Duration::from_secs(4));
+        assert_eq!(t.renew_margin, Duration::from_secs(2));
+        assert_eq!(t.renew_retry, Duration::from_secs(1));
+        let mut options = ManagerOptions::new(LeaseAttrs::udp(Ipv4Addr::new(10, 0, 0, 1), None));
+        t.apply(&mut options);
+        assert_eq!(
+            (options.ttl, options.renew_margin, options.renew_retry),
+            (t.ttl, t.renew_margin, t.renew_retry)
+        );
+        assert!(TestLeaseTtl::parse(" 86400 ").is_ok());
+        for bad in [
+            "0",
+            "1",
+            "86401",
+            "-3",
+            "2.5",
+            "",
+            "4s",
+            "18446744073709551616",
+        ] {
+            let e = TestLeaseTtl::parse(bad).expect_err(bad);
+            assert!(
+                e.starts_with(TEST_LEASE_TTL_VAR) && e.contains("test-only"),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn renew_margin_range() {

@@ -4,6 +4,7 @@
 //! Contract:
 //! - [`Etcd::start`] runs `etcd` inside a testbed namespace, listening on the node's underlay
 //!   address and on that namespace's loopback; it is killed by PID on drop (never by name).
+//!   [`Etcd::member`] makes one member of a cluster ([`super::etcd_cluster`]) the same way.
 //!   [`Etcd::stop`] / [`Etcd::restart`] keep the data, [`Etcd::restart_empty`] wipes it (a
 //!   restore from an empty data dir), [`Etcd::compact`] compacts to the current revision.
 //! - [`LeasedNode::start`] runs weftd in lease mode on node `i` (`--public-ip` = the node's
@@ -34,6 +35,8 @@ use crate::control;
 pub const PREFIX: &str = "/coreos.com/network";
 /// The etcd client port.
 pub const ETCD_PORT: u16 = 2379;
+/// The etcd peer port.
+pub const ETCD_PEER_PORT: u16 = 2380;
 /// A vxlan network config as an operator writes it.
 pub const CONFIG_VXLAN: &str =
     r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0", "Backend": {"Type": "vxlan"}}"#;
@@ -66,31 +69,64 @@ impl Etcd {
     /// Starts etcd in `ns`, serving `http://<ip>:2379`, with its data and log under `dir`;
     /// waits until it is healthy.
     pub fn start(ns: &Netns, ip: Ipv4Addr, dir: &Path) -> anyhow::Result<Etcd> {
+        let peer = format!("http://127.0.0.1:{ETCD_PEER_PORT}");
+        let mut etcd = Etcd::member(ns, ip, &peer, "wfl", &format!("wfl={peer}"), dir);
+        etcd.spawn()?;
+        Ok(etcd)
+    }
+
+    /// An etcd member named `name` in `ns` (not started yet: [`Etcd::launch`]), serving
+    /// clients on `http://<ip>:2379` and its namespace's loopback, talking to its peers on
+    /// `peer` (a URL), in the cluster `initial_cluster` (`name=peer-url,...`), with its data
+    /// in `<dir>/etcd-<name>` and its log in `<dir>/etcd-<name>.log` (for `wfl`, the single
+    /// etcd of [`Etcd::start`]: `<dir>/etcd-data`, `<dir>/etcd.log`).
+    pub fn member(
+        ns: &Netns,
+        ip: Ipv4Addr,
+        peer: &str,
+        name: &str,
+        initial_cluster: &str,
+        dir: &Path,
+    ) -> Etcd {
         let client = format!("http://{ip}:{ETCD_PORT}");
-        let peer = format!("http://127.0.0.1:{}", ETCD_PORT + 1);
-        let data = dir.join("etcd-data");
+        let (data, log) = if name == "wfl" {
+            (dir.join("etcd-data"), dir.join("etcd.log"))
+        } else {
+            (
+                dir.join(format!("etcd-{name}")),
+                dir.join(format!("etcd-{name}.log")),
+            )
+        };
         let args = vec![
-            "--name=wfl".to_owned(),
+            format!("--name={name}"),
             format!("--data-dir={}", data.display()),
             format!("--listen-client-urls={client},http://127.0.0.1:{ETCD_PORT}"),
             format!("--advertise-client-urls={client}"),
             format!("--listen-peer-urls={peer}"),
             format!("--initial-advertise-peer-urls={peer}"),
-            format!("--initial-cluster=wfl={peer}"),
+            format!("--initial-cluster={initial_cluster}"),
         ];
-        let mut etcd = Etcd {
+        Etcd {
             child: None,
             ns: ns.name().to_owned(),
             endpoint: client,
             data,
-            log: dir.join("etcd.log"),
+            log,
             args,
-        };
-        etcd.spawn()?;
-        Ok(etcd)
+        }
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
+        self.launch()?;
+        self.wait_healthy()
+    }
+
+    /// Starts the etcd process (on its data, if any) without waiting for it to be healthy:
+    /// a cluster member is healthy only once a quorum runs.
+    pub fn launch(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            bail!("etcd in {} is already running", self.ns);
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -104,7 +140,12 @@ impl Etcd {
             .spawn()
             .context("starting etcd (is it installed?)")?;
         self.child = Some(child);
-        self.wait_healthy()
+        Ok(())
+    }
+
+    /// Whether this etcd process runs (it was started and not stopped).
+    pub fn running(&self) -> bool {
+        self.child.is_some()
     }
 
     /// The client URL.
@@ -159,7 +200,8 @@ impl Etcd {
         Ok(rev)
     }
 
-    fn wait_healthy(&mut self) -> anyhow::Result<()> {
+    /// Waits (up to 20 s) until `etcdctl endpoint health` succeeds on this member.
+    pub fn wait_healthy(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.ctl_ok(&["endpoint", "health"]) {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {

@@ -20,6 +20,7 @@
 //! and a testbed first deletes namespaces left behind by processes that no longer exist.
 //! Traffic only ever flows between the namespaces a testbed created.
 
+pub mod etcd_cluster;
 pub mod leased;
 pub mod netns;
 pub mod ping;
@@ -246,7 +247,7 @@ pub struct Testbed {
     // Drop order: processes (in Drop::drop), nodes, the switch, the files, the lock.
     processes: Vec<Process>,
     nodes: Vec<Node>,
-    _switch: Option<Netns>,
+    switch: Option<Netns>,
     dir: tempfile::TempDir,
     _lock: File,
 }
@@ -443,7 +444,7 @@ impl Testbed {
             pump_threads: None,
             processes: Vec::new(),
             nodes: built,
-            _switch: switch,
+            switch,
             dir,
             _lock: lock,
         })
@@ -452,6 +453,12 @@ impl Testbed {
     /// The testbed's name prefix (`wft-<pid>-<k>`).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The namespace of the bridge joining three nodes (`...-sw`, with the bridge `br0`);
+    /// None for two nodes, which share one veth pair.
+    pub fn switch(&self) -> Option<&Netns> {
+        self.switch.as_ref()
     }
 
     /// The nodes.

@@ -124,7 +124,7 @@ pub fn tcp_stream(
     stall: Duration,
     limit: Duration,
 ) -> anyhow::Result<StreamReport> {
-    stream(from, to, Length::Bytes(bytes), seed, stall, limit)
+    stream(from, to, Length::Bytes(bytes), None, seed, stall, limit)
 }
 
 /// Streams pattern bytes from `from` to `to` over TCP for `time` from the connection (the
@@ -137,7 +137,36 @@ pub fn tcp_stream_for(
     seed: u64,
     stall: Duration,
 ) -> anyhow::Result<StreamReport> {
-    stream(from, to, Length::Time(time), seed, stall, time + stall * 2)
+    stream(
+        from,
+        to,
+        Length::Time(time),
+        None,
+        seed,
+        stall,
+        time + stall * 2,
+    )
+}
+
+/// Like [`tcp_stream_for`], at most `rate` bytes/s (the sender sleeps when ahead): a stream
+/// that proves a connection survives for a long time without taking a core.
+pub fn tcp_stream_paced(
+    from: End<'_>,
+    to: End<'_>,
+    time: Duration,
+    rate: u64,
+    seed: u64,
+    stall: Duration,
+) -> anyhow::Result<StreamReport> {
+    stream(
+        from,
+        to,
+        Length::Time(time),
+        Some(rate),
+        seed,
+        stall,
+        time + stall * 2,
+    )
 }
 
 /// How much a TCP stream sends.
@@ -153,6 +182,7 @@ fn stream(
     from: End<'_>,
     to: End<'_>,
     length: Length,
+    pace: Option<u64>,
     seed: u64,
     stall: Duration,
     limit: Duration,
@@ -211,7 +241,15 @@ fn stream(
             if Instant::now() >= deadline {
                 bail!("sender: time limit {limit:?} reached after {sent} bytes");
             }
-            let len = (bytes - sent).min(STREAM_BUF as u64) as usize;
+            let mut len = (bytes - sent).min(STREAM_BUF as u64) as usize;
+            if let Some(rate) = pace {
+                let allowed = (rate as f64 * connected.elapsed().as_secs_f64()) as u64;
+                if sent >= allowed {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                len = len.min((allowed - sent) as usize);
+            }
             match conn.write(tx_pattern.window(sent, len)) {
                 Ok(n) => sent += n as u64,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -1,6 +1,9 @@
 //! The etcd v3 lease store: flannel's schema, what flanneld reads and writes.
 //!
 //! - Config: `Get(<prefix>/config)`.
+//! - Every read is linearizable (`RangeRequest.serializable` is never set): a member cut off
+//!   from the quorum cannot answer it from its stale copy, and the client
+//!   ([`rpc::Client::read`]) sends it on to the next endpoint.
 //! - List: `Get(<prefix>/subnets/, prefix)`; the header revision is the listing's revision.
 //!   Each key's TTL is not read (flanneld asks `TimeToLive` per key; weft has no use for a
 //!   peer's expiry), so listed leases are [`Expiry::Leased`] or, without an etcd lease,
@@ -11,7 +14,9 @@
 //! - Renew (flannel's `updateSubnet`: a new grant, then a put with it; the old lease expires
 //!   by itself) made safe: it reads the key first and refuses ([`StoreError::Taken`]) when
 //!   another `PublicIP` holds it; the put is a transaction on the key's `ModRevision` (or on
-//!   `Version == 0` when it is gone), retried a few times if the key changes in between.
+//!   `Version == 0` when it is gone: expired while etcd was out of reach, which is logged,
+//!   and the same subnet is written again as flanneld's renewal does), retried a few times
+//!   if the key changes in between.
 //! - Watch: `Watch(<prefix>/subnets/, prefix, from revision + 1)`. A compacted start revision
 //!   (`compact_revision` set, watch cancelled) re-lists and delivers
 //!   [`WatchBatch::Resync`], then watches on from the new revision. A broken stream (etcd
@@ -198,7 +203,7 @@ impl EtcdStore {
         };
         let resp = self
             .runtime
-            .block_on(self.client.call(&RANGE, request))
+            .block_on(self.client.read(&RANGE, request))
             .map_err(etcd_err("get"))?;
         Ok(resp
             .kvs
@@ -305,7 +310,7 @@ async fn list_async(client: &Client, prefix: &str) -> Result<Listing, EtcdError>
         key: prefix.as_bytes().to_vec(),
         range_end: prefix_range_end(prefix.as_bytes()),
     };
-    let resp = client.call(&RANGE, request).await?;
+    let resp = client.read(&RANGE, request).await?;
     let mut listing = Listing {
         revision: resp.header.map_or(0, |h| h.revision),
         ..Listing::default()
@@ -399,7 +404,14 @@ impl LeaseStore for EtcdStore {
                     }
                     Compare::mod_revision_is(&etcd_key, mod_revision)
                 }
-                None => Compare::version_is(&etcd_key, 0),
+                None => {
+                    tracing::warn!(
+                        "etcd: our lease {etcd_key} is gone (it expired: not renewed within its \
+                         TTL, e.g. while etcd was unreachable; or someone deleted it); writing \
+                         the same subnet again"
+                    );
+                    Compare::version_is(&etcd_key, 0)
+                }
             };
             let grant = match ttl {
                 Some(ttl) => Some(self.grant(ttl)?),

@@ -66,7 +66,9 @@ pub(crate) struct ResponseHeader {
 }
 
 /// `etcdserverpb.RangeRequest`: the keys in `[key, range_end)`, or `key` alone when
-/// `range_end` is empty.
+/// `range_end` is empty. `serializable` (tag 7) is deliberately absent, so it is always
+/// false: every read is linearizable (confirmed by the leader), never a member's possibly
+/// stale local copy.
 #[derive(Clone, PartialEq, prost::Message)]
 pub(crate) struct RangeRequest {
     #[prost(bytes = "vec", tag = "1")]
@@ -387,6 +389,17 @@ mod tests {
         assert_eq!(prefix_range_end(b"a\xff"), b"b");
         assert_eq!(prefix_range_end(b"\xff\xff"), [0]);
         assert_eq!(prefix_range_end(b""), [0]);
+    }
+
+    #[test]
+    fn range_requests_are_linearizable() {
+        // Only tags 1 and 2 on the wire: no `serializable = true` (tag 7, varint: 0x38 0x01).
+        let bytes = RangeRequest {
+            key: b"/k".to_vec(),
+            range_end: b"/l".to_vec(),
+        }
+        .encode_to_vec();
+        assert_eq!(bytes, [0x0a, 2, b'/', b'k', 0x12, 2, b'/', b'l']);
     }
 
     #[test]

@@ -8,8 +8,12 @@
 //!   - a request that could not reach it (connection refused or timed out, TLS handshake
 //!     failed) never left, so it goes on at once to the next member, each tried once per call;
 //!   - a request the member failed otherwise (`Unavailable`: no leader, stopping; timed out;
-//!     connection lost mid-call) may or may not have been applied, so it is not resent: the
-//!     call fails and the next request goes to the next member.
+//!     connection lost mid-call) may or may not have been applied, so a write is not resent:
+//!     the call fails and the next request goes to the next member. A read
+//!     ([`Client::read`]: `Range`, which changes nothing) and the opening of a watch are
+//!     resent to the next member at once, each member tried once per call: a member cut off
+//!     from the quorum cannot serve a linearizable read (it times out or answers "no leader"),
+//!     and the read must not fail while another member can answer it.
 //!
 //!   A failover list, not a balancer: all requests use one member while it works, and a dead
 //!   member is skipped.
@@ -171,7 +175,8 @@ impl Client {
         &self.members[member % self.members.len()].endpoint
     }
 
-    /// One unary call.
+    /// One unary call that may change the store: resent to another member only when it
+    /// never reached the first.
     pub(crate) async fn call<Req, Resp>(
         &self,
         method: &'static Method<Req, Resp>,
@@ -182,7 +187,28 @@ impl Client {
         Resp: prost::Message + Default + 'static,
     {
         let (response, _) = self
-            .authorized(|channel, token| unary(channel, method, message.clone(), token))
+            .authorized(Resend::Unsent, |channel, token| {
+                unary(channel, method, message.clone(), token)
+            })
+            .await?;
+        Ok(response)
+    }
+
+    /// One unary call that changes nothing (a `Range`): resent to the next member whenever
+    /// a member fails it.
+    pub(crate) async fn read<Req, Resp>(
+        &self,
+        method: &'static Method<Req, Resp>,
+        message: Req,
+    ) -> Result<Resp, EtcdError>
+    where
+        Req: prost::Message + Clone + 'static,
+        Resp: prost::Message + Default + 'static,
+    {
+        let (response, _) = self
+            .authorized(Resend::MemberFailed, |channel, token| {
+                unary(channel, method, message.clone(), token)
+            })
             .await?;
         Ok(response)
     }
@@ -193,7 +219,7 @@ impl Client {
             request_union: Some(WatchRequestUnion::CreateRequest(create)),
         };
         let ((stream, token), member) = self
-            .authorized(|channel, token| {
+            .authorized(Resend::MemberFailed, |channel, token| {
                 let request = request.clone();
                 async move {
                     let stream = open_watch(channel, request, token.clone()).await?;
@@ -219,6 +245,7 @@ impl Client {
         };
         let (response, member) = self
             .send(
+                Resend::MemberFailed,
                 &mut |channel, _| unary(channel, &AUTHENTICATE, request.clone(), None),
                 None,
             )
@@ -267,17 +294,21 @@ impl Client {
 
     /// [`Client::send`] with the current token; when etcd refuses it, authenticates again
     /// and sends once more.
-    async fn authorized<T, F, Fut>(&self, mut attempt: F) -> Result<(T, usize), EtcdError>
+    async fn authorized<T, F, Fut>(
+        &self,
+        resend: Resend,
+        mut attempt: F,
+    ) -> Result<(T, usize), EtcdError>
     where
         F: FnMut(Channel, Option<Token>) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let token = self.token();
-        match self.send(&mut attempt, token.clone()).await {
+        match self.send(resend, &mut attempt, token.clone()).await {
             Err(e) if self.credentials.is_some() && refuses_token(&e.status) => {
                 tracing::debug!("etcd: {e}; authenticating again");
                 self.reauthenticate(token).await?;
-                self.send(&mut attempt, self.token()).await
+                self.send(resend, &mut attempt, self.token()).await
             }
             result => result,
         }
@@ -297,6 +328,7 @@ impl Client {
     /// member that gave it.
     async fn send<T, F, Fut>(
         &self,
+        resend: Resend,
         attempt: &mut F,
         token: Option<Token>,
     ) -> Result<(T, usize), EtcdError>
@@ -318,9 +350,9 @@ impl Client {
             if member_failed(&status) {
                 self.move_on(index);
             }
-            if never_sent(&status) && tried < count {
+            if resend.allows(&status) && tried < count {
                 tracing::debug!(
-                    "etcd: {} is unreachable ({}); trying the next endpoint",
+                    "etcd: {} failed the request ({}); trying the next endpoint",
                     member.endpoint,
                     describe(&status)
                 );
@@ -330,6 +362,26 @@ impl Client {
                 endpoint: member.endpoint.clone(),
                 status,
             });
+        }
+    }
+}
+
+/// Which failed requests go on to the next member within the same call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// Only those that never reached the member (a write may have been applied otherwise).
+    Unsent,
+    /// Also those the member failed ([`member_failed`]): reads, watches, authentication,
+    /// which change nothing when applied twice.
+    MemberFailed,
+}
+
+impl Resend {
+    /// Whether a request that failed with `status` goes on to the next member.
+    fn allows(self, status: &Status) -> bool {
+        match self {
+            Resend::Unsent => never_sent(status),
+            Resend::MemberFailed => never_sent(status) || member_failed(status),
         }
     }
 }
@@ -581,6 +633,29 @@ mod tests {
         let timeout = Status::from_error(Box::new(tonic::TimeoutExpired(())));
         assert!(timed_out(&timeout) && member_failed(&timeout));
         assert!(error("e", timeout).contains("request timeout"));
+    }
+
+    #[test]
+    fn only_requests_that_change_nothing_are_resent_after_a_member_failed() {
+        let refused = Status::from_error(Box::new(tonic::ConnectError(Box::new(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        ))));
+        // What a member cut off from the quorum answers a linearizable read: etcd's
+        // ErrGRPCNoLeader, its request timeout, or our own deadline.
+        let no_leader = Status::unavailable("etcdserver: no leader");
+        let etcd_timeout = Status::unavailable("etcdserver: request timed out");
+        let deadline = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        for status in [&refused, &no_leader, &etcd_timeout, &deadline] {
+            assert!(Resend::MemberFailed.allows(status), "{status:?}");
+        }
+        assert!(Resend::Unsent.allows(&refused));
+        for status in [&no_leader, &etcd_timeout, &deadline] {
+            assert!(!Resend::Unsent.allows(status), "{status:?}");
+        }
+        // An answer about the request itself is the same on every member.
+        let denied = Status::permission_denied("etcdserver: permission denied");
+        assert!(!Resend::MemberFailed.allows(&denied));
+        assert!(!Resend::Unsent.allows(&denied));
     }
 
     #[test]
