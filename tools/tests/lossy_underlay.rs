@@ -229,10 +229,10 @@ fn check(bed: &mut Testbed, backend: Backend, name: &str, impairment: Impairment
         "{name}: the relay's queue lost packets: {relay}"
     );
     assert_eq!(relay.queued, relay.released, "{name}: {relay}");
-    for node in 0..2 {
+    for (node, before) in drops_before.iter().enumerate() {
         assert_eq!(
             receive_drops(bed, node),
-            drops_before[node],
+            *before,
             "{name}: weftd on node {node} dropped received datagrams"
         );
     }

@@ -205,7 +205,9 @@ pub struct Impaired {
     stop: Arc<AtomicBool>,
     shared: Arc<Shared>,
     relay: Option<JoinHandle<anyhow::Result<()>>>,
-    installed: bool,
+    /// The chains created, and the FORWARD rules jumping to them (as `-A FORWARD` got them).
+    chains: Vec<&'static str>,
+    jumps: Vec<Vec<String>>,
 }
 
 impl Impaired {
@@ -230,7 +232,8 @@ impl Impaired {
             stop: Arc::new(AtomicBool::new(false)),
             shared: Arc::new(Shared::default()),
             relay: None,
-            installed: false,
+            chains: Vec::new(),
+            jumps: Vec::new(),
         };
         if impairment.delays() {
             // The relay binds before any rule can queue a packet to it.
@@ -258,10 +261,10 @@ impl Impaired {
                 Err(_) => bail!("the impairment relay did not bind its queue within 5 s"),
             }
         }
-        this.installed = true;
-        for (chain, (from, to)) in CHAINS.iter().zip([(a, b), (b, a)]) {
+        for (chain, (from, to)) in CHAINS.into_iter().zip([(a, b), (b, a)]) {
             let (from, to, port) = (from.to_string(), to.to_string(), port.to_string());
             this.iptables(&["-N", chain])?;
+            this.chains.push(chain);
             if impairment.loss > 0.0 {
                 let p = impairment.loss.to_string();
                 this.iptables(&[
@@ -304,9 +307,16 @@ impl Impaired {
                     &QUEUE_NUM.to_string(),
                 ])?;
             }
-            this.iptables(&[
-                "-A", "FORWARD", "-s", &from, "-d", &to, "-p", "udp", "--dport", &port, "-j", chain,
-            ])?;
+            let jump: Vec<String> = [
+                "-s", &from, "-d", &to, "-p", "udp", "--dport", &port, "-j", chain,
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
+            let mut args = vec!["-A", "FORWARD"];
+            args.extend(jump.iter().map(String::as_str));
+            this.iptables(&args)?;
+            this.jumps.push(jump);
         }
         Ok(this)
     }
@@ -346,7 +356,7 @@ impl Impaired {
             overruns: self.shared.overruns.load(Ordering::Relaxed),
             ..RelayCounts::default()
         };
-        if self.relay.is_some() {
+        if self.relay.as_ref().is_some_and(|r| !r.is_finished()) {
             let text = self.exec("cat", &["/proc/net/netfilter/nfnetlink_queue"])?;
             // queue_num portid queue_total copy_mode copy_range queue_dropped user_dropped
             // id_sequence 1 (net/netfilter/nfnetlink_queue.c, seq_show).
@@ -388,46 +398,38 @@ impl Impaired {
 
     fn teardown(&mut self) -> anyhow::Result<RelayCounts> {
         let mut result = Ok(());
-        if self.installed {
-            self.installed = false;
-            // Delete every jump first, then the chains.
-            for chain in CHAINS {
-                while self.rows("FORWARD")?.iter().any(|r| r.1 == chain) {
-                    let spec = self.exec("iptables", &["-w", "-t", "mangle", "-S", "FORWARD"])?;
-                    let Some(rule) = spec.lines().find(|l| l.ends_with(&format!("-j {chain}")))
-                    else {
-                        break;
-                    };
-                    let mut args: Vec<&str> = rule.split_whitespace().collect();
-                    args[0] = "-D";
-                    if let Err(e) = self.iptables(&args) {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-            for chain in CHAINS {
-                let _ = self.iptables(&["-F", chain]);
-                let _ = self.iptables(&["-X", chain]);
+        // The jumps first (no datagram enters a chain from now on), then the chains.
+        for jump in std::mem::take(&mut self.jumps) {
+            let mut args = vec!["-D", "FORWARD"];
+            args.extend(jump.iter().map(String::as_str));
+            if let Err(e) = self.iptables(&args) {
+                result = Err(e);
             }
         }
+        for chain in std::mem::take(&mut self.chains) {
+            for step in ["-F", "-X"] {
+                if let Err(e) = self.iptables(&[step, chain]) {
+                    result = Err(e);
+                }
+            }
+        }
+        // The kernel's figures for the queue vanish with the relay's socket: read them first.
+        let kernel = self.relay_counts();
         self.stop.store(true, Ordering::Relaxed);
         if let Some(relay) = self.relay.take() {
-            let counts = self.relay_counts();
             let joined = relay
                 .join()
                 .map_err(|_| anyhow::anyhow!("the impairment relay panicked"))
                 .and_then(|r| r);
             result = result.and(joined);
-            let counts = counts?;
-            result?;
-            return Ok(RelayCounts {
-                released: self.shared.released.load(Ordering::Relaxed),
-                ..counts
-            });
         }
         result?;
-        self.relay_counts()
+        let kernel = kernel?;
+        Ok(RelayCounts {
+            kernel_queue_dropped: kernel.kernel_queue_dropped,
+            kernel_user_dropped: kernel.kernel_user_dropped,
+            ..self.relay_counts()?
+        })
     }
 
     /// `iptables -w -t mangle <args>` in the router.
@@ -464,7 +466,7 @@ impl Impaired {
 
 impl Drop for Impaired {
     fn drop(&mut self) {
-        if self.installed || self.relay.is_some() {
+        if !self.chains.is_empty() || self.relay.is_some() {
             if let Err(e) = self.teardown() {
                 eprintln!("impair: removing the impairment: {e:#}");
             }
@@ -522,6 +524,16 @@ fn relay(
         let now = Instant::now();
         let stopping = stop.load(Ordering::Relaxed);
         let mut released = 0u64;
+        if stopping {
+            // The rules are gone: take what is still in the socket, then release it all.
+            ids.clear();
+            let _ = queue.recv(&mut ids);
+            shared.queued.fetch_add(ids.len() as u64, Ordering::Relaxed);
+            for &id in &ids {
+                queue.accept(id)?;
+                released += 1;
+            }
+        }
         while let Some(Reverse((due, _, id))) = held.peek().copied() {
             if due > now && !stopping {
                 break;
