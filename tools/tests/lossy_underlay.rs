@@ -18,6 +18,10 @@
 //! bytes. The figures in BENCHMARKS.md come from its long version:
 //! `WEFT_LOSSY_RUNS=3 WEFT_LOSSY_SECS=5` (release build).
 //!
+//! weftd runs with the default `--io-driver poll`; `WEFT_LOSSY_DRIVER=uring` runs it with
+//! io_uring instead (on this machine that fails the "no reordering without a delay" check:
+//! the io_uring driver reorders a few datagrams of one flow by itself).
+//!
 //! These run target/<profile>/weftd: build it first (`cargo build -p engine --bins`).
 
 mod common;

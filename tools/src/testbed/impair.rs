@@ -24,7 +24,11 @@
 //! iptables counters say how many datagrams of each direction reached the router, how many
 //! were dropped and duplicated, and `/proc/net/netfilter/nfnetlink_queue` how many the queue
 //! itself lost (none, or the figures are void). A test can therefore predict exactly what the
-//! receiver should see.
+//! receiver should see. The alternatives were worse: giving the nodes a relay's address as
+//! their peers' underlay path changes weftd's configuration (and weftd rightly drops datagrams
+//! whose source is not a peer's PublicIP), and a relay that receives the datagrams (DNAT,
+//! TPROXY) must re-send them with each original source address and port forged, so what
+//! arrives is the relay's copy, not what the node sent.
 //!
 //! Contract: [`Impaired::install`] sets up the rules (and the relay when the impairment delays
 //! or reorders) and returns once they are in place; dropping the [`Impaired`] removes the
