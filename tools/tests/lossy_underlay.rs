@@ -29,12 +29,13 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use engine::config::DriverArg;
+use engine::model::Backend;
 use weftctl::bench::lossy;
-use weftctl::peers::Backend;
 use weftctl::require_root;
 use weftctl::testbed::impair::{Impaired, Impairment};
 use weftctl::testbed::leased::UdpFlow;
-use weftctl::testbed::{traffic, IoDriver, Overlay, Testbed};
+use weftctl::testbed::{traffic, Overlay, Testbed};
 
 /// The flow: 1000 datagrams/s (1 ms apart, so the 5 ms reorder hold and the jitter reorder
 /// it) of 200 bytes, for [`FLOW_TIME`]: ~3000 datagrams, so 1 % loss or duplication is ~30
@@ -61,8 +62,8 @@ fn start(backend: Backend) -> Testbed {
     let weftd = Overlay::Weftd {
         backend,
         driver: match std::env::var("WEFT_LOSSY_DRIVER").as_deref() {
-            Ok("uring") => IoDriver::Uring,
-            _ => IoDriver::Poll,
+            Ok("uring") => DriverArg::Uring,
+            _ => DriverArg::Poll,
         },
     };
     bed.start(&[weftd, weftd]).expect("weftd on both nodes");
@@ -140,11 +141,11 @@ fn check(bed: &mut Testbed, backend: Backend, name: &str, impairment: Impairment
     eprintln!(
         "{} {name}: flow {report}; router a->b {d}; relay {relay}; weftd b: +{} datagrams, +{} \
          TUN packets",
-        backend.name(),
+        backend.as_str(),
         rx_after - rx_before,
         tun_after - tun_before,
     );
-    let what = format!("{} {name}: flow {report}, router {d}", backend.name());
+    let what = format!("{} {name}: flow {report}, router {d}", backend.as_str());
     assert!(report.sent >= 1000, "{what}: too few datagrams sent");
     assert_eq!(report.send_errors, 0, "{what}");
     assert_eq!(
@@ -202,10 +203,10 @@ fn check(bed: &mut Testbed, backend: Backend, name: &str, impairment: Impairment
         common::STALL,
         common::STREAM_LIMIT,
     )
-    .unwrap_or_else(|e| panic!("{} {name}: {e:#}", backend.name()));
+    .unwrap_or_else(|e| panic!("{} {name}: {e:#}", backend.as_str()));
     eprintln!(
         "{} {name}: verified stream of {} bytes in {:.2?} ({:.3} Gbit/s)",
-        backend.name(),
+        backend.as_str(),
         stream.bytes,
         stream.elapsed,
         stream.gbit_per_s()
@@ -215,14 +216,14 @@ fn check(bed: &mut Testbed, backend: Backend, name: &str, impairment: Impairment
     let rx_after = pump_counter(bed, 1, "udp_rx_datagrams");
     eprintln!(
         "{} {name}: stream: router a->b {d}; weftd b: +{} datagrams",
-        backend.name(),
+        backend.as_str(),
         rx_after - rx_before
     );
     assert_eq!(
         rx_after - rx_before,
         d.seen - d.dropped + d.duplicated,
         "{} {name}: weftd's udp_rx_datagrams during the stream, router {d}",
-        backend.name()
+        backend.as_str()
     );
     let relay = impaired
         .remove()

@@ -17,9 +17,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::bench::median;
-use crate::peers::Backend;
 use crate::testbed::impair::{Impaired, Impairment};
-use crate::testbed::{traffic, Binaries, IoDriver, Options, Overlay, Testbed};
+use crate::testbed::{traffic, Binaries, Options, Overlay, Testbed};
+use engine::config::DriverArg;
+use engine::model::Backend;
 
 /// A stream that moves no byte for this long fails (a retransmission timeout under 1 %
 /// loss is well below it).
@@ -52,7 +53,7 @@ pub fn default_overlays() -> Vec<Overlay> {
         .into_iter()
         .map(|backend| Overlay::Weftd {
             backend,
-            driver: IoDriver::Poll,
+            driver: DriverArg::Poll,
         })
         .collect()
 }
