@@ -27,13 +27,13 @@
 mod common;
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::config::DriverArg;
 use engine::model::Backend;
 use weftctl::bench::lossy;
 use weftctl::require_root;
-use weftctl::testbed::impair::{Impaired, Impairment};
+use weftctl::testbed::impair::{Counts, Impaired, Impairment};
 use weftctl::testbed::leased::UdpFlow;
 use weftctl::testbed::{traffic, Overlay, Testbed};
 
@@ -99,6 +99,23 @@ fn tun_packets(bed: &Testbed, node: usize) -> u64 {
     pump_counter(bed, node, "tun_tx_packets") + pump_counter(bed, node, "gro_merged")
 }
 
+/// Waits (up to [`DRAIN`]) until weftd on node b has counted every datagram a -> b that left
+/// the router since `before` (a TCP connection's last segments may still be on their way,
+/// held by the relay, when the stream returns); returns the router's counts since `before`
+/// and weftd's `udp_rx_datagrams` since `rx_before` as they were last read.
+fn settle(bed: &Testbed, impaired: &Impaired, before: Counts, rx_before: u64) -> (Counts, u64) {
+    let deadline = Instant::now() + DRAIN;
+    loop {
+        impaired.wait_drained(DRAIN).expect("relay drained");
+        let d = impaired.counts().expect("counters")[0] - before;
+        let rx = pump_counter(bed, 1, "udp_rx_datagrams") - rx_before;
+        if rx == d.seen - d.dropped + d.duplicated || Instant::now() >= deadline {
+            return (d, rx);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The whole check of one impairment on a started testbed.
 fn check(bed: &mut Testbed, backend: Backend, name: &str, impairment: Impairment) {
     let seed = common::seed();
@@ -133,16 +150,20 @@ fn check(bed: &mut Testbed, backend: Backend, name: &str, impairment: Impairment
     // The flow's length is what is measured, not a wait for a condition.
     std::thread::sleep(FLOW_TIME);
     let report = flow.finish().expect("flow report");
-    impaired.wait_drained(DRAIN).expect("relay drained");
-    let d = impaired.counts().expect("counters")[0] - before;
-    let rx_after = pump_counter(bed, 1, "udp_rx_datagrams");
-    let tun_after = tun_packets(bed, 1);
+    let (d, rx) = settle(bed, &impaired, before, rx_before);
+    // The TUN write follows the receive in the same pump turn: wait for it as well.
+    let deadline = Instant::now() + DRAIN;
+    let mut tun_after = tun_packets(bed, 1);
+    while tun_after - tun_before != rx && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+        tun_after = tun_packets(bed, 1);
+    }
     let relay = impaired.relay_counts().expect("relay counters");
     eprintln!(
         "{} {name}: flow {report}; router a->b {d}; relay {relay}; weftd b: +{} datagrams, +{} \
          TUN packets",
         backend.as_str(),
-        rx_after - rx_before,
+        rx,
         tun_after - tun_before,
     );
     let what = format!("{} {name}: flow {report}, router {d}", backend.as_str());
@@ -174,11 +195,7 @@ fn check(bed: &mut Testbed, backend: Backend, name: &str, impairment: Impairment
     }
     // weftd on b got every datagram that left the router, delivered each, dropped none.
     let delivered = d.seen - d.dropped + d.duplicated;
-    assert_eq!(
-        rx_after - rx_before,
-        delivered,
-        "{what}: weftd's udp_rx_datagrams"
-    );
+    assert_eq!(rx, delivered, "{what}: weftd's udp_rx_datagrams");
     assert_eq!(
         tun_after - tun_before,
         delivered,
@@ -211,16 +228,13 @@ fn check(bed: &mut Testbed, backend: Backend, name: &str, impairment: Impairment
         stream.elapsed,
         stream.gbit_per_s()
     );
-    impaired.wait_drained(DRAIN).expect("relay drained");
-    let d = impaired.counts().expect("counters")[0] - before;
-    let rx_after = pump_counter(bed, 1, "udp_rx_datagrams");
+    let (d, rx) = settle(bed, &impaired, before, rx_before);
     eprintln!(
-        "{} {name}: stream: router a->b {d}; weftd b: +{} datagrams",
+        "{} {name}: stream: router a->b {d}; weftd b: +{rx} datagrams",
         backend.as_str(),
-        rx_after - rx_before
     );
     assert_eq!(
-        rx_after - rx_before,
+        rx,
         d.seen - d.dropped + d.duplicated,
         "{} {name}: weftd's udp_rx_datagrams during the stream, router {d}",
         backend.as_str()
