@@ -44,6 +44,7 @@ pub struct Config {
 pub const OPTIONS: Options = Options {
     veth_tx_offload: false,
     veth_gro: true,
+    third_behind_router: false,
     router: true,
 };
 
