@@ -17,6 +17,7 @@
 
 pub mod cpu;
 pub mod latency;
+pub mod lossy;
 pub mod report;
 pub mod throughput;
 pub mod udp_rate;

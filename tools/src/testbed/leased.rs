@@ -535,6 +535,10 @@ pub struct FlowReport {
     pub longest_gap: (Duration, Duration),
     /// Send errors (e.g. ENETUNREACH while an interface is down).
     pub send_errors: u64,
+    /// Datagrams whose length or bytes differ from what was sent (not counted as received).
+    pub corrupted: u64,
+    /// First arrivals of a sequence number lower than one already received.
+    pub reordered: u64,
 }
 
 impl FlowReport {
@@ -548,11 +552,14 @@ impl std::fmt::Display for FlowReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "sent {} received {} lost {} dup {} send errors {} longest gap {:?} at {:?}",
+            "sent {} received {} lost {} dup {} reordered {} corrupted {} send errors {} \
+             longest gap {:?} at {:?}",
             self.sent,
             self.received,
             self.lost.len(),
             self.duplicates,
+            self.reordered,
+            self.corrupted,
             self.send_errors,
             self.longest_gap.0,
             self.longest_gap.1
@@ -569,7 +576,8 @@ impl std::fmt::Display for FlowReport {
 }
 
 /// Sequence-numbered UDP datagrams from one namespace address to another at a fixed rate.
-/// Payload: sequence number (8 bytes), then padding.
+/// Payload: sequence number (8 bytes), then bytes derived from it ([`flow_fill`]), which the
+/// receiver checks, with the length, so a corrupted datagram is counted, not received.
 #[derive(Debug)]
 pub struct UdpFlow {
     stop: Arc<AtomicBool>,
@@ -580,8 +588,23 @@ pub struct UdpFlow {
 
 /// What the sender thread returns: datagrams sent, send errors, the interval.
 type SenderEnd = (u64, u64, Duration);
-/// What the receiver thread returns: per sequence number its arrival time, duplicates.
-type ReceiverEnd = (Vec<Option<Duration>>, u64);
+/// What the receiver thread returns.
+#[derive(Debug, Default)]
+struct ReceiverEnd {
+    /// Per sequence number its first arrival time.
+    arrivals: Vec<Option<Duration>>,
+    duplicates: u64,
+    corrupted: u64,
+    reordered: u64,
+}
+
+/// The bytes after the sequence number of datagram `seq`.
+pub fn flow_fill(seq: u64, rest: &mut [u8]) {
+    let k = (seq as u8).wrapping_mul(31) | 1;
+    for (i, b) in rest.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(k) ^ (seq >> 8) as u8;
+    }
+}
 
 /// How long the receiver waits for stragglers after the sender stops.
 const FLOW_DRAIN: Duration = Duration::from_millis(500);
@@ -602,13 +625,15 @@ impl UdpFlow {
         let started = Instant::now();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let rstop = Arc::clone(&stop);
+        let size = size.max(8);
         let receiver = to.spawn_inside(move || {
             let socket = UdpSocket::bind(SocketAddr::from((dst, port)))
                 .with_context(|| format!("binding UDP {dst}:{port}"))?;
             socket.set_read_timeout(Some(Duration::from_millis(50)))?;
             let _ = ready_tx.send(());
-            let mut arrivals: Vec<Option<Duration>> = Vec::new();
-            let mut dups = 0u64;
+            let mut end = ReceiverEnd::default();
+            let mut highest: Option<usize> = None;
+            let mut expected = vec![0u8; size];
             let mut buf = vec![0u8; 65536];
             let mut stopped_at: Option<Instant> = None;
             loop {
@@ -619,23 +644,30 @@ impl UdpFlow {
                     }
                 }
                 match socket.recv(&mut buf) {
-                    Ok(n) if n >= 8 => {
+                    Ok(n) => {
                         let mut seq = [0u8; 8];
                         seq.copy_from_slice(&buf[..8]);
-                        let seq = u64::from_be_bytes(seq) as usize;
-                        if seq > 100_000_000 {
+                        let seq64 = u64::from_be_bytes(seq);
+                        expected[..8].copy_from_slice(&seq);
+                        flow_fill(seq64, &mut expected[8..]);
+                        if n != size || buf[..n] != expected[..] || seq64 > 100_000_000 {
+                            end.corrupted += 1;
                             continue;
                         }
-                        if arrivals.len() <= seq {
-                            arrivals.resize(seq + 1, None);
+                        let seq = seq64 as usize;
+                        if end.arrivals.len() <= seq {
+                            end.arrivals.resize(seq + 1, None);
                         }
-                        if arrivals[seq].is_some() {
-                            dups += 1;
+                        if end.arrivals[seq].is_some() {
+                            end.duplicates += 1;
                         } else {
-                            arrivals[seq] = Some(started.elapsed());
+                            end.arrivals[seq] = Some(started.elapsed());
+                            if highest.is_some_and(|h| h > seq) {
+                                end.reordered += 1;
+                            }
+                            highest = highest.max(Some(seq));
                         }
                     }
-                    Ok(_) => {}
                     Err(e)
                         if matches!(
                             e.kind(),
@@ -645,13 +677,12 @@ impl UdpFlow {
                     Err(e) => return Err(e).context("receiving the flow"),
                 }
             }
-            Ok((arrivals, dups))
+            Ok(end)
         });
         ready_rx
             .recv_timeout(Duration::from_secs(5))
             .map_err(|_| anyhow::anyhow!("the flow receiver did not bind {dst}:{port}"))?;
         let sstop = Arc::clone(&stop);
-        let size = size.max(8);
         let sender = from.spawn_inside(move || {
             let socket = UdpSocket::bind(SocketAddr::from((src, 0)))
                 .with_context(|| format!("binding UDP {src}"))?;
@@ -668,6 +699,7 @@ impl UdpFlow {
                     std::thread::sleep(due - now);
                 }
                 buf[..8].copy_from_slice(&seq.to_be_bytes());
+                flow_fill(seq, &mut buf[8..]);
                 if socket.send_to(&buf, to).is_err() {
                     errors += 1;
                 }
@@ -692,10 +724,13 @@ impl UdpFlow {
     pub fn finish(mut self) -> anyhow::Result<FlowReport> {
         self.stop.store(true, Ordering::Relaxed);
         let (sent, send_errors, interval) = join(self.sender.take())?;
-        let (arrivals, duplicates) = join(self.receiver.take())?;
+        let end = join(self.receiver.take())?;
+        let arrivals = end.arrivals;
         let mut report = FlowReport {
             sent,
-            duplicates,
+            duplicates: end.duplicates,
+            corrupted: end.corrupted,
+            reordered: end.reordered,
             send_errors,
             ..FlowReport::default()
         };

@@ -4,7 +4,8 @@
 //! `lo` up, an underlay `veth0` (MTU 1500, `192.168.250.<i+1>/24`) and a "pod": `pod0` (a veth
 //! pair inside the node: this kernel may lack the dummy driver) holding `10.244.<i+1>.1/24` and
 //! `fd00:10:244:<i+1>::1/64`. Two nodes share one veth pair; three or more hang off a bridge in
-//! a fourth namespace (`...-sw`). By default the underlay veths keep their default transmit
+//! a fourth namespace (`...-sw`); with [`Options::router`] the nodes hang off a router
+//! namespace (`...-wan`) instead, where [`impair`] degrades the underlay. By default the underlay veths keep their default transmit
 //! offloads (checksum, TSO, UDP GSO on, as in kind / k3d / DinD clusters: a kernel VXLAN peer
 //! hands weftd inner packets with partial checksums) and have GRO on, as a real NIC
 //! ([`Options`]); the features are set through the kernel's ethtool interface from a thread
@@ -21,8 +22,10 @@
 //! Traffic only ever flows between the namespaces a testbed created.
 
 pub mod etcd_cluster;
+pub mod impair;
 pub mod leased;
 pub mod netns;
+pub mod nfqueue;
 pub mod ping;
 pub mod process;
 pub mod traffic;
@@ -248,6 +251,8 @@ pub struct Testbed {
     processes: Vec<Process>,
     nodes: Vec<Node>,
     switch: Option<Netns>,
+    /// Whether `switch` is a router ([`Options::router`]) rather than a bridge.
+    router: bool,
     dir: tempfile::TempDir,
     _lock: File,
 }
@@ -269,6 +274,12 @@ pub struct Options {
     /// namespace routes between them (`.254` on each side). Peers a and b are then on-link to
     /// each other and c is reached through a gateway (DirectRouting's two cases).
     pub third_behind_router: bool,
+    /// Join the nodes through a router namespace (`...-wan`) instead of one veth pair or a
+    /// bridge (default: off). The router proxy-ARPs, so the nodes keep their addresses in one
+    /// /24 and every overlay is configured exactly as without it; its forwarding path is where
+    /// [`impair`] loses, duplicates, delays and reorders the underlay's datagrams. Not with
+    /// `third_behind_router`.
+    pub router: bool,
 }
 
 impl Default for Options {
@@ -277,6 +288,7 @@ impl Default for Options {
             veth_tx_offload: true,
             veth_gro: true,
             third_behind_router: false,
+            router: false,
         }
     }
 }
@@ -364,7 +376,12 @@ impl Testbed {
                 weftd_args: Vec::new(),
             });
         }
-        let switch = if nodes == 2 {
+        if options.router && options.third_behind_router {
+            bail!("Options::router and Options::third_behind_router exclude each other");
+        }
+        let switch = if options.router {
+            Some(router(&id, &built, options)?)
+        } else if nodes == 2 {
             let b = built[1].ns.name().to_owned();
             built[0].ip(&[
                 "link",
@@ -445,6 +462,7 @@ impl Testbed {
             processes: Vec::new(),
             nodes: built,
             switch,
+            router: options.router,
             dir,
             _lock: lock,
         })
@@ -459,6 +477,11 @@ impl Testbed {
     /// None for two nodes, which share one veth pair.
     pub fn switch(&self) -> Option<&Netns> {
         self.switch.as_ref()
+    }
+
+    /// The router namespace between the nodes, when [`Options::router`] asked for one.
+    pub fn router(&self) -> Option<&Netns> {
+        self.router.then_some(self.switch.as_ref()).flatten()
     }
 
     /// The nodes.
@@ -826,6 +849,69 @@ impl Drop for Testbed {
         self.processes.clear();
         netns::unregister_dir(self.dir.path());
     }
+}
+
+/// The address the router holds on each of its ports (inside the nodes' /24, used by none).
+pub const ROUTER_ADDR: &str = "192.168.250.254";
+
+/// The router namespace `<id>-wan` of [`Options::router`]: one veth port `p<i>` per node, a
+/// /32 route to each node's underlay address through its port, forwarding and proxy ARP on,
+/// reverse-path filtering and redirects off (the nodes share a /24 across the router).
+fn router(id: &str, nodes: &[Node], options: Options) -> anyhow::Result<Netns> {
+    let wan = Netns::create(&format!("{id}-wan"))?;
+    for key in [
+        "net.ipv4.ip_forward=1",
+        "net.ipv4.conf.all.proxy_arp=1",
+        "net.ipv4.conf.default.proxy_arp=1",
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.default.rp_filter=0",
+        "net.ipv4.conf.all.send_redirects=0",
+        "net.ipv4.conf.default.send_redirects=0",
+    ] {
+        wan.exec_checked("sysctl", &["-q", "-w", key])?;
+    }
+    for node in nodes {
+        let port = format!("p{}", node.index);
+        wan.exec_checked(
+            "ip",
+            &[
+                "link",
+                "add",
+                &port,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                UNDERLAY_DEV,
+                "netns",
+                node.ns.name(),
+            ],
+        )?;
+        let mtu = UNDERLAY_MTU.to_string();
+        // Proxy ARP answers at once, not after a random delay of up to 0.8 s (while the
+        // nodes' first datagrams wait in an unresolved neighbour queue and overflow it).
+        wan.exec_checked(
+            "sysctl",
+            &["-q", "-w", &format!("net.ipv4.neigh.{port}.proxy_delay=0")],
+        )?;
+        wan.exec_checked("ip", &["link", "set", &port, "mtu", &mtu, "up"])?;
+        wan.exec_checked(
+            "ip",
+            &["addr", "add", &format!("{ROUTER_ADDR}/32"), "dev", &port],
+        )?;
+        wan.exec_checked(
+            "ip",
+            &[
+                "route",
+                "add",
+                &format!("{}/32", node.underlay),
+                "dev",
+                &port,
+            ],
+        )?;
+        options.apply(&wan, &port)?;
+    }
+    Ok(wan)
 }
 
 /// Underlay, its offload features and pod set-up of one node.
