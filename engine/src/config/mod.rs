@@ -250,6 +250,12 @@ pub struct Cli {
           default_missing_value = "true", default_value = "false")]
     pub allow_foreign_inner_source: bool,
 
+    /// Upgrade without loss: when a weftd already runs for this TUN here, take its data path
+    /// over (TUN queues, UDP sockets, control socket; it exits without tearing anything down)
+    /// instead of exiting; when none runs, start normally. Give it the same flags otherwise.
+    #[arg(long)]
+    pub upgrade: bool,
+
     /// Log more (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,
@@ -434,6 +440,8 @@ pub struct Settings {
     pub allow_foreign_inner_source: bool,
     /// `--metrics-per-peer`.
     pub metrics_per_peer: bool,
+    /// `--upgrade`: take over from a running weftd for the same TUN.
+    pub upgrade: bool,
     /// The default log filter (`-v` / `-vv` / `--v=N`; `RUST_LOG` overrides).
     pub log_level: &'static str,
     /// Lease mode (`None`: static mode, `--peers`).
@@ -656,6 +664,7 @@ impl Cli {
                 .then(|| std::net::SocketAddr::new(self.healthz_ip, self.healthz_port)),
             allow_foreign_inner_source: self.allow_foreign_inner_source,
             metrics_per_peer: self.metrics_per_peer,
+            upgrade: self.upgrade,
             log_level,
             lease,
             tun_name_flag: self.tun_name,

@@ -31,8 +31,9 @@ use anyhow::{bail, Context, Result};
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
+use super::handover::Start;
+use super::node::HANDOVER_SIGNAL;
 use crate::config::{LeaseSettings, LeasedNetwork, Settings, StoreSettings};
-use crate::control::ControlListener;
 use crate::http::Health;
 use crate::lease::manager::{
     random_vtep_mac, sleep_unless, stored_vtep_mac, wait_for_config, AcquireError, CONFIG_RETRY,
@@ -539,7 +540,8 @@ pub(super) fn run(
     };
     // Taken before the lease, so a second weftd for this TUN in this namespace changes nothing.
     let (_, control_addr) = base.leased_names(backend, vni);
-    let control = ControlListener::bind(&control_addr)?;
+    // With --upgrade and a weftd running here: its offer, taken once our lease is known.
+    let start = super::handover::bind_or_ask(&control_addr, base.upgrade)?;
     let attrs = match backend {
         Backend::Udp => LeaseAttrs::udp(public_ip, None),
         Backend::Vxlan => LeaseAttrs::vxlan(public_ip, None, vni, vtep_mac, config.ipv6.is_some()),
@@ -570,23 +572,12 @@ pub(super) fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("setting up for the leased network")?;
     let routes = Arc::new(Routes::from_pointee(RouteTable::empty()));
-    let node = Node::start(&s, &routes, health, control)?;
+    // The rules, once installed (after the data path), for the route and iptables threads.
+    let masq: Arc<Mutex<Option<MasqRules>>> = Arc::new(Mutex::new(None));
 
-    let env = subnet_env(&config, &own, s.mtu, lease.ip_masq);
-    env.write(&lease.subnet_file)?;
-    tracing::info!("subnet file {}", lease.subnet_file.display());
-    let rules = iptables_rules(&config, &own, lease);
-    if let Some(rules) = &rules {
-        install_rules(rules)?;
-    }
-    let resync = rules.is_some();
-    let masq = Arc::new(Mutex::new(rules));
-    if lease.blackhole_route {
-        blackhole(own.subnet(), true)
-            .with_context(|| format!("adding the blackhole route {}", own.subnet()))?;
-        tracing::info!("blackhole route {}", own.subnet());
-    }
-
+    // The lease threads first, so the route table holds the peers before any pump runs: a
+    // weftd taking over from a running one must not answer the traffic it takes over with
+    // "net unreachable" while its first peer list is on the way.
     let shutdown = Shutdown::new().context("creating the lease threads' stop eventfd")?;
     let (handle, events) = manager.spawn(own.clone(), shutdown.clone());
     health.set_manager(handle.stats_handle());
@@ -595,7 +586,7 @@ pub(super) fn run(
         routes: Arc::clone(&routes),
         local: local(&s),
         config: config.clone(),
-        own,
+        own: own.clone(),
         tun_name: s.tun_name.clone(),
         mtu: s.mtu,
         lease: lease.clone(),
@@ -614,6 +605,54 @@ pub(super) fn run(
             applier.own
         })
         .context("starting the route thread")?;
+    // Ready once the peers known at start are routed, so traffic sent right after READY=1
+    // (or taken over from the previous weftd) finds its routes (the manager lists them first
+    // thing after spawning).
+    let wait_first_routes = || {
+        if first_routes.recv_timeout(FIRST_ROUTES_WAIT).is_err() {
+            tracing::warn!(
+                "no peer list from the lease store within {FIRST_ROUTES_WAIT:?}: ready without \
+                 peer routes; they follow when the store answers"
+            );
+        }
+    };
+
+    let upgraded = matches!(start, Start::Upgrade(_));
+    let mut node = match start {
+        Start::Fresh(control) => Node::start(&s, &routes, health, control)?,
+        Start::Upgrade(offered) => {
+            wait_first_routes();
+            super::take_over(&s, &control_addr, &routes, health, offered)?
+        }
+    };
+
+    let env = subnet_env(&config, &own, s.mtu, lease.ip_masq);
+    env.write(&lease.subnet_file)?;
+    tracing::info!("subnet file {}", lease.subnet_file.display());
+    let rules = iptables_rules(&config, &own, lease);
+    if let Some(rules) = &rules {
+        install_rules(rules)?;
+    }
+    let resync = rules.is_some();
+    {
+        let mut guard = match masq.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // A new lease met meanwhile installed its own rules already: keep those.
+        if guard.is_none() {
+            *guard = rules;
+        }
+    }
+    if lease.blackhole_route {
+        match blackhole(own.subnet(), true) {
+            // The predecessor added it and left it for us.
+            Err(e) if upgraded && e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            r => r.with_context(|| format!("adding the blackhole route {}", own.subnet()))?,
+        }
+        tracing::info!("blackhole route {}", own.subnet());
+    }
+
     let resync_thread = if resync {
         let masq = Arc::clone(&masq);
         let every = lease.iptables_resync;
@@ -680,24 +719,41 @@ pub(super) fn run(
             .context("starting the link thread")?
     };
 
-    // Ready once the peers known at start are routed, so traffic sent right after READY=1
-    // finds its routes (the manager lists them first thing after spawning).
-    if first_routes.recv_timeout(FIRST_ROUTES_WAIT).is_err() {
-        tracing::warn!(
-            "no peer list from the lease store within {FIRST_ROUTES_WAIT:?}: ready without \
-             peer routes; they follow when the store answers"
-        );
+    if !upgraded {
+        wait_first_routes();
     }
     health.set_ready();
     eprintln!("weftd: ready");
     notify_ready();
+    let mut successor = None;
     for signal in signals.forever() {
         if signal == SIGHUP {
             tracing::info!("SIGHUP: nothing to reload in lease mode (the store is watched)");
             continue;
         }
+        if signal == HANDOVER_SIGNAL {
+            successor = super::serve_handovers(&mut node, &s);
+            if successor.is_none() {
+                continue;
+            }
+            break;
+        }
         tracing::info!("signal {signal}: stopping (the lease stays in the store)");
         break;
+    }
+    if let Some(pid) = successor {
+        // The successor renews the lease and owns the TUN, the subnet file, the rules and the
+        // blackhole route now: stop our threads and leave all of it as it is.
+        handle.stop();
+        let _ = events_thread.join();
+        if let Some(t) = resync_thread {
+            let _ = t.join();
+        }
+        let _ = config_thread.join();
+        let _ = links_thread.join();
+        node.leave();
+        tracing::info!("stopped: pid {pid} runs the data path and renews the lease");
+        return Ok(ExitCode::SUCCESS);
     }
     notify_systemd("STOPPING=1");
     // A pump that failed raised the SIGTERM: say why when it is the TUN.

@@ -37,6 +37,7 @@
 //! not persistent, so it and its routes go when its queues close; the control socket file is
 //! removed on drop), so a failed start leaves nothing behind.
 
+mod handover;
 mod lease_mode;
 mod node;
 mod systemd;
@@ -52,17 +53,19 @@ use signal_hook::iterator::Signals;
 pub use node::Node;
 
 use crate::config::Settings;
-use crate::control::ControlListener;
+use crate::control::ControlAddr;
 use crate::http::Health;
 use crate::route::{load_peers_file, swap_retiring, RouteTable, Routes};
-use node::local;
+use handover::{Offered, Served, Start, TakeError};
+use node::{local, HANDOVER_SIGNAL};
 use systemd::{notify_ready, notify_systemd};
 
 /// Runs weftd with `settings` until SIGTERM / SIGINT (see the module documentation); the exit
 /// status, or the error that ended start-up.
 pub fn run(settings: &Settings) -> Result<ExitCode> {
     // Signals first, so that a SIGTERM during start-up ends in a clean exit below.
-    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT, HANDOVER_SIGNAL])
+        .context("installing signal handlers")?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGTERM, SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -82,21 +85,36 @@ pub fn run(settings: &Settings) -> Result<ExitCode> {
 
 /// Static mode: the routes come from the peers file, reloaded on SIGHUP.
 fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<ExitCode> {
-    let control = ControlListener::bind(&s.control)?;
+    let start = handover::bind_or_ask(&s.control, s.upgrade)?;
     let routes = Arc::new(Routes::from_pointee(load_routes(s, None)?));
-    let node = Node::start(s, &routes, health, control)?;
+    let mut node = match start {
+        Start::Fresh(control) => Node::start(s, &routes, health, control)?,
+        Start::Upgrade(offered) => take_over(s, &s.control, &routes, health, offered)?,
+    };
     health.set_ready();
     eprintln!("weftd: ready");
     notify_ready();
     let mut retired = Vec::new();
+    let mut successor = None;
     for signal in signals.forever() {
         match signal {
             SIGHUP => reload(s, &routes, &mut retired),
+            HANDOVER_SIGNAL => {
+                successor = serve_handovers(&mut node, s);
+                if successor.is_some() {
+                    break;
+                }
+            }
             _ => {
                 tracing::info!("signal {signal}: stopping");
                 break;
             }
         }
+    }
+    if let Some(pid) = successor {
+        node.leave();
+        tracing::info!("stopped: pid {pid} runs the data path");
+        return Ok(ExitCode::SUCCESS);
     }
     notify_systemd("STOPPING=1");
     let failed = node.stop();
@@ -106,6 +124,55 @@ fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<Exi
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Serves the handover requests that wait; the successor's pid once one took over.
+fn serve_handovers(node: &mut Node, s: &Settings) -> Option<u32> {
+    while let Some(request) = node.next_handover() {
+        if let Served::HandedOver { pid } = handover::serve(node, s, request) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// The new weftd's side of an upgrade: checks the offer against `s`, takes the descriptors
+/// and starts the pumps on them, then lets the old weftd go. If the old one went away before
+/// the descriptors came, a normal start once `control` is free.
+fn take_over(
+    s: &Settings,
+    control: &ControlAddr,
+    routes: &Arc<Routes>,
+    health: &Health,
+    offered: Offered,
+) -> Result<Node> {
+    if let Some(reason) = offered.offer().mismatch(s) {
+        return Err(offered.abort(reason));
+    }
+    let threads = offered.offer().threads;
+    if threads != s.pump_threads {
+        tracing::warn!(
+            "{threads} pump thread(s) as the running weftd has, not {}: a running TUN keeps its \
+             queues (a full restart changes the count)",
+            s.pump_threads
+        );
+    }
+    match offered.take(s, control) {
+        Ok((handed, committer)) => {
+            // On an error here the descriptors close with `handed` and the old weftd, which
+            // still holds its own, sees the connection close and runs on.
+            let node = Node::adopt(s, routes, health, handed)?;
+            committer.commit();
+            notify_systemd(&format!("MAINPID={}", std::process::id()));
+            Ok(node)
+        }
+        Err(gone @ TakeError::Gone(_)) => {
+            tracing::warn!("{gone}: starting normally");
+            let listener = handover::bind_when_free(control)?;
+            Node::start(s, routes, health, listener)
+        }
+        Err(TakeError::Failed(e)) => Err(e.context("taking over from the running weftd")),
+    }
 }
 
 /// Loads the peers file (an empty table without one), logging each line left out.

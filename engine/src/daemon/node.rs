@@ -8,22 +8,36 @@
 //! several), the pump threads, then serving the control socket. Every resource is owned (the
 //! TUN is not persistent, so it and its routes go when its queues close; the control socket
 //! file is removed on drop), so a failed start leaves nothing behind.
+//!
+//! An upgrade ([`super::handover`]): [`Node::adopt`] starts the pumps on the TUN queues, UDP
+//! sockets and control listener a predecessor passed (the device keeps its MTU, addresses and
+//! routes; the sockets their buffers, GRO and reuseport group), and [`Node::pause`] /
+//! [`Node::resume`] / [`Node::leave`] are the predecessor's side: stop the pumps at a batch
+//! boundary keeping the descriptors, start again on them if the handover fails, or go without
+//! touching what the successor now runs.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::os::fd::BorrowedFd;
+use std::sync::{mpsc, Arc};
 
 use anyhow::{bail, Context, Result};
 use encap::ChecksumCaps;
 use signal_hook::consts::SIGTERM;
 
 use crate::config::{DriverArg, Settings};
-use crate::control::{ControlListener, ControlServer, ControlState};
+use crate::control::{ControlListener, ControlServer, ControlState, Handover, HandoverSink};
 use crate::http::Health;
-use crate::pump::{IoDriver, PumpConfig, Pumps};
+use crate::pump::{IoDriver, PumpConfig, PumpCounters, Pumps};
 use crate::route::{format_mac, Local, Routes};
 use crate::sys::{netif, rtnetlink};
-use crate::tun::Tun;
+use crate::tun::{Offloads, Tun, TunQueue};
 use crate::udp::{UdpConfig, UdpSocket};
+
+use super::handover::Handed;
+
+/// The signal the control thread raises when a handover request waits
+/// ([`Node::next_handover`]): it wakes the daemon's signal loop.
+pub(super) const HANDOVER_SIGNAL: libc::c_int = signal_hook::consts::SIGUSR1;
 
 /// Our side of the route table (backend, port, VNI, VtepMAC, PublicIP, subnets) from `s`.
 pub(super) fn local(s: &Settings) -> Local {
@@ -57,8 +71,23 @@ fn choose_driver(asked: DriverArg) -> Result<IoDriver> {
 /// The running data path: the pumps (which own the TUN queues) and the control socket.
 #[derive(Debug)]
 pub struct Node {
-    pumps: Pumps,
+    /// `None` while paused for a handover.
+    pumps: Option<Pumps>,
     control: ControlServer,
+    config: PumpConfig,
+    driver: IoDriver,
+    routes: Arc<Routes>,
+    counters: Vec<Arc<PumpCounters>>,
+    tun_name: String,
+    handovers: mpsc::Receiver<Handover>,
+}
+
+/// Raises SIGTERM after a pump failed, so the daemon's signal loop (static or lease mode)
+/// exits instead of running without a pump.
+fn on_pump_failure() {
+    if let Err(e) = signal_hook::low_level::raise(SIGTERM) {
+        tracing::error!("raising SIGTERM after a pump failure failed: {e}");
+    }
 }
 
 impl Node {
@@ -136,6 +165,68 @@ impl Node {
                 ),
             }
         }
+        let name = tun.name().to_owned();
+        Node::run(
+            s,
+            routes,
+            health,
+            control,
+            (tun.into_queues(), sockets),
+            (name, offloads, driver),
+        )
+    }
+
+    /// Takes over the data path a predecessor handed over (see the module documentation):
+    /// the pumps start on its queues and sockets with `s`'s driver, and the control socket
+    /// is served on its listener.
+    pub(super) fn adopt(
+        s: &Settings,
+        routes: &Arc<Routes>,
+        health: &Health,
+        handed: Handed,
+    ) -> Result<Node> {
+        let driver = choose_driver(s.io_driver)?;
+        let Handed {
+            listener,
+            queues,
+            sockets,
+            offloads,
+            tun_name,
+        } = handed;
+        for q in &queues {
+            q.set_nonblocking(true)?;
+        }
+        for u in &sockets {
+            u.set_nonblocking(true)?;
+        }
+        tracing::info!(
+            "took over TUN {tun_name} ({} queue(s), {offloads}) and {} UDP socket(s) on {}",
+            queues.len(),
+            sockets.len(),
+            sockets
+                .first()
+                .map_or_else(String::new, |u| u.local_addr().to_string()),
+        );
+        Node::run(
+            s,
+            routes,
+            health,
+            listener,
+            (queues, sockets),
+            (tun_name, offloads, driver),
+        )
+    }
+
+    /// The pumps on `pairs` and the control socket served (the part of a start shared by
+    /// [`Node::start`] and [`Node::adopt`]).
+    fn run(
+        s: &Settings,
+        routes: &Arc<Routes>,
+        health: &Health,
+        control: ControlListener,
+        (queues, sockets): (Vec<TunQueue>, Vec<UdpSocket>),
+        (tun_name, offloads, driver): (String, Offloads, IoDriver),
+    ) -> Result<Node> {
         let config = PumpConfig {
             backend: s.backend,
             vni: s.vni,
@@ -168,16 +259,10 @@ impl Node {
         let pumps = Pumps::start(
             config,
             driver,
-            tun.into_queues(),
+            queues,
             sockets,
             Arc::clone(routes),
-            || {
-                // Wake the daemon's signal loop (static or lease mode) so that it exits
-                // instead of running without a pump.
-                if let Err(e) = signal_hook::low_level::raise(SIGTERM) {
-                    tracing::error!("raising SIGTERM after a pump failure failed: {e}");
-                }
-            },
+            on_pump_failure,
         )?;
         tracing::info!(
             "{} pump thread(s), {} driver, backend {}",
@@ -185,22 +270,97 @@ impl Node {
             pumps.driver(),
             s.backend
         );
+        let (tx, handovers) = mpsc::channel();
+        let sink = HandoverSink::new(tx, || {
+            if let Err(e) = signal_hook::low_level::raise(HANDOVER_SIGNAL) {
+                tracing::error!("waking the daemon for a handover failed: {e}");
+            }
+        });
         let state = ControlState {
             routes: Arc::clone(routes),
             counters: pumps.counters().to_vec(),
             driver,
             offloads,
+            handover: Some(sink),
         };
         health.set_dataplane(state.clone());
         let control = control.serve(state)?;
         tracing::info!("control socket {}", control.addr());
-        Ok(Node { pumps, control })
+        Ok(Node {
+            counters: pumps.counters().to_vec(),
+            pumps: Some(pumps),
+            control,
+            config,
+            driver,
+            routes: Arc::clone(routes),
+            tun_name,
+            handovers,
+        })
+    }
+
+    /// A handover request the control socket passed on, if one waits.
+    pub(super) fn next_handover(&self) -> Option<Handover> {
+        self.handovers.try_recv().ok()
+    }
+
+    /// The pump threads (TUN queues, UDP sockets).
+    pub(super) fn threads(&self) -> usize {
+        self.counters.len()
+    }
+
+    /// The TUN device name.
+    pub(super) fn tun_name(&self) -> &str {
+        &self.tun_name
+    }
+
+    /// What the TUN negotiated.
+    pub(super) fn offloads(&self) -> Offloads {
+        self.config.offloads
+    }
+
+    /// The listening control socket, to pass to a successor.
+    pub(super) fn control_listener(&self) -> BorrowedFd<'_> {
+        self.control.listener()
+    }
+
+    /// Stops the pumps at a batch boundary and gives back their TUN queues and UDP sockets
+    /// (see [`Pumps::stop_and_take`]); `None` when a pump thread panicked or the pumps were
+    /// already paused.
+    pub(super) fn pause(&mut self) -> Option<Vec<(TunQueue, UdpSocket)>> {
+        self.pumps.take()?.stop_and_take()
+    }
+
+    /// Starts the pumps again on `pairs` (from [`Node::pause`]), counting on where they were.
+    pub(super) fn resume(&mut self, pairs: Vec<(TunQueue, UdpSocket)>) -> Result<()> {
+        let (queues, sockets): (Vec<_>, Vec<_>) = pairs.into_iter().unzip();
+        let pumps = Pumps::start_counted(
+            self.config,
+            self.driver,
+            queues,
+            sockets,
+            Arc::clone(&self.routes),
+            on_pump_failure,
+            Some(self.counters.clone()),
+        )?;
+        self.pumps = Some(pumps);
+        Ok(())
+    }
+
+    /// Goes after a handover: the pumps are stopped (paused) and the successor runs the TUN,
+    /// the sockets and the control socket, so nothing is torn down (the socket file stays).
+    pub(super) fn leave(mut self) {
+        self.control.set_handed_over();
+        if let Some(pumps) = self.pumps.take() {
+            pumps.stop();
+        }
     }
 
     /// Stops the pumps and the control socket; returns whether a pump had failed.
     pub fn stop(self) -> bool {
-        let failed = self.pumps.failed();
-        self.pumps.stop();
+        let failed = self.pumps.as_ref().is_some_and(Pumps::failed);
+        if let Some(pumps) = self.pumps {
+            pumps.stop();
+        }
         drop(self.control);
         failed
     }
