@@ -11,7 +11,9 @@
 //!   protocol version is refused and the running weftd carries on.
 //! - Lease mode (lease directory), udp backend, `--ip-blackhole-route` (and `--ip-masq` when
 //!   iptables is installed): the same across an upgrade; the subnet, the lease, the subnet
-//!   file, the blackhole route and the rules stay; the new weftd then stops cleanly (TUN gone).
+//!   file, the blackhole route and the rules stay; then once more by SIGUSR2 (what the unit's
+//!   `ExecReload` sends: weftd starts its own successor), the same; the last weftd then
+//!   stops cleanly (TUN and rules gone).
 //! - The old weftd killed in the middle of the handover (test knob
 //!   `WEFTD_TEST_DIE_IN_HANDOVER`): before the descriptors went, the new weftd starts
 //!   normally and forwards; after they went, it carries on with them and forwards.
@@ -178,10 +180,9 @@ fn exited(pid: u32) -> bool {
     })
 }
 
-/// Sends SIGTERM to our child `pid` and waits until it exited.
+/// Sends SIGTERM to `pid` (ours, or started by a weftd of ours) and waits until it exited.
 fn terminate(pid: u32) {
-    let target = rustix::process::Pid::from_raw(pid as i32).expect("pid");
-    rustix::process::kill_process(target, Signal::TERM).expect("SIGTERM");
+    signal(pid, Signal::TERM);
     let deadline = Instant::now() + READY;
     while !exited(pid) {
         assert!(Instant::now() < deadline, "pid {pid} ignored SIGTERM");
@@ -351,6 +352,7 @@ fn lease_mode_upgrade_loses_nothing_and_keeps_the_lease() {
     });
     let mut new = upgraded.expect("upgraded");
     assert_handed_over(bed.process(nodes[0].handle));
+    let (a, b) = (tun_end(&bed, &nodes[0]), tun_end(&bed, &nodes[1]));
     eprintln!("{}", window.line("lease mode upgrade"));
     window.assert_lossless("lease mode upgrade");
 
@@ -380,9 +382,22 @@ fn lease_mode_upgrade_loses_nothing_and_keeps_the_lease() {
         "{log}"
     );
 
-    // The new weftd owns it all: SIGTERM tears it down as any weftd's.
-    let (status, killed) = new.stop().expect("stopped");
-    assert!(status.success() && !killed, "{status}");
+    // Once more the way the systemd unit's ExecReload does it: SIGUSR2 makes the running
+    // weftd start its own successor (same binary path and flags, --upgrade).
+    let pid = new.pid().expect("pid");
+    let mut successor = None;
+    let reload = across(a, b, || {
+        signal(pid, Signal::USR2);
+        assert_handed_over(&mut new);
+        successor = Some(successor_pid(&new.log()));
+    });
+    let successor = Successor(successor.expect("successor pid"));
+    eprintln!("{}", reload.line("lease mode upgrade by SIGUSR2"));
+    reload.assert_lossless("lease mode upgrade by SIGUSR2");
+    traffic::ping(a, b.ip, 3, None).expect("ping after the SIGUSR2 upgrade");
+
+    // The last weftd owns it all: SIGTERM tears it down as any weftd's.
+    terminate(successor.0);
     assert!(
         !ip_in(&bed, 0, &["link", "show"]).contains("flannel0"),
         "TUN left after SIGTERM"
@@ -390,6 +405,36 @@ fn lease_mode_upgrade_loses_nothing_and_keeps_the_lease() {
     if masq {
         assert_eq!(masq_rules(&bed, 0), 0, "rules left after SIGTERM");
     }
+}
+
+/// The pid in `handed the data path over to pid N` of an old weftd's log.
+fn successor_pid(log: &str) -> u32 {
+    log.lines()
+        .find_map(|l| l.split("handed the data path over to pid ").nth(1))
+        .and_then(|rest| rest.split(';').next())
+        .and_then(|pid| pid.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no successor pid in:\n{log}"))
+}
+
+/// A weftd started by a weftd of ours (SIGUSR2): stopped by pid when the test ends, also on
+/// failure.
+struct Successor(u32);
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        if !exited(self.0) {
+            signal(self.0, Signal::TERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !exited(self.0) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+fn signal(pid: u32, signal: Signal) {
+    let target = rustix::process::Pid::from_raw(pid as i32).expect("pid");
+    rustix::process::kill_process(target, signal).expect("kill");
 }
 
 #[test]

@@ -766,6 +766,74 @@ mod tests {
     }
 
     #[test]
+    fn handover_requests_are_parsed_strictly() {
+        assert_eq!(parse_handover("stats"), None);
+        assert_eq!(parse_handover("handovers"), None);
+        assert_eq!(parse_handover("handover 1"), Some(Ok(1)));
+        assert_eq!(parse_handover("handover   7"), Some(Ok(7)));
+        for bad in [
+            "handover",
+            "handover x",
+            "handover -1",
+            "handover 1 2",
+            "handover 99999999999",
+        ] {
+            assert!(matches!(parse_handover(bad), Some(Err(_))), "{bad:?}");
+        }
+        // Without the socket (the fuzz targets' entry point): an error, never a panic.
+        let v = reply("handover 1", &state());
+        assert!(v["error"].is_string(), "{v}");
+        assert_eq!(v["handover_version"], HANDOVER_VERSION);
+    }
+
+    #[test]
+    fn handovers_go_to_the_sink_only_at_our_version() {
+        let ask = |addr: &ControlAddr, req: &[u8]| {
+            let mut s = addr.connect().unwrap();
+            s.write_all(req).unwrap();
+            s
+        };
+        let answer_of = |mut s: UnixStream| {
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            serde_json::from_str::<Value>(&out).unwrap()
+        };
+        // No sink: refused.
+        let addr = ControlAddr::default_for(&format!("wfp-hand-{}", std::process::id()));
+        let _plain = ControlServer::bind(&addr, state()).unwrap();
+        let v = answer_of(ask(&addr, b"handover 1\n"));
+        assert!(v["error"].as_str().unwrap().contains("no data path"), "{v}");
+
+        let (tx, rx) = mpsc::channel();
+        let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&woken);
+        let mut with_sink = state();
+        with_sink.handover = Some(HandoverSink::new(tx, move || {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+        let addr = ControlAddr::default_for(&format!("wfp-hand2-{}", std::process::id()));
+        let _server = ControlServer::bind(&addr, with_sink).unwrap();
+        for bad in [&b"handover 2\n"[..], b"handover\n", b"handover \xff\n"] {
+            let v = answer_of(ask(&addr, bad));
+            assert!(v["error"].is_string(), "{bad:?}: {v}");
+            assert_eq!(v["handover_version"], HANDOVER_VERSION);
+        }
+        assert!(rx.try_recv().is_err());
+        // Our version, our uid: the connection goes to the sink, with what followed the line
+        // left unread for the daemon.
+        let client = ask(&addr, b"handover 1\ngo\n");
+        let got = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(got.peer.pid, std::process::id());
+        assert_eq!(woken.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let mut rest = [0u8; 3];
+        (&got.stream).read_exact(&mut rest).unwrap();
+        assert_eq!(&rest, b"go\n");
+        drop(client);
+        // Still serving.
+        assert_eq!(answer_of(ask(&addr, b"stats\n"))["threads"], 2);
+    }
+
+    #[test]
     fn addresses_parse_and_print() {
         assert_eq!(
             ControlAddr::parse("@weft/flannel.1"),

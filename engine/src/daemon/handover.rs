@@ -605,6 +605,52 @@ pub(super) fn bind_or_ask(addr: &ControlAddr, upgrade: bool) -> Result<Start> {
     }
 }
 
+/// The signal that makes weftd start its own successor ([`spawn_successor`]): what the unit's
+/// `ExecReload` sends, so `systemctl reload weftd` upgrades in place.
+pub(super) const UPGRADE_SIGNAL: libc::c_int = signal_hook::consts::SIGUSR2;
+
+/// On [`UPGRADE_SIGNAL`]: starts the weftd binary at the path this one was started from (the
+/// new one, once an install replaced the file) with the same arguments and `--upgrade`, with
+/// our environment, output and cgroup (so systemd keeps it in the unit); it then asks us for a
+/// handover like any successor. A successor that fails is reaped and logged; we run on.
+pub(super) fn spawn_successor() {
+    let mut args = std::env::args_os();
+    let Some(program) = args.next() else {
+        tracing::error!("upgrade: no argv[0] to start the successor from");
+        return;
+    };
+    let mut rest: Vec<std::ffi::OsString> = args.collect();
+    if !rest.iter().any(|a| a == "--upgrade" || a == "-upgrade") {
+        rest.push("--upgrade".into());
+    }
+    let spawned = std::process::Command::new(&program)
+        .args(&rest)
+        .stdin(std::process::Stdio::null())
+        .spawn();
+    match spawned {
+        Ok(mut child) => {
+            let pid = child.id();
+            tracing::info!("upgrade: started {} (pid {pid})", program.to_string_lossy());
+            let reaper = std::thread::Builder::new()
+                .name("weft-successor".to_owned())
+                .spawn(move || match child.wait() {
+                    Ok(status) if !status.success() => {
+                        tracing::error!("upgrade: the successor pid {pid} exited ({status}); this weftd runs on");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("upgrade: waiting for pid {pid}: {e}"),
+                });
+            if let Err(e) = reaper {
+                tracing::warn!("upgrade: no thread to reap pid {pid}: {e}");
+            }
+        }
+        Err(e) => tracing::error!(
+            "upgrade: starting {} failed: {e}; this weftd runs on",
+            program.to_string_lossy()
+        ),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -31,7 +31,7 @@ use anyhow::{bail, Context, Result};
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
-use super::handover::Start;
+use super::handover::{Start, UPGRADE_SIGNAL};
 use super::node::HANDOVER_SIGNAL;
 use crate::config::{LeaseSettings, LeasedNetwork, Settings, StoreSettings};
 use crate::http::Health;
@@ -729,6 +729,10 @@ pub(super) fn run(
     for signal in signals.forever() {
         if signal == SIGHUP {
             tracing::info!("SIGHUP: nothing to reload in lease mode (the store is watched)");
+            continue;
+        }
+        if signal == UPGRADE_SIGNAL {
+            super::handover::spawn_successor();
             continue;
         }
         if signal == HANDOVER_SIGNAL {

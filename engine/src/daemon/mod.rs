@@ -56,7 +56,7 @@ use crate::config::Settings;
 use crate::control::ControlAddr;
 use crate::http::Health;
 use crate::route::{load_peers_file, swap_retiring, RouteTable, Routes};
-use handover::{Offered, Served, Start, TakeError};
+use handover::{Offered, Served, Start, TakeError, UPGRADE_SIGNAL};
 use node::{local, HANDOVER_SIGNAL};
 use systemd::{notify_ready, notify_systemd};
 
@@ -64,7 +64,7 @@ use systemd::{notify_ready, notify_systemd};
 /// status, or the error that ended start-up.
 pub fn run(settings: &Settings) -> Result<ExitCode> {
     // Signals first, so that a SIGTERM during start-up ends in a clean exit below.
-    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT, HANDOVER_SIGNAL])
+    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT, HANDOVER_SIGNAL, UPGRADE_SIGNAL])
         .context("installing signal handlers")?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGTERM, SIGINT] {
@@ -99,6 +99,7 @@ fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<Exi
     for signal in signals.forever() {
         match signal {
             SIGHUP => reload(s, &routes, &mut retired),
+            UPGRADE_SIGNAL => handover::spawn_successor(),
             HANDOVER_SIGNAL => {
                 successor = serve_handovers(&mut node, s);
                 if successor.is_some() {
