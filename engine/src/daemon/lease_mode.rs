@@ -2,8 +2,8 @@
 //!
 //! Contract ([`run`]): store -> `wait_for_config` (retried every second until valid; SIGTERM
 //! while waiting exits 0) -> our lease (transient store failures retried every second; a full
-//! network or a lost race loop is fatal) -> the data path with an empty route table -> the
-//! subnet file -> the iptables rules (`--ip-masq`'s masquerade rules, a failure of which is
+//! network or a lost race loop is fatal) -> the manager and the thread applying its events
+//! (below) -> the data path with the route table as far as it got -> the subnet file -> the iptables rules (`--ip-masq`'s masquerade rules, a failure of which is
 //! fatal; `--iptables-forward-rules`' FORWARD accept rules, on by default as in flanneld, a
 //! failure of which is reported and retried) -> `--ip-blackhole-route` -> the first peer set
 //! in the route table (waited for at most 10 s) -> `weftd: ready` and READY=1. The control
@@ -20,6 +20,13 @@
 //! logged by name and weftd exits 1). SIGTERM / SIGINT: systemd is told STOPPING=1, the
 //! manager stops (the lease stays in the store), the iptables rules and the blackhole route
 //! are removed, the pumps stop and the TUN goes with them.
+//!
+//! An upgrade (`--upgrade`, `handover.rs`): the new weftd takes its lease (the one carrying
+//! our PublicIP: the old weftd's), waits for the first peer set in its route table, and only
+//! then takes the data path over, so no packet it takes over meets an empty table; the subnet
+//! file, the rules (applied idempotently) and the blackhole route (already there) follow as on
+//! any start. The old weftd, once it handed over, stops its threads and exits leaving the
+//! lease, the subnet file, the rules and the blackhole route to its successor.
 
 use std::collections::HashSet;
 use std::net::IpAddr;

@@ -26,7 +26,14 @@
 //! 4. `weftd: ready` on stderr and systemd `READY=1` (`$NOTIFY_SOCKET`).
 //!
 //! Running: SIGHUP reloads the peers file in static mode (a file that fails to load keeps the
-//! current routes) and is logged and ignored in lease mode. SIGTERM / SIGINT: systemd is told
+//! current routes) and is logged and ignored in lease mode. An upgrade (`handover.rs`): a new
+//! weftd started with the same flags and `--upgrade` asks on the control socket; the control
+//! thread passes the request on and raises SIGUSR1, and the signal loop hands the data path
+//! over and exits 0 without tearing anything down (or, if the handover fails, runs on).
+//! SIGUSR2 starts such a successor from our own binary path and arguments (systemd's
+//! `ExecReload`). With `--upgrade`, step 3 takes the running weftd's offer instead of
+//! exiting on a control socket in use, and its data path instead of making one (lease mode:
+//! after taking the same lease and the first peer list). SIGTERM / SIGINT: systemd is told
 //! `STOPPING=1`; in lease mode the manager stops (the lease stays in the store, as flanneld's)
 //! and the iptables rules and the blackhole route are removed; the pumps stop and the TUN goes
 //! with them.
