@@ -195,6 +195,8 @@ fn static_mode_upgrade_and_downgrade_lose_nothing() {
     require_root!();
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
     bed.set_pump_threads(Some(2));
+    // The health port too is the old weftd's until it goes: the new one takes it then.
+    bed.add_weftd_args(0, &["--healthz-port", "9464"]);
     let overlay = Overlay::Weftd {
         backend: Backend::Vxlan,
         driver: IoDriver::Poll,
@@ -230,6 +232,8 @@ fn static_mode_upgrade_and_downgrade_lose_nothing() {
     });
     assert_handed_over(&mut old);
     let mut old = upgraded.expect("upgraded");
+    old.wait_for_line("healthz http://", READY)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let stats = bed.control(0, "stats").expect("stats");
     assert_eq!(stats["driver"], "uring", "{stats}");
 
@@ -240,7 +244,10 @@ fn static_mode_upgrade_and_downgrade_lose_nothing() {
         downgraded = Some(start_successor(ns, &dir, "weftd-a-downgraded", &poll));
     });
     assert_handed_over(&mut old);
-    let current = downgraded.expect("downgraded");
+    let mut current = downgraded.expect("downgraded");
+    current
+        .wait_for_line("healthz http://", READY)
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let stats = bed.control(0, "stats").expect("stats");
     assert_eq!(stats["driver"], "poll", "{stats}");
     assert_eq!(stats["threads"], 2, "{stats}");

@@ -81,14 +81,52 @@ pub fn run(settings: &Settings) -> Result<ExitCode> {
     let health = Arc::new(Health::new());
     health.set_per_peer_metrics(settings.metrics_per_peer);
     if let Some(addr) = settings.healthz {
-        let bound = crate::http::serve(addr, Arc::clone(&health))?;
-        tracing::info!("healthz http://{bound}/healthz, /readyz, /metrics");
+        match crate::http::serve(addr, Arc::clone(&health)) {
+            Ok(bound) => tracing::info!("healthz http://{bound}/healthz, /readyz, /metrics"),
+            Err(crate::http::HttpError::Bind { source, .. })
+                if settings.upgrade && source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                serve_health_when_free(addr, Arc::clone(&health))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     match &settings.lease {
         None => run_static(settings, signals, &health),
         Some(lease) => lease_mode::run(settings, lease, signals, &stop, &health),
     }
 }
+
+/// With `--upgrade`, the health port is the running weftd's until it hands over and exits:
+/// a thread binds it as soon as it is free (for at most [`HEALTH_PORT_WAIT`]).
+fn serve_health_when_free(addr: std::net::SocketAddr, health: Arc<Health>) -> Result<()> {
+    tracing::info!(
+        "healthz {addr} is in use (by the weftd we take over from?): serving it once free"
+    );
+    std::thread::Builder::new()
+        .name("weft-healthz-wait".to_owned())
+        .spawn(move || {
+            let deadline = std::time::Instant::now() + HEALTH_PORT_WAIT;
+            loop {
+                match crate::http::serve(addr, Arc::clone(&health)) {
+                    Ok(bound) => {
+                        tracing::info!("healthz http://{bound}/healthz, /readyz, /metrics");
+                        return;
+                    }
+                    Err(e) if std::time::Instant::now() >= deadline => {
+                        tracing::error!("healthz: {e}; serving no health endpoint");
+                        return;
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        })
+        .context("starting the healthz thread")?;
+    Ok(())
+}
+
+/// How long a weftd started with `--upgrade` waits for the health port to come free.
+const HEALTH_PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Static mode: the routes come from the peers file, reloaded on SIGHUP.
 fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<ExitCode> {
