@@ -824,6 +824,12 @@ mod tests {
         let client = ask(&addr, b"handover 1\ngo\n");
         let got = rx.recv_timeout(Duration::from_secs(5)).unwrap();
         assert_eq!(got.peer.pid, std::process::id());
+        // The wake-up follows the send.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while woken.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "never woken");
+            std::thread::yield_now();
+        }
         assert_eq!(woken.load(std::sync::atomic::Ordering::SeqCst), 1);
         let mut rest = [0u8; 3];
         (&got.stream).read_exact(&mut rest).unwrap();
