@@ -3,9 +3,10 @@
 //! Contract ([`run`]): store -> `wait_for_config` (retried every second until valid; SIGTERM
 //! while waiting exits 0) -> our lease (transient store failures retried every second; a full
 //! network or a lost race loop is fatal) -> the manager and the thread applying its events
-//! (below) -> the data path with the route table as far as it got -> the subnet file -> the iptables rules (`--ip-masq`'s masquerade rules, a failure of which is
-//! fatal; `--iptables-forward-rules`' FORWARD accept rules, on by default as in flanneld, a
-//! failure of which is reported and retried) -> `--ip-blackhole-route` -> the first peer set
+//! (below) -> the data path with the route table as far as it got -> the subnet file -> the
+//! iptables rules (`--ip-masq`'s masquerade rules, a failure of which is fatal;
+//! `--iptables-forward-rules`' FORWARD accept rules, on by default as in flanneld, a failure
+//! of which is reported and retried) -> `--ip-blackhole-route` -> the first peer set
 //! in the route table (waited for at most 10 s) -> `weftd: ready` and READY=1. The control
 //! socket is bound once the network config names the TUN, before the lease is taken, so a
 //! second weftd for the same TUN in this namespace changes nothing. From then on one thread

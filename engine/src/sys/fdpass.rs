@@ -14,9 +14,9 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use super::cmsg::{cmsg_space, CmsgBuf, Decoder, Encoder};
 use super::io::{retry_eintr, to_len};
 
-/// The most descriptors one message carries: what the control buffer holds. The kernel's own
-/// limit is `SCM_MAX_FD` (253, include/net/scm.h).
-pub const MAX_FDS: usize = 64;
+/// The most descriptors one message carries: the kernel's limit, `SCM_MAX_FD`
+/// (include/net/scm.h); more in one `SCM_RIGHTS` cmsg fail with `EINVAL`.
+pub const MAX_FDS: usize = 253;
 
 /// Control space for [`MAX_FDS`] descriptors in one `SCM_RIGHTS` cmsg.
 const FD_CONTROL_LEN: usize = cmsg_space(MAX_FDS * size_of::<RawFd>());
