@@ -550,8 +550,9 @@ pub fn reply(request: &str, state: &ControlState) -> Value {
         "stats" => stats(state),
         "routes" => routes(state),
         other if parse_handover(other).is_some() => json!({
-            "error": "a handover is only served on weftd's control socket",
-            "handover_version": HANDOVER_VERSION,
+            "error": format!(
+                "a handover (version {HANDOVER_VERSION}) is only served on weftd's control socket"
+            ),
         }),
         other => json!({
             "error": format!("unknown request {other:?}: expected \"stats\" or \"routes\"")
@@ -783,7 +784,7 @@ mod tests {
         // Without the socket (the fuzz targets' entry point): an error, never a panic.
         let v = reply("handover 1", &state());
         assert!(v["error"].is_string(), "{v}");
-        assert_eq!(v["handover_version"], HANDOVER_VERSION);
+        assert_eq!(v.as_object().map(serde_json::Map::len), Some(1), "{v}");
     }
 
     #[test]
