@@ -259,11 +259,23 @@ pub(super) fn serve(node: &mut Node, s: &Settings, request: Handover) -> Served 
             Served::HandedOver { pid }
         }
         Ok(None) => Served::Kept,
-        Err(e) => {
+        Err(e) if node.running() => {
             tracing::error!(
                 "handover to pid {} failed: {e:#}; this weftd keeps forwarding",
                 peer.pid
             );
+            Served::Kept
+        }
+        Err(e) => {
+            // No pump runs and none could start again: stop cleanly (exit 1) rather than
+            // stay up without a data path.
+            tracing::error!(
+                "handover to pid {} failed: {e:#}; no pump runs: stopping",
+                peer.pid
+            );
+            if let Err(e) = signal_hook::low_level::raise(signal_hook::consts::SIGTERM) {
+                tracing::error!("raising SIGTERM failed: {e}");
+            }
             Served::Kept
         }
     }

@@ -355,9 +355,15 @@ impl Node {
         }
     }
 
-    /// Stops the pumps and the control socket; returns whether a pump had failed.
+    /// Whether the pumps run (not paused for a handover).
+    pub(super) fn running(&self) -> bool {
+        self.pumps.is_some()
+    }
+
+    /// Stops the pumps and the control socket; returns whether a pump had failed (or none ran:
+    /// paused for a handover that failed and could not start them again).
     pub fn stop(self) -> bool {
-        let failed = self.pumps.as_ref().is_some_and(Pumps::failed);
+        let failed = self.pumps.as_ref().is_none_or(Pumps::failed);
         if let Some(pumps) = self.pumps {
             pumps.stop();
         }
