@@ -25,7 +25,7 @@ use weftctl::testbed::Netns;
 /// How long a rejected start may take (it must exit before doing anything).
 const EXIT_WAIT: Duration = Duration::from_secs(10);
 /// Flags that take no value.
-const SWITCHES: [&str; 7] = [
+const SWITCHES: [&str; 8] = [
     "ip-masq",
     "allow-foreign-inner-source",
     "ip-masq-fully-random-disable",
@@ -33,6 +33,7 @@ const SWITCHES: [&str; 7] = [
     "ip-blackhole-route",
     "metrics-per-peer",
     "kube-subnet-mgr",
+    "upgrade",
 ];
 /// Flags without a case: any string is a valid prefix (as for flanneld), `-v` counts, klog's
 /// `--vmodule` and `--log_backtrace_at` are accepted and ignored.
@@ -184,6 +185,7 @@ fn cases(x: &Scratch) -> Vec<Case> {
     v.push(c(Lease, "iptables-forward-rules", "on"));
     v.push(c(Lease, "ip-blackhole-route", "tRuE"));
     v.push(c(Static, "metrics-per-peer", "y"));
+    v.push(c(Static, "upgrade", "soon"));
     for value in ["x", "-1", "2.5"] {
         v.push(c(Static, "v", value));
     }

@@ -246,6 +246,14 @@ pub struct Cli {
           default_missing_value = "true", default_value = "false")]
     pub allow_foreign_inner_source: bool,
 
+    /// Upgrade without loss: when a weftd already runs for this TUN here, take its data path
+    /// over (TUN queues, UDP sockets, control socket; it exits without tearing anything down)
+    /// instead of exiting; when none runs, start normally. Give it the same flags otherwise.
+    #[arg(long, env = "FLANNELD_UPGRADE", value_parser = parse_go_bool,
+          action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_missing_value = "true", default_value = "false")]
+    pub upgrade: bool,
+
     /// Log more (-v debug, -vv trace); RUST_LOG overrides.
     #[arg(short, long, action = ArgAction::Count)]
     pub verbose: u8,

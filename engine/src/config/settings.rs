@@ -96,6 +96,8 @@ pub struct Settings {
     pub allow_foreign_inner_source: bool,
     /// `--metrics-per-peer`.
     pub metrics_per_peer: bool,
+    /// `--upgrade`: take over from a running weftd for the same TUN.
+    pub upgrade: bool,
     /// The default log filter (`-v` / `-vv` / `--v=N`; `RUST_LOG` overrides).
     pub log_level: &'static str,
     /// Lease mode (`None`: static mode, `--peers`).
@@ -289,6 +291,7 @@ impl Cli {
                 .then(|| std::net::SocketAddr::new(self.healthz_ip, self.healthz_port)),
             allow_foreign_inner_source: self.allow_foreign_inner_source,
             metrics_per_peer: self.metrics_per_peer,
+            upgrade: self.upgrade,
             log_level,
             lease,
             tun_name_flag: self.tun_name,

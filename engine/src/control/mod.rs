@@ -7,6 +7,12 @@
 //! `{"error": "..."}`. Requests are served one at a time by one thread, each with a
 //! [`CLIENT_TIMEOUT`] so a stuck client cannot block the next.
 //!
+//! `handover <version>` is the one request answered elsewhere: from root or our own uid, at
+//! the version this weftd speaks ([`HANDOVER_VERSION`]), the connection goes to the daemon
+//! ([`HandoverSink`]), which hands the data path over to the asking weftd (an upgrade,
+//! `daemon/handover.rs`); anything else about it is refused with `{"error": ...}` and the
+//! connection closed. A data path that cannot hand over (no sink) refuses too.
+//!
 //! Where ([`ControlAddr`]): by default the abstract socket `@weft/<tun-name>`. Abstract names
 //! belong to the network namespace, so any number of weftd nodes in separate namespaces of one
 //! host use the default without colliding, nothing is left on disk, and `weftctl` run inside a
@@ -20,13 +26,14 @@
 //! server is dropped.
 
 use std::fmt;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, Write};
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -34,7 +41,62 @@ use serde_json::{json, Value};
 use crate::model::{format_mac, Backend};
 use crate::pump::{counters, IoDriver, PumpCounters};
 use crate::route::{parse_peers, Local, RouteTable, Routes};
+use crate::sys::fdpass::{effective_uid, peer_cred, PeerCred};
 use crate::tun::Offloads;
+
+/// The version of the upgrade handover protocol this weftd speaks (`daemon/handover.rs`). A
+/// weftd refuses a handover asked at any other version, so an old and a new binary that do
+/// not understand each other's messages never exchange descriptors.
+pub const HANDOVER_VERSION: u32 = 1;
+
+/// A handover asked on the control socket, checked (peer credentials, version) and passed to
+/// the daemon with its connection.
+#[derive(Debug)]
+pub struct Handover {
+    /// The connection to the asking weftd (blocking, no timeouts set).
+    pub stream: UnixStream,
+    /// Who asked.
+    pub peer: PeerCred,
+}
+
+/// Where the control thread sends a checked handover request: a channel to the daemon and a
+/// function that wakes it.
+#[derive(Clone)]
+pub struct HandoverSink {
+    tx: mpsc::Sender<Handover>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl HandoverSink {
+    /// A sink sending to `tx` and calling `wake` after each request.
+    pub fn new(tx: mpsc::Sender<Handover>, wake: impl Fn() + Send + Sync + 'static) -> Self {
+        HandoverSink {
+            tx,
+            wake: Arc::new(wake),
+        }
+    }
+}
+
+impl fmt::Debug for HandoverSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandoverSink").finish_non_exhaustive()
+    }
+}
+
+/// The version asked by a `handover <version>` line; `None` when the line is not a handover
+/// request at all, `Some(Err)` when it is one that cannot be read.
+pub fn parse_handover(line: &str) -> Option<Result<u32, String>> {
+    let rest = line.strip_prefix("handover")?;
+    if !rest.is_empty() && !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    Some(match rest.trim().parse::<u32>() {
+        Ok(v) => Ok(v),
+        Err(_) => Err(format!(
+            "a handover request is \"handover <version>\" (this weftd speaks version {HANDOVER_VERSION})"
+        )),
+    })
+}
 
 /// How long one client may take to send its request and read the reply.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -146,6 +208,8 @@ pub struct ControlState {
     pub driver: IoDriver,
     /// What the TUN negotiated.
     pub offloads: Offloads,
+    /// Where upgrade handover requests go (`None`: refused).
+    pub handover: Option<HandoverSink>,
 }
 
 impl ControlState {
@@ -175,6 +239,7 @@ impl ControlState {
             counters: (0..pumps).map(|_| Arc::default()).collect(),
             driver: IoDriver::Poll,
             offloads: Offloads::ALL,
+            handover: None,
         }
     }
 }
@@ -212,6 +277,14 @@ pub enum ControlError {
         #[source]
         source: io::Error,
     },
+    /// A listening socket passed by another weftd (an upgrade) is not the one expected.
+    #[error("taking over the control socket {addr} failed: {reason}")]
+    Adopt {
+        /// The address expected.
+        addr: ControlAddr,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The server thread could not be spawned.
     #[error("spawning the control thread failed: {0}")]
     Spawn(#[source] io::Error),
@@ -248,6 +321,33 @@ impl ControlListener {
         })
     }
 
+    /// Takes over the listening socket another weftd passed us (an upgrade handover):
+    /// refused unless it is a unix socket bound to `addr`.
+    pub fn adopt(addr: &ControlAddr, fd: OwnedFd) -> Result<ControlListener, ControlError> {
+        let adopt_err = |reason: String| ControlError::Adopt {
+            addr: addr.clone(),
+            reason,
+        };
+        let listener = UnixListener::from(fd);
+        let local = listener
+            .local_addr()
+            .map_err(|e| adopt_err(format!("not a unix socket ({e})")))?;
+        let matches = match addr {
+            ControlAddr::Abstract(name) => local.as_abstract_name() == Some(name.as_bytes()),
+            ControlAddr::Path(path) => local.as_pathname() == Some(path.as_path()),
+        };
+        if !matches {
+            return Err(adopt_err(format!("bound to {local:?}")));
+        }
+        listener
+            .set_nonblocking(false)
+            .map_err(|e| adopt_err(format!("clearing O_NONBLOCK: {e}")))?;
+        Ok(ControlListener {
+            addr: addr.clone(),
+            listener,
+        })
+    }
+
     /// The address.
     pub fn addr(&self) -> &ControlAddr {
         &self.addr
@@ -256,7 +356,15 @@ impl ControlListener {
     /// Serves `state` on a new thread.
     pub fn serve(self, state: ControlState) -> Result<ControlServer, ControlError> {
         let ControlListener { addr, listener } = self;
-        let server = ControlServer { addr };
+        let shared = listener
+            .try_clone()
+            .map(OwnedFd::from)
+            .map_err(ControlError::Spawn)?;
+        let server = ControlServer {
+            addr,
+            listener: shared,
+            handed_over: false,
+        };
         std::thread::Builder::new()
             .name("weft-control".to_owned())
             .spawn(move || serve(&listener, &state))
@@ -295,6 +403,10 @@ fn prepare_path(addr: &ControlAddr, path: &Path) -> Result<(), ControlError> {
 #[derive(Debug)]
 pub struct ControlServer {
     addr: ControlAddr,
+    /// The listening socket (a second descriptor of the one the thread serves), to hand over.
+    listener: OwnedFd,
+    /// Handed to a successor: its socket file must stay.
+    handed_over: bool,
 }
 
 impl ControlServer {
@@ -307,13 +419,23 @@ impl ControlServer {
     pub fn addr(&self) -> &ControlAddr {
         &self.addr
     }
+
+    /// The listening socket, to pass to a successor.
+    pub fn listener(&self) -> BorrowedFd<'_> {
+        self.listener.as_fd()
+    }
+
+    /// Marks the socket as handed to a successor: dropping the server leaves its file.
+    pub fn set_handed_over(&mut self) {
+        self.handed_over = true;
+    }
 }
 
 impl Drop for ControlServer {
     fn drop(&mut self) {
         // The serving thread keeps the listening fd until the process exits; a file name goes
-        // now (an abstract name goes with the fd).
-        if let ControlAddr::Path(path) = &self.addr {
+        // now (an abstract name goes with the fd), unless a successor serves it.
+        if let (ControlAddr::Path(path), false) = (&self.addr, self.handed_over) {
             let _ = std::fs::remove_file(path);
         }
     }
@@ -339,9 +461,77 @@ fn handle(stream: UnixStream, state: &ControlState) -> io::Result<()> {
     stream.set_read_timeout(Some(CLIENT_TIMEOUT))?;
     stream.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     let mut request = Vec::new();
-    BufReader::new(io::Read::take(&stream, MAX_REQUEST)).read_until(b'\n', &mut request)?;
+    // Byte by byte up to the newline (no read-ahead), so nothing a handover client sends
+    // after its request line is swallowed here.
+    let mut byte = [0u8; 1];
+    while request.len() < MAX_REQUEST as usize {
+        match io::Read::read(&mut &stream, &mut byte) {
+            Ok(0) => break,
+            Ok(_) => {
+                request.push(byte[0]);
+                if byte[0] == b'\n' {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let line = String::from_utf8_lossy(request.split(|&b| b == b'\n').next().unwrap_or_default())
+        .trim()
+        .to_owned();
+    if let Some(version) = parse_handover(&line) {
+        return match check_handover(version, &stream, state) {
+            Ok((sink, peer)) => {
+                stream.set_read_timeout(None)?;
+                stream.set_write_timeout(None)?;
+                tracing::info!("handover asked by pid {} (uid {})", peer.pid, peer.uid);
+                if sink.tx.send(Handover { stream, peer }).is_ok() {
+                    (sink.wake)();
+                }
+                Ok(())
+            }
+            Err(refusal) => {
+                tracing::warn!("handover refused: {refusal}");
+                let mut body = json!({
+                    "error": refusal,
+                    "handover_version": HANDOVER_VERSION,
+                })
+                .to_string();
+                body.push('\n');
+                (&stream).write_all(body.as_bytes())
+            }
+        };
+    }
     (&stream).write_all(answer(&request, state).as_bytes())?;
     Ok(())
+}
+
+/// Whether a handover at `version` may go ahead on `stream`: the sink to pass it to and who
+/// asked, or why not.
+fn check_handover(
+    version: Result<u32, String>,
+    stream: &UnixStream,
+    state: &ControlState,
+) -> Result<(HandoverSink, PeerCred), String> {
+    let version = version?;
+    let peer = peer_cred(stream.as_fd()).map_err(|e| format!("reading SO_PEERCRED: {e}"))?;
+    let ours = effective_uid();
+    if peer.uid != 0 && peer.uid != ours {
+        return Err(format!(
+            "handover refused: uid {} may not ask (only root or uid {ours})",
+            peer.uid
+        ));
+    }
+    if version != HANDOVER_VERSION {
+        return Err(format!(
+            "handover version {version} refused: this weftd speaks version {HANDOVER_VERSION}"
+        ));
+    }
+    let Some(sink) = state.handover.clone() else {
+        return Err("this weftd has no data path to hand over".to_owned());
+    };
+    Ok((sink, peer))
 }
 
 /// The bytes written back for the bytes a client sent: the [`reply`] to its first line, trimmed
@@ -360,6 +550,11 @@ pub fn reply(request: &str, state: &ControlState) -> Value {
     match request {
         "stats" => stats(state),
         "routes" => routes(state),
+        other if parse_handover(other).is_some() => json!({
+            "error": format!(
+                "a handover (version {HANDOVER_VERSION}) is only served on weftd's control socket"
+            ),
+        }),
         other => json!({
             "error": format!("unknown request {other:?}: expected \"stats\" or \"routes\"")
         }),
@@ -573,6 +768,80 @@ mod tests {
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["threads"], 2);
+    }
+
+    #[test]
+    fn handover_requests_are_parsed_strictly() {
+        assert_eq!(parse_handover("stats"), None);
+        assert_eq!(parse_handover("handovers"), None);
+        assert_eq!(parse_handover("handover 1"), Some(Ok(1)));
+        assert_eq!(parse_handover("handover   7"), Some(Ok(7)));
+        for bad in [
+            "handover",
+            "handover x",
+            "handover -1",
+            "handover 1 2",
+            "handover 99999999999",
+        ] {
+            assert!(matches!(parse_handover(bad), Some(Err(_))), "{bad:?}");
+        }
+        // Without the socket (the fuzz targets' entry point): an error, never a panic.
+        let v = reply("handover 1", &state());
+        assert!(v["error"].is_string(), "{v}");
+        assert_eq!(v.as_object().map(serde_json::Map::len), Some(1), "{v}");
+    }
+
+    #[test]
+    fn handovers_go_to_the_sink_only_at_our_version() {
+        let ask = |addr: &ControlAddr, req: &[u8]| {
+            let mut s = addr.connect().unwrap();
+            s.write_all(req).unwrap();
+            s
+        };
+        let answer_of = |mut s: UnixStream| {
+            let mut out = String::new();
+            s.read_to_string(&mut out).unwrap();
+            serde_json::from_str::<Value>(&out).unwrap()
+        };
+        // No sink: refused.
+        let addr = ControlAddr::default_for(&format!("wfp-hand-{}", std::process::id()));
+        let _plain = ControlServer::bind(&addr, state()).unwrap();
+        let v = answer_of(ask(&addr, b"handover 1\n"));
+        assert!(v["error"].as_str().unwrap().contains("no data path"), "{v}");
+
+        let (tx, rx) = mpsc::channel();
+        let woken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = Arc::clone(&woken);
+        let mut with_sink = state();
+        with_sink.handover = Some(HandoverSink::new(tx, move || {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+        let addr = ControlAddr::default_for(&format!("wfp-hand2-{}", std::process::id()));
+        let _server = ControlServer::bind(&addr, with_sink).unwrap();
+        for bad in [&b"handover 2\n"[..], b"handover\n", b"handover \xff\n"] {
+            let v = answer_of(ask(&addr, bad));
+            assert!(v["error"].is_string(), "{bad:?}: {v}");
+            assert_eq!(v["handover_version"], HANDOVER_VERSION);
+        }
+        assert!(rx.try_recv().is_err());
+        // Our version, our uid: the connection goes to the sink, with what followed the line
+        // left unread for the daemon.
+        let client = ask(&addr, b"handover 1\ngo\n");
+        let got = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(got.peer.pid, std::process::id());
+        // The wake-up follows the send.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while woken.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(std::time::Instant::now() < deadline, "never woken");
+            std::thread::yield_now();
+        }
+        assert_eq!(woken.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let mut rest = [0u8; 3];
+        (&got.stream).read_exact(&mut rest).unwrap();
+        assert_eq!(&rest, b"go\n");
+        drop(client);
+        // Still serving.
+        assert_eq!(answer_of(ask(&addr, b"stats\n"))["threads"], 2);
     }
 
     #[test]

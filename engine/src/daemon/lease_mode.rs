@@ -2,10 +2,11 @@
 //!
 //! Contract ([`run`]): store -> `wait_for_config` (retried every second until valid; SIGTERM
 //! while waiting exits 0) -> our lease (transient store failures retried every second; a full
-//! network or a lost race loop is fatal) -> the data path with an empty route table -> the
-//! subnet file -> the iptables rules (`--ip-masq`'s masquerade rules, a failure of which is
-//! fatal; `--iptables-forward-rules`' FORWARD accept rules, on by default as in flanneld, a
-//! failure of which is reported and retried) -> `--ip-blackhole-route` -> the first peer set
+//! network or a lost race loop is fatal) -> the manager and the thread applying its events
+//! (below) -> the data path with the route table as far as it got -> the subnet file -> the
+//! iptables rules (`--ip-masq`'s masquerade rules, a failure of which is fatal;
+//! `--iptables-forward-rules`' FORWARD accept rules, on by default as in flanneld, a failure
+//! of which is reported and retried) -> `--ip-blackhole-route` -> the first peer set
 //! in the route table (waited for at most 10 s) -> `weftd: ready` and READY=1. The control
 //! socket is bound once the network config names the TUN, before the lease is taken, so a
 //! second weftd for the same TUN in this namespace changes nothing. From then on one thread
@@ -20,6 +21,13 @@
 //! logged by name and weftd exits 1). SIGTERM / SIGINT: systemd is told STOPPING=1, the
 //! manager stops (the lease stays in the store), the iptables rules and the blackhole route
 //! are removed, the pumps stop and the TUN goes with them.
+//!
+//! An upgrade (`--upgrade`, `handover.rs`): the new weftd takes its lease (the one carrying
+//! our PublicIP: the old weftd's), waits for the first peer set in its route table, and only
+//! then takes the data path over, so no packet it takes over meets an empty table; the subnet
+//! file, the rules (applied idempotently) and the blackhole route (already there) follow as on
+//! any start. The old weftd, once it handed over, stops its threads and exits leaving the
+//! lease, the subnet file, the rules and the blackhole route to its successor.
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -31,8 +39,9 @@ use anyhow::{bail, Context, Result};
 use signal_hook::consts::SIGHUP;
 use signal_hook::iterator::Signals;
 
+use super::handover::{Start, UPGRADE_SIGNAL};
+use super::node::HANDOVER_SIGNAL;
 use crate::config::{LeaseSettings, LeasedNetwork, Settings, StoreSettings};
-use crate::control::ControlListener;
 use crate::http::Health;
 use crate::lease::manager::{
     random_vtep_mac, sleep_unless, stored_vtep_mac, wait_for_config, AcquireError, CONFIG_RETRY,
@@ -548,7 +557,8 @@ pub(super) fn run(
     };
     // Taken before the lease, so a second weftd for this TUN in this namespace changes nothing.
     let (_, control_addr) = base.leased_names(backend, vni);
-    let control = ControlListener::bind(&control_addr)?;
+    // With --upgrade and a weftd running here: its offer, taken once our lease is known.
+    let start = super::handover::bind_or_ask(&control_addr, base.upgrade)?;
     let attrs = match backend {
         Backend::Udp => LeaseAttrs::udp(public_ip, None),
         Backend::HostGw => LeaseAttrs::host_gw(public_ip, None),
@@ -590,28 +600,12 @@ pub(super) fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("setting up for the leased network")?;
     let routes = Arc::new(Routes::from_pointee(RouteTable::empty()));
-    let node = if backend.has_data_path() {
-        Node::start(&s, &routes, health, control)?
-    } else {
-        tracing::info!("backend {backend}: no TUN and no pumps, kernel routes to the peers only");
-        Node::routes_only(&routes, health, control)?
-    };
+    // The rules, once installed (after the data path), for the route and iptables threads.
+    let masq: Arc<Mutex<Option<MasqRules>>> = Arc::new(Mutex::new(None));
 
-    let env = subnet_env(&config, &own, s.mtu, lease.ip_masq);
-    env.write(&lease.subnet_file)?;
-    tracing::info!("subnet file {}", lease.subnet_file.display());
-    let rules = iptables_rules(&config, &own, lease);
-    if let Some(rules) = &rules {
-        install_rules(rules)?;
-    }
-    let resync = rules.is_some();
-    let masq = Arc::new(Mutex::new(rules));
-    if lease.blackhole_route {
-        blackhole(own.subnet(), true)
-            .with_context(|| format!("adding the blackhole route {}", own.subnet()))?;
-        tracing::info!("blackhole route {}", own.subnet());
-    }
-
+    // The lease threads first, so the route table holds the peers before any pump runs: a
+    // weftd taking over from a running one must not answer the traffic it takes over with
+    // "net unreachable" while its first peer list is on the way.
     let shutdown = Shutdown::new().context("creating the lease threads' stop eventfd")?;
     let (handle, events) = manager.spawn(own.clone(), shutdown.clone());
     health.set_manager(handle.stats_handle());
@@ -620,7 +614,7 @@ pub(super) fn run(
         routes: Arc::clone(&routes),
         local: local(&s),
         config: config.clone(),
-        own,
+        own: own.clone(),
         tun_name: s.tun_name.clone(),
         mtu: s.mtu,
         lease: lease.clone(),
@@ -642,6 +636,60 @@ pub(super) fn run(
             applier.own
         })
         .context("starting the route thread")?;
+    // Ready once the peers known at start are routed, so traffic sent right after READY=1
+    // (or taken over from the previous weftd) finds its routes (the manager lists them first
+    // thing after spawning).
+    let wait_first_routes = || {
+        if first_routes.recv_timeout(FIRST_ROUTES_WAIT).is_err() {
+            tracing::warn!(
+                "no peer list from the lease store within {FIRST_ROUTES_WAIT:?}: ready without \
+                 peer routes; they follow when the store answers"
+            );
+        }
+    };
+
+    let upgraded = matches!(start, Start::Upgrade(_));
+    let mut node = match start {
+        Start::Fresh(control) if !backend.has_data_path() => {
+            tracing::info!(
+                "backend {backend}: no TUN and no pumps, kernel routes to the peers only"
+            );
+            Node::routes_only(&s, &routes, health, control)?
+        }
+        Start::Fresh(control) => Node::start(&s, &routes, health, control)?,
+        Start::Upgrade(offered) => {
+            wait_first_routes();
+            super::take_over(&s, &control_addr, &routes, health, offered)?
+        }
+    };
+
+    let env = subnet_env(&config, &own, s.mtu, lease.ip_masq);
+    env.write(&lease.subnet_file)?;
+    tracing::info!("subnet file {}", lease.subnet_file.display());
+    let rules = iptables_rules(&config, &own, lease);
+    if let Some(rules) = &rules {
+        install_rules(rules)?;
+    }
+    let resync = rules.is_some();
+    {
+        let mut guard = match masq.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        // A new lease met meanwhile installed its own rules already: keep those.
+        if guard.is_none() {
+            *guard = rules;
+        }
+    }
+    if lease.blackhole_route {
+        match blackhole(own.subnet(), true) {
+            // The predecessor added it and left it for us.
+            Err(e) if upgraded && e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            r => r.with_context(|| format!("adding the blackhole route {}", own.subnet()))?,
+        }
+        tracing::info!("blackhole route {}", own.subnet());
+    }
+
     let resync_thread = if resync {
         let masq = Arc::clone(&masq);
         let every = lease.iptables_resync;
@@ -708,24 +756,45 @@ pub(super) fn run(
             .context("starting the link thread")?
     };
 
-    // Ready once the peers known at start are routed, so traffic sent right after READY=1
-    // finds its routes (the manager lists them first thing after spawning).
-    if first_routes.recv_timeout(FIRST_ROUTES_WAIT).is_err() {
-        tracing::warn!(
-            "no peer list from the lease store within {FIRST_ROUTES_WAIT:?}: ready without \
-             peer routes; they follow when the store answers"
-        );
+    if !upgraded {
+        wait_first_routes();
     }
     health.set_ready();
     eprintln!("weftd: ready");
     notify_ready();
+    let mut successor = None;
     for signal in signals.forever() {
         if signal == SIGHUP {
             tracing::info!("SIGHUP: nothing to reload in lease mode (the store is watched)");
             continue;
         }
+        if signal == UPGRADE_SIGNAL {
+            super::handover::spawn_successor();
+            continue;
+        }
+        if signal == HANDOVER_SIGNAL {
+            successor = super::serve_handovers(&mut node, &s);
+            if successor.is_none() {
+                continue;
+            }
+            break;
+        }
         tracing::info!("signal {signal}: stopping (the lease stays in the store)");
         break;
+    }
+    if let Some(pid) = successor {
+        // The successor renews the lease and owns the TUN, the subnet file, the rules and the
+        // blackhole route now: stop our threads and leave all of it as it is.
+        handle.stop();
+        let _ = events_thread.join();
+        if let Some(t) = resync_thread {
+            let _ = t.join();
+        }
+        let _ = config_thread.join();
+        let _ = links_thread.join();
+        node.leave();
+        tracing::info!("stopped: pid {pid} runs the data path and renews the lease");
+        return Ok(ExitCode::SUCCESS);
     }
     notify_systemd("STOPPING=1");
     // A pump that failed raised the SIGTERM: say why when it is the TUN.

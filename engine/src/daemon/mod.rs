@@ -26,7 +26,14 @@
 //! 4. `weftd: ready` on stderr and systemd `READY=1` (`$NOTIFY_SOCKET`).
 //!
 //! Running: SIGHUP reloads the peers file in static mode (a file that fails to load keeps the
-//! current routes) and is logged and ignored in lease mode. SIGTERM / SIGINT: systemd is told
+//! current routes) and is logged and ignored in lease mode. An upgrade (`handover.rs`): a new
+//! weftd started with the same flags and `--upgrade` asks on the control socket; the control
+//! thread passes the request on and raises SIGUSR1, and the signal loop hands the data path
+//! over and exits 0 without tearing anything down (or, if the handover fails, runs on).
+//! SIGUSR2 starts such a successor from our own binary path and arguments (systemd's
+//! `ExecReload`). With `--upgrade`, step 3 takes the running weftd's offer instead of
+//! exiting on a control socket in use, and its data path instead of making one (lease mode:
+//! after taking the same lease and the first peer list). SIGTERM / SIGINT: systemd is told
 //! `STOPPING=1`; in lease mode the manager stops (the lease stays in the store, as flanneld's)
 //! and the iptables rules and the blackhole route are removed; the pumps stop and the TUN goes
 //! with them.
@@ -38,6 +45,7 @@
 //! removed on drop), so a failed start leaves nothing behind.
 
 mod direct;
+mod handover;
 mod lease_mode;
 mod node;
 mod systemd;
@@ -53,17 +61,19 @@ use signal_hook::iterator::Signals;
 pub use node::Node;
 
 use crate::config::Settings;
-use crate::control::ControlListener;
+use crate::control::ControlAddr;
 use crate::http::Health;
 use crate::route::{load_peers_file, swap_retiring, RouteTable, Routes};
-use node::local;
+use handover::{Offered, Served, Start, TakeError, UPGRADE_SIGNAL};
+use node::{local, HANDOVER_SIGNAL};
 use systemd::{notify_ready, notify_systemd};
 
 /// Runs weftd with `settings` until SIGTERM / SIGINT (see the module documentation); the exit
 /// status, or the error that ended start-up.
 pub fn run(settings: &Settings) -> Result<ExitCode> {
     // Signals first, so that a SIGTERM during start-up ends in a clean exit below.
-    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT, HANDOVER_SIGNAL, UPGRADE_SIGNAL])
+        .context("installing signal handlers")?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGTERM, SIGINT] {
         signal_hook::flag::register(sig, Arc::clone(&stop))
@@ -72,8 +82,15 @@ pub fn run(settings: &Settings) -> Result<ExitCode> {
     let health = Arc::new(Health::new());
     health.set_per_peer_metrics(settings.metrics_per_peer);
     if let Some(addr) = settings.healthz {
-        let bound = crate::http::serve(addr, Arc::clone(&health))?;
-        tracing::info!("healthz http://{bound}/healthz, /readyz, /metrics");
+        match crate::http::serve(addr, Arc::clone(&health)) {
+            Ok(bound) => tracing::info!("healthz http://{bound}/healthz, /readyz, /metrics"),
+            Err(crate::http::HttpError::Bind { source, .. })
+                if settings.upgrade && source.kind() == std::io::ErrorKind::AddrInUse =>
+            {
+                serve_health_when_free(addr, Arc::clone(&health))?;
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     match &settings.lease {
         None => run_static(settings, signals, &health),
@@ -81,23 +98,70 @@ pub fn run(settings: &Settings) -> Result<ExitCode> {
     }
 }
 
+/// With `--upgrade`, the health port is the running weftd's until it hands over and exits:
+/// a thread binds it as soon as it is free (for at most [`HEALTH_PORT_WAIT`]).
+fn serve_health_when_free(addr: std::net::SocketAddr, health: Arc<Health>) -> Result<()> {
+    tracing::info!(
+        "healthz {addr} is in use (by the weftd we take over from?): serving it once free"
+    );
+    std::thread::Builder::new()
+        .name("weft-healthz-wait".to_owned())
+        .spawn(move || {
+            let deadline = std::time::Instant::now() + HEALTH_PORT_WAIT;
+            loop {
+                match crate::http::serve(addr, Arc::clone(&health)) {
+                    Ok(bound) => {
+                        tracing::info!("healthz http://{bound}/healthz, /readyz, /metrics");
+                        return;
+                    }
+                    Err(e) if std::time::Instant::now() >= deadline => {
+                        tracing::error!("healthz: {e}; serving no health endpoint");
+                        return;
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+                }
+            }
+        })
+        .context("starting the healthz thread")?;
+    Ok(())
+}
+
+/// How long a weftd started with `--upgrade` waits for the health port to come free.
+const HEALTH_PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Static mode: the routes come from the peers file, reloaded on SIGHUP.
 fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<ExitCode> {
-    let control = ControlListener::bind(&s.control)?;
+    let start = handover::bind_or_ask(&s.control, s.upgrade)?;
     let routes = Arc::new(Routes::from_pointee(load_routes(s, None)?));
-    let node = Node::start(s, &routes, health, control)?;
+    let mut node = match start {
+        Start::Fresh(control) => Node::start(s, &routes, health, control)?,
+        Start::Upgrade(offered) => take_over(s, &s.control, &routes, health, offered)?,
+    };
     health.set_ready();
     eprintln!("weftd: ready");
     notify_ready();
     let mut retired = Vec::new();
+    let mut successor = None;
     for signal in signals.forever() {
         match signal {
             SIGHUP => reload(s, &routes, &mut retired),
+            UPGRADE_SIGNAL => handover::spawn_successor(),
+            HANDOVER_SIGNAL => {
+                successor = serve_handovers(&mut node, s);
+                if successor.is_some() {
+                    break;
+                }
+            }
             _ => {
                 tracing::info!("signal {signal}: stopping");
                 break;
             }
         }
+    }
+    if let Some(pid) = successor {
+        node.leave();
+        tracing::info!("stopped: pid {pid} runs the data path");
+        return Ok(ExitCode::SUCCESS);
     }
     notify_systemd("STOPPING=1");
     let failed = node.stop();
@@ -107,6 +171,55 @@ fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<Exi
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Serves the handover requests that wait; the successor's pid once one took over.
+fn serve_handovers(node: &mut Node, s: &Settings) -> Option<u32> {
+    while let Some(request) = node.next_handover() {
+        if let Served::HandedOver { pid } = handover::serve(node, s, request) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// The new weftd's side of an upgrade: checks the offer against `s`, takes the descriptors
+/// and starts the pumps on them, then lets the old weftd go. If the old one went away before
+/// the descriptors came, a normal start once `control` is free.
+fn take_over(
+    s: &Settings,
+    control: &ControlAddr,
+    routes: &Arc<Routes>,
+    health: &Health,
+    offered: Offered,
+) -> Result<Node> {
+    if let Some(reason) = offered.offer().mismatch(s) {
+        return Err(offered.abort(reason));
+    }
+    let threads = offered.offer().threads;
+    if threads != s.pump_threads {
+        tracing::warn!(
+            "{threads} pump thread(s) as the running weftd has, not {}: a running TUN keeps its \
+             queues (a full restart changes the count)",
+            s.pump_threads
+        );
+    }
+    match offered.take(s, control) {
+        Ok((handed, committer)) => {
+            // On an error here the descriptors close with `handed` and the old weftd, which
+            // still holds its own, sees the connection close and runs on.
+            let node = Node::adopt(s, routes, health, handed)?;
+            committer.commit();
+            notify_systemd(&format!("MAINPID={}", std::process::id()));
+            Ok(node)
+        }
+        Err(gone @ TakeError::Gone(_)) => {
+            tracing::warn!("{gone}: starting normally");
+            let listener = handover::bind_when_free(control)?;
+            Node::start(s, routes, health, listener)
+        }
+        Err(TakeError::Failed(e)) => Err(e.context("taking over from the running weftd")),
+    }
 }
 
 /// Loads the peers file (an empty table without one), logging each line left out.

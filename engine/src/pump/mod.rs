@@ -194,7 +194,7 @@ pub enum PumpError {
 /// The running pump threads.
 #[derive(Debug)]
 pub struct Pumps {
-    threads: Vec<JoinHandle<()>>,
+    threads: Vec<JoinHandle<(TunQueue, UdpSocket)>>,
     stop: Arc<Stop>,
     counters: Vec<Arc<PumpCounters>>,
     driver: IoDriver,
@@ -210,6 +210,21 @@ impl Pumps {
         routes: Arc<Routes>,
         on_failure: impl Fn() + Send + Sync + 'static,
     ) -> Result<Pumps, PumpError> {
+        Pumps::start_counted(config, driver, queues, sockets, routes, on_failure, None)
+    }
+
+    /// [`Pumps::start`], counting into `counters` (one per pair, e.g. those of pumps stopped
+    /// by [`Pumps::stop_and_take`], so the totals go on) instead of fresh ones.
+    pub fn start_counted(
+        config: PumpConfig,
+        driver: IoDriver,
+        queues: Vec<TunQueue>,
+        sockets: Vec<UdpSocket>,
+        routes: Arc<Routes>,
+        on_failure: impl Fn() + Send + Sync + 'static,
+        counters: Option<Vec<Arc<PumpCounters>>>,
+    ) -> Result<Pumps, PumpError> {
+        let mut given = counters.map(Vec::into_iter);
         if !config.backend.has_data_path() {
             return Err(PumpError::NoDataPath(config.backend));
         }
@@ -229,7 +244,7 @@ impl Pumps {
             driver,
         };
         for (index, (tun, udp)) in queues.into_iter().zip(sockets).enumerate() {
-            let counters = Arc::new(PumpCounters::default());
+            let counters = given.as_mut().and_then(Iterator::next).unwrap_or_default();
             pumps.counters.push(Arc::clone(&counters));
             let dp = Dataplane::new(Arc::clone(&config), counters);
             let routes = Arc::clone(&routes);
@@ -241,6 +256,7 @@ impl Pumps {
                     if !run_thread(index, driver, dp, &tun, &udp, &routes, &stop) {
                         on_failure();
                     }
+                    (tun, udp)
                 });
             match spawned {
                 Ok(handle) => pumps.threads.push(handle),
@@ -281,6 +297,28 @@ impl Pumps {
     /// Stops every thread and waits for them (each notices within one loop turn).
     pub fn stop(mut self) {
         self.stop_and_join();
+    }
+
+    /// Stops every thread at a batch boundary and gives back each thread's TUN queue and UDP
+    /// socket, in thread order, with nothing read from them left unhandled: the poll driver
+    /// stops between turns (everything read was sent or written), the io_uring driver cancels
+    /// its armed reads and finishes what had completed. Packets not read yet stay queued in
+    /// the kernel for the next reader (the same process after [`Pumps::start`] again, or a
+    /// successor weftd). `None` when a thread panicked (its pair is lost with it).
+    pub fn stop_and_take(mut self) -> Option<Vec<(TunQueue, UdpSocket)>> {
+        self.stop.request();
+        let mut pairs = Vec::with_capacity(self.threads.len());
+        let mut lost = false;
+        for t in self.threads.drain(..) {
+            match t.join() {
+                Ok(pair) => pairs.push(pair),
+                Err(_) => {
+                    tracing::error!("a pump thread panicked");
+                    lost = true;
+                }
+            }
+        }
+        (!lost).then_some(pairs)
     }
 
     fn stop_and_join(&mut self) {

@@ -59,6 +59,8 @@ struct Turn<'a, 'fd> {
     read_errors: u32,
     recv_errors: u32,
     gso_warned: bool,
+    /// Stopping: completions are handled but nothing is re-armed.
+    draining: bool,
 }
 
 /// Runs one pump thread on an io_uring until `stop` is requested.
@@ -102,6 +104,7 @@ pub fn run(
         read_errors: 0,
         recv_errors: 0,
         gso_warned: false,
+        draining: false,
     };
     for slot in 0..TUN_SLOTS {
         t.ring.read_tun(slot)?;
@@ -120,10 +123,39 @@ pub fn run(
         }
         t.flush();
     }
-    Ok(())
+    t.drain(&mut cache)
 }
 
 impl Turn<'_, '_> {
+    /// Stops at a batch boundary without losing a packet: cancels the armed TUN reads and
+    /// receives, handles what completed before the cancellation (forwarded as usual, nothing
+    /// re-armed), waits for every send and write, then flushes the coalescer. What was not
+    /// read stays queued in the TUN queue and the socket for whoever reads them next (a
+    /// successor weftd after a handover).
+    fn drain(
+        &mut self,
+        cache: &mut arc_swap::Cache<Arc<Routes>, Arc<RouteTable>>,
+    ) -> io::Result<()> {
+        self.draining = true;
+        self.ring.cancel_reads()?;
+        while self.ring.in_flight() > 0 || self.ring.has_events() || !self.waiting.is_empty() {
+            if !self.ring.has_events() {
+                self.ring.submit_and_wait(true)?;
+            }
+            let table = cache.load();
+            while let Some(event) = self.ring.next_event() {
+                self.handle(table, event)?;
+            }
+            self.flush();
+            if self.ring.in_flight() == 0 && !self.waiting.is_empty() {
+                // Every send slot is free again: what waited for one goes now.
+                self.drain_waiting(table)?;
+                self.flush();
+            }
+        }
+        Ok(())
+    }
+
     fn handle(&mut self, table: &RouteTable, event: Event) -> io::Result<()> {
         match event {
             Event::TunRead { slot, result } => match result {
@@ -135,6 +167,7 @@ impl Turn<'_, '_> {
                         self.waiting.push((slot, n));
                     }
                 }
+                Err(_) if self.draining => {}
                 Err(e) => {
                     self.counters.count_drop(DropReason::TunReadError);
                     self.read_errors += 1;
@@ -172,6 +205,7 @@ impl Turn<'_, '_> {
                             _ => self.counters.count_drop(DropReason::UdpRecvError),
                         }
                     }
+                    Err(_) if self.draining => {}
                     Err(e) => {
                         self.counters.count_drop(DropReason::UdpRecvError);
                         self.recv_errors += 1;
@@ -183,7 +217,9 @@ impl Turn<'_, '_> {
                         }
                     }
                 }
-                self.ring.recv(slot, buf)?;
+                if !self.draining {
+                    self.ring.recv(slot, buf)?;
+                }
             }
             Event::Sent {
                 slot,
@@ -277,6 +313,9 @@ impl Turn<'_, '_> {
                 self.ring.release_send(send);
             }
             TxVerdict::Drop => self.ring.release_send(send),
+        }
+        if self.draining {
+            return Ok(());
         }
         self.ring.read_tun(slot)
     }

@@ -14,6 +14,7 @@
 //! - [`sockopt`]: integer socket options (UDP_GRO, UDP_SEGMENT, SO_RCVBUFFORCE, ...).
 //! - [`cmsg`]: control messages: an aligned buffer, an encoder, a decoder that checks MSG_CTRUNC.
 //! - [`msg`]: `sendmsg` / `recvmsg` / `recvmmsg` with the UDP_SEGMENT / UDP_GRO cmsgs.
+//! - [`fdpass`]: open files across a unix socket (`SCM_RIGHTS`) and `SO_PEERCRED`.
 //! - [`process`]: credentials and network-namespace calls (`geteuid`, `unshare`).
 //! - [`poll`]: `poll(2)` over borrowed fds and an `eventfd` to wake pump threads.
 //! - [`ifaddrs`]: which interface holds an address (`getifaddrs`).
@@ -24,6 +25,7 @@
 
 pub mod cmsg;
 pub mod ethtool;
+pub mod fdpass;
 pub mod ifaddrs;
 pub mod io;
 mod ioctl;

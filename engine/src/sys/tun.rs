@@ -7,7 +7,7 @@
 
 use std::fs::OpenOptions;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use super::ioctl::{ifr_name, set_ifr_name, zeroed_ifreq, PtrIoctl, ValIoctl};
@@ -115,6 +115,28 @@ impl TunFd {
         // SAFETY: `self.fd` is a /dev/net/tun file, the file kind TUNGETVNETHDRSZ was declared for.
         unsafe { TUNGETVNETHDRSZ.exec(self.fd.as_fd(), &mut size) }?;
         Ok(size)
+    }
+
+    /// Takes `fd` (received from another process) as a TUN queue after checking that it is an
+    /// open file of the TUN clone device (a character device `10:200`, drivers/net/tun.c
+    /// `TUN_MINOR` on `MISC_MAJOR`), so the TUN ioctls issued through it reach the tun driver
+    /// as this type promises; anything else is `InvalidData`.
+    pub fn from_passed(fd: OwnedFd) -> io::Result<TunFd> {
+        /// `MISC_MAJOR` (include/uapi/linux/major.h) and `TUN_MINOR` (include/linux/miscdevice.h).
+        const TUN_RDEV: (u32, u32) = (10, 200);
+        // SAFETY: all-zero is a valid `struct stat` (integers only).
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: `fd` is open for the call and `st` is a writable stat buffer.
+        super::io::cvt(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+        let is_chr = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
+        let rdev = (libc::major(st.st_rdev), libc::minor(st.st_rdev));
+        if !is_chr || rdev != TUN_RDEV {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the descriptor is not a /dev/net/tun file",
+            ));
+        }
+        Ok(TunFd { fd })
     }
 
     /// The fd, for reads, writes and polling.

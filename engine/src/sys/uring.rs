@@ -402,6 +402,43 @@ impl<'fd> PumpRing<'fd> {
         s.buf.take()
     }
 
+    /// Cancels every armed TUN read and receive (one `ASYNC_CANCEL` each, by user data) and
+    /// leaves sends and writes alone, so a pump can stop at a batch boundary without losing
+    /// a packet: a read the kernel completed before the cancellation arrives still comes back
+    /// as an event with its data, the others come back as `ECANCELED` and leave their packet
+    /// queued in the TUN queue or the socket. Reap until [`PumpRing::in_flight`] is 0.
+    pub fn cancel_reads(&mut self) -> io::Result<()> {
+        let mut targets = Vec::new();
+        for (slot, state) in self.tun_state.iter().enumerate() {
+            if *state == SlotState::InFlight {
+                targets.push(user_data(kind::TUN_READ, slot, 0));
+            }
+        }
+        for (slot, s) in self.recv.iter().enumerate() {
+            if s.state == SlotState::InFlight {
+                targets.push(user_data(kind::RECV, slot, 0));
+            }
+        }
+        for target in targets {
+            let cancel = opcode::AsyncCancel::new(target)
+                .build()
+                .user_data(user_data(kind::CANCEL, 0, 0));
+            // SAFETY: a cancellation references no memory.
+            unsafe { self.push(&cancel) }?;
+        }
+        Ok(())
+    }
+
+    /// Operations submitted whose completion was not reaped yet (cancellations included).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Whether reaped events wait in the queue for [`PumpRing::next_event`].
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Arms a one-shot poll on the wake-up eventfd.
     pub fn watch_wake(&mut self) -> io::Result<()> {
         let entry = opcode::PollAdd::new(types::Fd(self.wake.as_raw_fd()), libc::POLLIN as u32)

@@ -178,6 +178,17 @@ pub enum TunError {
         #[source]
         source: io::Error,
     },
+    /// A queue passed by another process (an upgrade) is not one of ours.
+    #[error("taking over queue {index} of TUN {name} failed: {source}")]
+    Adopt {
+        /// The device name expected.
+        name: String,
+        /// The queue number.
+        index: usize,
+        /// What is wrong with it.
+        #[source]
+        source: io::Error,
+    },
     /// Setting or clearing `O_NONBLOCK` on a queue failed.
     #[error("setting O_NONBLOCK on queue {index} of TUN {name} failed: {source}")]
     Nonblocking {
@@ -292,6 +303,41 @@ impl TunQueue {
 impl AsFd for TunQueue {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+impl TunQueue {
+    /// Takes over queue `index` of the TUN `name` from a descriptor another process passed us
+    /// (an upgrade handover): refused unless it is a TUN file attached to the device `name`.
+    /// Returns the queue and the device flags the kernel holds for it (`IFF_VNET_HDR`, ...).
+    pub fn adopt(
+        fd: std::os::fd::OwnedFd,
+        name: &str,
+        index: usize,
+    ) -> Result<(TunQueue, libc::c_int), TunError> {
+        let adopt_err = |source| TunError::Adopt {
+            name: name.to_owned(),
+            index,
+            source,
+        };
+        let fd = TunFd::from_passed(fd).map_err(adopt_err)?;
+        let (dev, flags) = fd.iff().map_err(|source| TunError::GetIff {
+            name: name.to_owned(),
+            index,
+            source,
+        })?;
+        if dev != name {
+            return Err(adopt_err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the descriptor is a queue of {dev:?}"),
+            )));
+        }
+        let queue = TunQueue {
+            fd,
+            index,
+            name: dev,
+        };
+        Ok((queue, libc::c_int::from(flags as u16)))
     }
 }
 

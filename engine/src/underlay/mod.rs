@@ -98,6 +98,14 @@ pub enum UdpError {
         #[source]
         source: io::Error,
     },
+    /// A socket passed by another process (an upgrade) is not the one expected.
+    #[error("taking over the UDP socket for {addr} failed: {reason}")]
+    Adopt {
+        /// The address it should be bound to.
+        addr: SocketAddr,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// bind(2) failed.
     #[error(
         "binding UDP {addr} failed: {source} (is the port taken by a socket without SO_REUSEPORT, \
@@ -286,6 +294,60 @@ impl UdpSocket {
         if config.nonblocking {
             socket.set_nonblocking(true).map_err(opt("O_NONBLOCK"))?;
         }
+        Ok(UdpSocket {
+            socket,
+            local,
+            buffers,
+            gro,
+            gso: AtomicBool::new(gso),
+            gso_fallback_sends: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes over a socket another process passed us (an upgrade handover): refused unless
+    /// it is a UDP socket bound to `addr`. UDP_GRO and UDP_SEGMENT are read back from it, so
+    /// it runs as its previous owner set it up (buffers, SO_REUSEPORT group and its BPF
+    /// program, GRO all stay with the socket).
+    pub fn adopt(fd: std::os::fd::OwnedFd, addr: SocketAddr) -> Result<UdpSocket, UdpError> {
+        let adopt_err = |reason: String| UdpError::Adopt { addr, reason };
+        let socket = Socket::from(fd);
+        match socket.r#type() {
+            Ok(t) if t == Type::DGRAM => {}
+            Ok(_) => return Err(adopt_err("not a datagram socket".to_owned())),
+            Err(e) => return Err(adopt_err(format!("not a socket ({e})"))),
+        }
+        match socket.protocol() {
+            Ok(Some(p)) if p == Protocol::UDP => {}
+            Ok(_) => return Err(adopt_err("not a UDP socket".to_owned())),
+            Err(e) => return Err(adopt_err(format!("reading SO_PROTOCOL: {e}"))),
+        }
+        let local = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .ok_or_else(|| adopt_err("not bound to an IP address".to_owned()))?;
+        if local != addr {
+            return Err(adopt_err(format!("bound to {local}")));
+        }
+        let opt = |option: &'static str| {
+            move |source| UdpError::SetOption {
+                option,
+                addr,
+                source,
+            }
+        };
+        let buffers = BufferSizes {
+            recv: socket
+                .recv_buffer_size()
+                .map_err(opt("SO_RCVBUF (read back)"))?,
+            send: socket
+                .send_buffer_size()
+                .map_err(opt("SO_SNDBUF (read back)"))?,
+            forced: false,
+        };
+        let gro =
+            sockopt::get_int(socket.as_fd(), libc::SOL_UDP, libc::UDP_GRO).is_ok_and(|v| v != 0);
+        let gso = sockopt::get_int(socket.as_fd(), libc::SOL_UDP, libc::UDP_SEGMENT).is_ok();
         Ok(UdpSocket {
             socket,
             local,

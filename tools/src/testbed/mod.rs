@@ -151,6 +151,8 @@ pub struct Node {
     runs_weftd: bool,
     process: Option<usize>,
     weftd_args: Vec<String>,
+    /// The full argument list weftd was started with.
+    spawned_args: Vec<String>,
 }
 
 impl Node {
@@ -374,6 +376,7 @@ impl Testbed {
                 runs_weftd: false,
                 process: None,
                 weftd_args: Vec::new(),
+                spawned_args: Vec::new(),
             });
         }
         if options.router && options.third_behind_router {
@@ -590,6 +593,12 @@ impl Testbed {
     /// A process started by [`Testbed::spawn`] or [`Testbed::start`].
     pub fn process(&mut self, handle: usize) -> &mut Process {
         &mut self.processes[handle]
+    }
+
+    /// The arguments node `node`'s weftd was started with by [`Testbed::start`] (empty when
+    /// it runs none), to start a successor with the same flags.
+    pub fn weftd_args(&self, node: usize) -> Vec<String> {
+        self.nodes[node].spawned_args.clone()
     }
 
     /// The overlay process of node `node` (forwarder or weftd), if any.
@@ -824,6 +833,7 @@ impl Testbed {
         }
         args.extend(node.weftd_args.iter().cloned());
         let p = self.spawn(i, &format!("weftd-{}", ROLES[i]), &program, &args)?;
+        self.nodes[i].spawned_args = args;
         self.nodes[i].process = Some(p);
         self.nodes[i].runs_weftd = true;
         Ok(())

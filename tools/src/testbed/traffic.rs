@@ -73,6 +73,9 @@ pub struct StreamReport {
     pub bytes: u64,
     /// From connect to the receiver's end of stream.
     pub elapsed: Duration,
+    /// The longest time the receiver waited between two reads that returned data (from the
+    /// accept to the first one included): how long the stream stood still at worst.
+    pub longest_gap: Duration,
 }
 
 impl StreamReport {
@@ -197,15 +200,21 @@ fn stream(
     let dst = to.ip;
     let rx_pattern = Arc::clone(&pattern);
     let receiver = to.ns.spawn_inside(move || {
-        let mut conn =
+        let conn =
             accept_one(dst, &port_tx, deadline).context("accepting the stream's connection")?;
         let started = Instant::now();
         conn.set_nonblocking(false)?;
         conn.set_read_timeout(Some(stall))?;
-        let got = verify(&mut conn, &rx_pattern, expected, deadline)?;
+        let mut timed = GapTimer {
+            inner: conn,
+            last: started,
+            longest: Duration::ZERO,
+        };
+        let got = verify(&mut timed, &rx_pattern, expected, deadline)?;
         Ok(StreamReport {
             bytes: got,
             elapsed: started.elapsed(),
+            longest_gap: timed.longest,
         })
     });
 
@@ -285,6 +294,25 @@ fn stream(
         (Err(rx), Ok(_)) => Err(rx).context(what),
         (Ok(_), Err(tx)) => Err(tx).context(what),
         (Err(rx), Err(tx)) => Err(rx).context(format!("{what}; sender: {tx:#}")),
+    }
+}
+
+/// A reader that measures the longest wait between two reads that returned data.
+struct GapTimer<R> {
+    inner: R,
+    last: Instant,
+    longest: Duration,
+}
+
+impl<R: Read> Read for GapTimer<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            let now = Instant::now();
+            self.longest = self.longest.max(now - self.last);
+            self.last = now;
+        }
+        Ok(n)
     }
 }
 
