@@ -102,6 +102,13 @@ fn cases(x: &Scratch) -> Vec<Case> {
         without: &["public-ip"],
         ..c(Static, "iface", "wft-no-such-if")
     });
+    // Not an address; an address no route reaches (the test's namespace has no default route).
+    for value in ["not-an-ip", "192.0.2.1"] {
+        v.push(Case {
+            without: &["public-ip"],
+            ..c(Static, "iface-can-reach", value)
+        });
+    }
     for value in ["(unclosed", "^wft-no-such-if$"] {
         v.push(Case {
             without: &["public-ip"],
@@ -198,7 +205,6 @@ fn cases(x: &Scratch) -> Vec<Case> {
         ("kube-annotation-prefix", "example.com"),
         ("net-config-path", "/etc/flannel/net-conf.json"),
         ("set-node-network-unavailable", "false"),
-        ("iface-can-reach", "10.0.0.1"),
         ("public-ipv6", "fd00::1"),
     ] {
         v.push(c(Lease, flag, value));
