@@ -415,6 +415,42 @@ fn lease_mode_upgrade_loses_nothing_and_keeps_the_lease() {
     }
 }
 
+/// DirectRouting's kernel routes are the successor's after an upgrade: the old weftd leaves
+/// them in place (removing them would send the neighbours' traffic into the overlay, or
+/// nowhere); the last weftd's SIGTERM removes them.
+#[test]
+fn direct_routes_survive_an_upgrade() {
+    require_root!();
+    let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
+    let store = lease_dir(&bed);
+    std::fs::write(
+        Path::new(&store[1]).join("config"),
+        r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0",
+            "Backend": {"Type": "udp", "DirectRouting": true}}"#,
+    )
+    .expect("config");
+    let none: &[String] = &[];
+    let nodes = start_leased(&mut bed, &store, &[], [none, none]);
+    let b_subnet = nodes[1].subnet().expect("subnet");
+    let via = format!("{b_subnet} via {} ", bed.node(1).underlay());
+    let route = |bed: &Testbed| ip_in(bed, 0, &["route", "show", &b_subnet]);
+    let deadline = std::time::Instant::now() + READY;
+    while !route(&bed).contains(&via) {
+        assert!(std::time::Instant::now() < deadline, "{:?}", route(&bed));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let args = nodes[0].args.clone();
+    let dir = bed.dir().to_owned();
+    let new = start_successor(bed.node(0).ns(), &dir, "leased-a-direct", &args);
+    assert_handed_over(bed.process(nodes[0].handle));
+    // The old weftd is gone; its routes are not.
+    assert!(route(&bed).contains(&via), "{:?}", route(&bed));
+    let (a, b) = (tun_end(&bed, &nodes[0]), tun_end(&bed, &nodes[1]));
+    traffic::ping(a, b.ip, 3, None).expect("ping over the direct route after the upgrade");
+    terminate(new.pid().expect("pid"));
+    assert!(!route(&bed).contains(" via "), "{:?}", route(&bed));
+}
+
 /// The pid in `handed the data path over to pid N` of an old weftd's log.
 fn successor_pid(log: &str) -> u32 {
     log.lines()

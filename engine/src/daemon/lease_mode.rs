@@ -331,15 +331,15 @@ struct Applier {
     first_routes: Option<std::sync::mpsc::SyncSender<()>>,
     /// The DirectRouting routes in the kernel.
     direct: DirectRoutes,
-    /// Our TUN's interface index (a peer reached through it is not on our segment).
-    tun_index: Option<u32>,
 }
 
 impl Applier {
     fn handle(&mut self, event: ManagerEvent) {
         match event {
             ManagerEvent::Peers(set) => {
-                let tun_index = self.tun_index;
+                // Looked up each time: the lease threads start before the TUN exists. (A peer
+                // reached through our TUN is not on our segment.)
+                let tun_index = netif::index(&self.tun_name).ok();
                 apply_peers(
                     &self.routes,
                     &self.local,
@@ -623,7 +623,6 @@ pub(super) fn run(
         retired: Vec::new(),
         first_routes: Some(first_routes_tx),
         direct: DirectRoutes::default(),
-        tun_index: netif::index(&s.tun_name).ok(),
     };
     let events_thread = std::thread::Builder::new()
         .name("weft-routes".to_owned())
@@ -632,8 +631,9 @@ pub(super) fn run(
             for event in events {
                 applier.handle(event);
             }
-            applier.direct.clear();
-            applier.own
+            // The kernel routes stay until the caller decides: removed on a stop, left to
+            // the successor after a handover.
+            (applier.own, applier.direct)
         })
         .context("starting the route thread")?;
     // Ready once the peers known at start are routed, so traffic sent right after READY=1
@@ -786,6 +786,7 @@ pub(super) fn run(
         // The successor renews the lease and owns the TUN, the subnet file, the rules and the
         // blackhole route now: stop our threads and leave all of it as it is.
         handle.stop();
+        // (Its DirectRouting / host-gw kernel routes stay in place for the successor.)
         let _ = events_thread.join();
         if let Some(t) = resync_thread {
             let _ = t.join();
@@ -802,7 +803,10 @@ pub(super) fn run(
         tun_gone(&s.tun_name, &tun_lost);
     }
     handle.stop();
-    let final_own = events_thread.join().ok();
+    let (final_own, mut direct) = events_thread.join().ok().unzip();
+    if let Some(direct) = &mut direct {
+        direct.clear();
+    }
     if let Some(t) = resync_thread {
         let _ = t.join();
     }

@@ -121,25 +121,38 @@ fn finish_header(msg: &mut [u8], msg_type: u16, seq: u32) {
 /// The errno of an acknowledgement for `seq` in `reply` (0 = success), or `None` if `reply`
 /// holds no acknowledgement for it.
 fn ack_errno(reply: &[u8], seq: u32) -> Option<i32> {
-    let mut off = 0;
-    while reply.len() >= off + NLMSG_HDR_LEN {
-        let h = &reply[off..];
+    messages(reply)
+        .filter(|m| m.ty == libc::NLMSG_ERROR as u16 && m.seq == seq)
+        .find_map(|m| {
+            let e = m.body.get(..NLMSGERR_ERROR_LEN)?;
+            Some(-i32::from_ne_bytes([e[0], e[1], e[2], e[3]]))
+        })
+}
+
+/// One netlink message of a reply: its type, sequence number and what follows the header.
+struct Message<'a> {
+    ty: u16,
+    seq: u32,
+    body: &'a [u8],
+}
+
+/// The messages in `reply`, up to the first whose header does not fit.
+fn messages(reply: &[u8]) -> impl Iterator<Item = Message<'_>> {
+    let mut rest = reply;
+    std::iter::from_fn(move || {
+        let h = rest.get(..NLMSG_HDR_LEN)?;
         let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let ty = u16::from_ne_bytes([h[4], h[5]]);
-        let got_seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-        if len < NLMSG_HDR_LEN || off + len > reply.len() {
+        if len < NLMSG_HDR_LEN || len > rest.len() {
             return None;
         }
-        if ty == libc::NLMSG_ERROR as u16
-            && got_seq == seq
-            && len >= NLMSG_HDR_LEN + NLMSGERR_ERROR_LEN
-        {
-            let e = &h[NLMSG_HDR_LEN..NLMSG_HDR_LEN + NLMSGERR_ERROR_LEN];
-            return Some(-i32::from_ne_bytes([e[0], e[1], e[2], e[3]]));
-        }
-        off += align4(len);
-    }
-    None
+        let m = Message {
+            ty: u16::from_ne_bytes([h[4], h[5]]),
+            seq: u32::from_ne_bytes([h[8], h[9], h[10], h[11]]),
+            body: &rest[NLMSG_HDR_LEN..len],
+        };
+        rest = rest.get(align4(len)..).unwrap_or_default();
+        Some(m)
+    })
 }
 
 /// Adds (or replaces) the route `dst/prefix_len dev <ifindex> scope link` in the main table.
@@ -210,53 +223,40 @@ pub fn route_get(dst: IpAddr) -> io::Result<RouteLookup> {
 
 /// The output interface and gateway of the `RTM_NEWROUTE` answer for `seq` in `reply`.
 fn parse_route(reply: &[u8], seq: u32, dst: IpAddr) -> Option<RouteLookup> {
-    let mut off = 0;
-    while reply.len() >= off + NLMSG_HDR_LEN {
-        let h = &reply[off..];
-        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let ty = u16::from_ne_bytes([h[4], h[5]]);
-        let got_seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-        if len < NLMSG_HDR_LEN || off + len > reply.len() {
-            return None;
+    let m = messages(reply).find(|m| m.ty == libc::RTM_NEWROUTE && m.seq == seq)?;
+    let mut found = RouteLookup {
+        oif: None,
+        gateway: None,
+        prefsrc: None,
+    };
+    let mut attrs = m.body.get(RTMSG_LEN..)?;
+    while attrs.len() >= RTA_HDR_LEN {
+        let alen = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
+        let aty = u16::from_ne_bytes([attrs[2], attrs[3]]);
+        if alen < RTA_HDR_LEN || alen > attrs.len() {
+            break;
         }
-        if ty == libc::RTM_NEWROUTE && got_seq == seq && len >= NLMSG_HDR_LEN + RTMSG_LEN {
-            let mut found = RouteLookup {
-                oif: None,
-                gateway: None,
-                prefsrc: None,
-            };
-            let mut attrs = &h[NLMSG_HDR_LEN + RTMSG_LEN..len];
-            while attrs.len() >= RTA_HDR_LEN {
-                let alen = usize::from(u16::from_ne_bytes([attrs[0], attrs[1]]));
-                let aty = u16::from_ne_bytes([attrs[2], attrs[3]]);
-                if alen < RTA_HDR_LEN || alen > attrs.len() {
-                    break;
-                }
-                let data = &attrs[RTA_HDR_LEN..alen];
-                let addr = || match (data.len(), dst) {
-                    (4, IpAddr::V4(_)) => Some(IpAddr::from([data[0], data[1], data[2], data[3]])),
-                    (16, IpAddr::V6(_)) => {
-                        let mut a = [0u8; 16];
-                        a.copy_from_slice(data);
-                        Some(IpAddr::from(a))
-                    }
-                    _ => None,
-                };
-                match aty {
-                    libc::RTA_OIF if data.len() == 4 => {
-                        found.oif = Some(u32::from_ne_bytes([data[0], data[1], data[2], data[3]]));
-                    }
-                    libc::RTA_GATEWAY => found.gateway = addr(),
-                    libc::RTA_PREFSRC => found.prefsrc = addr(),
-                    _ => {}
-                }
-                attrs = &attrs[align4(alen).min(attrs.len())..];
+        let data = &attrs[RTA_HDR_LEN..alen];
+        let addr = || match (data.len(), dst) {
+            (4, IpAddr::V4(_)) => Some(IpAddr::from([data[0], data[1], data[2], data[3]])),
+            (16, IpAddr::V6(_)) => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(data);
+                Some(IpAddr::from(a))
             }
-            return Some(found);
+            _ => None,
+        };
+        match aty {
+            libc::RTA_OIF if data.len() == 4 => {
+                found.oif = Some(u32::from_ne_bytes([data[0], data[1], data[2], data[3]]));
+            }
+            libc::RTA_GATEWAY => found.gateway = addr(),
+            libc::RTA_PREFSRC => found.prefsrc = addr(),
+            _ => {}
         }
-        off += align4(len);
+        attrs = &attrs[align4(alen).min(attrs.len())..];
     }
-    None
+    Some(found)
 }
 
 fn netlink_socket() -> io::Result<Socket> {

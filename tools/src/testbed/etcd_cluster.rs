@@ -64,21 +64,7 @@ impl EtcdCluster {
         for (k, name) in names.iter().enumerate() {
             let ns = Netns::create(&format!("{}-e{k}", bed.id()))?;
             let port = format!("e{k}");
-            switch.exec_checked(
-                "ip",
-                &[
-                    "link",
-                    "add",
-                    &port,
-                    "type",
-                    "veth",
-                    "peer",
-                    "name",
-                    UNDERLAY_DEV,
-                    "netns",
-                    ns.name(),
-                ],
-            )?;
+            switch.add_veth(&port, ns.name(), UNDERLAY_DEV)?;
             switch.exec_checked("ip", &["link", "set", &port, "master", "br0", "up"])?;
             let addr = format!("{}/24", member_ip(k));
             ns.exec_checked("ip", &["addr", "add", &addr, "dev", UNDERLAY_DEV])?;

@@ -385,19 +385,9 @@ impl Testbed {
         let switch = if options.router {
             Some(router(&id, &built, options)?)
         } else if nodes == 2 {
-            let b = built[1].ns.name().to_owned();
-            built[0].ip(&[
-                "link",
-                "add",
-                UNDERLAY_DEV,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                UNDERLAY_DEV,
-                "netns",
-                &b,
-            ])?;
+            built[0]
+                .ns
+                .add_veth(UNDERLAY_DEV, built[1].ns.name(), UNDERLAY_DEV)?;
             None
         } else {
             let sw = Netns::create(&format!("{id}-sw"))?;
@@ -415,21 +405,7 @@ impl Testbed {
             }
             for node in &built {
                 let port = format!("p{}", node.index);
-                sw.exec_checked(
-                    "ip",
-                    &[
-                        "link",
-                        "add",
-                        &port,
-                        "type",
-                        "veth",
-                        "peer",
-                        "name",
-                        UNDERLAY_DEV,
-                        "netns",
-                        node.ns.name(),
-                    ],
-                )?;
+                sw.add_veth(&port, node.ns.name(), UNDERLAY_DEV)?;
                 if routed && node.index == 2 {
                     let gw = format!("192.168.{ROUTED_SEGMENT}.254/24");
                     sw.exec_checked("ip", &["addr", "add", &gw, "dev", &port])?;
@@ -882,21 +858,7 @@ fn router(id: &str, nodes: &[Node], options: Options) -> anyhow::Result<Netns> {
     }
     for node in nodes {
         let port = format!("p{}", node.index);
-        wan.exec_checked(
-            "ip",
-            &[
-                "link",
-                "add",
-                &port,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                UNDERLAY_DEV,
-                "netns",
-                node.ns.name(),
-            ],
-        )?;
+        wan.add_veth(&port, node.ns.name(), UNDERLAY_DEV)?;
         let mtu = UNDERLAY_MTU.to_string();
         // Proxy ARP answers at once, not after a random delay of up to 0.8 s (while the
         // nodes' first datagrams wait in an unresolved neighbour queue and overflow it).

@@ -130,6 +130,18 @@ impl Netns {
             .with_context(|| format!("in namespace {}", self.name))
     }
 
+    /// Adds a veth pair: `port` in this namespace, its peer `peer_dev` in the namespace
+    /// `peer` (by name).
+    pub fn add_veth(&self, port: &str, peer: &str, peer_dev: &str) -> anyhow::Result<()> {
+        self.exec_checked(
+            "ip",
+            &[
+                "link", "add", port, "type", "veth", "peer", "name", peer_dev, "netns", peer,
+            ],
+        )
+        .map(drop)
+    }
+
     /// Runs `f` on a new thread that has entered this namespace (sockets it opens live there).
     pub fn spawn_inside<R, F>(&self, f: F) -> JoinHandle<anyhow::Result<R>>
     where
