@@ -122,8 +122,8 @@ enum Cmd {
         /// Keep the leases in a real etcd (started inside node a) instead of a directory.
         #[arg(long)]
         etcd: bool,
-        /// The backend in the network config.
-        #[arg(long, default_value = "udp", value_enum)]
+        /// The backend in the network config: udp or vxlan.
+        #[arg(long, default_value = "udp", value_parser = overlay_backend)]
         backend: engine::model::Backend,
         /// The weftd binary (default: next to weftctl, built with cargo when missing).
         #[arg(long)]
@@ -219,8 +219,8 @@ struct AttackArgs {
     /// weftd's underlay address and port (e.g. 192.168.250.2:8472).
     #[arg(long)]
     target: std::net::SocketAddr,
-    /// The target's backend.
-    #[arg(long, value_enum)]
+    /// The target's backend: udp or vxlan.
+    #[arg(long, value_parser = overlay_backend)]
     backend: engine::model::Backend,
     /// How long to send, in seconds.
     #[arg(long, default_value_t = 60)]
@@ -513,6 +513,17 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
         "on" => Ok(true),
         "off" => Ok(false),
         other => Err(format!("{other:?}: on or off")),
+    }
+}
+
+/// A backend whose traffic goes through weftd's overlay (`udp` or `vxlan`): what the demo
+/// and the attack drive. host-gw has no TUN and no port (see tools/tests/routing_modes.rs).
+fn overlay_backend(s: &str) -> Result<engine::model::Backend, String> {
+    match s.parse::<engine::model::Backend>()? {
+        b if b.has_data_path() => Ok(b),
+        b => Err(format!(
+            "{b} has no overlay to drive (no TUN, no UDP port): use udp or vxlan"
+        )),
     }
 }
 
