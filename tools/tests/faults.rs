@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 use weftctl::require_root;
 use weftctl::testbed::leased::{
-    etcd_installed, proc_stats, vxlan_lease, Etcd, FlowReport, LeasedNode, UdpFlow, CONFIG_VXLAN,
-    PREFIX,
+    cut_from_etcd, etcd_installed, proc_stats, vxlan_lease, Etcd, FlowReport, LeasedNode, UdpFlow,
+    CONFIG_VXLAN, PREFIX,
 };
 use weftctl::testbed::Testbed;
 
@@ -151,20 +151,7 @@ fn etcd_stop_compaction_and_empty_restore_keep_forwarding() {
 
     // 2. Node b cut from etcd while the history moves on and is compacted.
     let b = bed.node(1).ns();
-    let cut = [
-        "OUTPUT",
-        "-p",
-        "tcp",
-        "--dport",
-        "2379",
-        "-j",
-        "REJECT",
-        "--reject-with",
-        "tcp-reset",
-    ];
-    let mut insert = vec!["-I"];
-    insert.extend(cut);
-    b.exec_checked("iptables", &insert).expect("cut node b");
+    cut_from_etcd(b, true).expect("cut node b");
     etcd.restart().expect("etcd restart (drops b's connection)");
     etcd.del("subnets/10.244.250.0-24").expect("del");
     etcd.put(
@@ -181,9 +168,7 @@ fn etcd_stop_compaction_and_empty_restore_keep_forwarding() {
     }
     etcd.del("subnets/10.244.253.0-24").expect("del");
     let rev = etcd.compact().expect("compact");
-    let mut delete = vec!["-D"];
-    delete.extend(cut);
-    b.exec_checked("iptables", &delete).expect("uncut node b");
+    cut_from_etcd(b, false).expect("uncut node b");
     let took = nodes[1]
         .wait_route("10.244.252.0/24", true, CONVERGE)
         .expect("node b: a lease put while it was cut");

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use weftctl::require_root;
 use weftctl::testbed::leased::{
-    etcd_installed, problem_lines, Etcd, LeasedNode, CONFIG_VXLAN, PREFIX, ROLES,
+    cut_from_etcd, etcd_installed, problem_lines, Etcd, LeasedNode, CONFIG_VXLAN, PREFIX, ROLES,
 };
 use weftctl::testbed::ping::{self, Echo};
 use weftctl::testbed::traffic::{self, End};
@@ -660,23 +660,7 @@ fn short_ttl_renews_on_time_and_survives_expiry() {
     }
 
     // 2. Node b cut from etcd past its TTL.
-    let cut = [
-        "OUTPUT",
-        "-p",
-        "tcp",
-        "--dport",
-        "2379",
-        "-j",
-        "REJECT",
-        "--reject-with",
-        "tcp-reset",
-    ];
-    let mut insert = vec!["-I"];
-    insert.extend(cut);
-    bed.node(1)
-        .ns()
-        .exec_checked("iptables", &insert)
-        .expect("cut node b");
+    cut_from_etcd(bed.node(1).ns(), true).expect("cut node b");
     let cut_at = Instant::now();
     let expired = wait_route(
         &nodes[0],
@@ -692,12 +676,7 @@ fn short_ttl_renews_on_time_and_survives_expiry() {
         routes(&nodes[1]).contains(&sa),
         "node b dropped its route to a while cut from etcd"
     );
-    let mut delete = vec!["-D"];
-    delete.extend(cut);
-    bed.node(1)
-        .ns()
-        .exec_checked("iptables", &delete)
-        .expect("uncut node b");
+    cut_from_etcd(bed.node(1).ns(), false).expect("uncut node b");
     let outage = cut_at.elapsed();
     let back = wait_route(
         &nodes[0],

@@ -311,6 +311,26 @@ pub fn etcd_installed(test: &str) -> bool {
     false
 }
 
+/// Cuts the namespace `ns` off etcd (`cut`: an iptables rule resetting its connections to
+/// etcd's client port) or lets it through again (`!cut`: the rule deleted).
+pub fn cut_from_etcd(ns: &Netns, cut: bool) -> anyhow::Result<()> {
+    let port = ETCD_PORT.to_string();
+    let rule = [
+        "OUTPUT",
+        "-p",
+        "tcp",
+        "--dport",
+        &port,
+        "-j",
+        "REJECT",
+        "--reject-with",
+        "tcp-reset",
+    ];
+    let mut args = vec![if cut { "-I" } else { "-D" }];
+    args.extend(rule);
+    ns.exec_checked("iptables", &args).map(drop)
+}
+
 /// One weftd in lease mode on a testbed node.
 #[derive(Debug)]
 pub struct LeasedNode {
