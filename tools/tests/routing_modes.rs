@@ -12,7 +12,8 @@
 //! - host-gw (a and b weftd, c behind the router with a lease written as flanneld's): flannel's
 //!   lease JSON, the underlay's MTU in subnet.env, no TUN, a kernel route per neighbour, c
 //!   reported once and left out, CNI-bridge addresses reach each other; then b turns into a
-//!   flanneld-style node (route written by hand as flanneld does) and a still reaches it.
+//!   flanneld-style node (route written by hand as flanneld does) and a still reaches it. On
+//!   a lease directory and on etcd.
 //!
 //! These run target/<profile>/weftd: build it first (`cargo build -p engine`).
 
@@ -99,6 +100,31 @@ impl Store {
         match self {
             Store::Dir(dir) => vec!["--lease-dir".to_owned(), dir.display().to_string()],
             Store::Etcd(etcd) => etcd.store_args(),
+        }
+    }
+
+    /// Writes `value` as the lease of `subnet` (`10.244.200.0/24`), as another node would.
+    fn put_lease(&self, subnet: &str, value: &str) {
+        let name = subnet.replace('/', "-");
+        match self {
+            Store::Dir(dir) => {
+                std::fs::create_dir_all(dir.join("subnets")).expect("subnets dir");
+                std::fs::write(dir.join("subnets").join(name), value).expect("write lease");
+            }
+            Store::Etcd(etcd) => etcd
+                .put(&format!("subnets/{name}"), value)
+                .expect("etcdctl put"),
+        }
+    }
+
+    /// The lease of `subnet` as stored.
+    fn lease(&self, subnet: &str) -> String {
+        let name = subnet.replace('/', "-");
+        match self {
+            Store::Dir(dir) => {
+                std::fs::read_to_string(dir.join("subnets").join(name)).expect("read lease")
+            }
+            Store::Etcd(etcd) => etcd.get(&format!("subnets/{name}")).expect("etcdctl get"),
         }
     }
 
@@ -281,33 +307,47 @@ fn at(bed: &Testbed, i: usize, ip: IpAddr) -> End<'_> {
 
 /// host-gw: no TUN, no pumps, a kernel route per neighbour; a peer behind a router is
 /// reported and left out; a weftd node and a node set up as flanneld's host-gw does (its lease
-/// and its route written by hand) reach each other.
+/// and its route written by hand) reach each other. On a lease directory.
 #[test]
 fn host_gw_routes_to_neighbours_as_flanneld_does() {
     require_root!();
+    let mut bed = host_gw_testbed();
+    let store = Store::dir(&bed, CONFIG_HOST_GW);
+    host_gw(&mut bed, &store);
+}
+
+/// The same on etcd.
+#[test]
+fn host_gw_on_etcd() {
+    require_root!();
+    if !etcd_installed("host_gw_on_etcd") {
+        return;
+    }
+    let mut bed = host_gw_testbed();
+    let store = Store::etcd(&bed, CONFIG_HOST_GW);
+    host_gw(&mut bed, &store);
+}
+
+/// Three nodes, c behind a router.
+fn host_gw_testbed() -> Testbed {
     let options = Options {
         third_behind_router: true,
         ..Options::default()
     };
-    let mut bed =
-        Testbed::with_options(3, common::binaries_with_weftd(), options).expect("testbed");
-    let store = Store::dir(&bed, CONFIG_HOST_GW);
-    let Store::Dir(dir) = &store else {
-        unreachable!("a lease directory")
-    };
-    let dir = dir.clone();
+    Testbed::with_options(3, common::binaries_with_weftd(), options).expect("testbed")
+}
+
+fn host_gw(bed: &mut Testbed, store: &Store) {
     // c (behind the router) runs flanneld's host-gw: its lease as flannel writes it.
     let c_subnet = "10.244.200.0/24";
     let c_lease = r#"{"PublicIP":"192.168.251.3","PublicIPv6":null,"BackendType":"host-gw"}"#;
-    std::fs::create_dir_all(dir.join("subnets")).expect("subnets dir");
-    std::fs::write(dir.join("subnets").join("10.244.200.0-24"), c_lease).expect("c's lease");
-    let nodes = start_nodes(&mut bed, 2, &store);
+    store.put_lease(c_subnet, c_lease);
+    let nodes = start_nodes(bed, 2, store);
     let subnets: Vec<String> = nodes.iter().map(|n| n.subnet().expect("subnet")).collect();
     let underlay: Vec<String> = (0..2).map(|i| bed.node(i).underlay().to_string()).collect();
 
     // flannel's lease, flannel's subnet.env (the underlay's MTU), no TUN.
-    let lease = std::fs::read_to_string(dir.join("subnets").join(subnets[0].replace('/', "-")))
-        .expect("a's lease");
+    let lease = store.lease(&subnets[0]);
     let v: serde_json::Value = serde_json::from_str(&lease).expect("json");
     assert_eq!(v["BackendType"], "host-gw", "{lease}");
     assert_eq!(v["PublicIP"], underlay[0].as_str(), "{lease}");
@@ -326,33 +366,33 @@ fn host_gw_routes_to_neighbours_as_flanneld_does() {
 
     // a <-> b: kernel routes; c is off the segment: reported once and left out.
     for (i, j) in [(0, 1), (1, 0)] {
-        wait_kernel_route(&bed, i, &subnets[j], &underlay[j], true);
+        wait_kernel_route(bed, i, &subnets[j], &underlay[j], true);
         assert_eq!(route_path(&nodes[i], &subnets[j]), "direct");
         assert!(
-            kernel_route(&bed, i, c_subnet).is_empty(),
+            kernel_route(bed, i, c_subnet).is_empty(),
             "node {i} routes c"
         );
     }
-    let log = nodes[0].log(&mut bed);
+    let log = nodes[0].log(bed);
     assert_eq!(
         log.matches("10.244.200.0-24: its PublicIP 192.168.251.3 is not on our network segment")
             .count(),
         1,
         "{log}"
     );
-    let pods: Vec<IpAddr> = (0..2).map(|i| cni_bridge(&bed, i, &subnets[i])).collect();
+    let pods: Vec<IpAddr> = (0..2).map(|i| cni_bridge(bed, i, &subnets[i])).collect();
 
-    traffic::ping(at(&bed, 0, pods[0]), pods[1], 2, None)
+    traffic::ping(at(bed, 0, pods[0]), pods[1], 2, None)
         .unwrap_or_else(|e| panic!("ping a -> b: {e:#}"));
-    traffic::ping(at(&bed, 1, pods[1]), pods[0], 2, None)
+    traffic::ping(at(bed, 1, pods[1]), pods[0], 2, None)
         .unwrap_or_else(|e| panic!("ping b -> a: {e:#}"));
-    common::stream(at(&bed, 0, pods[0]), at(&bed, 1, pods[1]), 8 << 20);
+    common::stream(at(bed, 0, pods[0]), at(bed, 1, pods[1]), 8 << 20);
 
     // b becomes a flanneld host-gw node: weftd goes (its routes with it; its lease stays, as
     // flannel's), and b's route to a is written as flanneld writes it.
     let (status, _) = bed.process(nodes[1].handle).stop().expect("b stopped");
     assert!(status.success(), "weftd b exited {status}");
-    assert!(kernel_route(&bed, 1, &subnets[0]).is_empty());
+    assert!(kernel_route(bed, 1, &subnets[0]).is_empty());
     bed.node(1)
         .ns()
         .exec_checked(
@@ -369,8 +409,8 @@ fn host_gw_routes_to_neighbours_as_flanneld_does() {
         )
         .expect("flanneld's route");
     // The route weftd wrote on a and the one written as flanneld does on b look alike.
-    let weftd_route = kernel_route(&bed, 0, &subnets[1]);
-    let flanneld_route = kernel_route(&bed, 1, &subnets[0]);
+    let weftd_route = kernel_route(bed, 0, &subnets[1]);
+    let flanneld_route = kernel_route(bed, 1, &subnets[0]);
     assert_eq!(
         weftd_route
             .replace(&subnets[1], "S")
@@ -379,15 +419,15 @@ fn host_gw_routes_to_neighbours_as_flanneld_does() {
             .replace(&subnets[0], "S")
             .replace(&underlay[0], "G"),
     );
-    traffic::ping(at(&bed, 0, pods[0]), pods[1], 2, None)
+    traffic::ping(at(bed, 0, pods[0]), pods[1], 2, None)
         .unwrap_or_else(|e| panic!("a -> flanneld b: {e:#}"));
-    traffic::ping(at(&bed, 1, pods[1]), pods[0], 2, None)
+    traffic::ping(at(bed, 1, pods[1]), pods[0], 2, None)
         .unwrap_or_else(|e| panic!("flanneld b -> a: {e:#}"));
-    common::stream(at(&bed, 1, pods[1]), at(&bed, 0, pods[0]), 8 << 20);
+    common::stream(at(bed, 1, pods[1]), at(bed, 0, pods[0]), 8 << 20);
     let (status, _) = bed.process(nodes[0].handle).stop().expect("a stopped");
     assert!(status.success(), "weftd a exited {status}");
     assert!(
-        kernel_route(&bed, 0, &subnets[1]).is_empty(),
+        kernel_route(bed, 0, &subnets[1]).is_empty(),
         "a left its route"
     );
 }

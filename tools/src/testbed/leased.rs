@@ -255,6 +255,16 @@ impl Etcd {
             .map(drop)
     }
 
+    /// The value at `<prefix>/<name>` (an error when there is none).
+    pub fn get(&self, name: &str) -> anyhow::Result<String> {
+        let key = format!("{PREFIX}/{name}");
+        let value = self.ctl(&["get", "--print-value-only", &key])?;
+        match value.strip_suffix('\n') {
+            Some(value) => Ok(value.to_owned()),
+            None => bail!("etcd has no {key}"),
+        }
+    }
+
     /// Deletes `<prefix>/<name>`.
     pub fn del(&self, name: &str) -> anyhow::Result<()> {
         self.ctl(&["del", &format!("{PREFIX}/{name}")]).map(drop)
