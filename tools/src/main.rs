@@ -70,8 +70,9 @@ enum Cmd {
         /// Also write the results as JSON to this file.
         #[arg(long)]
         json: Option<PathBuf>,
-        /// Only these configurations (comma separated): kernel-vxlan, forwarder,
-        /// weft-{udp,vxlan}-{uring,poll}-{1,2}t (without -<n>t: both thread counts).
+        /// Only these configurations (comma separated): kernel-vxlan, raw-veth, forwarder,
+        /// weft-{udp,vxlan}-{uring,poll}-{1,2}t (without -<n>t: both thread counts),
+        /// weft-vxlan-direct (lease mode with DirectRouting).
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Only these workloads (comma separated): idle, ping, rr, tcp1, tcp4, udp1400, udp64

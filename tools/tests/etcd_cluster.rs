@@ -11,7 +11,7 @@
 //! 2. member m2 is cut off by its link (down, then up);
 //! 3. member m2 is cut off from its peers only, so clients still reach a member that has no
 //!    leader (a minority of one): node b, which starts at m2, must not follow a stale view;
-//! 4. two members are stopped for `WEFT_ETCD_QUORUM_LOSS_SECS` (default 5; issue 15's long
+//! 4. two members are stopped for `WEFT_ETCD_QUORUM_LOSS_SECS` (default 5; the long
 //!    version is 30), then started on their data.
 //!
 //! After each fault a lease written through a member of the majority must reach both nodes'

@@ -5,8 +5,8 @@
 //! configurations) gets a fresh two-node testbed joined through a router with transmit
 //! offloads off (a real wire carries datagrams, not GSO batches), and runs one verified TCP
 //! stream of [`Config::seconds`] from node a's pod to node b's under no impairment and then
-//! under each of issue 15's ([`Impairment::issue15`]), the impairment installed before and
-//! removed after each stream. A stream that fails (a byte wrong, a stall) fails the run: the
+//! under each of the lossy-underlay scenarios ([`Impairment::scenarios`]), the impairment
+//! installed before and removed after each stream. A stream that fails (a byte wrong, a stall) fails the run: the
 //! figures are only worth quoting if the bytes were right. The ratio of a weftd configuration
 //! is taken within one repetition (weftd / kernel VXLAN under the same impairment), and the
 //! table quotes the median of the repetitions' throughputs and of their ratios, with the
@@ -64,7 +64,7 @@ pub fn default_overlays() -> Vec<Overlay> {
 pub struct Table {
     /// Kernel VXLAN, then [`Config::overlays`].
     pub overlays: Vec<Overlay>,
-    /// "none", then issue 15's impairments.
+    /// "none", then the scenarios' impairments.
     pub impairments: Vec<&'static str>,
     /// Gbit/s per overlay, impairment and run.
     pub gbit: Vec<Vec<Vec<f64>>>,
@@ -122,7 +122,7 @@ impl Table {
 /// Runs the measurement (see the module documentation).
 pub fn run(config: &Config) -> anyhow::Result<Table> {
     let mut impairments = vec![("none", Impairment::NONE)];
-    impairments.extend(Impairment::issue15());
+    impairments.extend(Impairment::scenarios());
     let mut overlays = vec![Overlay::KernelVxlan];
     overlays.extend(config.overlays.iter().copied());
     let mut gbit = vec![vec![Vec::new(); impairments.len()]; overlays.len()];
@@ -131,15 +131,14 @@ pub fn run(config: &Config) -> anyhow::Result<Table> {
             let mut bed = Testbed::with_options(2, config.binaries.clone(), OPTIONS)?;
             bed.start(&[*overlay, *overlay])
                 .with_context(|| format!("starting {}", overlay.label()))?;
+            let backend = overlay
+                .backend()
+                .context("the lossy bench impairs an overlay's datagrams")?;
             for (i, (name, impairment)) in impairments.iter().enumerate() {
-                let g = stream_under(
-                    &bed,
-                    overlay.backend(),
-                    *impairment,
-                    config.seconds,
-                    run as u64,
-                )
-                .with_context(|| format!("{} under {name}, run {}", overlay.label(), run + 1))?;
+                let g = stream_under(&bed, backend, *impairment, config.seconds, run as u64)
+                    .with_context(|| {
+                        format!("{} under {name}, run {}", overlay.label(), run + 1)
+                    })?;
                 eprintln!(
                     "lossy bench: run {} {} under {name}: {g:.3} Gbit/s",
                     run + 1,

@@ -1,5 +1,7 @@
-//! `weftctl bench`: kernel VXLAN, the one-packet forwarder and weftd (udp and vxlan, io_uring
-//! and poll, 1 and 2 pump threads) measured in one run on the same kind of testbed.
+//! `weftctl bench`: kernel VXLAN, the raw veth (no overlay), the one-packet forwarder, weftd
+//! (udp and vxlan, io_uring and poll, 1 and 2 pump threads) and weftd with DirectRouting
+//! (lease mode: neighbours through kernel routes) measured in one run on the same kind of
+//! testbed.
 //!
 //! Contract: for each repetition, every selected configuration in turn (A B C A B C ..., so
 //! slow drifts of the machine spread over all of them) gets a fresh two-node testbed with that
@@ -137,6 +139,10 @@ pub fn all_setups() -> Vec<Setup> {
             pump_threads: None,
         },
         Setup {
+            overlay: Overlay::RawVeth,
+            pump_threads: None,
+        },
+        Setup {
             overlay: Overlay::Forwarder,
             pump_threads: None,
         },
@@ -151,6 +157,12 @@ pub fn all_setups() -> Vec<Setup> {
             }
         }
     }
+    v.push(Setup {
+        overlay: Overlay::WeftdDirect {
+            backend: Backend::Vxlan,
+        },
+        pump_threads: None,
+    });
     v
 }
 

@@ -84,9 +84,9 @@ impl Impairment {
         jitter: None,
     };
 
-    /// Issue 15's impairments, alone and together: 1 % loss, 1 % duplication, 25 %
+    /// The lossy-underlay scenarios' impairments, alone and together: 1 % loss, 1 % duplication, 25 %
     /// reordering (held 5 ms), 10 ms +- 5 ms of delay.
-    pub fn issue15() -> [(&'static str, Impairment); 5] {
+    pub fn scenarios() -> [(&'static str, Impairment); 5] {
         let loss = Impairment {
             loss: 0.01,
             ..Impairment::NONE
@@ -605,7 +605,7 @@ mod tests {
     #[test]
     fn samples_follow_the_impairment() {
         let mut rng = Rng::new(9);
-        let [_, _, (_, reorder), (_, jitter), (_, all)] = Impairment::issue15();
+        let [_, _, (_, reorder), (_, jitter), (_, all)] = Impairment::scenarios();
         let n = 100_000;
         let held = (0..n).filter(|_| sample(&reorder, &mut rng).1).count();
         assert!((23_000..27_000).contains(&held), "{held}");

@@ -88,15 +88,26 @@ pub enum Overlay {
         /// `--io-driver`.
         driver: DriverArg,
     },
+    /// weftd in lease mode on a lease directory with `"DirectRouting": true` in the network
+    /// config: its neighbours' subnets are reached through the kernel routes it installs
+    /// (`<subnet> via <PublicIP> dev veth0`), so its TUN and pumps carry none of it.
+    WeftdDirect {
+        /// The network config's `Backend.Type`.
+        backend: Backend,
+    },
+    /// No overlay: each node routes the others' pod subnets via their underlay addresses, as
+    /// DirectRouting does, but written by hand; the underlay's own speed.
+    RawVeth,
 }
 
 impl Overlay {
-    /// The wire format the overlay speaks.
-    pub fn backend(&self) -> Backend {
+    /// The wire format the overlay speaks (None for [`Overlay::RawVeth`], which has none).
+    pub fn backend(&self) -> Option<Backend> {
         match self {
-            Overlay::KernelVxlan => Backend::Vxlan,
-            Overlay::Forwarder => Backend::Udp,
-            Overlay::Weftd { backend, .. } => *backend,
+            Overlay::KernelVxlan => Some(Backend::Vxlan),
+            Overlay::Forwarder => Some(Backend::Udp),
+            Overlay::Weftd { backend, .. } | Overlay::WeftdDirect { backend } => Some(*backend),
+            Overlay::RawVeth => None,
         }
     }
 
@@ -108,6 +119,8 @@ impl Overlay {
             Overlay::Weftd { backend, driver } => {
                 format!("weft-{}-{}", backend.as_str(), driver.as_str())
             }
+            Overlay::WeftdDirect { backend } => format!("weft-{}-direct", backend.as_str()),
+            Overlay::RawVeth => "raw-veth".to_owned(),
         }
     }
 }
@@ -227,7 +240,9 @@ impl Node {
         let overlay = self
             .overlay
             .context("the node has no overlay yet: call Testbed::start")?;
-        let backend = overlay.backend();
+        let Some(backend) = overlay.backend() else {
+            return Ok(Vec::new());
+        };
         Ok([self.subnet, self.subnet6]
             .into_iter()
             .map(|subnet| PeerLine {
@@ -521,6 +536,8 @@ impl Testbed {
                 Overlay::Weftd { backend, driver } => {
                     self.spawn_weftd(i, backend, driver, &peers)?
                 }
+                Overlay::WeftdDirect { backend } => self.spawn_weftd_direct(i, backend)?,
+                Overlay::RawVeth => self.route_raw_veth(i)?,
             }
         }
         for (i, overlay) in overlays.iter().enumerate() {
@@ -535,17 +552,45 @@ impl Testbed {
                 .wait_for_line(needle, READY_TIMEOUT)
                 .with_context(|| format!("starting {} on node {}", overlay.label(), ROLES[i]))?;
         }
+        for (i, overlay) in overlays.iter().enumerate() {
+            if let Overlay::WeftdDirect { .. } = overlay {
+                self.wait_direct_routes(i)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until node `i` routes every other node's subnet via its underlay address (the
+    /// routes DirectRouting installs once the leases are read).
+    fn wait_direct_routes(&self, i: usize) -> anyhow::Result<()> {
+        let node = &self.nodes[i];
+        let start = std::time::Instant::now();
+        for peer in self.nodes.iter().filter(|n| n.index != i) {
+            let subnet = peer.subnet.to_string();
+            let want = format!("{subnet} via {} ", peer.underlay);
+            loop {
+                let shown = node.ip(&["route", "show", &subnet])?;
+                if shown.contains(&want) {
+                    break;
+                }
+                if start.elapsed() > READY_TIMEOUT {
+                    bail!(
+                        "node {}: no direct route {want:?} after {READY_TIMEOUT:?}: {shown:?}",
+                        ROLES[i]
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         Ok(())
     }
 
     /// The overlay MTU every node can carry (the TUN / vxlan MTU).
     pub fn overlay_mtu(&self) -> u32 {
-        let backend = self
-            .nodes
-            .first()
-            .and_then(|n| n.overlay)
-            .map_or(Backend::Vxlan, |o| o.backend());
-        UNDERLAY_MTU - backend.overhead() as u32
+        match self.nodes.first().and_then(|n| n.overlay) {
+            None => UNDERLAY_MTU - Backend::Vxlan.overhead() as u32,
+            Some(overlay) => UNDERLAY_MTU - overlay.backend().map_or(0, |b| b.overhead() as u32),
+        }
     }
 
     /// Starts `program args` inside node `node`; its output goes to `<dir>/<label>.log`.
@@ -812,6 +857,74 @@ impl Testbed {
         self.nodes[i].spawned_args = args;
         self.nodes[i].process = Some(p);
         self.nodes[i].runs_weftd = true;
+        Ok(())
+    }
+
+    /// weftd on node `i` in lease mode on the testbed's lease directory (`<dir>/leases`, made
+    /// by the first node) with DirectRouting. The node's planned subnet is its previous
+    /// subnet.env's, so weftd leases exactly that one (flannel's reuse of the previous
+    /// subnet), and the pods and every workload keep their addresses.
+    fn spawn_weftd_direct(&mut self, i: usize, backend: Backend) -> anyhow::Result<()> {
+        let program = self.binaries.weftd.clone().context(
+            "no weftd binary next to this program (run `cargo build -p engine`, with --release \
+             for a release build)",
+        )?;
+        let leases = self.dir.path().join("leases");
+        let config = leases.join("config");
+        if !config.exists() {
+            std::fs::create_dir_all(&leases)
+                .with_context(|| format!("creating {}", leases.display()))?;
+            let text = format!(
+                r#"{{"Network": "{NETWORK}", "Backend": {{"Type": "{}", "DirectRouting": true}}}}"#,
+                backend.as_str()
+            );
+            std::fs::write(&config, text)
+                .with_context(|| format!("writing {}", config.display()))?;
+        }
+        let node = &self.nodes[i];
+        let subnet_file = self.dir.path().join(format!("subnet-{}.env", ROLES[i]));
+        let previous = format!(
+            "FLANNEL_NETWORK={NETWORK}\nFLANNEL_SUBNET={}/{}\n",
+            node.subnet.host(1),
+            node.subnet.prefix_len()
+        );
+        std::fs::write(&subnet_file, previous)
+            .with_context(|| format!("writing {}", subnet_file.display()))?;
+        let mut args: Vec<String> = vec![
+            "--lease-dir".to_owned(),
+            path_str(&leases)?.to_owned(),
+            "--public-ip".to_owned(),
+            node.underlay.to_string(),
+            "--subnet-file".to_owned(),
+            path_str(&subnet_file)?.to_owned(),
+            "-v".to_owned(),
+        ];
+        if let Some(n) = self.pump_threads {
+            args.extend(["--pump-threads".to_owned(), n.to_string()]);
+        }
+        args.extend(node.weftd_args.iter().cloned());
+        let p = self.spawn(i, &format!("weftd-{}", ROLES[i]), &program, &args)?;
+        self.nodes[i].spawned_args = args;
+        self.nodes[i].process = Some(p);
+        self.nodes[i].runs_weftd = true;
+        Ok(())
+    }
+
+    /// Node `i` routes every other node's pod subnet via its underlay address: the kernel
+    /// route DirectRouting installs, written by hand.
+    fn route_raw_veth(&self, i: usize) -> anyhow::Result<()> {
+        let node = &self.nodes[i];
+        for peer in self.nodes.iter().filter(|n| n.index != i) {
+            node.ip(&[
+                "route",
+                "replace",
+                &peer.subnet.to_string(),
+                "via",
+                &peer.underlay.to_string(),
+                "dev",
+                UNDERLAY_DEV,
+            ])?;
+        }
         Ok(())
     }
 }
