@@ -101,7 +101,7 @@ impl LeaseAttrs {
         LeaseAttrs {
             public_ip,
             public_ip6,
-            backend_type: "host-gw".to_owned(),
+            backend_type: Backend::HostGw.as_str().to_owned(),
             backend_data: None,
             backend_v6_data: None,
         }
@@ -123,7 +123,7 @@ impl LeaseAttrs {
         LeaseAttrs {
             public_ip,
             public_ip6,
-            backend_type: "vxlan".to_owned(),
+            backend_type: Backend::Vxlan.as_str().to_owned(),
             backend_data: Some(data.clone()),
             backend_v6_data: dual_stack.then_some(data),
         }
@@ -219,7 +219,7 @@ impl LeaseAttrs {
                 ))
             }
         };
-        let vxlan = backend_type == "vxlan";
+        let vxlan = backend_type == Backend::Vxlan.as_str();
         let backend_data = read_backend_data(map, "BackendData", vxlan)?;
         let backend_v6_data = read_backend_data(map, "BackendV6Data", vxlan)?;
         if vxlan && backend_data.is_none() && backend_v6_data.is_none() {
