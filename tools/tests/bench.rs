@@ -1,6 +1,6 @@
 //! CI smoke test of `weftctl bench`: the real binary, `--quick --reps 1` with 1-second runs
-//! and a 2-second idle, over every configuration and the default workloads (`sizes` runs in
-//! the second test, on the forwarder). The JSON must parse and every
+//! and a 2-second idle, over every configuration and the default workloads (`sizes` and
+//! `nodrop` run in the second test, on the forwarder). The JSON must parse and every
 //! configuration must have, for every metric, a figure or a reason. No threshold on any
 //! figure: a benchmark is never a timed test. Also: a missing weftd is reported, not fatal.
 
@@ -115,6 +115,7 @@ fn bench_reports_a_missing_weftd_and_measures_the_rest() {
             bench::Workload::Idle,
             bench::Workload::Tcp1,
             bench::Workload::Sizes,
+            bench::Workload::NoDrop,
         ],
         binaries: Binaries {
             weftd: Some("/nonexistent/weftd".into()),
@@ -131,6 +132,7 @@ fn bench_reports_a_missing_weftd_and_measures_the_rest() {
         "idle_pct_core",
         "tcp_mss88_gbit_s",
         "udp1024_rx_kpps",
+        "nodrop1400_kpps",
     ] {
         assert!(rows[0].median(key).is_some(), "forwarder: no {key}");
     }

@@ -188,11 +188,15 @@ pub enum Workload {
     /// 64 KiB super-packets of those segments) and UDP datagrams of 256, 512 and 1024 bytes.
     /// Not in the default set (`--workloads sizes`).
     Sizes,
+    /// The UDP no-drop rate: the highest offered rate of 1400-byte datagrams with at most
+    /// 0.1 % loss, by binary search ([`udp_rate::no_drop`]). Not in the default set
+    /// (`--workloads nodrop`).
+    NoDrop,
 }
 
 impl Workload {
     /// All workloads, in the order they run.
-    pub const ALL: [Workload; 8] = [
+    pub const ALL: [Workload; 9] = [
         Workload::Idle,
         Workload::Ping,
         Workload::Rr,
@@ -201,11 +205,12 @@ impl Workload {
         Workload::Udp1400,
         Workload::Udp64,
         Workload::Sizes,
+        Workload::NoDrop,
     ];
 
     /// Whether it runs when `--workloads` is not given.
     pub fn by_default(&self) -> bool {
-        *self != Workload::Sizes
+        !matches!(self, Workload::Sizes | Workload::NoDrop)
     }
 
     /// The name for `--workloads` and the JSON.
@@ -219,6 +224,7 @@ impl Workload {
             Workload::Udp1400 => "udp1400",
             Workload::Udp64 => "udp64",
             Workload::Sizes => "sizes",
+            Workload::NoDrop => "nodrop",
         }
     }
 
@@ -269,7 +275,7 @@ pub const SIZES_TCP_MSS: [u32; 3] = [88, 536, 1024];
 pub const SIZES_UDP_LEN: [usize; 3] = [256, 512, 1024];
 
 /// Every figure, in table order.
-pub const METRICS: [Metric; 22] = [
+pub const METRICS: [Metric; 23] = [
     metric("tcp1_gbit_s", Workload::Tcp1, "TCP 1 stream, Gbit/s", true),
     metric(
         "tcp1_retransmits",
@@ -380,6 +386,12 @@ pub const METRICS: [Metric; 22] = [
         "udp1024_rx_kpps",
         Workload::Sizes,
         "UDP 1024 B at the highest rate, received kpps",
+        true,
+    ),
+    metric(
+        "nodrop1400_kpps",
+        Workload::NoDrop,
+        "UDP 1400 B no-drop rate (loss <= 0.1 %), offered kpps",
         true,
     ),
 ];
@@ -628,6 +640,10 @@ fn run_workload(
                 figures.push((key, udp_rate::udp(bed, len, seconds)?.rx_pps / 1e3));
             }
         }
+        Workload::NoDrop => {
+            let pps = udp_rate::no_drop(bed, 1400, seconds)?;
+            figures.push(("nodrop1400_kpps", pps / 1e3));
+        }
     }
     let shown: Vec<String> = figures.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
     eprintln!("bench:   {:<8} {}", workload.name(), shown.join(", "));
@@ -651,9 +667,11 @@ mod tests {
     #[test]
     fn setups_labels_and_selection() {
         let labels: Vec<String> = all_setups().iter().map(Setup::label).collect();
-        assert_eq!(labels.len(), 10);
+        assert_eq!(labels.len(), 12);
         assert_eq!(labels[0], "kernel-vxlan");
-        assert_eq!(labels[1], "forwarder");
+        assert_eq!(labels[1], "raw-veth");
+        assert_eq!(labels[2], "forwarder");
+        assert_eq!(labels[11], "weft-vxlan-direct");
         assert!(
             labels.contains(&"weft-vxlan-poll-2t".to_owned()),
             "{labels:?}"
@@ -678,7 +696,7 @@ mod tests {
         }
         assert!(Workload::ALL
             .iter()
-            .all(|w| w.by_default() != (*w == Workload::Sizes)));
+            .all(|w| w.by_default() != matches!(w, Workload::Sizes | Workload::NoDrop)));
         let sizes: Vec<&str> = METRICS
             .iter()
             .filter(|m| m.workload == Workload::Sizes)
