@@ -4,7 +4,7 @@
 #
 # First it brings what the tests run beyond the Rust toolchain, only what is missing and only
 # as root: Debian packages with apt-get (etcd-server etcd-client iperf3 iptables procps openssl
-# iproute2) and `cargo install cargo-fuzz --locked`. Quiet when it works; a failed install
+# iproute2 wireguard-go wireguard-tools) and `cargo install cargo-fuzz --locked`. Quiet when it works; a failed install
 # prints its output and stops the run.
 #
 # Outside CI a missing tool or missing root makes the affected step print why and skip; with
@@ -45,11 +45,13 @@ have() {
 step "what the tests run"
 # command:package for every program a test runs (grep the tests for Command::new, exec_checked
 # and on_path before changing this list). The testbed pings and measures with weftctl's own
-# code: no iputils-ping, ethtool or iperf3 for it; iperf3 is for `weftctl bench`'s test.
+# code: no iputils-ping, ethtool or iperf3 for it; iperf3 is for `weftctl bench`'s test, and
+# wireguard-go and wg for its userspace-peer row.
 needs=(
     ip:iproute2 bridge:iproute2 ss:iproute2
     etcd:etcd-server etcdctl:etcd-client
     iperf3:iperf3
+    wireguard-go:wireguard-go wg:wireguard-tools
     iptables:iptables iptables-save:iptables iptables-restore:iptables
     kill:procps
     openssl:openssl

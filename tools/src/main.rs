@@ -72,7 +72,7 @@ enum Cmd {
         json: Option<PathBuf>,
         /// Only these configurations (comma separated): kernel-vxlan, raw-veth, forwarder,
         /// weft-{udp,vxlan}-{uring,poll}-{1,2}t (without -<n>t: both thread counts),
-        /// weft-vxlan-direct (lease mode with DirectRouting).
+        /// weft-vxlan-direct (lease mode with DirectRouting), wireguard-go-encrypts.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
         /// Only these workloads (comma separated): idle, ping, rr, tcp1, tcp4, udp1400, udp64

@@ -1,7 +1,8 @@
 //! `weftctl bench`: kernel VXLAN, the raw veth (no overlay), the one-packet forwarder, weftd
 //! (udp and vxlan, io_uring and poll, 1 and 2 pump threads) and weftd with DirectRouting
 //! (lease mode: neighbours through kernel routes) measured in one run on the same kind of
-//! testbed.
+//! testbed; and `wireguard-go`, a userspace peer that encrypts (its CPU per byte is not
+//! comparable), when it is installed.
 //!
 //! Contract: for each repetition, every selected configuration in turn (A B C A B C ..., so
 //! slow drifts of the machine spread over all of them) gets a fresh two-node testbed with that
@@ -161,6 +162,10 @@ pub fn all_setups() -> Vec<Setup> {
         overlay: Overlay::WeftdDirect {
             backend: Backend::Vxlan,
         },
+        pump_threads: None,
+    });
+    v.push(Setup {
+        overlay: Overlay::WireguardGo,
         pump_threads: None,
     });
     v
@@ -667,11 +672,12 @@ mod tests {
     #[test]
     fn setups_labels_and_selection() {
         let labels: Vec<String> = all_setups().iter().map(Setup::label).collect();
-        assert_eq!(labels.len(), 12);
+        assert_eq!(labels.len(), 13);
         assert_eq!(labels[0], "kernel-vxlan");
         assert_eq!(labels[1], "raw-veth");
         assert_eq!(labels[2], "forwarder");
         assert_eq!(labels[11], "weft-vxlan-direct");
+        assert_eq!(labels[12], "wireguard-go-encrypts");
         assert!(
             labels.contains(&"weft-vxlan-poll-2t".to_owned()),
             "{labels:?}"

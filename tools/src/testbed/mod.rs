@@ -69,6 +69,13 @@ pub const WEFTD_READY: &str = "weftd: ready";
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// The third octet of node c's underlay when it is behind a router ([`Options`]).
 const ROUTED_SEGMENT: u8 = 251;
+/// Where `wireguard-go` makes its configuration sockets (`<device>.sock`).
+const WIREGUARD_RUN_DIR: &str = "/var/run/wireguard";
+/// WireGuard's encapsulation over IPv4 (IP, UDP, its header and tag): its devices' MTU is
+/// 1420 on a 1500-byte underlay.
+const WIREGUARD_OVERHEAD: u32 = 80;
+/// WireGuard's listening port on every node.
+const WIREGUARD_PORT: u16 = 51820;
 /// The lock file that makes testbeds run one at a time.
 const LOCK_FILE: &str = "weft-testbed.lock";
 /// Letters naming the nodes.
@@ -98,6 +105,9 @@ pub enum Overlay {
     /// No overlay: each node routes the others' pod subnets via their underlay addresses, as
     /// DirectRouting does, but written by hand; the underlay's own speed.
     RawVeth,
+    /// `wireguard-go` (Debian's package): a userspace peer for comparison. It encrypts, so
+    /// its CPU per byte is not comparable with the others'.
+    WireguardGo,
 }
 
 impl Overlay {
@@ -107,7 +117,7 @@ impl Overlay {
             Overlay::KernelVxlan => Some(Backend::Vxlan),
             Overlay::Forwarder => Some(Backend::Udp),
             Overlay::Weftd { backend, .. } | Overlay::WeftdDirect { backend } => Some(*backend),
-            Overlay::RawVeth => None,
+            Overlay::RawVeth | Overlay::WireguardGo => None,
         }
     }
 
@@ -121,6 +131,7 @@ impl Overlay {
             }
             Overlay::WeftdDirect { backend } => format!("weft-{}-direct", backend.as_str()),
             Overlay::RawVeth => "raw-veth".to_owned(),
+            Overlay::WireguardGo => "wireguard-go-encrypts".to_owned(),
         }
     }
 }
@@ -538,12 +549,17 @@ impl Testbed {
                 }
                 Overlay::WeftdDirect { backend } => self.spawn_weftd_direct(i, backend)?,
                 Overlay::RawVeth => self.route_raw_veth(i)?,
+                Overlay::WireguardGo => self.spawn_wireguard_go(i)?,
             }
         }
         for (i, overlay) in overlays.iter().enumerate() {
             let Some(p) = self.nodes[i].process else {
                 continue;
             };
+            if *overlay == Overlay::WireguardGo {
+                // Ready once configured (its socket waited for).
+                continue;
+            }
             let needle = match overlay {
                 Overlay::Forwarder => crate::forward::READY_LINE,
                 _ => WEFTD_READY,
@@ -589,6 +605,7 @@ impl Testbed {
     pub fn overlay_mtu(&self) -> u32 {
         match self.nodes.first().and_then(|n| n.overlay) {
             None => UNDERLAY_MTU - Backend::Vxlan.overhead() as u32,
+            Some(Overlay::WireguardGo) => UNDERLAY_MTU - WIREGUARD_OVERHEAD,
             Some(overlay) => UNDERLAY_MTU - overlay.backend().map_or(0, |b| b.overhead() as u32),
         }
     }
@@ -910,6 +927,129 @@ impl Testbed {
         Ok(())
     }
 
+    /// `wireguard-go -f` on node `i` with a device `wg<pid><role>` (unique: its configuration
+    /// socket in /var/run/wireguard is shared by every namespace), configured with `wg` as a
+    /// full mesh: each peer's pod subnet allowed and routed through it, the device holding the
+    /// node's subnet address as the other overlays' devices do. The nodes' keys are made when
+    /// the first node is set up.
+    fn spawn_wireguard_go(&mut self, i: usize) -> anyhow::Result<()> {
+        for program in ["wireguard-go", "wg"] {
+            if !crate::privileges::on_path(program) {
+                bail!(
+                    "{program} is not installed (apt-get install --no-install-recommends \
+                     wireguard-go wireguard-tools)"
+                );
+            }
+        }
+        let keys = self.wireguard_keys()?;
+        let dev = wireguard_dev(i);
+        // It declines to run on a kernel with WireGuard in it unless told to (this one has
+        // none built); errors only in its log, none per packet.
+        let args = [
+            "WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD=1",
+            "LOG_LEVEL=error",
+            "wireguard-go",
+            "-f",
+            &dev,
+        ]
+        .map(str::to_owned);
+        let p = self.spawn(
+            i,
+            &format!("wireguard-go-{}", ROLES[i]),
+            Path::new("/usr/bin/env"),
+            &args,
+        )?;
+        let socket = Path::new(WIREGUARD_RUN_DIR).join(format!("{dev}.sock"));
+        let start = std::time::Instant::now();
+        while !socket.exists() {
+            let process = &mut self.processes[p];
+            if let Some(status) = process.try_status() {
+                bail!(
+                    "wireguard-go exited ({status}); its log:\n{}",
+                    process.tail()
+                );
+            }
+            if start.elapsed() > READY_TIMEOUT {
+                bail!(
+                    "wireguard-go made no {} in {READY_TIMEOUT:?}",
+                    socket.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let node = &self.nodes[i];
+        let port = WIREGUARD_PORT.to_string();
+        let (private, _) = &keys[i];
+        let mut args: Vec<String> = [
+            "set",
+            &dev,
+            "private-key",
+            path_str(private)?,
+            "listen-port",
+            &port,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        for peer in self.nodes.iter().filter(|n| n.index != i) {
+            args.extend(
+                [
+                    "peer",
+                    &keys[peer.index].1,
+                    "allowed-ips",
+                    &peer.subnet.to_string(),
+                    "endpoint",
+                    &format!("{}:{port}", peer.underlay),
+                ]
+                .map(str::to_owned),
+            );
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        node.ns.exec_checked("wg", &args)?;
+        let mtu = (UNDERLAY_MTU - WIREGUARD_OVERHEAD).to_string();
+        node.ip(&[
+            "addr",
+            "add",
+            &format!("{}/32", node.subnet.addr()),
+            "dev",
+            &dev,
+        ])?;
+        node.ip(&["link", "set", &dev, "mtu", &mtu, "up"])?;
+        for peer in self.nodes.iter().filter(|n| n.index != i) {
+            node.ip(&["route", "replace", &peer.subnet.to_string(), "dev", &dev])?;
+        }
+        self.nodes[i].process = Some(p);
+        Ok(())
+    }
+
+    /// Every node's WireGuard private key file and public key, made once (`wg genkey`).
+    fn wireguard_keys(&self) -> anyhow::Result<Vec<(PathBuf, String)>> {
+        let mut keys = Vec::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let private = self.dir.path().join(format!("wg-{}.key", ROLES[i]));
+            if !private.exists() {
+                let key = node.ns.exec_checked("wg", &["genkey"])?;
+                std::fs::write(&private, key)
+                    .with_context(|| format!("writing {}", private.display()))?;
+            }
+            let mut pubkey = node
+                .ns
+                .command("wg", &["pubkey"])
+                .stdin(File::open(&private)?)
+                .output()
+                .context("running wg pubkey")?;
+            if !pubkey.status.success() {
+                bail!(
+                    "wg pubkey: {}",
+                    String::from_utf8_lossy(&pubkey.stderr).trim()
+                );
+            }
+            let public = String::from_utf8(std::mem::take(&mut pubkey.stdout))
+                .context("wg pubkey's output")?;
+            keys.push((private, public.trim().to_owned()));
+        }
+        Ok(keys)
+    }
+
     /// Node `i` routes every other node's pod subnet via its underlay address: the kernel
     /// route DirectRouting installs, written by hand.
     fn route_raw_veth(&self, i: usize) -> anyhow::Result<()> {
@@ -1056,6 +1196,12 @@ fn lock() -> anyhow::Result<File> {
     rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
         .with_context(|| format!("locking {}", path.display()))?;
     Ok(file)
+}
+
+/// Node `i`'s WireGuard device: `wg<pid><role>`, unique on the machine while this process
+/// lives (the testbed lock runs one testbed at a time).
+fn wireguard_dev(i: usize) -> String {
+    format!("wg{}{}", std::process::id() % 1_000_000, ROLES[i])
 }
 
 fn path_str(p: &Path) -> anyhow::Result<&str> {
