@@ -111,7 +111,7 @@ pub enum Overlay {
 }
 
 impl Overlay {
-    /// The wire format the overlay speaks (None for [`Overlay::RawVeth`], which has none).
+    /// The flannel wire format the overlay speaks (None for the raw veth and wireguard-go).
     pub fn backend(&self) -> Option<Backend> {
         match self {
             Overlay::KernelVxlan => Some(Backend::Vxlan),
