@@ -11,6 +11,8 @@
 //!   subnet manager.
 //! - [`netconf`]: subnet.env and the masquerade rules.
 //! - [`control`]: the control socket (`stats`, `routes`).
+//! - [`stop`]: [`Stop`], the one stop request every thread waits on (a flag, a sleep, a
+//!   `select!` arm, a pollable eventfd).
 //! - [`http`]: `/healthz`, `/readyz` and `/metrics` (`--healthz-ip`, `--healthz-port`).
 //! - [`config`]: weftd's command line.
 //! - [`daemon`]: weftd itself: start-up in static mode and lease mode, the running [`daemon::Node`]
@@ -31,6 +33,9 @@ pub mod model;
 pub mod netconf;
 pub mod pump;
 pub mod route;
+pub mod stop;
 pub mod sys;
 pub mod tun;
 pub mod underlay;
+
+pub use stop::Stop;

@@ -25,11 +25,12 @@ use super::dataplane::{
     count_tun_write, Dataplane, RxQueue, TxVerdict, REPLY_LEN, SPLIT_OUT_LEN, TUN_READ_LEN,
 };
 use super::poll_driver::{coalescer_config, RX_SLOT_LEN};
-use super::{DropReason, PumpCounters, Stop};
+use super::{DropReason, PumpCounters};
 use crate::route::{RouteTable, Routes};
 use crate::sys::uring::{Event, PumpRing, RingConfig, MAX_CHUNKS};
 use crate::tun::TunQueue;
 use crate::underlay::{UdpSocket, UDP_MAX_SEGMENTS};
+use crate::Stop;
 
 pub use crate::sys::uring::probe;
 
