@@ -30,6 +30,7 @@
 pub mod counters;
 pub mod dataplane;
 pub mod poll_driver;
+pub mod ring;
 pub mod spread;
 pub mod uring_driver;
 
