@@ -187,7 +187,6 @@ fn dir_dual_stack_lease() {
 
 #[test]
 fn dir_wait_for_config_until_valid() {
-    use std::sync::atomic::AtomicBool;
     let dir = TempDir::new("dir-config");
     let s = store(&dir);
     let writer = {
@@ -201,7 +200,7 @@ fn dir_wait_for_config_until_valid() {
                 .expect("valid config");
         })
     };
-    let stop = AtomicBool::new(false);
+    let stop = engine::Stop::new().expect("eventfd");
     let start = std::time::Instant::now();
     let config = engine::lease::manager::wait_for_config(&*s, &stop, Duration::from_millis(100))
         .expect("a config");
@@ -210,7 +209,7 @@ fn dir_wait_for_config_until_valid() {
     writer.join().expect("writer");
     // With stop set it returns at once.
     let empty = TempDir::new("dir-config-none");
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop.request();
     assert!(engine::lease::manager::wait_for_config(
         &*store(&empty),
         &stop,

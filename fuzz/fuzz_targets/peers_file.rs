@@ -119,7 +119,6 @@ fn check_routed(table: &RouteTable, local: &Local, e: &PeerEntry) {
     let peer = &route.peer;
     assert_eq!(peer.underlay().ip(), e.public_ip);
     assert_eq!(peer.underlay().port(), e.port.unwrap_or(local.port));
-    assert_eq!(peer.backend(), local.backend);
     match local.backend {
         Backend::Vxlan => {
             assert_eq!(peer.vtep_mac(), e.vtep_mac);

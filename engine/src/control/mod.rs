@@ -200,6 +200,8 @@ impl std::str::FromStr for ControlAddr {
 /// What the control socket reports on.
 #[derive(Debug, Clone)]
 pub struct ControlState {
+    /// This node's backend, which is every peer's (the route table holds no other).
+    pub backend: Backend,
     /// The current route table.
     pub routes: Arc<Routes>,
     /// Every pump thread's counters.
@@ -235,6 +237,7 @@ impl ControlState {
         let (table, errors) = RouteTable::build(&local, &entries, None, "peers");
         assert!(errors.is_empty(), "{errors:?}");
         ControlState {
+            backend,
             routes: Arc::new(Routes::from_pointee(table)),
             counters: (0..pumps).map(|_| Arc::default()).collect(),
             driver: IoDriver::Poll,
@@ -596,6 +599,7 @@ fn stats(state: &ControlState) -> Value {
 
 fn routes(state: &ControlState) -> Value {
     let table = state.routes.load();
+    let backend = state.backend.as_str();
     Value::Array(
         table
             .routes()
@@ -605,7 +609,7 @@ fn routes(state: &ControlState) -> Value {
                     "subnet": r.subnet.to_string(),
                     "public_ip": r.peer.underlay().ip().to_string(),
                     "port": r.peer.underlay().port(),
-                    "backend": r.peer.backend().as_str(),
+                    "backend": backend,
                     "vtep_mac": r.peer.vtep_mac().map(|m| format_mac(&m)),
                     // DirectRouting: the kernel routes the subnet straight to public_ip.
                     "path": if r.direct { "direct" } else { "overlay" },

@@ -36,20 +36,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
+use crossbeam_channel::Receiver;
 use signal_hook::consts::SIGHUP;
-use signal_hook::iterator::Signals;
 
 use super::handover::{Start, UPGRADE_SIGNAL};
 use super::node::HANDOVER_SIGNAL;
 use crate::config::{LeaseSettings, LeasedNetwork, Settings, StoreSettings};
 use crate::http::Health;
 use crate::lease::manager::{
-    random_vtep_mac, sleep_unless, stored_vtep_mac, wait_for_config, AcquireError, CONFIG_RETRY,
+    random_vtep_mac, stored_vtep_mac, wait_for_config, AcquireError, CONFIG_RETRY,
     TEST_LEASE_TTL_VAR,
 };
 use crate::lease::{
     DirStore, EtcdStore, LeaseAttrs, LeaseStore, ManagerEvent, ManagerOptions, NetworkConfig,
-    OwnLease, PeerSet, Shutdown, SubnetManager,
+    OwnLease, PeerSet, SubnetManager,
 };
 use crate::model::{Backend, Cidr, Ipv4Net};
 use crate::netconf::masq::MasqRules;
@@ -57,6 +57,7 @@ use crate::netconf::subnet_env::{read_previous, SubnetEnv};
 use crate::route::{swap_retiring, Local, Origin, PeerEntry, RouteTable, Routes};
 use crate::sys::netif;
 use crate::sys::rtnetlink::{self, RouteKind};
+use crate::Stop;
 
 use super::direct::{self, DirectRoutes};
 use super::node::{local, Node};
@@ -70,10 +71,10 @@ fn open_store(settings: &StoreSettings) -> Result<Arc<dyn LeaseStore>> {
 }
 
 /// Acquires our lease, retrying transient store failures every second until `stop`.
-fn acquire(manager: &mut SubnetManager, stop: &AtomicBool) -> Result<Option<OwnLease>> {
+fn acquire(manager: &mut SubnetManager, stop: &Stop) -> Result<Option<OwnLease>> {
     let mut last = String::new();
     loop {
-        if stop.load(Ordering::Relaxed) {
+        if stop.requested() {
             return Ok(None);
         }
         match manager.acquire() {
@@ -86,7 +87,7 @@ fn acquire(manager: &mut SubnetManager, stop: &AtomicBool) -> Result<Option<OwnL
                     );
                     last = text;
                 }
-                sleep_unless(stop, CONFIG_RETRY);
+                stop.sleep(CONFIG_RETRY);
             }
             Err(e) => return Err(e.into()),
         }
@@ -429,7 +430,7 @@ const CONFIG_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 /// started with (as flanneld does); a config that becomes invalid or different is reported
 /// once per distinct text, with its location and what is wrong or what changed. Store
 /// failures are left to the manager, which reports outages.
-fn watch_config(store: &dyn LeaseStore, running: &NetworkConfig, location: &str, stop: &Shutdown) {
+fn watch_config(store: &dyn LeaseStore, running: &NetworkConfig, location: &str, stop: &Stop) {
     let mut last: Option<String> = None;
     loop {
         if stop.sleep(CONFIG_CHECK) {
@@ -473,7 +474,7 @@ const LINK_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// `udp_send_error`); the TUN deleted from under weftd is logged naming it, `tun_lost` is set
 /// and SIGTERM raised so that weftd exits with status 1 (a TUN cannot be re-opened with its
 /// routes and addresses behind the pumps' backs: let the supervisor restart weftd).
-fn watch_links(underlay: Option<&str>, tun: Option<&str>, stop: &Shutdown, tun_lost: &AtomicBool) {
+fn watch_links(underlay: Option<&str>, tun: Option<&str>, stop: &Stop, tun_lost: &AtomicBool) {
     let mut was_up = true;
     loop {
         if stop.sleep(LINK_CHECK) {
@@ -523,8 +524,8 @@ fn tun_gone(tun: &str, tun_lost: &AtomicBool) -> bool {
 pub(super) fn run(
     base: &Settings,
     lease: &LeaseSettings,
-    mut signals: Signals,
-    stop: &AtomicBool,
+    signals: &Receiver<libc::c_int>,
+    stop: &Stop,
     health: &Health,
 ) -> Result<ExitCode> {
     let IpAddr::V4(public_ip) = base.public_ip else {
@@ -606,7 +607,9 @@ pub(super) fn run(
     // The lease threads first, so the route table holds the peers before any pump runs: a
     // weftd taking over from a running one must not answer the traffic it takes over with
     // "net unreachable" while its first peer list is on the way.
-    let shutdown = Shutdown::new().context("creating the lease threads' stop eventfd")?;
+    // Their own stop, not start-up's: SIGTERM stops them once the signal loop below decides
+    // (after STOPPING=1), and a handover stops them without any signal.
+    let shutdown = Stop::new().context("creating the lease threads' stop eventfd")?;
     let (handle, events) = manager.spawn(own.clone(), shutdown.clone());
     health.set_manager(handle.stats_handle());
     let (first_routes_tx, first_routes) = std::sync::mpsc::sync_channel(1);
@@ -763,7 +766,7 @@ pub(super) fn run(
     eprintln!("weftd: ready");
     notify_ready();
     let mut successor = None;
-    for signal in signals.forever() {
+    for signal in signals {
         if signal == SIGHUP {
             tracing::info!("SIGHUP: nothing to reload in lease mode (the store is watched)");
             continue;

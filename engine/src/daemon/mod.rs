@@ -6,7 +6,9 @@
 //! (in lease mode also when the TUN was deleted); an `Err` is a failed start-up. In order:
 //!
 //! 1. The SIGHUP / SIGTERM / SIGINT handlers, first, so that a SIGTERM during start-up ends in
-//!    a clean exit.
+//!    a clean exit: a thread reads the signals, requests the start-up [`Stop`] on SIGTERM and
+//!    SIGINT (lease mode's waits for the network config and the lease end at once) and passes
+//!    every signal on to the daemon's loop.
 //! 2. With `--healthz-port`, the [`crate::http`] endpoint, from the start (`/readyz` is 200
 //!    from `weftd: ready` on).
 //! 3. Static mode (`--subnet` / `--subnet6` and `--peers`): the control socket (taken first: a
@@ -51,10 +53,11 @@ mod node;
 mod systemd;
 
 use std::process::ExitCode;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
+use crossbeam_channel::Receiver;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
@@ -64,6 +67,7 @@ use crate::config::Settings;
 use crate::control::ControlAddr;
 use crate::http::Health;
 use crate::route::{load_peers_file, swap_retiring, RouteTable, Routes};
+use crate::Stop;
 use handover::{Offered, Served, Start, TakeError, UPGRADE_SIGNAL};
 use node::{local, HANDOVER_SIGNAL};
 use systemd::{notify_ready, notify_systemd};
@@ -72,13 +76,8 @@ use systemd::{notify_ready, notify_systemd};
 /// status, or the error that ended start-up.
 pub fn run(settings: &Settings) -> Result<ExitCode> {
     // Signals first, so that a SIGTERM during start-up ends in a clean exit below.
-    let signals = Signals::new([SIGHUP, SIGTERM, SIGINT, HANDOVER_SIGNAL, UPGRADE_SIGNAL])
-        .context("installing signal handlers")?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [SIGTERM, SIGINT] {
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
+    let stop = Stop::new().context("creating the start-up stop eventfd")?;
+    let signals = SignalThread::start(stop.clone())?;
     let health = Arc::new(Health::new());
     health.set_per_peer_metrics(settings.metrics_per_peer);
     if let Some(addr) = settings.healthz {
@@ -93,8 +92,60 @@ pub fn run(settings: &Settings) -> Result<ExitCode> {
         }
     }
     match &settings.lease {
-        None => run_static(settings, signals, &health),
-        Some(lease) => lease_mode::run(settings, lease, signals, &stop, &health),
+        None => run_static(settings, signals.received(), &health),
+        Some(lease) => lease_mode::run(settings, lease, signals.received(), &stop, &health),
+    }
+}
+
+/// The signals weftd handles, read on their own thread: SIGTERM and SIGINT request the
+/// start-up [`Stop`] there (a signal handler cannot: [`Stop::request`] is not
+/// async-signal-safe) and every signal is passed on, in order, to the daemon's loop. The
+/// thread sleeps until a signal comes; dropping this closes it and waits for it.
+struct SignalThread {
+    received: Receiver<libc::c_int>,
+    handle: signal_hook::iterator::Handle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SignalThread {
+    fn start(stop: Stop) -> Result<SignalThread> {
+        let mut signals = Signals::new([SIGHUP, SIGTERM, SIGINT, HANDOVER_SIGNAL, UPGRADE_SIGNAL])
+            .context("installing signal handlers")?;
+        let handle = signals.handle();
+        let (tx, received) = crossbeam_channel::unbounded();
+        let thread = std::thread::Builder::new()
+            .name("weft-signals".to_owned())
+            .spawn(move || {
+                // Ends when the handle is closed (on drop).
+                for signal in signals.forever() {
+                    if signal == SIGTERM || signal == SIGINT {
+                        stop.request();
+                    }
+                    if tx.send(signal).is_err() {
+                        return;
+                    }
+                }
+            })
+            .context("starting the signal thread")?;
+        Ok(SignalThread {
+            received,
+            handle,
+            thread: Some(thread),
+        })
+    }
+
+    /// The signals, as they arrive.
+    fn received(&self) -> &Receiver<libc::c_int> {
+        &self.received
+    }
+}
+
+impl Drop for SignalThread {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -130,7 +181,7 @@ fn serve_health_when_free(addr: std::net::SocketAddr, health: Arc<Health>) -> Re
 const HEALTH_PORT_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Static mode: the routes come from the peers file, reloaded on SIGHUP.
-fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<ExitCode> {
+fn run_static(s: &Settings, signals: &Receiver<libc::c_int>, health: &Health) -> Result<ExitCode> {
     let start = handover::bind_or_ask(&s.control, s.upgrade)?;
     let routes = Arc::new(Routes::from_pointee(load_routes(s, None)?));
     let mut node = match start {
@@ -142,7 +193,7 @@ fn run_static(s: &Settings, mut signals: Signals, health: &Health) -> Result<Exi
     notify_ready();
     let mut retired = Vec::new();
     let mut successor = None;
-    for signal in signals.forever() {
+    for signal in signals {
         match signal {
             SIGHUP => reload(s, &routes, &mut retired),
             UPGRADE_SIGNAL => handover::spawn_successor(),

@@ -286,6 +286,7 @@ impl Node {
             }
         });
         let state = ControlState {
+            backend: s.backend,
             routes: Arc::clone(routes),
             counters: pumps.counters().to_vec(),
             driver,
@@ -322,6 +323,7 @@ impl Node {
             uso: false,
         };
         let state = ControlState {
+            backend: s.backend,
             routes: Arc::clone(routes),
             counters: Vec::new(),
             driver: IoDriver::Poll,

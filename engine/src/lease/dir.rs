@@ -40,9 +40,10 @@ use serde_json::Value;
 
 use super::attrs::{field, LeaseAttrs};
 use super::{
-    time, Expiry, InvalidLease, Lease, LeaseStore, LeaseWatch, Listing, Shutdown, StoreError,
-    SubnetKey, WatchBatch, WatchEvent,
+    time, Expiry, InvalidLease, Lease, LeaseStore, LeaseWatch, Listing, StoreError, SubnetKey,
+    WatchBatch, WatchEvent,
 };
+use crate::Stop;
 
 /// The lock file's name inside the directory.
 const LOCK_FILE: &str = ".lock";
@@ -446,11 +447,7 @@ impl DirWatch {
 }
 
 impl LeaseWatch for DirWatch {
-    fn next(
-        &mut self,
-        timeout: Duration,
-        stop: &Shutdown,
-    ) -> Result<Option<WatchBatch>, StoreError> {
+    fn next(&mut self, timeout: Duration, stop: &Stop) -> Result<Option<WatchBatch>, StoreError> {
         if self.need_resync {
             return self.resync().map(Some);
         }

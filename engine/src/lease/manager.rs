@@ -3,10 +3,11 @@
 //! How the daemon uses it:
 //!
 //! ```no_run
-//! # use std::sync::{Arc, atomic::AtomicBool};
+//! # use std::sync::Arc;
 //! # use std::net::Ipv4Addr;
 //! # use engine::lease::{*, manager::*};
-//! # fn run(store: Arc<dyn LeaseStore>, stop: &AtomicBool) -> Result<(), Box<dyn std::error::Error>> {
+//! # use engine::Stop;
+//! # fn run(store: Arc<dyn LeaseStore>, stop: &Stop) -> Result<(), Box<dyn std::error::Error>> {
 //! // 1. The network config; flannel retries every second until it is there and valid.
 //! let Some(config) = wait_for_config(&*store, stop, CONFIG_RETRY) else { return Ok(()) };
 //! // 2. Our lease (what we publish: flannel's udp or vxlan value, with our PublicIP).
@@ -14,7 +15,7 @@
 //! let mut manager = SubnetManager::new(store, config, ManagerOptions::new(attrs));
 //! let own = manager.acquire()?; // -> TUN address, subnet.env, masquerade rules
 //! // 3. Renewal and the peers, on the manager's thread.
-//! let (handle, events) = manager.spawn(own, Shutdown::new()?);
+//! let (handle, events) = manager.spawn(own, Stop::new()?);
 //! for event in events {
 //!     match event {
 //!         ManagerEvent::Peers(set) => { /* RouteTable::build(set.peers) and swap it in */ }
@@ -49,7 +50,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -59,10 +60,11 @@ use encap::backend::Mac;
 
 use super::network::NetworkConfig;
 use super::{
-    Expiry, Lease, LeaseAttrs, LeaseStore, LeaseWatch, Listing, Shutdown, StoreError, SubnetKey,
-    WatchBatch, WatchEvent, LEASE_TTL,
+    Expiry, Lease, LeaseAttrs, LeaseStore, LeaseWatch, Listing, StoreError, SubnetKey, WatchBatch,
+    WatchEvent, LEASE_TTL,
 };
 use crate::model::{Ipv4Net, Ipv6Net};
+use crate::Stop;
 
 /// How often flanneld re-reads a missing or invalid config.
 pub const CONFIG_RETRY: Duration = Duration::from_secs(1);
@@ -150,8 +152,6 @@ pub const RENEW_RETRY: Duration = Duration::from_secs(60);
 pub const RACE_RETRIES: usize = 10;
 /// How many free subnets flannel collects before picking one at random.
 pub const FREE_CANDIDATES: usize = 100;
-/// The step of [`sleep_unless`], which polls a flag a signal handler sets (start-up only).
-const START_POLL: Duration = Duration::from_millis(200);
 /// The longest the manager thread waits on the watch: it wakes at once for an event, a stop
 /// or a due renewal, and otherwise this seldom (an idle weftd makes no frequent wake-ups).
 const IDLE_WAIT: Duration = Duration::from_secs(10);
@@ -277,14 +277,15 @@ pub struct ManagerStats {
 }
 
 /// Reads the network config, retrying every `retry` while it is missing, invalid or the store
-/// is unreachable (each distinct problem logged once), until it is valid or `stop` is set.
+/// is unreachable (each distinct problem logged once), until it is valid or `stop` is
+/// requested (the wait between tries ends at once then).
 pub fn wait_for_config(
     store: &dyn LeaseStore,
-    stop: &AtomicBool,
+    stop: &Stop,
     retry: Duration,
 ) -> Option<NetworkConfig> {
     let mut last_problem = String::new();
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.requested() {
         let problem = match store.config() {
             Ok(text) => match NetworkConfig::parse(&text) {
                 Ok(config) => return Some(config),
@@ -296,7 +297,7 @@ pub fn wait_for_config(
             tracing::error!("{}: {problem}; retrying every {retry:?}", store.describe());
             last_problem = problem;
         }
-        sleep_unless(stop, retry);
+        stop.sleep(retry);
     }
     None
 }
@@ -323,18 +324,6 @@ pub fn random_vtep_mac() -> Mac {
     // Unicast (I/G bit clear), locally administered (U/L bit set).
     mac[0] = (mac[0] & 0xfe) | 0x02;
     mac
-}
-
-/// Sleeps `d` in short steps, returning early once `stop` is set.
-pub fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let end = Instant::now() + d;
-    while !stop.load(Ordering::Relaxed) {
-        let now = Instant::now();
-        if now >= end {
-            return;
-        }
-        std::thread::sleep((end - now).min(START_POLL));
-    }
 }
 
 /// The subnet manager (see the module documentation).
@@ -541,7 +530,7 @@ impl SubnetManager {
     /// Starts the thread that renews `own` and watches the peers (see the module
     /// documentation). Events arrive on the returned channel until [`ManagerHandle::stop`].
     /// `stop` ends the thread when requested ([`ManagerHandle::stop`] requests it).
-    pub fn spawn(self, own: OwnLease, stop: Shutdown) -> (ManagerHandle, Receiver<ManagerEvent>) {
+    pub fn spawn(self, own: OwnLease, stop: Stop) -> (ManagerHandle, Receiver<ManagerEvent>) {
         let (tx, rx) = crossbeam_channel::unbounded();
         let stats = Arc::new(ManagerStats::default());
         let mut runner = Runner {
@@ -582,7 +571,7 @@ impl SubnetManager {
 /// Controls the manager's thread.
 #[derive(Debug)]
 pub struct ManagerHandle {
-    stop: Shutdown,
+    stop: Stop,
     stats: Arc<ManagerStats>,
     thread: Option<JoinHandle<()>>,
 }
@@ -627,7 +616,7 @@ struct Runner {
     lingering: BTreeMap<SubnetKey, Instant>,
     first: bool,
     tx: Sender<ManagerEvent>,
-    stop: Shutdown,
+    stop: Stop,
     stats: Arc<ManagerStats>,
     watch: Option<Box<dyn LeaseWatch>>,
     watch_reconnects_seen: u64,

@@ -35,7 +35,6 @@ mod dir;
 mod etcd;
 pub mod manager;
 pub mod network;
-mod shutdown;
 pub mod subnet;
 mod time;
 
@@ -44,12 +43,13 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use crate::Stop;
+
 pub use attrs::{BackendData, LeaseAttrs, VxlanData};
 pub use dir::DirStore;
 pub use etcd::{EtcdError, EtcdOptions, EtcdStore, DEFAULT_ENDPOINTS};
 pub use manager::{ManagerEvent, ManagerOptions, OwnLease, PeerLease, PeerSet, SubnetManager};
 pub use network::{BackendConfig, ConfigError, NetworkConfig};
-pub use shutdown::Shutdown;
 pub use subnet::SubnetKey;
 
 /// flannel's default `--etcd-prefix`.
@@ -136,11 +136,7 @@ pub trait LeaseWatch: Send {
     /// The next batch, waiting at most `timeout`; `Ok(None)` when nothing changed in time or
     /// `stop` was requested (the wait ends at once then). An error means the watch is over
     /// (the store was closed); transient failures are retried inside.
-    fn next(
-        &mut self,
-        timeout: Duration,
-        stop: &Shutdown,
-    ) -> Result<Option<WatchBatch>, StoreError>;
+    fn next(&mut self, timeout: Duration, stop: &Stop) -> Result<Option<WatchBatch>, StoreError>;
 
     /// How many times the watch lost its connection and reconnected (or re-listed).
     fn reconnects(&self) -> u64;

@@ -19,15 +19,18 @@
 //!   ring (io_uring), and whenever it is full.
 //!
 //! Every drop is counted by [`DropReason`] in the thread's [`PumpCounters`]; the control
-//! plane sums them with [`counters::sum`]. [`Pumps::stop`] (or a [`StopHandle`]) sets the stop
-//! flag and signals an eventfd every thread waits on, so sleeping threads wake at once; a
-//! thread that fails records it ([`Pumps::failed`]) and raises SIGTERM so the daemon exits.
+//! plane sums them with [`counters::sum`]. The threads share one [`Stop`]: each checks it
+//! once per turn and waits on its eventfd beside its fds, so [`Pumps::stop`] wakes sleeping
+//! threads at once. A thread that fails records it ([`Pumps::failed`], an outcome kept apart
+//! from the stop request), requests the stop of its siblings and calls the `on_failure` given
+//! to [`Pumps::start`] (the daemon raises SIGTERM so it exits).
 //!
 //! [`RouteTable::lookup`]: crate::route::RouteTable::lookup
 
 pub mod counters;
 pub mod dataplane;
 pub mod poll_driver;
+pub mod ring;
 pub mod spread;
 pub mod uring_driver;
 
@@ -49,9 +52,9 @@ pub use dataplane::Dataplane;
 
 use crate::model::Backend;
 use crate::route::Routes;
-use crate::sys::poll::EventFd;
 use crate::tun::{Offloads, TunQueue};
 use crate::underlay::UdpSocket;
+use crate::Stop;
 
 /// What every pump thread needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,65 +107,6 @@ impl fmt::Display for IoDriver {
     }
 }
 
-/// The stop flag and the eventfd that wakes threads waiting in `poll` or on a ring.
-#[derive(Debug)]
-pub struct Stop {
-    flag: AtomicBool,
-    failed: AtomicBool,
-    event: EventFd,
-}
-
-impl Stop {
-    /// A fresh, unrequested stop.
-    pub fn new() -> io::Result<Stop> {
-        Ok(Stop {
-            flag: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
-            event: EventFd::new()?,
-        })
-    }
-
-    /// Whether stopping was requested.
-    #[inline]
-    pub fn requested(&self) -> bool {
-        self.flag.load(Ordering::Relaxed)
-    }
-
-    /// Requests a stop and wakes every waiting thread.
-    pub fn request(&self) {
-        self.flag.store(true, Ordering::Relaxed);
-        if let Err(e) = self.event.signal() {
-            tracing::error!("waking the pump threads (eventfd write) failed: {e}");
-        }
-    }
-
-    /// The eventfd pump threads wait on (never drained: once signalled it stays readable).
-    pub fn event(&self) -> &EventFd {
-        &self.event
-    }
-
-    /// Whether a pump thread failed.
-    pub fn failed(&self) -> bool {
-        self.failed.load(Ordering::Relaxed)
-    }
-
-    fn fail(&self) {
-        self.failed.store(true, Ordering::Relaxed);
-        self.request();
-    }
-}
-
-/// A cloneable handle that stops the pumps (for signal handlers and the control plane).
-#[derive(Debug, Clone)]
-pub struct StopHandle(Arc<Stop>);
-
-impl StopHandle {
-    /// Requests a stop.
-    pub fn stop(&self) {
-        self.0.request();
-    }
-}
-
 /// A pump thread could not be started.
 #[derive(Debug, thiserror::Error)]
 pub enum PumpError {
@@ -195,7 +139,9 @@ pub enum PumpError {
 #[derive(Debug)]
 pub struct Pumps {
     threads: Vec<JoinHandle<(TunQueue, UdpSocket)>>,
-    stop: Arc<Stop>,
+    stop: Stop,
+    /// Set by a thread that ended with an error.
+    failed: Arc<AtomicBool>,
     counters: Vec<Arc<PumpCounters>>,
     driver: IoDriver,
 }
@@ -234,12 +180,14 @@ impl Pumps {
                 sockets: sockets.len(),
             });
         }
-        let stop = Arc::new(Stop::new().map_err(PumpError::EventFd)?);
+        let stop = Stop::new().map_err(PumpError::EventFd)?;
+        let failed = Arc::new(AtomicBool::new(false));
         let config = Arc::new(config);
         let on_failure: Arc<dyn Fn() + Send + Sync> = Arc::new(on_failure);
         let mut pumps = Pumps {
             threads: Vec::with_capacity(queues.len()),
-            stop: Arc::clone(&stop),
+            stop: stop.clone(),
+            failed: Arc::clone(&failed),
             counters: Vec::with_capacity(queues.len()),
             driver,
         };
@@ -248,12 +196,15 @@ impl Pumps {
             pumps.counters.push(Arc::clone(&counters));
             let dp = Dataplane::new(Arc::clone(&config), counters);
             let routes = Arc::clone(&routes);
-            let stop = Arc::clone(&stop);
+            let stop = stop.clone();
+            let failed = Arc::clone(&failed);
             let on_failure = Arc::clone(&on_failure);
             let spawned = std::thread::Builder::new()
                 .name(format!("weft-pump-{index}"))
                 .spawn(move || {
                     if !run_thread(index, driver, dp, &tun, &udp, &routes, &stop) {
+                        failed.store(true, Ordering::Relaxed);
+                        stop.request();
                         on_failure();
                     }
                     (tun, udp)
@@ -284,14 +235,9 @@ impl Pumps {
         self.counters.len()
     }
 
-    /// A handle that stops the threads.
-    pub fn stop_handle(&self) -> StopHandle {
-        StopHandle(Arc::clone(&self.stop))
-    }
-
     /// Whether a thread ended with an error.
     pub fn failed(&self) -> bool {
-        self.stop.failed()
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// Stops every thread and waits for them (each notices within one loop turn).
@@ -352,7 +298,6 @@ fn run_thread(
     };
     if let Err(e) = result {
         tracing::error!("pump thread {index} ({driver} driver) stopped: {e}");
-        stop.fail();
         return false;
     }
     true

@@ -23,12 +23,13 @@ use std::sync::Arc;
 use encap::gro::{self, Coalescer};
 
 use super::dataplane::{Dataplane, RxQueue, TxVerdict, REPLY_LEN, SPLIT_OUT_LEN, TUN_READ_LEN};
-use super::{DropReason, PumpConfig, Stop};
+use super::{DropReason, PumpConfig};
 use crate::route::Routes;
 use crate::sys::msg::RecvBatch;
 use crate::sys::poll::{poll, PollFd, POLLIN, POLLOUT};
 use crate::tun::TunQueue;
 use crate::underlay::{UdpError, UdpSocket, UDP_MAX_SEGMENTS};
+use crate::Stop;
 
 /// The most TUN reads per turn of the loop.
 pub const TUN_BATCH: usize = 64;

@@ -316,16 +316,6 @@ fn rx_vxlan_checks_vni_and_macs() {
     assert_eq!(dp.counters().dropped(DropReason::UnknownPeer), 1);
 }
 
-#[test]
-fn stop_wakes_and_is_sticky() {
-    let stop = Stop::new().unwrap();
-    assert!(!stop.requested());
-    stop.request();
-    assert!(stop.requested());
-    assert!(stop.event().is_signalled().unwrap());
-    assert!(stop.event().is_signalled().unwrap());
-}
-
 /// An IPv4/UDP packet whose checksum a same-host Linux sender left partial (the folded
 /// pseudo-header sum), as it arrives from a kernel VXLAN peer across a veth.
 fn partial_udp4(src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Vec<u8> {

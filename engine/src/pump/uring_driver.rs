@@ -11,7 +11,8 @@
 //! TUN as one batch of `WRITE`s. The fds are made blocking: io_uring waits for readiness
 //! itself. When the socket stops taking UDP_SEGMENT (EIO / EINVAL), sends go through
 //! [`UdpSocket::send_gso`]'s one-datagram-per-segment fallback synchronously. Nothing is
-//! allocated per packet; an idle thread sleeps in `io_uring_enter`.
+//! allocated per packet; an idle thread sleeps in `io_uring_enter`. The slots are
+//! [`PumpRing`]'s (`ring.rs`), on the buffer-owning ring of `sys::uring`.
 
 use std::io;
 use std::ops::Range;
@@ -25,13 +26,14 @@ use super::dataplane::{
     count_tun_write, Dataplane, RxQueue, TxVerdict, REPLY_LEN, SPLIT_OUT_LEN, TUN_READ_LEN,
 };
 use super::poll_driver::{coalescer_config, RX_SLOT_LEN};
-use super::{DropReason, PumpCounters, Stop};
+use super::ring::{Event, PumpRing, PumpRingConfig, MAX_CHUNKS};
+use super::{DropReason, PumpCounters};
 use crate::route::{RouteTable, Routes};
-use crate::sys::uring::{Event, PumpRing, RingConfig, MAX_CHUNKS};
 use crate::tun::TunQueue;
 use crate::underlay::{UdpSocket, UDP_MAX_SEGMENTS};
+use crate::Stop;
 
-pub use crate::sys::uring::probe;
+pub use super::ring::probe;
 
 /// TUN reads kept in flight.
 pub const TUN_SLOTS: usize = 8;
@@ -73,11 +75,10 @@ pub fn run(
 ) -> io::Result<()> {
     tun.set_nonblocking(false).map_err(io::Error::other)?;
     udp.set_nonblocking(false).map_err(io::Error::other)?;
-    let config = RingConfig {
+    let config = PumpRingConfig {
         tun_slots: TUN_SLOTS,
         tun_slot_len: TUN_READ_LEN,
         recv_slots: RECV_SLOTS,
-        recv_slot_len: RX_SLOT_LEN,
         send_slots: SEND_SLOTS,
         send_slot_len: SPLIT_OUT_LEN,
         write_batch: RECV_SLOTS * UDP_MAX_SEGMENTS,

@@ -9,7 +9,7 @@
 //! the old or the new table, never a mix, and never wait.
 //!
 //! A [`Peer`] carries what the data path needs ready-made: the underlay `SocketAddr`, the
-//! backend, the VtepMAC, its subnets (for source validation), the 22-byte VXLAN + Ethernet
+//! VtepMAC, its subnets (for source validation), the 22-byte VXLAN + Ethernet
 //! headers for IPv4 and IPv6 inner packets (empty for the udp backend), and its counters. The
 //! counters ([`PeerCounters`], relaxed atomics) move from one table to the next for the same
 //! underlay address, so a reload does not reset them.
@@ -94,11 +94,12 @@ impl PeerCounters {
     }
 }
 
-/// One remote node: where to send, how to encapsulate, what it may send us.
+/// One remote node: where to send, how to encapsulate, what it may send us. Its backend is
+/// ours ([`Local::backend`]: a table only holds peers of the backend it was built for), so a
+/// peer does not carry it.
 #[derive(Debug)]
 pub struct Peer {
     underlay: SocketAddr,
-    backend: Backend,
     vtep_mac: Option<Mac>,
     subnets: Vec<Cidr>,
     encap_v4: [u8; VXLAN_HEADER_LEN],
@@ -127,7 +128,6 @@ impl Peer {
         };
         Peer {
             underlay,
-            backend: local.backend,
             vtep_mac,
             subnets: Vec::new(),
             encap_v4,
@@ -140,11 +140,6 @@ impl Peer {
     /// The underlay address datagrams go to (public IP and port).
     pub fn underlay(&self) -> SocketAddr {
         self.underlay
-    }
-
-    /// The peer's backend.
-    pub fn backend(&self) -> Backend {
-        self.backend
     }
 
     /// The peer's VtepMAC (vxlan).

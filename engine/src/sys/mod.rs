@@ -16,10 +16,13 @@
 //! - [`msg`]: `sendmsg` / `recvmsg` / `recvmmsg` with the UDP_SEGMENT / UDP_GRO cmsgs.
 //! - [`fdpass`]: open files across a unix socket (`SCM_RIGHTS`) and `SO_PEERCRED`.
 //! - [`process`]: credentials and network-namespace calls (`geteuid`, `unshare`).
-//! - [`poll`]: `poll(2)` over borrowed fds and an `eventfd` to wake pump threads.
+//! - [`poll`]: `poll(2)` over borrowed fds and an `eventfd` (the pollable side of
+//!   [`crate::Stop`]).
 //! - [`ifaddrs`]: which interface holds an address (`getifaddrs`).
 //! - [`rtnetlink`]: a minimal `RTM_NEWROUTE` request (routes through the TUN).
-//! - [`uring`]: one io_uring per pump thread, owning the buffers the kernel uses.
+//! - [`uring`]: an io_uring that owns every buffer while the kernel has it (fixed buffers,
+//!   owned buffers given back with their completions, borrowed writes waited for); what each
+//!   operation is for is the pump's ([`crate::pump::ring`]).
 //! - [`reuseport`]: a classic BPF program steering datagrams inside a SO_REUSEPORT group.
 #![allow(unsafe_code)]
 

@@ -1,37 +1,46 @@
-//! One io_uring per pump thread, owning every buffer the kernel reads or writes through it.
+//! An io_uring that owns every byte the kernel reads or writes through it.
 //!
-//! Contract: a [`PumpRing`] is built over three borrowed fds (a TUN queue, a UDP socket, a
-//! wake-up eventfd) that outlive it, and owns three pools of slots allocated once:
+//! Contract: a [`Ring`] submits reads, `RECVMSG`s, `SENDMSG`s, polls and `WRITE`s on fds that
+//! outlive it (`BorrowedFd<'fd>`), and hands the kernel memory only the ring owns while the
+//! operation is in flight. Its safe API cannot reach that memory before the completion is
+//! reaped:
 //!
-//! - **TUN read slots**, one registered region (`IORING_REGISTER_BUFFERS`) read with
-//!   `READ_FIXED`; after a [`Event::TunRead`] the bytes are borrowed with
-//!   [`PumpRing::tx_buffers`] until the slot is re-armed with [`PumpRing::read_tun`];
-//! - **receive slots** for `RECVMSG` (buffer, source address, control area for UDP_GRO); after
-//!   an [`Event::Recv`] the caller takes the buffer ([`PumpRing::take_recv`]) and gives it
-//!   back to re-arm ([`PumpRing::recv`]);
-//! - **send slots** of `SENDMSG` chunks with a UDP_SEGMENT cmsg each: the caller claims a free
-//!   slot ([`PumpRing::claim_send`]), fills its buffer, submits its chunks
-//!   ([`PumpRing::send`]); the slot is free again when every chunk completed
-//!   ([`Event::Sent`] per chunk).
+//! - **fixed buffers**: one region allocated with the ring, cut into equal buffers and
+//!   registered (`IORING_REGISTER_BUFFERS`) when the kernel allows. [`Ring::read_fixed`] reads
+//!   into buffer `i` (`READ_FIXED`, or `READ` when unregistered); [`Ring::fixed`] gives its
+//!   bytes only while no read into it is in flight.
+//! - **owned buffers**: [`Ring::recvmsg`] and [`Ring::sendmsg`] take a `Box<[u8]>` by value and
+//!   give it back in the [`Completion`] ([`Completion::Recv`]; a send cut into several
+//!   `SENDMSG` chunks returns it with the completion of its last chunk,
+//!   [`Completion::Sent::buf`]). The `msghdr`, `iovec`, address and control area of each
+//!   message live in a pool of message slots allocated with the ring (heap memory that never
+//!   moves); a slot is the kernel's from the push to the reaping of its completion. Nothing is
+//!   allocated per operation.
+//! - **borrowed bytes**: [`Ring::write_all`] queues one `WRITE` per borrowed buffer and does
+//!   not return before every one of them completed. If the kernel refuses to run them to
+//!   completion (an `io_uring_enter` error other than EINTR / EAGAIN / EBUSY, 100 times in a
+//!   row), the process aborts: returning would hand memory the kernel may still read back to
+//!   the caller.
 //!
-//! TUN writes borrow the caller's bytes: [`PumpRing::write_tun_all`] queues one `WRITE` per
-//! buffer and does not return before every one of them completed, so no borrowed byte is used
-//! by the kernel after the call. A slot's memory is only handed to the kernel while no Rust
-//! reference to it exists (the slot state says who owns it), and a slot in flight is never
-//! reachable through the safe API. Completions of other operations met while waiting are
-//! queued and returned by [`PumpRing::next_event`].
+//! Completions of other operations reaped meanwhile (while waiting for writes, too) are queued
+//! and returned in order by [`Ring::next_completion`]. [`Ring::cancel_inputs`] cancels every
+//! read and receive in flight (sends and writes go on); their completions still arrive (data
+//! the kernel had placed, or ECANCELED).
 //!
-//! Dropping the ring cancels everything in flight and waits (bounded) for the cancellations;
-//! if the kernel does not finish in time, the buffers and the ring are leaked rather than
-//! freed under it. If the kernel refuses to run submitted writes to completion (an
-//! `io_uring_enter` error other than EINTR / EAGAIN / EBUSY while borrowed bytes are in flight),
-//! the process aborts: returning would hand memory the kernel may still read back to the
-//! caller.
+//! Dropping the ring cancels everything in flight and waits (bounded, [`DROP_WAIT`]) for the
+//! cancellations; if the kernel does not finish in time, the buffers, the message slots and the
+//! ring are leaked rather than freed under it.
+//!
+//! What each operation is for (a TUN read, a receive, a send of a split super-packet) is the
+//! caller's business: [`Ring::recvmsg`], [`Ring::sendmsg`] and [`Ring::poll_add`] carry a
+//! caller's `token` back in their completion, a fixed read its buffer index.
 
 use std::collections::VecDeque;
 use std::io;
+use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
@@ -41,114 +50,125 @@ use socket2::SockAddr;
 use super::cmsg::{CmsgBuf, Decoder, RECV_CONTROL_LEN, SEND_CONTROL_LEN};
 use super::msg::{socket_addr, RecvMeta};
 
-/// The most `SENDMSG` chunks one send slot holds (64 KiB cut into 64-segment or 64 KiB
+/// The most `SENDMSG` chunks one [`Ring::sendmsg`] sends (64 KiB cut into 64-segment or 64 KiB
 /// chunks of at least 128-byte segments: 8).
 pub const MAX_CHUNKS: usize = 8;
 
 /// How long dropping the ring waits for cancelled operations.
-const DROP_WAIT: Duration = Duration::from_secs(2);
+pub const DROP_WAIT: Duration = Duration::from_secs(2);
 
-/// Operation kinds, in the top byte of `user_data`.
+/// Room for the control messages of a receive (UDP_GRO) or of a send (UDP_SEGMENT).
+const MSG_CONTROL_LEN: usize = if RECV_CONTROL_LEN > SEND_CONTROL_LEN {
+    RECV_CONTROL_LEN
+} else {
+    SEND_CONTROL_LEN
+};
+
+/// Operation kinds, in the top byte of `user_data`; the rest is an index or a token.
 mod kind {
-    pub(super) const TUN_READ: u64 = 1;
+    pub(super) const READ: u64 = 1;
     pub(super) const RECV: u64 = 2;
     pub(super) const SEND: u64 = 3;
     pub(super) const WRITE: u64 = 4;
-    pub(super) const WAKE: u64 = 5;
+    pub(super) const POLL: u64 = 5;
     pub(super) const CANCEL: u64 = 6;
 }
 
-fn user_data(kind: u64, slot: usize, chunk: usize) -> u64 {
-    kind << 56 | (slot as u64 & 0xffff_ffff) << 8 | (chunk as u64 & 0xff)
+/// The bits of `user_data` below the kind.
+const ID_MASK: u64 = (1 << 56) - 1;
+
+fn user_data(kind: u64, id: u64) -> u64 {
+    kind << 56 | (id & ID_MASK)
 }
 
-fn split_user_data(ud: u64) -> (u64, usize, usize) {
-    (
-        ud >> 56,
-        ((ud >> 8) & 0xffff_ffff) as usize,
-        (ud & 0xff) as usize,
-    )
+fn split_user_data(ud: u64) -> (u64, u64) {
+    (ud >> 56, ud & ID_MASK)
 }
 
 /// Sizes of the ring and its pools.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RingConfig {
-    /// TUN reads kept in flight.
-    pub tun_slots: usize,
-    /// Bytes per TUN read.
-    pub tun_slot_len: usize,
-    /// UDP receives kept in flight.
-    pub recv_slots: usize,
-    /// Bytes per receive.
-    pub recv_slot_len: usize,
-    /// Send slots (super-packets being sent).
-    pub send_slots: usize,
-    /// Bytes per send slot.
-    pub send_slot_len: usize,
-    /// The most TUN writes queued at once by [`PumpRing::write_tun_all`] before it submits.
+    /// Submission queue entries (rounded up to a power of two, at most 4096); the completion
+    /// queue has twice as many.
+    pub entries: u32,
+    /// Fixed buffers ([`Ring::read_fixed`]).
+    pub fixed_buffers: usize,
+    /// Bytes per fixed buffer.
+    pub fixed_buffer_len: usize,
+    /// Messages in flight at once: every `RECVMSG`, and every chunk of every send.
+    pub msg_slots: usize,
+    /// The most `WRITE`s [`Ring::write_all`] queues before it submits.
     pub write_batch: usize,
 }
 
 /// A completion, with what it concerns.
 #[derive(Debug)]
-pub enum Event {
-    /// A TUN read into `slot` finished.
-    TunRead {
-        /// The slot.
-        slot: usize,
+pub enum Completion {
+    /// A read into fixed buffer `index` finished; its bytes are readable again
+    /// ([`Ring::fixed`]).
+    Read {
+        /// The fixed buffer.
+        index: usize,
         /// Bytes read, or the error.
         result: io::Result<usize>,
     },
-    /// A receive into `slot` finished.
+    /// A receive finished.
     Recv {
-        /// The slot.
-        slot: usize,
+        /// The caller's token.
+        token: u64,
+        /// The buffer given to [`Ring::recvmsg`], back (its first `meta.len` bytes are data).
+        buf: Box<[u8]>,
         /// What was received, or the error.
         result: io::Result<RecvMeta>,
     },
-    /// Chunk `chunk` of send slot `slot` finished.
+    /// Chunk `chunk` of a send finished.
     Sent {
-        /// The slot.
-        slot: usize,
-        /// The chunk.
+        /// The caller's token.
+        token: u64,
+        /// The chunk, in the order given.
         chunk: usize,
         /// Bytes sent, or the error.
         result: io::Result<usize>,
+        /// The buffer given to [`Ring::sendmsg`], back with the last chunk to complete.
+        buf: Option<Box<[u8]>>,
     },
-    /// The wake-up eventfd became readable.
-    Wake,
+    /// A poll finished.
+    Poll {
+        /// The caller's token.
+        token: u64,
+        /// The events, or the error.
+        result: io::Result<u32>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SlotState {
-    /// Owned by the caller (armed never, or completed).
-    Idle,
-    /// Owned by the kernel.
-    InFlight,
+enum MsgState {
+    Free,
+    Recv,
+    /// A chunk of the send in `sends[group]`.
+    Send {
+        group: usize,
+        chunk: usize,
+    },
 }
 
-struct RecvSlot {
+/// One message the kernel may hold: its header, iovec, address and control area.
+struct MsgSlot {
+    hdr: libc::msghdr,
+    iov: libc::iovec,
+    name: libc::sockaddr_storage,
+    control: CmsgBuf<MSG_CONTROL_LEN>,
+    state: MsgState,
+    token: u64,
+    /// A receive's buffer.
     buf: Option<Box<[u8]>>,
-    name: libc::sockaddr_storage,
-    iov: libc::iovec,
-    hdr: libc::msghdr,
-    control: CmsgBuf<RECV_CONTROL_LEN>,
-    state: SlotState,
 }
 
-struct Chunk {
-    iov: libc::iovec,
-    hdr: libc::msghdr,
-    control: CmsgBuf<SEND_CONTROL_LEN>,
-}
-
-struct SendSlot {
-    buf: Box<[u8]>,
-    name: libc::sockaddr_storage,
-    chunks: [Chunk; MAX_CHUNKS],
+/// A send's buffer, shared by its chunks.
+struct SendGroup {
+    buf: Option<Box<[u8]>>,
     /// Chunks in flight.
     pending: usize,
-    claimed: bool,
 }
 
 fn zeroed<T>() -> T {
@@ -157,39 +177,38 @@ fn zeroed<T>() -> T {
     unsafe { std::mem::zeroed() }
 }
 
-/// A pump thread's io_uring; see the module documentation.
-pub struct PumpRing<'fd> {
+/// An io_uring over fds that outlive it; see the module documentation.
+pub struct Ring<'fd> {
     ring: ManuallyDrop<IoUring>,
-    tun: BorrowedFd<'fd>,
-    udp: BorrowedFd<'fd>,
-    wake: BorrowedFd<'fd>,
-    tun_region: ManuallyDrop<Box<[u8]>>,
-    tun_slot_len: usize,
-    tun_state: Vec<SlotState>,
-    recv: ManuallyDrop<Box<[RecvSlot]>>,
-    send: ManuallyDrop<Box<[SendSlot]>>,
-    free_send: Vec<usize>,
-    events: VecDeque<Event>,
+    fixed: ManuallyDrop<Box<[u8]>>,
+    fixed_len: usize,
+    /// Whether a read into each fixed buffer is in flight.
+    fixed_busy: Vec<bool>,
+    registered: bool,
+    msgs: ManuallyDrop<Box<[MsgSlot]>>,
+    free_msgs: Vec<usize>,
+    sends: ManuallyDrop<Box<[SendGroup]>>,
+    free_sends: Vec<usize>,
+    completions: VecDeque<Completion>,
     in_flight: usize,
     write_batch: usize,
-    registered: bool,
+    _fds: PhantomData<BorrowedFd<'fd>>,
 }
 
-impl std::fmt::Debug for PumpRing<'_> {
+impl std::fmt::Debug for Ring<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PumpRing")
+        f.debug_struct("Ring")
             .field("in_flight", &self.in_flight)
-            .field("tun_slots", &self.tun_state.len())
-            .field("recv_slots", &self.recv.len())
-            .field("send_slots", &self.send.len())
-            .field("free_send", &self.free_send.len())
+            .field("fixed_buffers", &self.fixed_busy.len())
             .field("registered_buffers", &self.registered)
+            .field("msg_slots", &self.msgs.len())
+            .field("free_msg_slots", &self.free_msgs.len())
+            .field("completions", &self.completions.len())
             .finish()
     }
 }
 
-/// Whether io_uring can run the pump here: a ring can be set up and supports every opcode the
-/// pump uses.
+/// Whether io_uring can run here with every opcode [`Ring`] uses.
 pub fn probe() -> io::Result<()> {
     let ring = IoUring::new(8)?;
     let mut probe = io_uring::Probe::new();
@@ -212,17 +231,6 @@ pub fn probe() -> io::Result<()> {
     Ok(())
 }
 
-fn ring_entries(config: &RingConfig) -> u32 {
-    let ops = config.tun_slots
-        + config.recv_slots
-        + config.send_slots * MAX_CHUNKS
-        + config.write_batch
-        + 4;
-    u32::try_from(ops.next_power_of_two())
-        .unwrap_or(4096)
-        .min(4096)
-}
-
 fn build_ring(entries: u32) -> io::Result<IoUring> {
     // DEFER_TASKRUN (6.1+) runs completions only when this thread enters the ring: no
     // interrupting task work, and this thread is the only submitter.
@@ -237,89 +245,92 @@ fn build_ring(entries: u32) -> io::Result<IoUring> {
     }
 }
 
-impl<'fd> PumpRing<'fd> {
-    /// Sets the ring and its pools up. The fds are blocking or not: the ring waits for
-    /// readiness itself (a non-blocking fd makes reads complete with EAGAIN instead, so the
-    /// pump makes them blocking).
-    pub fn new(
-        tun: BorrowedFd<'fd>,
-        udp: BorrowedFd<'fd>,
-        wake: BorrowedFd<'fd>,
-        config: &RingConfig,
-    ) -> io::Result<PumpRing<'fd>> {
-        let entries = ring_entries(config);
+impl<'fd> Ring<'fd> {
+    /// Sets the ring and its pools up. Reads and receives on a blocking fd wait in the kernel
+    /// for data; on a non-blocking one they complete with EAGAIN instead.
+    pub fn new(config: &RingConfig) -> io::Result<Ring<'fd>> {
+        let entries = config.entries.clamp(1, 4096).next_power_of_two();
         let ring = build_ring(entries)?;
-        let mut tun_region = vec![0u8; config.tun_slots * config.tun_slot_len].into_boxed_slice();
-        let iovecs: Vec<libc::iovec> = tun_region
-            .chunks_mut(config.tun_slot_len.max(1))
+        let fixed_len = config.fixed_buffer_len;
+        let mut fixed = vec![0u8; config.fixed_buffers * fixed_len].into_boxed_slice();
+        let iovecs: Vec<libc::iovec> = fixed
+            .chunks_mut(fixed_len.max(1))
             .map(|c| libc::iovec {
                 iov_base: c.as_mut_ptr().cast(),
                 iov_len: c.len(),
             })
             .collect();
-        // SAFETY: the iovecs cover `tun_region`, which this ring owns and frees only after the
+        // SAFETY: the iovecs cover `fixed`, which this ring owns and frees only after the
         // ring is closed (or never, when it is leaked); READ_FIXED is only issued into it.
         let registered = unsafe { ring.submitter().register_buffers(&iovecs) }.is_ok();
-        let recv: Box<[RecvSlot]> = (0..config.recv_slots)
-            .map(|_| RecvSlot {
-                buf: Some(vec![0u8; config.recv_slot_len].into_boxed_slice()),
-                name: zeroed(),
-                iov: zeroed(),
+        let msgs: Box<[MsgSlot]> = (0..config.msg_slots)
+            .map(|_| MsgSlot {
                 hdr: zeroed(),
-                control: CmsgBuf::new(),
-                state: SlotState::Idle,
-            })
-            .collect();
-        let send: Box<[SendSlot]> = (0..config.send_slots)
-            .map(|_| SendSlot {
-                buf: vec![0u8; config.send_slot_len].into_boxed_slice(),
+                iov: zeroed(),
                 name: zeroed(),
-                chunks: std::array::from_fn(|_| Chunk {
-                    iov: zeroed(),
-                    hdr: zeroed(),
-                    control: CmsgBuf::new(),
-                }),
-                pending: 0,
-                claimed: false,
+                control: CmsgBuf::new(),
+                state: MsgState::Free,
+                token: 0,
+                buf: None,
             })
             .collect();
-        Ok(PumpRing {
+        let sends: Box<[SendGroup]> = (0..config.msg_slots)
+            .map(|_| SendGroup {
+                buf: None,
+                pending: 0,
+            })
+            .collect();
+        Ok(Ring {
             ring: ManuallyDrop::new(ring),
-            tun,
-            udp,
-            wake,
-            tun_region: ManuallyDrop::new(tun_region),
-            tun_slot_len: config.tun_slot_len,
-            tun_state: vec![SlotState::Idle; config.tun_slots],
-            recv: ManuallyDrop::new(recv),
-            free_send: (0..config.send_slots).rev().collect(),
-            send: ManuallyDrop::new(send),
-            events: VecDeque::with_capacity(entries as usize * 2),
+            fixed: ManuallyDrop::new(fixed),
+            fixed_len,
+            fixed_busy: vec![false; config.fixed_buffers],
+            registered,
+            msgs: ManuallyDrop::new(msgs),
+            free_msgs: (0..config.msg_slots).rev().collect(),
+            sends: ManuallyDrop::new(sends),
+            free_sends: (0..config.msg_slots).rev().collect(),
+            completions: VecDeque::with_capacity(entries as usize * 2),
             in_flight: 0,
             write_batch: config.write_batch.max(1),
-            registered,
+            _fds: PhantomData,
         })
     }
 
-    /// Whether the TUN read buffers are registered (reads use READ_FIXED).
+    /// Whether the fixed buffers are registered (reads use READ_FIXED).
     pub fn registered_buffers(&self) -> bool {
         self.registered
     }
 
-    /// Pushes one SQE, submitting first when the queue is full.
+    /// Makes room for `n` entries in the submission queue, submitting what is queued.
+    fn reserve(&mut self, n: usize) -> io::Result<()> {
+        loop {
+            let (capacity, len) = {
+                let sq = self.ring.submission();
+                (sq.capacity(), sq.len())
+            };
+            if capacity - len >= n {
+                return Ok(());
+            }
+            if n > capacity {
+                return Err(invalid("more entries than the submission queue holds"));
+            }
+            self.submit_retrying()?;
+        }
+    }
+
+    /// Pushes one entry into room made by [`Ring::reserve`].
     ///
     /// # Safety
     ///
     /// Every buffer the entry points at must stay valid and untouched by Rust until its
     /// completion is reaped.
-    unsafe fn push(&mut self, entry: &squeue::Entry) -> io::Result<()> {
-        loop {
-            // SAFETY: forwarded from the caller.
-            if unsafe { self.ring.submission().push(entry) }.is_ok() {
-                self.in_flight += 1;
-                return Ok(());
-            }
-            self.submit_retrying()?;
+    unsafe fn push_reserved(&mut self, entry: &squeue::Entry) {
+        // SAFETY: forwarded from the caller.
+        let pushed = unsafe { self.ring.submission().push(entry) };
+        debug_assert!(pushed.is_ok(), "room was reserved");
+        if pushed.is_ok() {
+            self.in_flight += 1;
         }
     }
 
@@ -334,38 +345,57 @@ impl<'fd> PumpRing<'fd> {
         }
     }
 
-    /// Arms a TUN read into `slot` (idle or new).
-    pub fn read_tun(&mut self, slot: usize) -> io::Result<()> {
-        let len = self.tun_slot_len;
-        match self.tun_state.get(slot) {
-            Some(SlotState::Idle) => {}
-            _ => return Err(invalid("TUN slot busy or out of range")),
+    /// Reads from `fd` into fixed buffer `index` (which must not be in flight).
+    pub fn read_fixed(&mut self, fd: BorrowedFd<'fd>, index: usize) -> io::Result<()> {
+        let len = self.fixed_len;
+        match self.fixed_busy.get(index) {
+            Some(false) => {}
+            _ => return Err(invalid("fixed buffer busy or out of range")),
         }
-        let ptr = self.tun_region[slot * len..(slot + 1) * len].as_mut_ptr();
-        let fd = types::Fd(self.tun.as_raw_fd());
-        let len32 = u32::try_from(len).map_err(|_| invalid("TUN slot too large"))?;
+        let len32 = u32::try_from(len).map_err(|_| invalid("fixed buffer too large"))?;
+        let ptr = self.fixed[index * len..(index + 1) * len].as_mut_ptr();
+        let fd = types::Fd(fd.as_raw_fd());
         let entry = if self.registered {
-            let index = u16::try_from(slot).map_err(|_| invalid("too many TUN slots"))?;
-            opcode::ReadFixed::new(fd, ptr, len32, index).build()
+            let i = u16::try_from(index).map_err(|_| invalid("too many fixed buffers"))?;
+            opcode::ReadFixed::new(fd, ptr, len32, i).build()
         } else {
             opcode::Read::new(fd, ptr, len32).build()
         }
-        .user_data(user_data(kind::TUN_READ, slot, 0));
-        // SAFETY: the slot's bytes are owned by `tun_region` and marked in flight below, so no
-        // Rust reference to them is made until the completion is reaped.
-        unsafe { self.push(&entry) }?;
-        self.tun_state[slot] = SlotState::InFlight;
+        .user_data(user_data(kind::READ, index as u64));
+        self.reserve(1)?;
+        // SAFETY: the buffer's bytes are owned by `fixed` and marked busy below, so no Rust
+        // reference to them is made ([`Ring::fixed`]) until the completion is reaped.
+        unsafe { self.push_reserved(&entry) };
+        self.fixed_busy[index] = true;
         Ok(())
     }
 
-    /// Arms a receive into `slot` with `buf` (the buffer taken from it, or a new one).
-    pub fn recv(&mut self, slot: usize, mut buf: Box<[u8]>) -> io::Result<()> {
-        let fd = types::Fd(self.udp.as_raw_fd());
-        let s = self
-            .recv
-            .get_mut(slot)
-            .filter(|s| s.state == SlotState::Idle)
-            .ok_or_else(|| invalid("receive slot busy or out of range"))?;
+    /// The bytes of fixed buffer `index`; `None` while a read into it is in flight (or out
+    /// of range).
+    pub fn fixed(&self, index: usize) -> Option<&[u8]> {
+        if self.fixed_busy.get(index) != Some(&false) {
+            return None;
+        }
+        let len = self.fixed_len;
+        Some(&self.fixed[index * len..(index + 1) * len])
+    }
+
+    /// Receives one message (a datagram, or a UDP_GRO batch) from `fd` into `buf`; the
+    /// completion carries `token` and gives `buf` back. Without a free message slot, or if
+    /// the submission fails, the buffer comes back with the error.
+    pub fn recvmsg(
+        &mut self,
+        fd: BorrowedFd<'fd>,
+        token: u64,
+        mut buf: Box<[u8]>,
+    ) -> Result<(), (io::Error, Box<[u8]>)> {
+        if let Err(e) = self.reserve(1) {
+            return Err((e, buf));
+        }
+        let Some(id) = self.free_msgs.pop() else {
+            return Err((invalid("no free message slot"), buf));
+        };
+        let s = &mut self.msgs[id];
         s.iov = libc::iovec {
             iov_base: buf.as_mut_ptr().cast(),
             iov_len: buf.len(),
@@ -379,52 +409,152 @@ impl<'fd> PumpRing<'fd> {
         let control = s.control.as_mut_bytes();
         s.hdr.msg_control = control.as_mut_ptr().cast();
         s.hdr.msg_controllen = control.len() as _;
-        let entry = opcode::RecvMsg::new(fd, &mut s.hdr)
+        s.state = MsgState::Recv;
+        s.token = token;
+        let entry = opcode::RecvMsg::new(types::Fd(fd.as_raw_fd()), &mut s.hdr)
             .build()
-            .user_data(user_data(kind::RECV, slot, 0));
-        s.state = SlotState::InFlight;
+            .user_data(user_data(kind::RECV, id as u64));
         // SAFETY: the msghdr, address, iovec, control area and buffer live in the boxed slot
-        // (heap memory that never moves) and the slot is in flight: nothing touches them
-        // until the completion is reaped.
-        let pushed = unsafe { self.push(&entry) };
-        if pushed.is_err() {
-            self.recv[slot].state = SlotState::Idle;
-        }
-        pushed
+        // (heap memory that never moves), which is off the free list until the completion is
+        // reaped, and no method hands out a reference into a slot.
+        unsafe { self.push_reserved(&entry) };
+        Ok(())
     }
 
-    /// Takes the buffer of a completed receive slot (its first `meta.len` bytes are the data).
-    pub fn take_recv(&mut self, slot: usize) -> Option<Box<[u8]>> {
-        let s = self.recv.get_mut(slot)?;
-        if s.state != SlotState::Idle {
-            return None;
+    /// Sends chunks of `buf` to `dst` through `fd`: each `(range, segment_size)` is one
+    /// `SENDMSG` of `buf[range]`, with UDP_SEGMENT when `segment_size` is given; at most
+    /// [`MAX_CHUNKS`]. Every chunk completes on its own ([`Completion::Sent`] with `token`
+    /// and its position); the last one to complete gives `buf` back. Either every chunk is
+    /// submitted or none is, and then the buffer comes back with the error.
+    pub fn sendmsg(
+        &mut self,
+        fd: BorrowedFd<'fd>,
+        token: u64,
+        dst: SocketAddr,
+        mut buf: Box<[u8]>,
+        chunks: &[(Range<usize>, Option<u16>)],
+    ) -> Result<(), (io::Error, Box<[u8]>)> {
+        if chunks.is_empty() || chunks.len() > MAX_CHUNKS {
+            return Err((invalid("send chunk count out of range"), buf));
         }
-        s.buf.take()
+        if chunks
+            .iter()
+            .any(|(r, _)| r.start > r.end || r.end > buf.len())
+        {
+            return Err((invalid("send chunk outside the buffer"), buf));
+        }
+        if self.free_msgs.len() < chunks.len() {
+            return Err((invalid("no free message slot"), buf));
+        }
+        if let Err(e) = self.reserve(chunks.len()) {
+            return Err((e, buf));
+        }
+        let Some(group) = self.free_sends.pop() else {
+            return Err((invalid("no free send group"), buf));
+        };
+        let addr = SockAddr::from(dst);
+        let name_len = addr.len();
+        let fd = types::Fd(fd.as_raw_fd());
+        let mut entries = [const { None }; MAX_CHUNKS];
+        for (chunk, (range, segment)) in chunks.iter().enumerate() {
+            let Some(id) = self.free_msgs.pop() else {
+                // Checked above: there are enough.
+                return Err((invalid("no free message slot"), buf));
+            };
+            let s = &mut self.msgs[id];
+            // SAFETY: `addr` holds `name_len` initialised bytes of a sockaddr, which fit a
+            // sockaddr_storage; the copy does not overlap.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    addr.as_ptr().cast::<u8>(),
+                    std::ptr::from_mut(&mut s.name).cast::<u8>(),
+                    name_len as usize,
+                );
+            }
+            s.iov = libc::iovec {
+                iov_base: buf[range.clone()].as_mut_ptr().cast(),
+                iov_len: range.len(),
+            };
+            s.hdr = zeroed();
+            s.hdr.msg_name = std::ptr::from_mut(&mut s.name).cast();
+            s.hdr.msg_namelen = name_len;
+            s.hdr.msg_iov = &mut s.iov;
+            s.hdr.msg_iovlen = 1;
+            let mut encoder = s.control.encoder();
+            if let Some(size) = segment {
+                if let Err(e) = encoder.push_udp_segment(*size) {
+                    // Nothing is pushed yet: give the slots taken so far back.
+                    let taken = entries.iter().flatten().map(|(_, id)| *id);
+                    for id in taken.chain([id]).collect::<Vec<_>>() {
+                        self.msgs[id].state = MsgState::Free;
+                        self.free_msgs.push(id);
+                    }
+                    self.free_sends.push(group);
+                    return Err((e, buf));
+                }
+            }
+            encoder.finish_into(&mut s.hdr);
+            s.state = MsgState::Send { group, chunk };
+            s.token = token;
+            entries[chunk] = Some((
+                opcode::SendMsg::new(fd, &s.hdr)
+                    .build()
+                    .user_data(user_data(kind::SEND, id as u64)),
+                id,
+            ));
+        }
+        self.sends[group] = SendGroup {
+            buf: Some(buf),
+            pending: chunks.len(),
+        };
+        for (entry, _) in entries.iter().flatten() {
+            // SAFETY: each chunk's msghdr, address, iovec and control area live in its boxed
+            // message slot, off the free list until its completion is reaped; the bytes live
+            // in the buffer now held by send group `group` (heap memory that never moves),
+            // which gives it back only once every chunk's completion is reaped. No method
+            // hands out a reference into either.
+            unsafe { self.push_reserved(entry) };
+        }
+        Ok(())
     }
 
-    /// Cancels every armed TUN read and receive (one `ASYNC_CANCEL` each, by user data) and
-    /// leaves sends and writes alone, so a pump can stop at a batch boundary without losing
-    /// a packet: a read the kernel completed before the cancellation arrives still comes back
-    /// as an event with its data, the others come back as `ECANCELED` and leave their packet
-    /// queued in the TUN queue or the socket. Reap until [`PumpRing::in_flight`] is 0.
-    pub fn cancel_reads(&mut self) -> io::Result<()> {
-        let mut targets = Vec::new();
-        for (slot, state) in self.tun_state.iter().enumerate() {
-            if *state == SlotState::InFlight {
-                targets.push(user_data(kind::TUN_READ, slot, 0));
-            }
-        }
-        for (slot, s) in self.recv.iter().enumerate() {
-            if s.state == SlotState::InFlight {
-                targets.push(user_data(kind::RECV, slot, 0));
-            }
-        }
+    /// Polls `fd` once for POLLIN; the completion carries `token` (below 2^56).
+    pub fn poll_add(&mut self, fd: BorrowedFd<'fd>, token: u64) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(types::Fd(fd.as_raw_fd()), libc::POLLIN as u32)
+            .build()
+            .user_data(user_data(kind::POLL, token));
+        self.reserve(1)?;
+        // SAFETY: a poll references no memory.
+        unsafe { self.push_reserved(&entry) };
+        Ok(())
+    }
+
+    /// Cancels every read and receive in flight (one `ASYNC_CANCEL` each, by user data) and
+    /// leaves sends, writes and polls alone: a read the kernel completed before the
+    /// cancellation arrives still completes with its data, the others complete with
+    /// ECANCELED and leave their data queued in the kernel. Reap until
+    /// [`Ring::in_flight`] is 0.
+    pub fn cancel_inputs(&mut self) -> io::Result<()> {
+        let reads = self
+            .fixed_busy
+            .iter()
+            .enumerate()
+            .filter(|(_, busy)| **busy)
+            .map(|(i, _)| user_data(kind::READ, i as u64));
+        let recvs = self
+            .msgs
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state == MsgState::Recv)
+            .map(|(i, _)| user_data(kind::RECV, i as u64));
+        let targets: Vec<u64> = reads.chain(recvs).collect();
         for target in targets {
             let cancel = opcode::AsyncCancel::new(target)
                 .build()
-                .user_data(user_data(kind::CANCEL, 0, 0));
+                .user_data(user_data(kind::CANCEL, 0));
+            self.reserve(1)?;
             // SAFETY: a cancellation references no memory.
-            unsafe { self.push(&cancel) }?;
+            unsafe { self.push_reserved(&cancel) };
         }
         Ok(())
     }
@@ -434,148 +564,27 @@ impl<'fd> PumpRing<'fd> {
         self.in_flight
     }
 
-    /// Whether reaped events wait in the queue for [`PumpRing::next_event`].
-    pub fn has_events(&self) -> bool {
-        !self.events.is_empty()
+    /// Whether reaped completions wait for [`Ring::next_completion`].
+    pub fn has_completions(&self) -> bool {
+        !self.completions.is_empty()
     }
 
-    /// Arms a one-shot poll on the wake-up eventfd.
-    pub fn watch_wake(&mut self) -> io::Result<()> {
-        let entry = opcode::PollAdd::new(types::Fd(self.wake.as_raw_fd()), libc::POLLIN as u32)
-            .build()
-            .user_data(user_data(kind::WAKE, 0, 0));
-        // SAFETY: a poll references no memory.
-        unsafe { self.push(&entry) }
-    }
-
-    /// Claims a free send slot, or `None` when all are in flight.
-    pub fn claim_send(&mut self) -> Option<usize> {
-        let slot = self.free_send.pop()?;
-        self.send[slot].claimed = true;
-        Some(slot)
-    }
-
-    /// Gives a claimed slot back unsent.
-    pub fn release_send(&mut self, slot: usize) {
-        if let Some(s) = self.send.get_mut(slot) {
-            if s.claimed && s.pending == 0 {
-                s.claimed = false;
-                self.free_send.push(slot);
-            }
-        }
-    }
-
-    /// Whether any send slot is free.
-    pub fn has_free_send(&self) -> bool {
-        !self.free_send.is_empty()
-    }
-
-    /// The bytes of completed TUN read `tun_slot` and the buffer of claimed send slot
-    /// `send_slot`, together (the pump splits one into the other).
-    pub fn tx_buffers(&mut self, tun_slot: usize, send_slot: usize) -> Option<(&[u8], &mut [u8])> {
-        let len = self.tun_slot_len;
-        if self.tun_state.get(tun_slot) != Some(&SlotState::Idle) {
-            return None;
-        }
-        let s = self.send.get_mut(send_slot)?;
-        if !s.claimed || s.pending != 0 {
-            return None;
-        }
-        Some((
-            &self.tun_region[tun_slot * len..(tun_slot + 1) * len],
-            &mut s.buf[..],
-        ))
-    }
-
-    /// Sends chunks of claimed slot `slot` to `dst`: each `(range, segment_size)` is one
-    /// `SENDMSG` of `buf[range]`, with UDP_SEGMENT when `segment_size` is given. At most
-    /// [`MAX_CHUNKS`]. The slot is freed when the last chunk completes.
-    pub fn send(
-        &mut self,
-        slot: usize,
-        dst: SocketAddr,
-        chunks: &[(std::ops::Range<usize>, Option<u16>)],
-    ) -> io::Result<()> {
-        if chunks.is_empty() || chunks.len() > MAX_CHUNKS {
-            return Err(invalid("send chunk count out of range"));
-        }
-        let fd = types::Fd(self.udp.as_raw_fd());
-        let addr = SockAddr::from(dst);
-        let s = self
-            .send
-            .get_mut(slot)
-            .filter(|s| s.claimed && s.pending == 0)
-            .ok_or_else(|| invalid("send slot not claimed or busy"))?;
-        if chunks
-            .iter()
-            .any(|(r, _)| r.start > r.end || r.end > s.buf.len())
-        {
-            return Err(invalid("send chunk outside the slot"));
-        }
-        let name_len = addr.len();
-        // SAFETY: `addr` holds `name_len` initialised bytes of a sockaddr, which fit a
-        // sockaddr_storage; the copy does not overlap.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                addr.as_ptr().cast::<u8>(),
-                std::ptr::from_mut(&mut s.name).cast::<u8>(),
-                name_len as usize,
-            );
-        }
-        let mut entries = [const { None }; MAX_CHUNKS];
-        for (i, (range, segment)) in chunks.iter().enumerate() {
-            let c = &mut s.chunks[i];
-            c.iov = libc::iovec {
-                iov_base: s.buf[range.clone()].as_mut_ptr().cast(),
-                iov_len: range.len(),
-            };
-            c.hdr = zeroed();
-            c.hdr.msg_name = std::ptr::from_mut(&mut s.name).cast();
-            c.hdr.msg_namelen = name_len;
-            c.hdr.msg_iov = &mut c.iov;
-            c.hdr.msg_iovlen = 1;
-            let mut encoder = c.control.encoder();
-            if let Some(size) = segment {
-                encoder.push_udp_segment(*size)?;
-            }
-            encoder.finish_into(&mut c.hdr);
-            entries[i] = Some(
-                opcode::SendMsg::new(fd, &c.hdr)
-                    .build()
-                    .user_data(user_data(kind::SEND, slot, i)),
-            );
-        }
-        for entry in entries.iter().flatten() {
-            self.send[slot].pending += 1;
-            // SAFETY: the msghdr, address, iovec, control area and bytes live in the boxed
-            // slot (heap memory that never moves); the slot stays claimed with `pending` > 0
-            // until every chunk's completion is reaped, so nothing touches them before.
-            if let Err(e) = unsafe { self.push(entry) } {
-                self.send[slot].pending -= 1;
-                if self.send[slot].pending == 0 {
-                    self.release_send(slot);
-                }
-                return Err(e);
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes each of `bufs` into the TUN (one `WRITE` each, submitted in batches with
-    /// whatever else is queued) and returns only when all of them completed, calling
+    /// Writes each of `bufs` to `fd` (one `WRITE` each, submitted in batches with whatever
+    /// else is queued) and returns only when all of them completed, calling
     /// `done(index, result)` for each.
-    pub fn write_tun_all<'b>(
+    pub fn write_all<'b>(
         &mut self,
+        fd: BorrowedFd<'fd>,
         bufs: impl IntoIterator<Item = &'b [u8]>,
         mut done: impl FnMut(usize, io::Result<usize>),
     ) {
-        let fd = types::Fd(self.tun.as_raw_fd());
+        let fd = types::Fd(fd.as_raw_fd());
         let mut pending = 0usize;
         for (i, buf) in bufs.into_iter().enumerate() {
             let len = u32::try_from(buf.len()).unwrap_or(u32::MAX);
             let entry = opcode::Write::new(fd, buf.as_ptr(), len)
                 .build()
-                .user_data(user_data(kind::WRITE, i, 0));
+                .user_data(user_data(kind::WRITE, i as u64));
             if self.ring.submission().is_full() || pending >= self.write_batch {
                 self.enter_or_abort(0, &mut pending, &mut done);
             }
@@ -594,7 +603,7 @@ impl<'fd> PumpRing<'fd> {
     }
 
     /// Submits and waits for `want` completions, reaping writes into `done` and the rest into
-    /// the event queue; aborts on a persistent error while writes are pending.
+    /// the completion queue; aborts on a persistent error while writes are pending.
     fn enter_or_abort(
         &mut self,
         want: usize,
@@ -614,7 +623,7 @@ impl<'fd> PumpRing<'fd> {
                 Err(e) => {
                     failures += 1;
                     if failures > 100 {
-                        eprintln!("weftd: io_uring_enter keeps failing with TUN writes in flight ({e}); aborting");
+                        eprintln!("weftd: io_uring_enter keeps failing with writes of borrowed bytes in flight ({e}); aborting");
                         std::process::abort();
                     }
                 }
@@ -636,9 +645,9 @@ impl<'fd> PumpRing<'fd> {
         let mut m = 0;
         for cqe in &mut cq {
             self.in_flight -= 1;
-            let (k, slot, _) = split_user_data(cqe.user_data());
+            let (k, id) = split_user_data(cqe.user_data());
             if k == kind::WRITE {
-                writes[n] = (slot, cqe.result());
+                writes[n] = (id as usize, cqe.result());
                 n += 1;
             } else {
                 others[m] = Some(cqe);
@@ -649,9 +658,9 @@ impl<'fd> PumpRing<'fd> {
             }
         }
         drop(cq);
-        for &(slot, res) in &writes[..n] {
+        for &(i, res) in &writes[..n] {
             *pending -= 1;
-            done(slot, result(res).map(|v| v as usize));
+            done(i, result(res).map(|v| v as usize));
         }
         for cqe in others.iter_mut().take(m) {
             if let Some(cqe) = cqe.take() {
@@ -664,9 +673,9 @@ impl<'fd> PumpRing<'fd> {
     }
 
     /// Submits what is queued and waits until at least one completion is there (none when
-    /// `wait` is false).
+    /// `wait` is false, or when reaped completions are already queued).
     pub fn submit_and_wait(&mut self, wait: bool) -> io::Result<()> {
-        if wait && !self.events.is_empty() {
+        if wait && !self.completions.is_empty() {
             return self.submit_retrying();
         }
         loop {
@@ -674,7 +683,7 @@ impl<'fd> PumpRing<'fd> {
                 Ok(_) => break,
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
                     self.reap();
-                    if !self.events.is_empty() {
+                    if !self.completions.is_empty() {
                         break;
                     }
                 }
@@ -687,11 +696,11 @@ impl<'fd> PumpRing<'fd> {
     }
 
     /// The next completion, if any was reaped.
-    pub fn next_event(&mut self) -> Option<Event> {
-        if self.events.is_empty() {
+    pub fn next_completion(&mut self) -> Option<Completion> {
+        if self.completions.is_empty() {
             self.reap();
         }
-        self.events.pop_front()
+        self.completions.pop_front()
     }
 
     fn reap(&mut self) {
@@ -721,46 +730,70 @@ impl<'fd> PumpRing<'fd> {
         }
     }
 
-    /// Turns one completion (already counted out of `in_flight`) into an event and frees
-    /// its slot.
+    /// Turns one completion (already counted out of `in_flight`) into a [`Completion`] and
+    /// gives its memory back: the fixed buffer to [`Ring::fixed`], the message slot to the
+    /// free list, a buffer to the completion.
     fn record(&mut self, cqe: &cqueue::Entry) {
-        let (k, slot, chunk) = split_user_data(cqe.user_data());
+        let (k, id) = split_user_data(cqe.user_data());
         let res = cqe.result();
+        let index = id as usize;
         match k {
-            kind::TUN_READ => {
-                if let Some(state) = self.tun_state.get_mut(slot) {
-                    *state = SlotState::Idle;
+            kind::READ => {
+                if let Some(busy) = self.fixed_busy.get_mut(index) {
+                    *busy = false;
                 }
-                self.events.push_back(Event::TunRead {
-                    slot,
+                self.completions.push_back(Completion::Read {
+                    index,
                     result: result(res).map(|n| n as usize),
                 });
             }
             kind::RECV => {
-                let Some(s) = self.recv.get_mut(slot) else {
+                let Some(s) = self.msgs.get_mut(index) else {
                     return;
                 };
-                s.state = SlotState::Idle;
                 let meta = result(res).map(|n| recv_meta(s, n as usize));
-                self.events.push_back(Event::Recv { slot, result: meta });
+                s.state = MsgState::Free;
+                let (token, buf) = (s.token, s.buf.take());
+                self.free_msgs.push(index);
+                if let Some(buf) = buf {
+                    self.completions.push_back(Completion::Recv {
+                        token,
+                        buf,
+                        result: meta,
+                    });
+                }
             }
             kind::SEND => {
-                if let Some(s) = self.send.get_mut(slot) {
-                    s.pending = s.pending.saturating_sub(1);
-                    if s.pending == 0 && s.claimed {
-                        s.claimed = false;
-                        self.free_send.push(slot);
+                let Some(s) = self.msgs.get_mut(index) else {
+                    return;
+                };
+                let MsgState::Send { group, chunk } = s.state else {
+                    return;
+                };
+                s.state = MsgState::Free;
+                let token = s.token;
+                self.free_msgs.push(index);
+                let mut buf = None;
+                if let Some(g) = self.sends.get_mut(group) {
+                    g.pending = g.pending.saturating_sub(1);
+                    if g.pending == 0 {
+                        buf = g.buf.take();
+                        self.free_sends.push(group);
                     }
                 }
-                self.events.push_back(Event::Sent {
-                    slot,
+                self.completions.push_back(Completion::Sent {
+                    token,
                     chunk,
                     result: result(res).map(|n| n as usize),
+                    buf,
                 });
             }
-            kind::WAKE => self.events.push_back(Event::Wake),
-            // A write reaped outside write_tun_all cannot happen (it waits for all of its
-            // own); cancellations carry nothing.
+            kind::POLL => self.completions.push_back(Completion::Poll {
+                token: id,
+                result: result(res),
+            }),
+            // A write reaped outside write_all cannot happen (it waits for all of its own);
+            // cancellations carry nothing.
             _ => {}
         }
     }
@@ -785,8 +818,8 @@ fn result(res: i32) -> io::Result<u32> {
     }
 }
 
-/// What the kernel wrote into a receive slot's msghdr, as a [`RecvMeta`].
-fn recv_meta(s: &RecvSlot, len: usize) -> RecvMeta {
+/// What the kernel wrote into a receive's msghdr, as a [`RecvMeta`].
+fn recv_meta(s: &MsgSlot, len: usize) -> RecvMeta {
     #[allow(
         clippy::unnecessary_cast,
         reason = "msg_controllen's type differs between libcs"
@@ -807,12 +840,12 @@ fn recv_meta(s: &RecvSlot, len: usize) -> RecvMeta {
     }
 }
 
-impl Drop for PumpRing<'_> {
+impl Drop for Ring<'_> {
     fn drop(&mut self) {
         if self.in_flight > 0 {
             let cancel = opcode::AsyncCancel2::new(types::CancelBuilder::any())
                 .build()
-                .user_data(user_data(kind::CANCEL, 0, 0));
+                .user_data(user_data(kind::CANCEL, 0));
             // SAFETY: a cancellation references no memory.
             if unsafe { self.ring.submission().push(&cancel) }.is_ok() {
                 self.in_flight += 1;
@@ -826,16 +859,16 @@ impl Drop for PumpRing<'_> {
             }
         }
         if self.in_flight > 0 {
-            // The kernel may still write into the buffers: leak them and the ring.
+            // The kernel may still use the buffers and message slots: leak them and the ring.
             return;
         }
-        // SAFETY: nothing is in flight, so the kernel holds no pointer into the buffers; each
-        // field is dropped exactly once, here, and never used again.
+        // SAFETY: nothing is in flight, so the kernel holds no pointer into the buffers or
+        // the message slots; each field is dropped exactly once, here, and never used again.
         unsafe {
             ManuallyDrop::drop(&mut self.ring);
-            ManuallyDrop::drop(&mut self.tun_region);
-            ManuallyDrop::drop(&mut self.recv);
-            ManuallyDrop::drop(&mut self.send);
+            ManuallyDrop::drop(&mut self.fixed);
+            ManuallyDrop::drop(&mut self.msgs);
+            ManuallyDrop::drop(&mut self.sends);
         }
     }
 }
@@ -846,122 +879,76 @@ mod tests {
     use super::*;
     use std::os::fd::AsFd;
 
-    fn config() -> RingConfig {
-        RingConfig {
-            tun_slots: 2,
-            tun_slot_len: 2048,
-            recv_slots: 2,
-            recv_slot_len: 2048,
-            send_slots: 2,
-            send_slot_len: 4096,
-            write_batch: 8,
-        }
-    }
-
     #[test]
     fn user_data_round_trip() {
         assert_eq!(
-            split_user_data(user_data(kind::SEND, 12345, 7)),
-            (kind::SEND, 12345, 7)
+            split_user_data(user_data(kind::SEND, 12345)),
+            (kind::SEND, 12345)
+        );
+        assert_eq!(
+            split_user_data(user_data(kind::POLL, ID_MASK)),
+            (kind::POLL, ID_MASK)
         );
     }
 
-    /// Loopback UDP through the ring: send (with and without GSO), receive, wake, and
-    /// "TUN" reads and writes on a pipe-like socket pair.
+    /// Owned buffers come back with their completions, a send's only with its last chunk;
+    /// a refused send gives its buffer back at once.
     #[test]
-    fn loopback_send_recv_read_write() {
+    fn owned_buffers_come_back() {
         if let Err(e) = probe() {
             eprintln!("skipping: io_uring unavailable: {e}");
             return;
         }
         let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let (t1, t2) = std::os::unix::net::UnixDatagram::pair().unwrap();
-        let wake = super::super::poll::EventFd::new().unwrap();
-        let mut ring = PumpRing::new(t1.as_fd(), a.as_fd(), wake.as_fd(), &config()).unwrap();
-        // A receive on `a` and a read on the "TUN".
-        ring.recv(0, vec![0u8; 2048].into_boxed_slice()).unwrap();
-        ring.read_tun(0).unwrap();
-        ring.watch_wake().unwrap();
-        // Send 3 segments of 100 bytes to b with GSO, and one plain datagram.
-        let slot = ring.claim_send().unwrap();
-        {
-            let (_, buf) = ring.tx_buffers(1, slot).unwrap();
-            buf[..300].copy_from_slice(&[5u8; 300]);
-            buf[300..310].copy_from_slice(&[6u8; 10]);
-        }
+        let config = RingConfig {
+            entries: 16,
+            fixed_buffers: 1,
+            fixed_buffer_len: 64,
+            msg_slots: 3,
+            write_batch: 4,
+        };
+        let mut ring = Ring::new(&config).unwrap();
+        let buf = vec![7u8; 300].into_boxed_slice();
+        let chunks = [(0..100, None), (100..200, None), (200..300, Some(50))];
         let dst = b.local_addr().unwrap();
-        ring.send(slot, dst, &[(0..300, Some(100)), (300..310, None)])
-            .unwrap();
-        assert!(ring.tx_buffers(1, slot).is_none(), "in flight");
-        let mut sent = 0;
-        while sent < 2 {
+        // Three chunks fill the three message slots: nothing is left for a receive.
+        ring.sendmsg(a.as_fd(), 9, dst, buf, &chunks).unwrap();
+        let (e, back) = ring
+            .recvmsg(a.as_fd(), 1, vec![0u8; 64].into_boxed_slice())
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(back.len(), 64);
+        let (mut done, mut returned) = (0, None);
+        while done < 3 {
             ring.submit_and_wait(true).unwrap();
-            while let Some(e) = ring.next_event() {
-                if let Event::Sent {
-                    slot: s, result, ..
-                } = e
-                {
-                    assert_eq!(s, slot);
-                    assert!(result.unwrap() > 0);
-                    sent += 1;
-                }
+            while let Some(c) = ring.next_completion() {
+                let Completion::Sent {
+                    token, result, buf, ..
+                } = c
+                else {
+                    panic!("{c:?}");
+                };
+                assert_eq!(token, 9);
+                assert!(result.unwrap() > 0);
+                done += 1;
+                assert_eq!(
+                    buf.is_some(),
+                    done == 3,
+                    "the buffer comes with the last chunk"
+                );
+                returned = returned.or(buf);
             }
         }
-        assert!(ring.has_free_send());
-        let mut got = [0u8; 200];
-        b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        for want in [100, 100, 100, 10] {
-            assert_eq!(b.recv(&mut got).unwrap(), want);
-        }
-        // b -> a arrives through the ring's receive.
-        b.send_to(b"hello", a.local_addr().unwrap()).unwrap();
-        // "TUN" read.
-        t2.send(b"packet").unwrap();
-        let (mut recv_ok, mut read_ok) = (false, false);
-        while !(recv_ok && read_ok) {
-            ring.submit_and_wait(true).unwrap();
-            while let Some(e) = ring.next_event() {
-                match e {
-                    Event::Recv { slot, result } => {
-                        let meta = result.unwrap();
-                        assert_eq!(meta.src, Some(b.local_addr().unwrap()));
-                        let buf = ring.take_recv(slot).unwrap();
-                        assert_eq!(&buf[..meta.len], b"hello");
-                        recv_ok = true;
-                    }
-                    Event::TunRead { slot, result } => {
-                        let n = result.unwrap();
-                        let s2 = ring.claim_send().unwrap();
-                        assert_eq!(&ring.tx_buffers(slot, s2).unwrap().0[..n], b"packet");
-                        ring.release_send(s2);
-                        read_ok = true;
-                    }
-                    other => panic!("{other:?}"),
-                }
-            }
-        }
-        // "TUN" writes, synchronously completed.
-        let mut results = Vec::new();
-        ring.write_tun_all([&b"one"[..], &b"two"[..]], |i, r| {
-            results.push((i, r.unwrap()))
-        });
-        results.sort_unstable();
-        assert_eq!(results, [(0, 3), (1, 3)]);
-        let mut r = [0u8; 8];
-        assert_eq!(t2.recv(&mut r).unwrap(), 3);
-        assert_eq!(t2.recv(&mut r).unwrap(), 3);
-        // Wake.
-        wake.signal().unwrap();
-        let mut woke = false;
-        while !woke {
-            ring.submit_and_wait(true).unwrap();
-            while let Some(e) = ring.next_event() {
-                woke |= matches!(e, Event::Wake);
-            }
-        }
-        // Dropping with a read in flight cancels it.
-        ring.read_tun(0).unwrap();
-        drop(ring);
+        assert_eq!(returned.unwrap().len(), 300);
+        assert_eq!(ring.in_flight(), 0);
+        let bad = ring.sendmsg(
+            a.as_fd(),
+            9,
+            dst,
+            vec![0u8; 8].into_boxed_slice(),
+            &[(0..9, None)],
+        );
+        assert_eq!(bad.unwrap_err().1.len(), 8);
     }
 }

@@ -14,13 +14,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use engine::lease::{ManagerEvent, PeerSet, Shutdown, SubnetKey};
+use engine::lease::{ManagerEvent, PeerSet, SubnetKey};
+use engine::Stop;
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A stop request nobody makes (for watches and managers a test ends by dropping them).
-pub fn no_stop() -> Shutdown {
-    Shutdown::new().expect("creating an eventfd")
+pub fn no_stop() -> Stop {
+    Stop::new().expect("creating an eventfd")
 }
 
 /// Whether the environment says this is CI.

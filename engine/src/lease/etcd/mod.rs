@@ -59,9 +59,10 @@ use rpc::{Client, Credentials, Watching};
 
 use super::attrs::LeaseAttrs;
 use super::{
-    Expiry, InvalidLease, Lease, LeaseStore, LeaseWatch, Listing, Shutdown, StoreError, SubnetKey,
+    Expiry, InvalidLease, Lease, LeaseStore, LeaseWatch, Listing, StoreError, SubnetKey,
     WatchBatch, WatchEvent, DEFAULT_PREFIX,
 };
+use crate::Stop;
 
 /// flanneld's default `--etcd-endpoints`.
 pub const DEFAULT_ENDPOINTS: [&str; 2] = ["http://127.0.0.1:4001", "http://127.0.0.1:2379"];
@@ -678,11 +679,7 @@ impl Drop for EtcdWatch {
 }
 
 impl LeaseWatch for EtcdWatch {
-    fn next(
-        &mut self,
-        timeout: Duration,
-        stop: &Shutdown,
-    ) -> Result<Option<WatchBatch>, StoreError> {
+    fn next(&mut self, timeout: Duration, stop: &Stop) -> Result<Option<WatchBatch>, StoreError> {
         crossbeam_channel::select! {
             recv(self.rx) -> batch => match batch {
                 Ok(batch) => Ok(Some(batch)),
