@@ -1,6 +1,6 @@
-//! Issue 15, item 2: a lossy underlay. Two weftd nodes (vxlan, then udp) joined through a
+//! weftd over a lossy underlay. Two weftd nodes (vxlan, then udp) joined through a
 //! router namespace that loses 1 %, duplicates 1 %, reorders 25 % and delays by 10 ms +- 5 ms
-//! the datagrams between them, each alone and all together ([`Impairment::issue15`], built
+//! the datagrams between them, each alone and all together ([`Impairment::lossy_path`], built
 //! from iptables `statistic`, `TEE` and an NFQUEUE relay: `weftctl::testbed::impair`).
 //!
 //! Under each impairment:
@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use engine::config::DriverArg;
 use engine::model::Backend;
+use weft_testkit::require_root;
 use weftctl::bench::lossy;
-use weftctl::require_root;
 use weftctl::testbed::impair::{Counts, Impaired, Impairment};
 use weftctl::testbed::leased::UdpFlow;
 use weftctl::testbed::{traffic, Overlay, Testbed};
@@ -260,7 +260,7 @@ fn check(bed: &mut Testbed, backend: Backend, name: &str, impairment: Impairment
 
 fn every_impairment(backend: Backend) {
     let mut bed = start(backend);
-    for (name, impairment) in Impairment::issue15() {
+    for (name, impairment) in Impairment::lossy_path() {
         check(&mut bed, backend, name, impairment);
     }
 }

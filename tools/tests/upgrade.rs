@@ -1,4 +1,4 @@
-//! Issue 15, item 4: upgrade without loss. A new weftd started beside the running one with the
+//! Upgrade without loss. A new weftd started beside the running one with the
 //! same flags and `--upgrade` takes its TUN queues, UDP sockets and control socket over
 //! (daemon/handover.rs), while a 1-ms ICMP echo probe (the testbed's own, sequence-numbered)
 //! and a verified TCP stream run between the two nodes' pods.
@@ -30,8 +30,8 @@ use rustix::process::Signal;
 
 use engine::config::DriverArg;
 use engine::model::Backend;
-use weftctl::require_root;
-use weftctl::testbed::leased::{have, LeasedNode};
+use weft_testkit::require_root;
+use weftctl::testbed::leased::LeasedNode;
 use weftctl::testbed::ping::{self, Echo, EchoReport};
 use weftctl::testbed::traffic::{self, End, StreamReport};
 use weftctl::testbed::{Netns, Overlay, Process, Testbed, WEFTD_READY};
@@ -334,7 +334,7 @@ fn lease_mode_upgrade_loses_nothing_and_keeps_the_lease() {
     require_root!();
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
     let store = lease_dir(&bed);
-    let masq = have("iptables");
+    let masq = weft_testkit::privileges::on_path("iptables");
     let mut extra = vec!["--ip-blackhole-route"];
     if masq {
         extra.push("--ip-masq");
