@@ -371,10 +371,7 @@ fn every_invalid_flag_value_exits_2_and_leaves_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting a valid weftd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while leftovers(&ns, &x).len() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(Duration::from_secs(10), || leftovers(&ns, &x).len() >= 2);
     let seen = leftovers(&ns, &x);
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(good.id() as i32).expect("pid"),

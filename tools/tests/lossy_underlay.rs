@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use engine::config::DriverArg;
 use engine::model::Backend;
-use weft_testkit::require_root;
+use weft_testkit::{require_root, wait};
 use weftctl::bench::lossy;
 use weftctl::testbed::impair::{Counts, Impaired, Impairment};
 use weftctl::testbed::leased::UdpFlow;
@@ -152,12 +152,11 @@ fn check(bed: &mut Testbed, backend: Backend, name: &str, impairment: Impairment
     let report = flow.finish().expect("flow report");
     let (d, rx) = settle(bed, &impaired, before, rx_before);
     // The TUN write follows the receive in the same pump turn: wait for it as well.
-    let deadline = Instant::now() + DRAIN;
-    let mut tun_after = tun_packets(bed, 1);
-    while tun_after - tun_before != rx && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+    let mut tun_after = tun_before;
+    wait::until_every(DRAIN, Duration::from_millis(10), || {
         tun_after = tun_packets(bed, 1);
-    }
+        tun_after - tun_before == rx
+    });
     let relay = impaired.relay_counts().expect("relay counters");
     eprintln!(
         "{} {name}: flow {report}; router a->b {d}; relay {relay}; weftd b: +{} datagrams, +{} \

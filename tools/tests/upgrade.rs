@@ -24,13 +24,13 @@ mod common;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::Signal;
 
 use engine::config::DriverArg;
 use engine::model::Backend;
-use weft_testkit::require_root;
+use weft_testkit::{require_root, wait};
 use weftctl::testbed::leased::LeasedNode;
 use weftctl::testbed::ping::{self, Echo, EchoReport};
 use weftctl::testbed::traffic::{self, End, StreamReport};
@@ -184,11 +184,8 @@ fn exited(pid: u32) -> bool {
 /// Sends SIGTERM to `pid` (ours, or started by a weftd of ours) and waits until it exited.
 fn terminate(pid: u32) {
     signal(pid, Signal::TERM);
-    let deadline = Instant::now() + READY;
-    while !exited(pid) {
-        assert!(Instant::now() < deadline, "pid {pid} ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let gone = wait::until_every(READY, Duration::from_millis(1), || exited(pid));
+    assert!(gone.is_some(), "pid {pid} ignored SIGTERM");
 }
 
 #[test]
@@ -468,10 +465,10 @@ impl Drop for Successor {
     fn drop(&mut self) {
         if !exited(self.0) {
             signal(self.0, Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !exited(self.0) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            let pid = self.0;
+            wait::until_every(Duration::from_secs(5), Duration::from_millis(10), || {
+                exited(pid)
+            });
         }
     }
 }
