@@ -29,10 +29,17 @@ use weftctl::testbed::{
     traffic, Overlay, Testbed, NETWORK, NETWORK6, READY_TIMEOUT, UNDERLAY_DEV, WEFTD_READY,
 };
 
+/// Starts weftd with `backend` and `driver` on both nodes of `bed` (static mode, the testbed's
+/// peers files) and waits until both are ready.
+fn start_weftd_pair(bed: &mut Testbed, backend: Backend, driver: DriverArg) {
+    let overlay = Overlay::Weftd { backend, driver };
+    bed.start(&[overlay, overlay])
+        .unwrap_or_else(|e| panic!("weftd on both nodes: {e:#}"));
+}
+
 fn two_weftd_nodes(backend: Backend, driver: DriverArg) {
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
-    let overlay = Overlay::Weftd { backend, driver };
-    bed.start(&[overlay, overlay]).expect("weftd on both nodes");
+    start_weftd_pair(&mut bed, backend, driver);
     common::full_check(&mut bed);
     for node in 0..2 {
         let stats = bed
@@ -105,11 +112,7 @@ fn vxlan_backend_poll() {
 fn routes_lists_the_peer() {
     require_root!();
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
-    let overlay = Overlay::Weftd {
-        backend: Backend::Vxlan,
-        driver: DriverArg::Auto,
-    };
-    bed.start(&[overlay, overlay]).expect("weftd on both nodes");
+    start_weftd_pair(&mut bed, Backend::Vxlan, DriverArg::Auto);
     let routes = bed.control(0, "routes").unwrap_or_else(|e| panic!("{e:#}"));
     let text = routes.to_string();
     let b = bed.node(1);
@@ -157,11 +160,7 @@ fn sighup_node_a(bed: &mut Testbed, n: usize) {
 fn sighup_reloads_the_peers_file() {
     require_root!();
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
-    let overlay = Overlay::Weftd {
-        backend: Backend::Udp,
-        driver: DriverArg::Poll,
-    };
-    bed.start(&[overlay, overlay]).expect("weftd on both nodes");
+    start_weftd_pair(&mut bed, Backend::Udp, DriverArg::Poll);
     let peers = bed.peers_file(0);
     let with_b = std::fs::read_to_string(&peers).expect("node a's peers file");
     let b_subnet = bed.node(1).subnet().to_string();
@@ -322,11 +321,7 @@ fn healthz_readyz_and_metrics() {
             "--metrics-per-peer",
         ],
     );
-    let overlay = Overlay::Weftd {
-        backend: Backend::Udp,
-        driver: DriverArg::Poll,
-    };
-    bed.start(&[overlay, overlay]).expect("weftd on both nodes");
+    start_weftd_pair(&mut bed, Backend::Udp, DriverArg::Poll);
     let b_underlay = bed.node(1).underlay();
     traffic::ping(bed.node(0).pod(), bed.node(1).pod_ip(), 3, None)
         .unwrap_or_else(|e| panic!("{e:#}"));
