@@ -6,12 +6,15 @@
 //! and such a sender's TCP super-packet comes out as one GSO packet cut at the MTU.
 #![allow(clippy::unwrap_used)]
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 use encap::checksum::{self, Sum};
 use encap::gro::{Coalescer, Config, MAX_IP_LEN, MAX_SEGMENTS};
 use encap::gso::{self, Segments, MAX_UDP_PAYLOAD_V4, UDP_MAX_SEGMENTS};
 use encap::wire::virtio::{self, GsoType, VirtioNetHdr, VirtioNetRepr};
 use encap::ChecksumCaps;
 use proptest::prelude::*;
+use weft_testkit::packet::{self, checksums_verify, l4_offset, pseudo_header_sum, Ip, Tcp};
 
 const VH: usize = virtio::HEADER_LEN;
 
@@ -59,88 +62,35 @@ fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-fn l4_off(p: &[u8]) -> usize {
-    if p[0] >> 4 == 6 {
-        40
-    } else {
-        usize::from(p[0] & 0xf) * 4
-    }
-}
-
-fn pseudo(p: &[u8]) -> Sum {
-    let l4 = l4_off(p);
-    let len = (p.len() - l4) as u32;
-    if p[0] >> 4 == 6 {
-        let src: [u8; 16] = p[8..24].try_into().unwrap();
-        let dst: [u8; 16] = p[24..40].try_into().unwrap();
-        checksum::pseudo_header_v6(&src, &dst, p[6], len)
-    } else {
-        let src: [u8; 4] = p[12..16].try_into().unwrap();
-        let dst: [u8; 4] = p[16..20].try_into().unwrap();
-        checksum::pseudo_header_v4(src, dst, p[9], len)
-    }
-}
-
-/// IPv4 header checksum (if IPv4) and full L4 checksum verify.
-fn verifies(p: &[u8]) -> bool {
-    let l4 = l4_off(p);
-    (p[0] >> 4 == 6 || checksum::verifies(Sum::ZERO.bytes(&p[..l4])))
-        && checksum::verifies(pseudo(p).combine(Sum::ZERO.bytes(&p[l4..])))
-}
-
 /// The super-packet a TUN would deliver for this stream, with its virtio header.
 fn super_packet(s: &Stream) -> (VirtioNetRepr, Vec<u8>) {
-    let protocol = if s.tcp { 6 } else { 17 };
-    let l4_hdr = s.hdr_len() - s.l4();
-    let mut p = Vec::new();
-    if s.v6 {
-        p.extend_from_slice(&[0x60, 0x0a, 0xbc, 0xde]);
-        p.extend_from_slice(&((l4_hdr + s.payload.len()) as u16).to_be_bytes());
-        p.extend_from_slice(&[protocol, 63]);
-        p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9]);
-        p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 3]);
+    let mut ip = if s.v6 {
+        Ip::new(
+            Ipv6Addr::new(0xfd00, 0, 0, 1, 0, 0, 0, 9),
+            Ipv6Addr::new(0xfd00, 0, 0, 2, 0, 0, 0, 3),
+        )
     } else {
-        let total = (20 + l4_hdr + s.payload.len()) as u16;
-        p.extend_from_slice(&[0x45, 0]);
-        p.extend_from_slice(&total.to_be_bytes());
-        p.extend_from_slice(&s.id.to_be_bytes());
-        p.extend_from_slice(&[0x40, 0, 63, protocol, 0, 0, 10, 244, 1, 9, 10, 244, 2, 3]);
-        let c = checksum::checksum(&p);
-        p[10..12].copy_from_slice(&c.to_be_bytes());
-    }
-    p.extend_from_slice(&s.sport.to_be_bytes());
-    p.extend_from_slice(&8285u16.to_be_bytes());
-    if s.tcp {
-        p.extend_from_slice(&s.seq.to_be_bytes());
-        p.extend_from_slice(&0x1122_3344u32.to_be_bytes());
-        p.push(((l4_hdr / 4) as u8) << 4);
-        p.push(s.flags);
-        p.extend_from_slice(&[0x20, 0x00, 0, 0, 0, 0]);
-        p.extend_from_slice(&s.tcp_options);
+        Ip::new(Ipv4Addr::new(10, 244, 1, 9), Ipv4Addr::new(10, 244, 2, 3))
+    };
+    ip.ttl = 63;
+    ip.id = s.id;
+    ip.flow_label = 0xabcde;
+    let whole = if s.tcp {
+        let tcp = Tcp {
+            sport: s.sport,
+            dport: 8285,
+            seq: s.seq,
+            ack: 0x1122_3344,
+            flags: s.flags,
+            window: 0x2000,
+        };
+        packet::tcp(&ip, &tcp, &s.tcp_options, &s.payload)
     } else {
-        p.extend_from_slice(&((8 + s.payload.len()) as u16).to_be_bytes());
-        p.extend_from_slice(&[0, 0]);
-    }
-    p.extend_from_slice(&s.payload);
-    let l4 = s.l4();
-    let at = l4 + if s.tcp { 16 } else { 6 };
-    let partial = pseudo(&p).fold();
-    p[at..at + 2].copy_from_slice(&partial.to_be_bytes());
-    let gso = match (s.tcp, s.v6) {
-        (true, false) => GsoType::TcpV4,
-        (true, true) => GsoType::TcpV6,
-        (false, _) => GsoType::UdpL4,
+        packet::udp(&ip, s.sport, 8285, &[], &s.payload)
     };
-    let vnet = VirtioNetRepr {
-        needs_csum: true,
-        data_valid: false,
-        gso,
-        ecn: s.ecn,
-        hdr_len: 0, // never trusted
-        gso_size: s.gso_size,
-        csum_start: l4 as u16,
-        csum_offset: if s.tcp { 16 } else { 6 },
-    };
+    let (mut vnet, p) = packet::super_packet(whole, s.gso_size);
+    vnet.ecn = s.ecn;
+    vnet.hdr_len = 0; // never trusted
     (vnet, p)
 }
 
@@ -248,7 +198,7 @@ fn split_and_check(s: &Stream) -> Result<Vec<Vec<u8>>, TestCaseError> {
         let p = &seg[e..];
         prop_assert!(p.len() <= s.mtu);
         prop_assert!(i + 1 == segs.count || seg.len() == segs.stride);
-        prop_assert!(verifies(p), "segment {} checksum", i);
+        prop_assert!(checksums_verify(p), "segment {} checksum", i);
         if s.v6 {
             prop_assert_eq!(usize::from(be16(p, 4)) + 40, p.len());
         } else {
@@ -288,7 +238,7 @@ fn unpack(out: &[u8]) -> Result<Vec<Vec<u8>>, TestCaseError> {
     // What the kernel checks and does on a TUN write.
     prop_assert!(vnet.needs_csum);
     let start = usize::from(vnet.csum_start);
-    prop_assert_eq!(start, l4_off(p));
+    prop_assert_eq!(start, l4_offset(p));
     prop_assert_eq!(usize::from(vnet.hdr_len), vnet.derive_hdr_len(p).unwrap());
     prop_assert!(p.len() <= MAX_IP_LEN);
     if p[0] >> 4 == 4 {
@@ -300,10 +250,10 @@ fn unpack(out: &[u8]) -> Result<Vec<Vec<u8>>, TestCaseError> {
     // The partial checksum, completed as the kernel would, verifies.
     let mut done = p.to_vec();
     let at = start + usize::from(vnet.csum_offset);
-    prop_assert_eq!(be16(&done, at), pseudo(&done).fold());
+    prop_assert_eq!(be16(&done, at), pseudo_header_sum(&done).fold());
     let c = Sum::ZERO.bytes(&done[start..]).finish();
     done[at..at + 2].copy_from_slice(&c.to_be_bytes());
-    prop_assert!(verifies(&done));
+    prop_assert!(checksums_verify(&done));
     // Re-split with its own header.
     let n = gso::required_len(&vnet, p, 0, MAX_IP_LEN).unwrap();
     let mut buf = vec![0u8; n];
@@ -317,14 +267,14 @@ fn unpack(out: &[u8]) -> Result<Vec<Vec<u8>>, TestCaseError> {
 /// `p` with its L4 checksum left partial (the folded pseudo-header sum), as a Linux sender with
 /// tx checksum offload hands it across a veth.
 fn make_partial(p: &mut [u8]) {
-    let l4 = l4_off(p);
+    let l4 = l4_offset(p);
     let at = l4
         + if p[if p[0] >> 4 == 6 { 6 } else { 9 }] == 6 {
             16
         } else {
             6
         };
-    let v = pseudo(p).fold();
+    let v = pseudo_header_sum(p).fold();
     p[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
@@ -335,7 +285,7 @@ fn completed(out: &[u8]) -> Result<Vec<u8>, TestCaseError> {
     prop_assert_eq!(vnet.gso, GsoType::None);
     let mut p = out[VH..].to_vec();
     let start = usize::from(vnet.csum_start);
-    prop_assert_eq!(start, l4_off(&p));
+    prop_assert_eq!(start, l4_offset(&p));
     let at = start + usize::from(vnet.csum_offset);
     let c = Sum::ZERO.bytes(&p[start..]).finish();
     p[at..at + 2].copy_from_slice(&c.to_be_bytes());
@@ -461,9 +411,9 @@ proptest! {
         let (mut ba, mut bb) = (Vec::new(), Vec::new());
         for out in c.packets() {
             let pkts = unpack(out)?;
-            let sport = be16(&pkts[0], l4_off(&pkts[0]));
+            let sport = be16(&pkts[0], l4_offset(&pkts[0]));
             for p in pkts {
-                prop_assert_eq!(be16(&p, l4_off(&p)), sport, "one flow per output");
+                prop_assert_eq!(be16(&p, l4_offset(&p)), sport, "one flow per output");
                 if sport == a.sport { ba.push(p) } else { bb.push(p) }
             }
         }
@@ -505,7 +455,7 @@ proptest! {
             let vnet = VirtioNetRepr::parse(&VirtioNetHdr::new_checked(out).unwrap()).unwrap();
             if vnet.gso == GsoType::None {
                 let p = completed(out)?;
-                prop_assert!(verifies(&p));
+                prop_assert!(checksums_verify(&p));
                 back.push(p);
             } else {
                 back.extend(unpack(out)?);
@@ -542,7 +492,7 @@ proptest! {
         prop_assert_eq!(usize::from(vnet.hdr_len), vnet.derive_hdr_len(p).unwrap());
         prop_assert_eq!(usize::from(vnet.gso_size), s.mtu - hdr_len);
         prop_assert_eq!(vnet.ecn, s.flags & 0x80 != 0);
-        prop_assert_eq!(be16(p, s.l4() + 16), pseudo(p).fold());
+        prop_assert_eq!(be16(p, s.l4() + 16), pseudo_header_sum(p).fold());
         let n = gso::required_len(&vnet, p, 0, MAX_IP_LEN).unwrap();
         let mut buf = vec![0u8; n];
         let cut = gso::split(&vnet, p, &[], MAX_IP_LEN, &mut buf).unwrap();
@@ -551,7 +501,7 @@ proptest! {
         let mut data = Vec::new();
         for seg in &segs {
             prop_assert!(seg.len() <= s.mtu);
-            prop_assert!(verifies(seg));
+            prop_assert!(checksums_verify(seg));
             data.extend_from_slice(&seg[hdr_len..]);
         }
         prop_assert_eq!(data, s.payload.clone());

@@ -21,9 +21,11 @@
 //!   and shutdown (the `weftd` binary parses the flags and calls [`daemon::run`]).
 #![deny(unsafe_code)]
 
-// First, so its `require_root!` macro is in scope in the modules below.
+// The test kit's `require_root!` is in scope in every module's tests.
 #[cfg(test)]
 #[macro_use]
+extern crate weft_testkit;
+#[cfg(test)]
 mod test_support;
 
 pub mod config;

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::lease::{DirStore, LeaseAttrs, LeaseStore, SubnetKey, WatchBatch, WatchEvent};
+use lease_common::no_stop;
 use lease_common::scenarios::{self, Hand};
-use lease_common::{no_stop, TempDir};
+use tempfile::TempDir;
 
 fn store(dir: &TempDir) -> Arc<dyn LeaseStore> {
     Arc::new(DirStore::open(dir.path()).expect("open the lease directory"))
@@ -34,25 +35,25 @@ impl Hand for Files<'_> {
 
 #[test]
 fn dir_distinct_subnets_and_restart() {
-    let dir = TempDir::new("dir-distinct");
+    let dir = TempDir::new().expect("a temporary directory");
     scenarios::distinct_subnets_and_restart(store(&dir), &Files(&dir));
 }
 
 #[test]
 fn dir_hand_written_peer() {
-    let dir = TempDir::new("dir-hand");
+    let dir = TempDir::new().expect("a temporary directory");
     scenarios::hand_written_peer(store(&dir), &Files(&dir));
 }
 
 #[test]
 fn dir_own_lease_deleted() {
-    let dir = TempDir::new("dir-own");
+    let dir = TempDir::new().expect("a temporary directory");
     scenarios::own_lease_deleted(store(&dir), &Files(&dir));
 }
 
 #[test]
 fn dir_race_for_last_subnet() {
-    let dir = TempDir::new("dir-race");
+    let dir = TempDir::new().expect("a temporary directory");
     scenarios::race_for_last_subnet([store(&dir), store(&dir)], &Files(&dir));
 }
 
@@ -60,7 +61,7 @@ fn dir_race_for_last_subnet() {
 fn dir_many_racers_never_share_a_subnet() {
     // Eight "processes" (separate stores on one directory) create leases at once in a
     // network of 14 subnets: all win, all distinct.
-    let dir = TempDir::new("dir-many");
+    let dir = TempDir::new().expect("a temporary directory");
     let first = store(&dir);
     first
         .set_config(r#"{"Network":"10.7.0.0/24","SubnetLen":28}"#)
@@ -89,7 +90,7 @@ fn dir_many_racers_never_share_a_subnet() {
 
 #[test]
 fn dir_expiry_is_a_delete_event() {
-    let dir = TempDir::new("dir-expiry");
+    let dir = TempDir::new().expect("a temporary directory");
     let s = store(&dir);
     let listing = s.list().expect("list");
     let mut watch = s.watch(listing.revision).expect("watch");
@@ -127,7 +128,7 @@ fn dir_expiry_is_a_delete_event() {
 fn dir_lease_ttl_renewal_keeps_it() {
     // A manager with a 3 s TTL and a 2 s margin renews every second or so; the lease never
     // expires while it runs.
-    let dir = TempDir::new("dir-renew");
+    let dir = TempDir::new().expect("a temporary directory");
     let s = store(&dir);
     s.set_config(scenarios::VXLAN_CONFIG).expect("config");
     let config =
@@ -154,7 +155,7 @@ fn dir_lease_ttl_renewal_keeps_it() {
 
 #[test]
 fn dir_dual_stack_lease() {
-    let dir = TempDir::new("dir-dual");
+    let dir = TempDir::new().expect("a temporary directory");
     let s = store(&dir);
     let config_text = r#"{"Network":"10.8.0.0/16","EnableIPv6":true,"IPv6Network":"fd00:10:8::/48","Backend":{"Type":"vxlan"}}"#;
     s.set_config(config_text).expect("config");
@@ -187,7 +188,7 @@ fn dir_dual_stack_lease() {
 
 #[test]
 fn dir_wait_for_config_until_valid() {
-    let dir = TempDir::new("dir-config");
+    let dir = TempDir::new().expect("a temporary directory");
     let s = store(&dir);
     let writer = {
         let s = Arc::clone(&s);
@@ -208,7 +209,7 @@ fn dir_wait_for_config_until_valid() {
     assert_eq!(config.ipv4.network.to_string(), "10.9.0.0/16");
     writer.join().expect("writer");
     // With stop set it returns at once.
-    let empty = TempDir::new("dir-config-none");
+    let empty = TempDir::new().expect("a temporary directory");
     stop.request();
     assert!(engine::lease::manager::wait_for_config(
         &*store(&empty),
@@ -220,7 +221,7 @@ fn dir_wait_for_config_until_valid() {
 
 #[test]
 fn dir_stored_vtep_mac_survives_restart() {
-    let dir = TempDir::new("dir-mac");
+    let dir = TempDir::new().expect("a temporary directory");
     let s = store(&dir);
     s.set_config(scenarios::VXLAN_CONFIG).expect("config");
     let ip = "192.168.50.1".parse().expect("ip");

@@ -9,15 +9,22 @@ use engine::lease::{
     EtcdOptions, EtcdStore, LeaseAttrs, LeaseStore, SubnetKey, WatchBatch, WatchEvent,
     DEFAULT_PREFIX, LEASE_TTL,
 };
+use lease_common::no_stop;
 use lease_common::scenarios::{self, Hand};
-use lease_common::{no_stop, Etcd};
+use weft_testkit::etcd::Etcd;
+use weft_testkit::require_programs;
 
 fn store(etcd: &Etcd) -> Arc<dyn LeaseStore> {
     let options = EtcdOptions {
-        endpoints: vec![etcd.endpoint.clone()],
+        endpoints: vec![etcd.endpoint().to_owned()],
         ..EtcdOptions::default()
     };
     Arc::new(EtcdStore::connect(options).expect("connect to etcd"))
+}
+
+/// Runs etcdctl against `etcd`; its stdout (the test fails with etcdctl's stderr).
+fn etcdctl(etcd: &Etcd, args: &[&str]) -> String {
+    etcd.ctl(args).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// etcdctl, as an operator or a flanneld would write leases.
@@ -25,49 +32,56 @@ struct Etcdctl<'a>(&'a Etcd);
 
 impl Hand for Etcdctl<'_> {
     fn put(&self, name: &str, value: &str) {
-        let grant = self.0.etcdctl(&["lease", "grant", "600"]);
+        let grant = etcdctl(self.0, &["lease", "grant", "600"]);
         // "lease 694d7e1b4f6e1d0a granted with TTL(600s)"
         let id = grant
             .split_whitespace()
             .nth(1)
             .expect("lease id")
             .to_owned();
-        self.0.etcdctl(&[
-            "put",
-            &format!("--lease={id}"),
-            &format!("{DEFAULT_PREFIX}/subnets/{name}"),
-            value,
-        ]);
+        etcdctl(
+            self.0,
+            &[
+                "put",
+                &format!("--lease={id}"),
+                &format!("{DEFAULT_PREFIX}/subnets/{name}"),
+                value,
+            ],
+        );
     }
 
     fn delete(&self, name: &str) {
-        self.0
-            .etcdctl(&["del", &format!("{DEFAULT_PREFIX}/subnets/{name}")]);
+        etcdctl(
+            self.0,
+            &["del", &format!("{DEFAULT_PREFIX}/subnets/{name}")],
+        );
     }
 
     fn get(&self, name: &str) -> String {
-        self.0.get(&format!("{DEFAULT_PREFIX}/subnets/{name}"))
+        self.0.get(&format!("subnets/{name}")).expect("etcdctl get")
     }
 }
 
 #[test]
 fn etcd_distinct_subnets_and_restart() {
-    let Some(etcd) = Etcd::start("etcd_distinct_subnets_and_restart") else {
-        return;
-    };
+    require_programs!("etcd", "etcdctl");
+    let etcd = Etcd::loopback().expect("etcd");
     scenarios::distinct_subnets_and_restart(store(&etcd), &Etcdctl(&etcd));
     // The lease is attached to a 24 h etcd lease, as flanneld's.
-    let key = etcd.etcdctl(&[
-        "get",
-        "--prefix",
-        "--keys-only",
-        "/coreos.com/network/subnets/",
-    ]);
+    let key = etcdctl(
+        &etcd,
+        &[
+            "get",
+            "--prefix",
+            "--keys-only",
+            "/coreos.com/network/subnets/",
+        ],
+    );
     let first = key.lines().next().expect("a lease key").to_owned();
-    let out = etcd.etcdctl(&["get", &first, "-w", "json"]);
+    let out = etcdctl(&etcd, &["get", &first, "-w", "json"]);
     let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     let lease_id = v["kvs"][0]["lease"].as_i64().expect("a lease id");
-    let ttl = etcd.etcdctl(&["lease", "timetolive", &format!("{lease_id:x}")]);
+    let ttl = etcdctl(&etcd, &["lease", "timetolive", &format!("{lease_id:x}")]);
     let granted: u64 = ttl
         .split("granted with TTL(")
         .nth(1)
@@ -79,33 +93,29 @@ fn etcd_distinct_subnets_and_restart() {
 
 #[test]
 fn etcd_hand_written_peer() {
-    let Some(etcd) = Etcd::start("etcd_hand_written_peer") else {
-        return;
-    };
+    require_programs!("etcd", "etcdctl");
+    let etcd = Etcd::loopback().expect("etcd");
     scenarios::hand_written_peer(store(&etcd), &Etcdctl(&etcd));
 }
 
 #[test]
 fn etcd_own_lease_deleted() {
-    let Some(etcd) = Etcd::start("etcd_own_lease_deleted") else {
-        return;
-    };
+    require_programs!("etcd", "etcdctl");
+    let etcd = Etcd::loopback().expect("etcd");
     scenarios::own_lease_deleted(store(&etcd), &Etcdctl(&etcd));
 }
 
 #[test]
 fn etcd_race_for_last_subnet() {
-    let Some(etcd) = Etcd::start("etcd_race_for_last_subnet") else {
-        return;
-    };
+    require_programs!("etcd", "etcdctl");
+    let etcd = Etcd::loopback().expect("etcd");
     scenarios::race_for_last_subnet([store(&etcd), store(&etcd)], &Etcdctl(&etcd));
 }
 
 #[test]
 fn etcd_create_is_exclusive_and_renew_never_steals() {
-    let Some(etcd) = Etcd::start("etcd_create_is_exclusive") else {
-        return;
-    };
+    require_programs!("etcd", "etcdctl");
+    let etcd = Etcd::loopback().expect("etcd");
     let s = store(&etcd);
     let key = SubnetKey::parse("10.5.9.0-24").expect("key");
     let a = LeaseAttrs::udp("192.168.50.1".parse().expect("ip"), None);
@@ -123,7 +133,7 @@ fn etcd_create_is_exclusive_and_renew_never_steals() {
         .expect("renew ours");
     // flannel's udp backend value, byte for byte.
     assert_eq!(
-        etcd.get("/coreos.com/network/subnets/10.5.9.0-24"),
+        etcd.get("subnets/10.5.9.0-24").expect("etcdctl get"),
         r#"{"PublicIP":"192.168.50.1","PublicIPv6":null}"#
     );
     // A missing config is an error that says where and what to write.
@@ -133,9 +143,8 @@ fn etcd_create_is_exclusive_and_renew_never_steals() {
 
 #[test]
 fn etcd_compaction_past_the_watch_revision_resyncs() {
-    let Some(etcd) = Etcd::start("etcd_compaction_resyncs") else {
-        return;
-    };
+    require_programs!("etcd", "etcdctl");
+    let etcd = Etcd::loopback().expect("etcd");
     let s = store(&etcd);
     let hand = Etcdctl(&etcd);
     hand.put("10.5.1.0-24", r#"{"PublicIP":"192.168.50.1"}"#);
@@ -145,8 +154,8 @@ fn etcd_compaction_past_the_watch_revision_resyncs() {
     hand.delete("10.5.1.0-24");
     hand.put("10.5.2.0-24", r#"{"PublicIP":"192.168.50.2"}"#);
     hand.put("10.5.3.0-24", r#"{"PublicIP":"192.168.50.3"}"#);
-    let rev = etcd.revision();
-    etcd.etcdctl(&["compaction", &rev.to_string()]);
+    let rev = etcd.revision().expect("revision");
+    etcdctl(&etcd, &["compaction", &rev.to_string()]);
     let mut watch = s.watch(listing.revision).expect("watch");
     let batch = watch
         .next(Duration::from_secs(5), &no_stop())
@@ -175,9 +184,8 @@ fn etcd_compaction_past_the_watch_revision_resyncs() {
 
 #[test]
 fn etcd_watch_survives_an_etcd_restart() {
-    let Some(mut etcd) = Etcd::start("etcd_watch_survives_restart") else {
-        return;
-    };
+    require_programs!("etcd", "etcdctl");
+    let mut etcd = Etcd::loopback().expect("etcd");
     let s = store(&etcd);
     let listing = s.list().expect("list");
     let mut watch = s.watch(listing.revision).expect("watch");
@@ -194,7 +202,7 @@ fn etcd_watch_survives_an_etcd_restart() {
             .expect("still ok"),
         None
     );
-    etcd.restart();
+    etcd.restart().expect("etcd restarts");
     Etcdctl(&etcd).put("10.5.5.0-24", r#"{"PublicIP":"192.168.50.5"}"#);
     let batch = watch
         .next(Duration::from_secs(10), &no_stop())
@@ -210,12 +218,11 @@ fn etcd_watch_survives_an_etcd_restart() {
 
 #[test]
 fn etcd_tls_with_client_certificates() {
-    let Some(etcd) = Etcd::start_tls("etcd_tls_with_client_certificates") else {
-        return;
-    };
+    require_programs!("etcd", "etcdctl", "openssl");
+    let etcd = Etcd::loopback_with(&[], true).expect("etcd with TLS");
     let tls = etcd.tls().expect("tls files").clone();
     let options = EtcdOptions {
-        endpoints: vec![etcd.endpoint.clone()],
+        endpoints: vec![etcd.endpoint().to_owned()],
         ca_file: Some(tls.ca.clone()),
         cert_file: Some(tls.client_cert.clone()),
         key_file: Some(tls.client_key.clone()),
@@ -250,12 +257,11 @@ fn etcd_tls_with_client_certificates() {
 
 #[test]
 fn etcd_user_and_password() {
-    let Some(mut etcd) = Etcd::start("etcd_user_and_password") else {
-        return;
-    };
-    etcd.enable_auth("wfl-secret");
+    require_programs!("etcd", "etcdctl");
+    let mut etcd = Etcd::loopback().expect("etcd");
+    etcd.enable_auth("wfl-secret").expect("authentication on");
     let with_user = EtcdOptions {
-        endpoints: vec![etcd.endpoint.clone()],
+        endpoints: vec![etcd.endpoint().to_owned()],
         username: Some("root".to_owned()),
         password: Some("wfl-secret".to_owned()),
         ..EtcdOptions::default()
@@ -267,7 +273,7 @@ fn etcd_user_and_password() {
     assert!(!debug.contains("wfl-secret"), "{debug}");
     // Without credentials etcd refuses, and says what to check.
     let anonymous = EtcdOptions {
-        endpoints: vec![etcd.endpoint.clone()],
+        endpoints: vec![etcd.endpoint().to_owned()],
         ..EtcdOptions::default()
     };
     let refused = EtcdStore::connect(anonymous)
@@ -284,21 +290,18 @@ fn etcd_user_and_password() {
         .expect_err("wrong password")
         .to_string();
     assert!(
-        e.contains("authenticate") && e.contains(&etcd.endpoint) && e.contains("--etcd-password"),
+        e.contains("authenticate") && e.contains(etcd.endpoint()) && e.contains("--etcd-password"),
         "{e}"
     );
 }
 
 #[test]
 fn etcd_an_expired_token_is_renewed() {
-    let Some(mut etcd) =
-        Etcd::start_with_flags("etcd_an_expired_token_is_renewed", &["--auth-token-ttl=1"])
-    else {
-        return;
-    };
-    etcd.enable_auth("wfl-secret");
+    require_programs!("etcd", "etcdctl");
+    let mut etcd = Etcd::loopback_with(&["--auth-token-ttl=1"], false).expect("etcd");
+    etcd.enable_auth("wfl-secret").expect("authentication on");
     let options = EtcdOptions {
-        endpoints: vec![etcd.endpoint.clone()],
+        endpoints: vec![etcd.endpoint().to_owned()],
         username: Some("root".to_owned()),
         password: Some("wfl-secret".to_owned()),
         ..EtcdOptions::default()
@@ -314,7 +317,7 @@ fn etcd_an_expired_token_is_renewed() {
     // stop, when the token (restored with etcd's log, 1 s to live) has expired again.
     etcd.stop();
     std::thread::sleep(Duration::from_millis(4000));
-    etcd.restart();
+    etcd.restart().expect("etcd restarts");
     std::thread::sleep(Duration::from_millis(3000));
     Etcdctl(&etcd).put("10.5.8.0-24", r#"{"PublicIP":"192.168.50.8"}"#);
     let batch = watch
@@ -330,13 +333,15 @@ fn etcd_an_expired_token_is_renewed() {
 
 #[test]
 fn etcd_a_dead_endpoint_is_skipped() {
-    let Some(etcd) = Etcd::start("etcd_a_dead_endpoint_is_skipped") else {
-        return;
-    };
+    require_programs!("etcd", "etcdctl");
+    let etcd = Etcd::loopback().expect("etcd");
     // Nothing listens on the first endpoint: calls and watches go on to the second.
-    let dead = format!("http://127.0.0.1:{}", lease_common::free_port());
+    let dead = format!(
+        "http://127.0.0.1:{}",
+        weft_testkit::etcd::free_port().expect("a port")
+    );
     let options = EtcdOptions {
-        endpoints: vec![dead.clone(), etcd.endpoint.clone()],
+        endpoints: vec![dead.clone(), etcd.endpoint().to_owned()],
         ..EtcdOptions::default()
     };
     let watcher = EtcdStore::connect(options.clone()).expect("connect");
@@ -371,9 +376,8 @@ fn etcd_a_dead_endpoint_is_skipped() {
 
 #[test]
 fn etcd_outage_keeps_the_peers_and_resumes() {
-    let Some(mut etcd) = Etcd::start("etcd_outage_keeps_the_peers") else {
-        return;
-    };
+    require_programs!("etcd", "etcdctl");
+    let mut etcd = Etcd::loopback().expect("etcd");
     let s = store(&etcd);
     let hand = Etcdctl(&etcd);
     s.set_config(scenarios::VXLAN_CONFIG).expect("config");
@@ -392,7 +396,7 @@ fn etcd_outage_keeps_the_peers_and_resumes() {
     // While etcd is down nothing changes: no event removes the peer.
     let during = lease_common::wait_peers(&rx, Duration::from_secs(3), |_| true);
     assert_eq!(during, None, "the peer set changed during the outage");
-    etcd.restart();
+    etcd.restart().expect("etcd restarts");
     let hand = Etcdctl(&etcd);
     hand.put(
         "10.5.11.0-24",

@@ -40,7 +40,7 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    if let Some(reason) = weftctl::privileges::missing() {
+    if let Some(reason) = weft_testkit::privileges::missing() {
         println!("scale_leases: skipped: {reason}");
         return;
     }
@@ -57,8 +57,9 @@ fn main() {
         .unwrap_or(10_000);
     let mut failed = false;
     for store in [Store::Etcd, Store::Dir] {
-        if store == Store::Etcd && !weftctl::privileges::on_path("etcd") {
-            println!("scale_leases: etcd run skipped: etcd is not installed");
+        let missing = weft_testkit::privileges::missing_programs(&["etcd", "etcdctl"]);
+        if let (Store::Etcd, Some(why)) = (store, missing) {
+            println!("scale_leases: etcd run skipped: {why}");
             continue;
         }
         let config = scale::Config {

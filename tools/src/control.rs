@@ -46,7 +46,7 @@ pub fn find(given: Option<ControlAddr>) -> anyhow::Result<ControlAddr> {
 pub fn request_in(netns: &str, addr: Option<&ControlAddr>, req: &str) -> anyhow::Result<Value> {
     let (netns, addr, req) = (netns.to_owned(), addr.cloned(), req.to_owned());
     std::thread::spawn(move || {
-        crate::testbed::netns::enter(&netns)?;
+        weft_testkit::netns::enter(&netns)?;
         request(&find(addr)?, &req)
     })
     .join()

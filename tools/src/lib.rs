@@ -2,7 +2,8 @@
 //!
 //! - [`attack`]: `weftctl attack`, a fuzzing sender of hostile datagrams at a running weftd.
 //! - [`testbed`]: two- or three-node testbeds in network namespaces (kernel VXLAN, the udp
-//!   forwarder or weftd on each node) and bounded traffic checks between them.
+//!   forwarder or weftd on each node) and bounded traffic checks between them, built on the
+//!   workspace's test kit (`weft_testkit`: namespaces, processes, etcd, packets).
 //! - [`forward`]: `weftctl forward-udp`, flannel's one-packet-per-syscall udp data path: the
 //!   interop peer for weftd's udp backend and the benchmarks' floor.
 //! - [`bench`](mod@bench): `weftctl bench`, TCP throughput of each data path on the same testbed.
@@ -12,7 +13,6 @@
 //! - [`scale`]: `weftctl scale-leases`, weftd with thousands of leases: time to all routes,
 //!   memory.
 //! - [`peers`], [`net`]: the static peers file and IP prefixes.
-//! - [`privileges`]: `require_root!` for tests that build testbeds.
 #![forbid(unsafe_code)]
 
 pub mod attack;
@@ -22,7 +22,6 @@ pub mod demo;
 pub mod forward;
 pub mod leases;
 pub mod peers;
-pub mod privileges;
 pub mod scale;
 pub mod soak;
 pub mod testbed;

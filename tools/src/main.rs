@@ -575,7 +575,7 @@ fn cleanup_on_signals() -> anyhow::Result<()> {
     std::thread::spawn(move || {
         if let Some(sig) = signals.forever().next() {
             eprintln!("\nweftctl: signal {sig}: removing the testbed");
-            testbed::netns::cleanup_all();
+            weft_testkit::netns::cleanup_all();
             std::process::exit(128 + sig);
         }
     });

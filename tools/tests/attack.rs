@@ -28,9 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::model::{Backend, Cidr};
+use weft_testkit::require_root;
 use weftctl::attack::{Kind, REPORT_PREFIX};
 use weftctl::control;
-use weftctl::require_root;
 use weftctl::testbed::{Node, Overlay, Testbed, UNDERLAY_DEV, VNI};
 
 /// The sinks' port in the pods of a and b.
@@ -550,10 +550,11 @@ fn foreign_inner_source_dropped_unless_allowed() {
     };
     // To b: a's pod as the source. To a: b's pod as the source.
     let datagrams = [(1usize, 0usize), (0, 1)].map(|(to, spoofed)| {
-        let d = weftctl::attack::packet::ipv4_udp(
+        let d = weft_testkit::packet::ipv4_udp(
             v4(bed.node(spoofed).pod_ip()),
             v4(bed.node(to).pod_ip()),
-            (40_000, SINK_PORT),
+            40_000,
+            SINK_PORT,
             b"spoofed by c",
         );
         (SocketAddr::new(bed.node(to).underlay().into(), 8285), d)

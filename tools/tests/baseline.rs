@@ -9,7 +9,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use weftctl::require_root;
+use weft_testkit::require_root;
 use weftctl::testbed::ping::{self, Echo, SocketKind};
 use weftctl::testbed::{traffic, Overlay, Testbed};
 
@@ -159,6 +159,6 @@ fn stale_namespaces_of_dead_processes_are_reaped() {
     assert!(!namespaces().contains(stale), "{stale} was not reaped");
     // Our own live testbed's namespaces are left alone by another testbed's reaping.
     let live = bed.node(0).ns().name().to_owned();
-    assert!(weftctl::testbed::netns::reap_stale().is_empty());
+    assert!(weft_testkit::netns::reap_stale().is_empty());
     assert!(namespaces().contains(&live));
 }

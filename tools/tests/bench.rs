@@ -8,9 +8,9 @@ mod common;
 
 use std::process::Command;
 
+use weft_testkit::privileges;
+use weft_testkit::require_root;
 use weftctl::bench::{self, METRICS};
-use weftctl::privileges;
-use weftctl::require_root;
 use weftctl::testbed::{Binaries, Options};
 
 #[test]

@@ -23,7 +23,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use engine::model::Backend;
-use weftctl::require_root;
+use weft_testkit::require_root;
 use weftctl::testbed::{traffic, Binaries, Netns, Overlay, Testbed};
 
 /// CAP_NET_ADMIN's bit (linux/capability.h).
@@ -179,7 +179,7 @@ fn without_cap_net_admin_weftd_fails_naming_it() {
     let jail = Jail::new(real.weftd.as_deref().expect("weftd"), "");
     let ns = Netns::create(&format!(
         "{}{}-nocaps",
-        weftctl::testbed::netns::PREFIX,
+        weft_testkit::netns::PREFIX,
         std::process::id()
     ))
     .expect("namespace");
@@ -237,7 +237,7 @@ fn lease_mode_with_ip_masq_as_nobody_with_only_cap_net_admin() {
     let jail = Jail::new(real.weftd.as_deref().expect("weftd"), "+net_admin");
     let ns = Netns::create(&format!(
         "{}{}-capslease",
-        weftctl::testbed::netns::PREFIX,
+        weft_testkit::netns::PREFIX,
         std::process::id()
     ))
     .expect("namespace");

@@ -19,7 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::CommandFactory;
-use weftctl::require_root;
+use weft_testkit::{require_root, wait};
 use weftctl::testbed::Netns;
 
 /// How long a rejected start may take (it must exit before doing anything).
@@ -352,7 +352,7 @@ fn every_invalid_flag_value_exits_2_and_leaves_nothing() {
     std::fs::write(x.path("peers"), "").expect("peers");
     let ns = Netns::create(&format!(
         "{}{}-cli",
-        weftctl::testbed::netns::PREFIX,
+        weft_testkit::netns::PREFIX,
         std::process::id()
     ))
     .expect("namespace");
@@ -371,10 +371,7 @@ fn every_invalid_flag_value_exits_2_and_leaves_nothing() {
         .stderr(Stdio::null())
         .spawn()
         .expect("starting a valid weftd");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while leftovers(&ns, &x).len() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(Duration::from_secs(10), || leftovers(&ns, &x).len() >= 2);
     let seen = leftovers(&ns, &x);
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(good.id() as i32).expect("pid"),
@@ -465,17 +462,8 @@ fn every_invalid_flag_value_exits_2_and_leaves_nothing() {
 }
 
 /// Waits until `f` holds or `limit` passes; returns whether it held.
-fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(limit: Duration, f: impl FnMut() -> bool) -> bool {
+    wait::until_every(limit, Duration::from_millis(50), f).is_some()
 }
 
 /// The FLANNEL rules iptables shows in `ns`.
@@ -526,7 +514,7 @@ fn flanneld_syntax_and_defaults() {
         .expect("timeout");
     let ns = Netns::create(&format!(
         "{}{}-gocli",
-        weftctl::testbed::netns::PREFIX,
+        weft_testkit::netns::PREFIX,
         std::process::id()
     ))
     .expect("namespace");
@@ -623,7 +611,7 @@ fn a_second_weftd_for_the_same_tun_is_refused_before_it_leases() {
     let (weftd, x, leases) = weftd_and_lease_dir("vxlan");
     // Two namespaces, each with its own underlay address on lo, all weftd on defaults but the
     // lease directory and the subnet file (each node's own /run in a real cluster).
-    let prefix = format!("{}{}", weftctl::testbed::netns::PREFIX, std::process::id());
+    let prefix = format!("{}{}", weft_testkit::netns::PREFIX, std::process::id());
     let spaces: Vec<Netns> = ["one", "two"]
         .iter()
         .map(|n| Netns::create(&format!("{prefix}-{n}")).expect("namespace"))

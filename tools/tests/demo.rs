@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use weftctl::require_root;
+use weft_testkit::require_root;
 
 /// The demo promises under a minute.
 const DEMO_LIMIT: Duration = Duration::from_secs(60);

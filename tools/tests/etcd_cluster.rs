@@ -1,4 +1,4 @@
-//! Issue 15, item 1: weftd on a real three-member etcd cluster while the cluster breaks.
+//! weftd on a real three-member etcd cluster while the cluster breaks.
 //!
 //! Three etcd members, each in its own namespace on the testbed's bridge
 //! ([`weftctl::testbed::etcd_cluster`]); two weftd nodes in lease mode with all three
@@ -12,7 +12,7 @@
 //! 3. member m2 is cut off from its peers only, so clients still reach a member that has no
 //!    leader (a minority of one): node b, which starts at m2, must not follow a stale view;
 //! 4. two members are stopped for `WEFT_ETCD_QUORUM_LOSS_SECS` (default 5; the long
-//!    version is 30), then started on their data.
+//!    version in the README is 30), then started on their data.
 //!
 //! After each fault a lease written through a member of the majority must reach both nodes'
 //! routes (the times are printed); no datagram may be lost, every TCP stream verifies, no
@@ -29,11 +29,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::lease::{EtcdOptions, EtcdStore, LeaseStore};
-use weftctl::require_root;
+use weft_testkit::etcd::PREFIX;
+use weft_testkit::{require_programs, require_root, wait};
 use weftctl::testbed::etcd_cluster::EtcdCluster;
 use weftctl::testbed::leased::{
-    etcd_installed, problem_lines, vxlan_lease, FlowReport, LeasedNode, UdpFlow, CONFIG_VXLAN,
-    PREFIX,
+    problem_lines, vxlan_lease, FlowReport, LeasedNode, UdpFlow, CONFIG_VXLAN,
 };
 use weftctl::testbed::traffic::{self, End};
 use weftctl::testbed::Testbed;
@@ -119,9 +119,7 @@ fn renewals(log: &str) -> usize {
 #[test]
 fn three_member_etcd_faults_keep_routes_and_leases() {
     require_root!();
-    if !etcd_installed("three_member_etcd_faults_keep_routes_and_leases") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     let outage = quorum_loss();
     let weftd = common::binaries_with_weftd().weftd.expect("weftd");
     let mut bed = Testbed::new(3, common::binaries_with_weftd()).expect("testbed");
@@ -445,15 +443,8 @@ impl Drop for StopOnDrop {
 }
 
 /// Waits until `f` holds (every 100 ms, up to `limit`); returns the time it took.
-fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while !f() {
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(start.elapsed())
+fn wait_until(limit: Duration, f: impl FnMut() -> bool) -> Option<Duration> {
+    wait::until_every(limit, Duration::from_millis(100), f)
 }
 
 /// The leader member `k` reports (0: none), or None when it does not answer.

@@ -22,10 +22,10 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
-use weftctl::require_root;
+use weft_testkit::etcd::{Etcd, PREFIX};
+use weft_testkit::{require_programs, require_root, wait};
 use weftctl::testbed::leased::{
-    cut_from_etcd, etcd_installed, proc_stats, vxlan_lease, Etcd, FlowReport, LeasedNode, UdpFlow,
-    CONFIG_VXLAN, PREFIX,
+    cut_from_etcd, proc_stats, vxlan_lease, FlowReport, LeasedNode, UdpFlow, CONFIG_VXLAN,
 };
 use weftctl::testbed::Testbed;
 
@@ -105,21 +105,15 @@ fn lease_keys(etcd: &Etcd) -> Vec<String> {
     .collect()
 }
 
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    start.elapsed()
+fn wait_until(what: &str, limit: Duration, f: impl FnMut() -> bool) -> Duration {
+    wait::until_every(limit, Duration::from_millis(50), f)
+        .unwrap_or_else(|| panic!("{what}: not within {limit:?}"))
 }
 
 #[test]
 fn etcd_stop_compaction_and_empty_restore_keep_forwarding() {
     require_root!();
-    if !etcd_installed("etcd_stop_compaction_and_empty_restore_keep_forwarding") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     let stop_secs: u64 = std::env::var("WEFT_FAULT_ETCD_STOP_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -250,9 +244,7 @@ fn has_tun(bed: &Testbed, i: usize) -> bool {
 #[test]
 fn weftd_sigkill_restart_and_sigterm() {
     require_root!();
-    if !etcd_installed("weftd_sigkill_restart_and_sigterm") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
     let etcd = Etcd::start(bed.node(1).ns(), bed.node(1).underlay(), bed.dir()).expect("etcd");
     etcd.put("config", CONFIG_VXLAN).expect("config");
@@ -332,9 +324,7 @@ fn weftd_sigkill_restart_and_sigterm() {
 #[test]
 fn thousand_leases_churn_without_loss() {
     require_root!();
-    if !etcd_installed("thousand_leases_churn_without_loss") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     const LEASES: usize = 1000;
     const BURST: usize = 100;
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
@@ -399,9 +389,7 @@ fn cpu_over(bed: &mut Testbed, node: &LeasedNode, window: Duration) -> Duration 
 #[test]
 fn underlay_flap_and_tun_deleted() {
     require_root!();
-    if !etcd_installed("underlay_flap_and_tun_deleted") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
     let etcd = Etcd::start(bed.node(1).ns(), bed.node(1).underlay(), bed.dir()).expect("etcd");
     etcd.put("config", CONFIG_VXLAN).expect("config");

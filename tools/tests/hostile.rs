@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use encap::backend::{udp_decap, VxlanDecap, VxlanEncap};
 use engine::model::{Backend, MAX_UDP_PAYLOAD_V4};
-use weftctl::attack::packet;
+use weft_testkit::packet;
+use weft_testkit::require_root;
 use weftctl::control;
-use weftctl::require_root;
 use weftctl::testbed::{traffic, Overlay, Testbed, UNDERLAY_DEV, VNI};
 
 /// What the one legitimate datagram to the sink carries.
@@ -38,12 +38,12 @@ fn payload(len: usize) -> Vec<u8> {
 
 /// An IPv4/UDP packet to the sink with `payload_len` bytes and valid checksums.
 fn ipv4_udp(src: Ipv4Addr, dst: Ipv4Addr, payload_len: usize) -> Vec<u8> {
-    packet::ipv4_udp(src, dst, (40000, SINK_PORT), &payload(payload_len))
+    packet::ipv4_udp(src, dst, 40000, SINK_PORT, &payload(payload_len))
 }
 
 /// An IPv6/UDP packet to the sink with `payload_len` bytes and a valid checksum.
 fn ipv6_udp(src: Ipv6Addr, dst: Ipv6Addr, payload_len: usize) -> Vec<u8> {
-    packet::ipv6_udp(src, dst, (40000, SINK_PORT), &payload(payload_len))
+    packet::ipv6_udp(src, dst, 40000, SINK_PORT, &payload(payload_len))
 }
 
 /// One hostile datagram and what weftd must make of it.

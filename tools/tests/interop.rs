@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use engine::model::Backend;
 use engine::underlay::{UdpConfig, UdpSocket};
-use weftctl::require_root;
+use weft_testkit::require_root;
 use weftctl::testbed::{traffic, Options, Overlay, Testbed};
 
 /// Bytes of each IPv6 stream (the IPv4 ones are `common::stream_bytes`).

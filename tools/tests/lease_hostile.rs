@@ -16,10 +16,9 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use weftctl::require_root;
-use weftctl::testbed::leased::{
-    etcd_installed, vxlan_lease, Etcd, LeasedNode, CONFIG_VXLAN, PREFIX,
-};
+use weft_testkit::etcd::{Etcd, PREFIX};
+use weft_testkit::{require_programs, require_root};
+use weftctl::testbed::leased::{vxlan_lease, LeasedNode, CONFIG_VXLAN};
 use weftctl::testbed::traffic::{self, End};
 use weftctl::testbed::Testbed;
 
@@ -46,9 +45,7 @@ fn count(log: &str, needles: &[&str]) -> usize {
 #[test]
 fn hostile_lease_store() {
     require_root!();
-    if !etcd_installed("hostile_lease_store") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     let weftd = common::binaries_with_weftd().weftd.expect("weftd");
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
     let etcd = Etcd::start(bed.node(0).ns(), bed.node(0).underlay(), bed.dir()).expect("etcd");

@@ -22,10 +22,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use weftctl::require_root;
-use weftctl::testbed::leased::{
-    cut_from_etcd, etcd_installed, problem_lines, Etcd, LeasedNode, CONFIG_VXLAN, PREFIX, ROLES,
-};
+use weft_testkit::etcd::{Etcd, PREFIX};
+use weft_testkit::{require_programs, require_root};
+use weftctl::testbed::leased::{cut_from_etcd, problem_lines, LeasedNode, CONFIG_VXLAN, ROLES};
 use weftctl::testbed::ping::{self, Echo};
 use weftctl::testbed::traffic::{self, End};
 use weftctl::testbed::Testbed;
@@ -136,9 +135,7 @@ fn distinct(subnets: &[String]) {
 #[test]
 fn three_nodes_on_etcd() {
     require_root!();
-    if !etcd_installed("three_nodes_on_etcd") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     let mut bed = Testbed::new(3, common::binaries_with_weftd()).expect("testbed");
     let etcd = start_etcd(&bed, CONFIG_VXLAN);
     let store = etcd.store_args();
@@ -350,9 +347,7 @@ fn three_nodes_on_a_lease_directory_with_ip_masq() {
 #[test]
 fn etcd_outage_keeps_traffic_and_watching_resumes() {
     require_root!();
-    if !etcd_installed("etcd_outage_keeps_traffic_and_watching_resumes") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
     let mut etcd = start_etcd(&bed, CONFIG_VXLAN);
     let store = etcd.store_args();
@@ -401,9 +396,7 @@ fn etcd_outage_keeps_traffic_and_watching_resumes() {
 #[test]
 fn two_weftd_race_for_the_last_free_subnet() {
     require_root!();
-    if !etcd_installed("two_weftd_race_for_the_last_free_subnet") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
     // A /22 of /24s: SubnetMin is 10.246.1.0, SubnetMax 10.246.3.0; two are reserved (keys
     // without a TTL, flannel's reservations) for nodes that are not here.
@@ -501,16 +494,8 @@ fn two_weftd_race_for_the_last_free_subnet() {
     let metrics = bed
         .node(winner)
         .ns()
-        .spawn_inside(|| {
-            use std::io::{Read as _, Write as _};
-            let mut s = std::net::TcpStream::connect(("127.0.0.1", 9411))?;
-            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")?;
-            let mut body = String::new();
-            s.read_to_string(&mut body)?;
-            Ok(body)
-        })
-        .join()
-        .expect("metrics thread")
+        .run_inside(|| weft_testkit::http::get(([127, 0, 0, 1], 9411).into(), "/metrics"))
+        .expect("entering the winner's namespace")
         .expect("GET /metrics");
     for line in [
         "weft_lease_peers 2",
@@ -534,7 +519,7 @@ fn renewals(log: &str) -> usize {
     log.matches("renewed the lease").count()
 }
 
-/// Issue 15, item 5. With the lease TTL shortened (`WEFT_TEST_LEASE_TTL_SECS`; a nonsense
+/// Lease lifetime. With the lease TTL shortened (`WEFT_TEST_LEASE_TTL_SECS`; a nonsense
 /// value is refused, exit 2 naming the variable): many renewal cycles on time with no route
 /// flap on either node and no datagram lost; then node b cut from etcd past its TTL, so its
 /// lease expires (node a drops the route, as flanneld's peers do): b keeps forwarding on its
@@ -543,9 +528,7 @@ fn renewals(log: &str) -> usize {
 #[test]
 fn short_ttl_renews_on_time_and_survives_expiry() {
     require_root!();
-    if !etcd_installed("short_ttl_renews_on_time_and_survives_expiry") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     let cycles: u64 = std::env::var("WEFT_LEASE_RENEWAL_CYCLES")
         .ok()
         .map(|v| {

@@ -1,6 +1,6 @@
-//! A lossy underlay. Two weftd nodes (vxlan, then udp) joined through a
+//! weftd over a lossy underlay. Two weftd nodes (vxlan, then udp) joined through a
 //! router namespace that loses 1 %, duplicates 1 %, reorders 25 % and delays by 10 ms +- 5 ms
-//! the datagrams between them, each alone and all together ([`Impairment::scenarios`], built
+//! the datagrams between them, each alone and all together ([`Impairment::lossy_path`], built
 //! from iptables `statistic`, `TEE` and an NFQUEUE relay: `weftctl::testbed::impair`).
 //!
 //! Under each impairment:
@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use engine::config::DriverArg;
 use engine::model::Backend;
+use weft_testkit::{require_root, wait};
 use weftctl::bench::lossy;
-use weftctl::require_root;
 use weftctl::testbed::impair::{Counts, Impaired, Impairment};
 use weftctl::testbed::leased::UdpFlow;
 use weftctl::testbed::{traffic, Overlay, Testbed};
@@ -152,12 +152,11 @@ fn check(bed: &mut Testbed, backend: Backend, name: &str, impairment: Impairment
     let report = flow.finish().expect("flow report");
     let (d, rx) = settle(bed, &impaired, before, rx_before);
     // The TUN write follows the receive in the same pump turn: wait for it as well.
-    let deadline = Instant::now() + DRAIN;
-    let mut tun_after = tun_packets(bed, 1);
-    while tun_after - tun_before != rx && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
+    let mut tun_after = tun_before;
+    wait::until_every(DRAIN, Duration::from_millis(10), || {
         tun_after = tun_packets(bed, 1);
-    }
+        tun_after - tun_before == rx
+    });
     let relay = impaired.relay_counts().expect("relay counters");
     eprintln!(
         "{} {name}: flow {report}; router a->b {d}; relay {relay}; weftd b: +{} datagrams, +{} \
@@ -260,7 +259,7 @@ fn check(bed: &mut Testbed, backend: Backend, name: &str, impairment: Impairment
 
 fn every_impairment(backend: Backend) {
     let mut bed = start(backend);
-    for (name, impairment) in Impairment::scenarios() {
+    for (name, impairment) in Impairment::lossy_path() {
         check(&mut bed, backend, name, impairment);
     }
 }

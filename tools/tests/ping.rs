@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use weftctl::require_root;
-use weftctl::testbed::netns::{Netns, PREFIX};
+use weft_testkit::netns::{Netns, PREFIX};
+use weft_testkit::require_root;
 use weftctl::testbed::ping::{self, Echo, SocketKind};
 use weftctl::testbed::traffic::End;
 

@@ -22,8 +22,9 @@ mod common;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use weftctl::require_root;
-use weftctl::testbed::leased::{etcd_installed, Etcd, LeasedNode};
+use weft_testkit::etcd::Etcd;
+use weft_testkit::{require_programs, require_root};
+use weftctl::testbed::leased::LeasedNode;
 use weftctl::testbed::traffic::{self, End};
 use weftctl::testbed::{Options, Testbed};
 
@@ -77,7 +78,7 @@ enum Store {
     /// A lease directory.
     Dir(std::path::PathBuf),
     /// etcd in node a's namespace.
-    Etcd(Etcd),
+    Etcd(Box<Etcd>),
 }
 
 impl Store {
@@ -93,7 +94,7 @@ impl Store {
     fn etcd(bed: &Testbed, config: &str) -> Store {
         let etcd = Etcd::start(bed.node(0).ns(), bed.node(0).underlay(), bed.dir()).expect("etcd");
         etcd.put("config", config).expect("etcdctl put config");
-        Store::Etcd(etcd)
+        Store::Etcd(Box::new(etcd))
     }
 
     fn args(&self) -> Vec<String> {
@@ -174,9 +175,7 @@ fn direct_routing_on_one_segment_bypasses_the_overlay() {
 #[test]
 fn direct_routing_on_one_segment_on_etcd() {
     require_root!();
-    if !etcd_installed("direct_routing_on_one_segment_on_etcd") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
     let store = Store::etcd(&bed, CONFIG_DIRECT);
     one_segment(&mut bed, &store);
@@ -320,9 +319,7 @@ fn host_gw_routes_to_neighbours_as_flanneld_does() {
 #[test]
 fn host_gw_on_etcd() {
     require_root!();
-    if !etcd_installed("host_gw_on_etcd") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     let mut bed = host_gw_testbed();
     let store = Store::etcd(&bed, CONFIG_HOST_GW);
     host_gw(&mut bed, &store);

@@ -9,7 +9,7 @@ mod common;
 
 use std::process::Command;
 
-use weftctl::require_root;
+use weft_testkit::{require_programs, require_root};
 
 fn scale_leases(store: &str) {
     let weftd = common::binaries_with_weftd().weftd.expect("weftd");
@@ -36,10 +36,7 @@ fn scale_leases(store: &str) {
 #[test]
 fn scale_leases_500_on_etcd() {
     require_root!();
-    if !weftctl::privileges::on_path("etcd") {
-        weftctl::privileges::skip("scale_leases_500_on_etcd", "etcd is not installed");
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     scale_leases("etcd");
 }
 

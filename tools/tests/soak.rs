@@ -8,15 +8,12 @@ mod common;
 
 use std::time::Duration;
 
-use weftctl::require_root;
-use weftctl::testbed::leased::etcd_installed;
+use weft_testkit::{require_programs, require_root};
 
 #[test]
 fn one_minute_soak() {
     require_root!();
-    if !etcd_installed("one_minute_soak") {
-        return;
-    }
+    require_programs!("etcd", "etcdctl");
     let seconds: u64 = std::env::var("WEFT_SOAK_SECS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -1,4 +1,4 @@
-//! Issue 15, item 4: upgrade without loss. A new weftd started beside the running one with the
+//! Upgrade without loss. A new weftd started beside the running one with the
 //! same flags and `--upgrade` takes its TUN queues, UDP sockets and control socket over
 //! (daemon/handover.rs), while a 1-ms ICMP echo probe (the testbed's own, sequence-numbered)
 //! and a verified TCP stream run between the two nodes' pods.
@@ -24,14 +24,14 @@ mod common;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustix::process::Signal;
 
 use engine::config::DriverArg;
 use engine::model::Backend;
-use weftctl::require_root;
-use weftctl::testbed::leased::{have, LeasedNode};
+use weft_testkit::{require_root, wait};
+use weftctl::testbed::leased::LeasedNode;
 use weftctl::testbed::ping::{self, Echo, EchoReport};
 use weftctl::testbed::traffic::{self, End, StreamReport};
 use weftctl::testbed::{Netns, Overlay, Process, Testbed, WEFTD_READY};
@@ -184,11 +184,8 @@ fn exited(pid: u32) -> bool {
 /// Sends SIGTERM to `pid` (ours, or started by a weftd of ours) and waits until it exited.
 fn terminate(pid: u32) {
     signal(pid, Signal::TERM);
-    let deadline = Instant::now() + READY;
-    while !exited(pid) {
-        assert!(Instant::now() < deadline, "pid {pid} ignored SIGTERM");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let gone = wait::until_every(READY, Duration::from_millis(1), || exited(pid));
+    assert!(gone.is_some(), "pid {pid} ignored SIGTERM");
 }
 
 #[test]
@@ -334,7 +331,7 @@ fn lease_mode_upgrade_loses_nothing_and_keeps_the_lease() {
     require_root!();
     let mut bed = Testbed::new(2, common::binaries_with_weftd()).expect("testbed");
     let store = lease_dir(&bed);
-    let masq = have("iptables");
+    let masq = weft_testkit::privileges::on_path("iptables");
     let mut extra = vec!["--ip-blackhole-route"];
     if masq {
         extra.push("--ip-masq");
@@ -468,10 +465,10 @@ impl Drop for Successor {
     fn drop(&mut self) {
         if !exited(self.0) {
             signal(self.0, Signal::TERM);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while !exited(self.0) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            let pid = self.0;
+            wait::until_every(Duration::from_secs(5), Duration::from_millis(10), || {
+                exited(pid)
+            });
         }
     }
 }

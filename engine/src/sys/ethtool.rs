@@ -139,13 +139,6 @@ mod tests {
     #[test]
     fn veth_features_switch_and_read_back() {
         require_root!();
-        if Command::new("ip").arg("-V").output().is_err() {
-            crate::test_support::skip(
-                "veth_features_switch_and_read_back",
-                "the ip command (iproute2) is not installed",
-            );
-            return;
-        }
         in_netns(|| {
             // A child process inherits this thread's network namespace.
             let out = Command::new("ip")

@@ -2,9 +2,15 @@
 
 use super::*;
 use crate::test_support::in_netns;
-use crate::test_support::packet::{self, VnetHdr};
+use crate::test_support::packet;
+use encap::wire::virtio::{GsoType, VirtioNetHdr, VirtioNetRepr};
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
+
+/// The virtio header the kernel put before a packet read from the TUN.
+fn vnet_of(frame: &[u8]) -> VirtioNetRepr {
+    VirtioNetRepr::parse(&VirtioNetHdr::new_unchecked(frame)).expect("the kernel's virtio header")
+}
 
 /// Reads packets from any queue until `want` accepts one (returns it, virtio header included)
 /// or `timeout` passes.
@@ -250,18 +256,18 @@ fn udp_datagram_routed_into_the_tun_has_a_virtio_header() {
             is_udp4_to(&f[VIRTIO_NET_HDR_LEN..], dst)
         })
         .expect("datagram in TUN");
-        let hdr = VnetHdr::parse(&frame);
+        let hdr = vnet_of(&frame);
         eprintln!(
             "UDP datagram read from the TUN: {hdr:?}, {} bytes",
             frame.len()
         );
         let ip = ip_of(&tun, &frame);
         assert_eq!(&ip[28..], b"hello weft");
-        assert_eq!(hdr.gso_type, packet::GSO_NONE);
+        assert_eq!(hdr.gso, GsoType::None);
         assert_eq!(hdr.gso_size, 0);
         // With TUN_F_CSUM the stack leaves the UDP checksum partial: csum_start is the UDP
         // header (after 20 bytes of IPv4), csum_offset the checksum field in it.
-        assert_eq!(hdr.flags, packet::F_NEEDS_CSUM);
+        assert!(hdr.needs_csum && !hdr.data_valid, "{hdr:?}");
         assert_eq!((hdr.csum_start, hdr.csum_offset), (20, 6));
     });
 }
@@ -393,7 +399,7 @@ fn tcp_stream_is_read_as_tso_super_packets() {
         tun.queues()[0].write(&frame).expect("write SYN-ACK");
 
         // Collect the data the stack sends before it waits for our ACKs.
-        let mut data_packets: Vec<(VnetHdr, usize)> = Vec::new();
+        let mut data_packets: Vec<(VirtioNetRepr, usize)> = Vec::new();
         let mut payload_total = 0usize;
         let _ = read_until(&tun, Duration::from_secs(2), |f| {
             let ip = &f[VIRTIO_NET_HDR_LEN..];
@@ -404,7 +410,7 @@ fn tcp_stream_is_read_as_tso_super_packets() {
             let doff = usize::from(ip[ihl + 12] >> 4) * 4;
             let payload = ip.len() - ihl - doff;
             if payload > 0 {
-                data_packets.push((VnetHdr::parse(f), payload));
+                data_packets.push((vnet_of(f), payload));
                 payload_total += payload;
             }
             payload_total >= 10 * 1460
@@ -414,11 +420,11 @@ fn tcp_stream_is_read_as_tso_super_packets() {
         eprintln!("client wrote {written} bytes; TUN reads with payload: {data_packets:?}");
         let super_packet = data_packets
             .iter()
-            .find(|(h, len)| h.gso_type == packet::GSO_TCPV4 && *len > usize::from(h.gso_size))
+            .find(|(h, len)| h.gso == GsoType::TcpV4 && *len > usize::from(h.gso_size))
             .copied();
         let (hdr, len) = super_packet.expect("at least one TSO super-packet");
         assert_eq!(hdr.gso_size, 1460, "gso_size is the MSS we advertised");
-        assert_eq!(hdr.flags, packet::F_NEEDS_CSUM);
+        assert!(hdr.needs_csum && !hdr.data_valid, "{hdr:?}");
         assert_eq!((hdr.csum_start, hdr.csum_offset), (20, 16));
         assert!(len > 1460, "{len}");
     });
@@ -441,7 +447,7 @@ fn udp_gso_send_into_the_tun_is_one_uso_packet() {
             let ip = &f[VIRTIO_NET_HDR_LEN..];
             if is_udp4_to(ip, dst) {
                 total += ip.len() - 28;
-                frames.push((VnetHdr::parse(f), ip.len()));
+                frames.push((vnet_of(f), ip.len()));
             }
             total >= payload.len()
         });
@@ -450,7 +456,7 @@ fn udp_gso_send_into_the_tun_is_one_uso_packet() {
         if tun.offloads().uso {
             assert_eq!(frames.len(), 1, "one USO super-packet");
             let (hdr, ip_len) = frames[0];
-            assert_eq!(hdr.gso_type, packet::GSO_UDP_L4);
+            assert_eq!(hdr.gso, GsoType::UdpL4);
             assert_eq!(hdr.gso_size, 1000);
             assert_eq!(ip_len, 20 + 8 + 4000);
         } else {

@@ -14,9 +14,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use encap::backend::{VxlanEncap, VXLAN_HEADER_LEN};
 
-use super::packet::{self, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE, NH_ROUTING};
 use super::Rng;
 use engine::model::{Backend, Cidr, Mac, MAX_UDP_PAYLOAD_V4};
+use weft_testkit::packet::{self, NH_DEST_OPTS, NH_FRAGMENT, NH_HOP_BY_HOP, NH_NONE, NH_ROUTING};
 
 /// What the attacker knows about the node it attacks and the peer it poses as.
 #[derive(Debug, Clone)]
@@ -161,9 +161,15 @@ impl Kind {
         };
         let own4 = v4(pick(t.own_subnet, rng));
         let dst4 = v4(t.target_subnet.host(1));
-        let ports = (40_000 + (seq % 1000) as u16, t.sink_port);
+        let (sport, dport) = (40_000 + (seq % 1000) as u16, t.sink_port);
         let valid = |rng: &mut Rng| {
-            packet::ipv4_udp(v4(pick(t.own_subnet, rng)), dst4, ports, &payload(32))
+            packet::ipv4_udp(
+                v4(pick(t.own_subnet, rng)),
+                dst4,
+                sport,
+                dport,
+                &payload(32),
+            )
         };
         match self {
             Kind::Empty => Vec::new(),
@@ -262,7 +268,8 @@ impl Kind {
                 let slots = 1 + rng.below(8) as u8;
                 let mut opts = vec![1, 1, 7, 3 + 4 * slots, 4];
                 opts.extend(std::iter::repeat_n(0, 4 * usize::from(slots)));
-                let p = packet::ipv4_udp_with_options(own4, dst4, ports, &opts, &payload(32));
+                let p =
+                    packet::ipv4_udp_with_options(own4, dst4, sport, dport, &opts, &payload(32));
                 wrap(t, &p, Some(4))
             }
             Kind::Ipv6ExtChain => {
@@ -281,7 +288,7 @@ impl Kind {
             }
             Kind::Oversized => {
                 let extra = t.mtu + 1 + rng.below(2000) as usize;
-                let p = packet::ipv4_udp(own4, dst4, ports, &payload(extra));
+                let p = packet::ipv4_udp(own4, dst4, sport, dport, &payload(extra));
                 wrap(t, &p, Some(4))
             }
             Kind::MaxDatagram => {
@@ -293,18 +300,19 @@ impl Kind {
                 let inner_payload = MAX_UDP_PAYLOAD_V4 - wrapping - 28;
                 let mut body = payload(0);
                 body.resize(inner_payload, 0xa5);
-                let p = packet::ipv4_udp(own4, dst4, ports, &body);
+                let p = packet::ipv4_udp(own4, dst4, sport, dport, &body);
                 wrap(t, &p, Some(4))
             }
             Kind::ToSenderSubnet => {
-                let p = packet::ipv4_udp(own4, v4(t.own_subnet.host(1)), ports, &payload(32));
+                let p =
+                    packet::ipv4_udp(own4, v4(t.own_subnet.host(1)), sport, dport, &payload(32));
                 wrap(t, &p, Some(4))
             }
             Kind::ToThirdSubnet => {
                 let dst = v4(pick(t.spoof_subnet, rng));
                 wrap(
                     t,
-                    &packet::ipv4_udp(own4, dst, ports, &payload(32)),
+                    &packet::ipv4_udp(own4, dst, sport, dport, &payload(32)),
                     Some(4),
                 )
             }
@@ -312,7 +320,7 @@ impl Kind {
                 let src = v4(pick(t.spoof_subnet, rng));
                 wrap(
                     t,
-                    &packet::ipv4_udp(src, dst4, ports, &payload(32)),
+                    &packet::ipv4_udp(src, dst4, sport, dport, &payload(32)),
                     Some(4),
                 )
             }
@@ -320,7 +328,7 @@ impl Kind {
                 let src = v4(pick(t.target_subnet, rng));
                 wrap(
                     t,
-                    &packet::ipv4_udp(src, dst4, ports, &payload(32)),
+                    &packet::ipv4_udp(src, dst4, sport, dport, &payload(32)),
                     Some(4),
                 )
             }
@@ -328,7 +336,7 @@ impl Kind {
                 let src = Ipv4Addr::new(198, 51, 100, 1 + rng.below(254) as u8);
                 wrap(
                     t,
-                    &packet::ipv4_udp(src, dst4, ports, &payload(32)),
+                    &packet::ipv4_udp(src, dst4, sport, dport, &payload(32)),
                     Some(4),
                 )
             }
@@ -384,7 +392,7 @@ fn v6_packet(t: &Target, rng: &mut Rng, src: V6Src, chain: &[u8], payload: &[u8]
         V6Src::Spoofed => t.spoof_subnet6.unwrap_or_else(|| fallback(3)),
     };
     let src = v6(pick(src_net, rng));
-    packet::ipv6_udp_with_chain(src, dst, (40_000, t.sink_port), chain, payload)
+    packet::ipv6_udp_with_chain(src, dst, 40_000, t.sink_port, chain, payload)
 }
 
 /// `inner` behind the target's encapsulation: nothing for udp; for vxlan a VXLAN header and

@@ -13,7 +13,6 @@
 //! addresses inside their own namespaces.
 
 pub mod kind;
-pub mod packet;
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};

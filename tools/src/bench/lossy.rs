@@ -5,12 +5,13 @@
 //! configurations) gets a fresh two-node testbed joined through a router with transmit
 //! offloads off (a real wire carries datagrams, not GSO batches), and runs one verified TCP
 //! stream of [`Config::seconds`] from node a's pod to node b's under no impairment and then
-//! under each of the lossy-underlay scenarios ([`Impairment::scenarios`]), the impairment
-//! installed before and removed after each stream. A stream that fails (a byte wrong, a stall) fails the run: the
-//! figures are only worth quoting if the bytes were right. The ratio of a weftd configuration
-//! is taken within one repetition (weftd / kernel VXLAN under the same impairment), and the
-//! table quotes the median of the repetitions' throughputs and of their ratios, with the
-//! relay's queue losses (which must be 0: otherwise the impairment was not what it says).
+//! under each impairment of a lossy path ([`Impairment::lossy_path`]), the impairment
+//! installed before and removed after each stream. A stream that fails (a byte wrong, a
+//! stall) fails the run: the figures are only worth quoting if the bytes were right. The ratio
+//! of a weftd configuration is taken within one repetition (weftd / kernel VXLAN under the same
+//! impairment), and the table quotes the median of the repetitions' throughputs and of their
+//! ratios, with the relay's queue losses (which must be 0: otherwise the impairment was not
+//! what it says).
 
 use std::time::Duration;
 
@@ -64,7 +65,7 @@ pub fn default_overlays() -> Vec<Overlay> {
 pub struct Table {
     /// Kernel VXLAN, then [`Config::overlays`].
     pub overlays: Vec<Overlay>,
-    /// "none", then the scenarios' impairments.
+    /// "none", then the lossy path's impairments.
     pub impairments: Vec<&'static str>,
     /// Gbit/s per overlay, impairment and run.
     pub gbit: Vec<Vec<Vec<f64>>>,
@@ -122,7 +123,7 @@ impl Table {
 /// Runs the measurement (see the module documentation).
 pub fn run(config: &Config) -> anyhow::Result<Table> {
     let mut impairments = vec![("none", Impairment::NONE)];
-    impairments.extend(Impairment::scenarios());
+    impairments.extend(Impairment::lossy_path());
     let mut overlays = vec![Overlay::KernelVxlan];
     overlays.extend(config.overlays.iter().copied());
     let mut gbit = vec![vec![Vec::new(); impairments.len()]; overlays.len()];

@@ -16,7 +16,7 @@
 //! fails) is reported with the reason and skipped for the remaining repetitions; a workload
 //! that fails is reported with the reason and tried again in the next repetition; every other
 //! figure is still measured. Testbeds are removed on every exit; the binary installs a SIGINT
-//! / SIGTERM handler that calls [`crate::testbed::netns::cleanup_all`].
+//! / SIGTERM handler that calls [`weft_testkit::netns::cleanup_all`].
 
 pub mod cpu;
 pub mod latency;
@@ -478,10 +478,10 @@ pub fn run(config: &Config) -> anyhow::Result<Vec<Row>> {
     if config.seconds() == 0 {
         bail!("--seconds must be at least 1");
     }
-    if let Some(reason) = crate::privileges::missing() {
+    if let Some(reason) = weft_testkit::privileges::missing() {
         bail!("cannot build a testbed: {reason}");
     }
-    if !crate::privileges::on_path("iperf3") {
+    if !weft_testkit::privileges::on_path("iperf3") {
         bail!("iperf3 is not installed (apt-get install iperf3)");
     }
     let setups: Vec<Setup> = all_setups()

@@ -15,14 +15,15 @@
 //! weftd and weftctl.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use crate::privileges;
 use crate::testbed::{ping, traffic, Binaries, Testbed};
 use engine::model::Backend;
+use weft_testkit::etcd::Etcd;
+use weft_testkit::privileges;
 
 /// Seconds of the throughput test.
 pub const THROUGHPUT_SECONDS: u32 = 3;
@@ -30,8 +31,6 @@ pub const THROUGHPUT_SECONDS: u32 = 3;
 pub const PINGS: u16 = 3;
 /// The demo's network config (flannel's format); `{backend}` is replaced.
 const CONFIG: &str = r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0", "Backend": {"Type": "{backend}"}}"#;
-/// etcd's client port inside node a.
-const ETCD_PORT: u16 = 2379;
 /// How long weftd gets to become ready.
 const READY: Duration = Duration::from_secs(20);
 
@@ -55,8 +54,10 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     if let Some(why) = privileges::missing() {
         bail!("the demo builds network namespaces: {why}; run it as root");
     }
-    if config.etcd && !privileges::on_path("etcd") {
-        bail!("--etcd: etcd is not installed (apt-get install etcd-server etcd-client)");
+    if config.etcd {
+        if let Some(why) = privileges::missing_programs(&["etcd", "etcdctl"]) {
+            bail!("--etcd: {why} (apt-get install etcd-server etcd-client)");
+        }
     }
     let weftd = config
         .binaries
@@ -72,10 +73,18 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
     let mut bed = Testbed::new(2, config.binaries.clone())?;
     let waited = waiting.elapsed();
     let dir = bed.dir().to_owned();
-    let a_ip = bed.node(0).underlay().to_string();
-    let (store_args, leases_args) = if config.etcd {
-        let endpoint = start_etcd(&mut bed, &a_ip)?;
-        put_etcd_config(&bed, &endpoint, config.backend)?;
+    // Declared after the testbed: dropped (killed by PID) before its namespace goes.
+    let etcd = if config.etcd {
+        let etcd = Etcd::start(bed.node(0).ns(), bed.node(0).underlay(), &dir)
+            .context("starting etcd inside node a")?;
+        Some(etcd)
+    } else {
+        None
+    };
+    let (store_args, leases_args) = if let Some(etcd) = &etcd {
+        etcd.put("config", &network_config(config.backend))
+            .context("writing the network config into etcd")?;
+        let endpoint = etcd.endpoint().to_owned();
         println!("demo: lease store: etcd {endpoint} (inside node a)");
         (
             vec!["--etcd-endpoints".to_owned(), endpoint.clone()],
@@ -173,56 +182,6 @@ fn leased_subnet(path: &Path) -> anyhow::Result<String> {
     Ok(format!("{network}/{len}"))
 }
 
-/// Starts etcd inside node a, listening on its underlay address; returns the endpoint.
-fn start_etcd(bed: &mut Testbed, a_ip: &str) -> anyhow::Result<String> {
-    let etcd = which("etcd").context("etcd is not on PATH")?;
-    let endpoint = format!("http://{a_ip}:{ETCD_PORT}");
-    let peer = format!("http://127.0.0.1:{}", ETCD_PORT + 1);
-    let data = bed.dir().join("etcd-data");
-    let args = vec![
-        "--name=weft-demo".to_owned(),
-        format!("--data-dir={}", data.display()),
-        format!("--listen-client-urls={endpoint}"),
-        format!("--advertise-client-urls={endpoint}"),
-        format!("--listen-peer-urls={peer}"),
-        format!("--initial-advertise-peer-urls={peer}"),
-        format!("--initial-cluster=weft-demo={peer}"),
-    ];
-    bed.spawn(0, "etcd", &etcd, &args)?;
-    traffic::wait_for_port(bed.node(0).ns(), false, ETCD_PORT, Duration::from_secs(20))
-        .context("waiting for etcd")?;
-    Ok(endpoint)
-}
-
-/// Writes the network config into etcd with etcdctl (inside node a).
-fn put_etcd_config(bed: &Testbed, endpoint: &str, backend: Backend) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let key = format!("{}/config", engine::lease::DEFAULT_PREFIX);
-    let config = network_config(backend);
-    loop {
-        let out = bed
-            .node(0)
-            .ns()
-            .command(
-                "etcdctl",
-                &[&format!("--endpoints={endpoint}"), "put", &key, &config],
-            )
-            .env("ETCDCTL_API", "3")
-            .output()
-            .context("running etcdctl (apt-get install etcd-client)")?;
-        if out.status.success() {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "etcdctl put {key} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// weftctl's verified TCP stream from node a to node b for [`THROUGHPUT_SECONDS`]; the
 /// result line.
 fn throughput(bed: &Testbed, b_ip: IpAddr) -> anyhow::Result<String> {
@@ -242,15 +201,4 @@ fn throughput(bed: &Testbed, b_ip: IpAddr) -> anyhow::Result<String> {
         report.gbit_per_s(),
         report.bytes >> 20
     ))
-}
-
-/// The full path of `program` on `$PATH`.
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    let found = path
-        .split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"])
-        .map(|d| Path::new(d).join(program))
-        .find(|p| p.is_file());
-    found
 }

@@ -365,14 +365,14 @@ fn decrement_ttl(packet: &mut [u8]) -> bool {
 mod tests {
     use super::*;
     use encap::checksum::checksum;
+    use std::net::Ipv4Addr;
+    use weft_testkit::packet::{Ip, PROTO_UDP};
 
+    /// An IPv4 header (no payload) with `ttl`.
     fn ipv4_header(ttl: u8) -> Vec<u8> {
-        let mut h = vec![
-            0x45, 0, 0, 20, 0x12, 0x34, 0x40, 0, ttl, 17, 0, 0, 10, 244, 1, 1, 10, 244, 2, 1,
-        ];
-        let c = checksum(&h);
-        h[10..12].copy_from_slice(&c.to_be_bytes());
-        h
+        let mut ip = Ip::new(Ipv4Addr::new(10, 244, 1, 1), Ipv4Addr::new(10, 244, 2, 1));
+        ip.ttl = ttl;
+        ip.header(PROTO_UDP, &[], 0)
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! memory (VmRSS, VmHWM) with that many peers.
 //!
 //! Contract: [`run`] builds a two-node testbed (network namespaces with the testbed's unique
-//! prefix; only node a is used), and either starts its own etcd inside node a, listening on
-//! that namespace's loopback (`--store etcd`, the default), or uses a lease directory in the
+//! prefix; only node a is used), and either starts its own etcd inside node a (the test kit's
+//! launcher, on node a's underlay address; `--store etcd`, the default), or uses a lease directory in the
 //! testbed's scratch directory (`--store dir`). The network config is
 //! `{"Network": "10.0.0.0/8", "SubnetLen": 24, "Backend": {"Type": "udp"}}`; lease `i` is
 //! `10.<1 + i / 256>.<i % 256>.0/24` with PublicIP `100.64.0.0 + 1 + i` and flannel's udp
@@ -29,7 +29,8 @@ use engine::lease::{
 };
 use engine::model::Ipv4Net;
 
-use crate::testbed::{traffic, Binaries, Testbed};
+use crate::testbed::{Binaries, Testbed};
+use weft_testkit::etcd::Etcd;
 
 /// The network config written to the store.
 pub const CONFIG: &str =
@@ -39,8 +40,6 @@ pub const CONFIG: &str =
 pub const MAX_LEASES: usize = 254 * 256 - 1;
 /// How often weftd's routes are polled.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
-/// etcd's client port inside node a (its own namespace: always free).
-const ETCD_PORT: u16 = 2379;
 /// Threads writing leases to etcd (etcd batches concurrent writes into one commit).
 const WRITERS: usize = 16;
 
@@ -187,10 +186,12 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
             config.leases
         );
     }
-    if config.store == Store::Etcd && !crate::privileges::on_path("etcd") {
-        bail!(
-            "--store etcd: etcd is not installed (apt-get install etcd-server), or use --store dir"
-        );
+    if config.store == Store::Etcd {
+        if let Some(why) = weft_testkit::privileges::missing_programs(&["etcd", "etcdctl"]) {
+            bail!(
+                "--store etcd: {why} (apt-get install etcd-server etcd-client), or use --store dir"
+            );
+        }
     }
     let mut bed = Testbed::new(
         2,
@@ -201,9 +202,17 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
     )?;
     let n = config.leases;
     let started_writing = Instant::now();
-    let store_args = match config.store {
-        Store::Etcd => {
-            let endpoint = start_etcd(&mut bed)?;
+    // Declared after the testbed: dropped (killed by PID) before its namespace goes.
+    let etcd = match config.store {
+        Store::Etcd => Some(
+            Etcd::start(bed.node(0).ns(), bed.node(0).underlay(), bed.dir())
+                .context("starting etcd inside node a")?,
+        ),
+        Store::Dir => None,
+    };
+    let store_args = match (config.store, &etcd) {
+        (Store::Etcd, Some(etcd)) => {
+            let endpoint = etcd.endpoint().to_owned();
             let ep = endpoint.clone();
             bed.node(0)
                 .ns()
@@ -223,7 +232,8 @@ pub fn run(config: &Config) -> anyhow::Result<Report> {
                 .map_err(|_| anyhow::anyhow!("the etcd writer panicked"))??;
             vec!["--etcd-endpoints".to_owned(), endpoint]
         }
-        Store::Dir => {
+        (Store::Etcd, None) => bail!("etcd did not start"),
+        (Store::Dir, _) => {
             let dir = bed.dir().join("leases");
             let store = DirStore::open(&dir)
                 .with_context(|| format!("opening the lease directory {}", dir.display()))?;
@@ -331,24 +341,4 @@ pub fn memory(pid: u32) -> anyhow::Result<(u64, u64)> {
             .with_context(|| format!("no {name} in {path}"))
     };
     Ok((field("VmRSS:")?, field("VmHWM:")?))
-}
-
-/// Starts etcd inside node a on its loopback; returns the endpoint once it answers.
-fn start_etcd(bed: &mut Testbed) -> anyhow::Result<String> {
-    let endpoint = format!("http://127.0.0.1:{ETCD_PORT}");
-    let peer = format!("http://127.0.0.1:{}", ETCD_PORT + 1);
-    let data = bed.dir().join("etcd-data");
-    let args = vec![
-        "--name=weft-scale".to_owned(),
-        format!("--data-dir={}", data.display()),
-        format!("--listen-client-urls={endpoint}"),
-        format!("--advertise-client-urls={endpoint}"),
-        format!("--listen-peer-urls={peer}"),
-        format!("--initial-advertise-peer-urls={peer}"),
-        format!("--initial-cluster=weft-scale={peer}"),
-    ];
-    bed.spawn(0, "etcd", std::path::Path::new("etcd"), &args)?;
-    traffic::wait_for_port(bed.node(0).ns(), false, ETCD_PORT, Duration::from_secs(20))
-        .context("waiting for etcd")?;
-    Ok(endpoint)
 }

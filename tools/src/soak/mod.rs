@@ -32,11 +32,12 @@ use serde_json::Value;
 
 use crate::control;
 use crate::testbed::leased::{
-    problem_lines, proc_stats, vxlan_lease, Etcd, FlowReport, LeasedNode, ProcStats, UdpFlow,
-    CONFIG_VXLAN, PREFIX, ROLES,
+    problem_lines, proc_stats, vxlan_lease, FlowReport, LeasedNode, ProcStats, UdpFlow,
+    CONFIG_VXLAN, ROLES,
 };
 use crate::testbed::traffic::{self, End};
 use crate::testbed::{Binaries, Testbed};
+use weft_testkit::etcd::{Etcd, PREFIX};
 
 /// Bytes in each TCP stream.
 pub const TCP_BYTES: u64 = 8 << 20;

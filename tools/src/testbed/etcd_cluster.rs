@@ -8,7 +8,8 @@
 //!   bridge by the switch port `e<k>`; it serves clients on `http://<that address>:2379` and
 //!   talks to its peers on port 2380. All members start together and the cluster is healthy
 //!   (a leader elected) when `start` returns.
-//! - Every process is a [`Etcd`] killed by PID on drop; the namespaces are deleted by name
+//! - Every process is the test kit's [`Etcd`] (a member made by [`Etcd::member`]), killed by
+//!   PID on drop; the namespaces are deleted by name
 //!   when the cluster drops (the switch ports go with them). Faults are undone by the calls
 //!   that made them ([`EtcdCluster::set_link`], [`EtcdCluster::isolate_peers`]); nothing
 //!   outside the testbed's namespaces is touched.
@@ -19,8 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::leased::{Etcd, ETCD_PEER_PORT, PREFIX};
-use super::{Netns, Testbed, UNDERLAY_DEV};
+use weft_testkit::etcd::{Etcd, PEER_PORT, PREFIX};
+use weft_testkit::netns::{self, Netns};
+
+use super::{Testbed, UNDERLAY_DEV};
 
 /// The address of member `k`: after the nodes' `192.168.250.1..3`.
 pub fn member_ip(k: usize) -> Ipv4Addr {
@@ -49,7 +52,7 @@ impl EtcdCluster {
             bail!("an etcd cluster of {size} members");
         }
         let names: Vec<String> = (0..size).map(|k| format!("m{k}")).collect();
-        let peer = |k: usize| format!("http://{}:{ETCD_PEER_PORT}", member_ip(k));
+        let peer = |k: usize| format!("http://{}:{PEER_PORT}", member_ip(k));
         let initial: Vec<String> = (0..size)
             .map(|k| format!("{}={}", names[k], peer(k)))
             .collect();
@@ -127,7 +130,7 @@ impl EtcdCluster {
     pub fn set_link(&mut self, k: usize, up: bool) -> anyhow::Result<()> {
         let port = format!("e{k}");
         let state = if up { "up" } else { "down" };
-        super::netns::run_checked(std::process::Command::new("ip").args([
+        netns::run_checked(std::process::Command::new("ip").args([
             "netns",
             "exec",
             &self.switch,
@@ -150,7 +153,7 @@ impl EtcdCluster {
             return Ok(());
         }
         let op = if isolate { "-I" } else { "-D" };
-        let port = ETCD_PEER_PORT.to_string();
+        let port = PEER_PORT.to_string();
         for chain in ["INPUT", "OUTPUT"] {
             self.hosts[k].exec_checked(
                 "iptables",

@@ -48,8 +48,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::netns::{self, run_checked, Netns};
 use super::nfqueue::Queue;
+use weft_testkit::netns::{self, run_checked, Netns};
 
 /// The NFQUEUE number the relay binds (one queue per router namespace).
 const QUEUE_NUM: u16 = 0;
@@ -84,9 +84,9 @@ impl Impairment {
         jitter: None,
     };
 
-    /// The lossy-underlay scenarios' impairments, alone and together: 1 % loss, 1 % duplication, 25 %
+    /// A lossy path's impairments, alone and together: 1 % loss, 1 % duplication, 25 %
     /// reordering (held 5 ms), 10 ms +- 5 ms of delay.
-    pub fn scenarios() -> [(&'static str, Impairment); 5] {
+    pub fn lossy_path() -> [(&'static str, Impairment); 5] {
         let loss = Impairment {
             loss: 0.01,
             ..Impairment::NONE
@@ -605,7 +605,7 @@ mod tests {
     #[test]
     fn samples_follow_the_impairment() {
         let mut rng = Rng::new(9);
-        let [_, _, (_, reorder), (_, jitter), (_, all)] = Impairment::scenarios();
+        let [_, _, (_, reorder), (_, jitter), (_, all)] = Impairment::lossy_path();
         let n = 100_000;
         let held = (0..n).filter(|_| sample(&reorder, &mut rng).1).count();
         assert!((23_000..27_000).contains(&held), "{held}");

@@ -1,12 +1,10 @@
-//! weftd in lease mode on a testbed: a real etcd in a node's namespace, leased nodes, and the
+//! weftd in lease mode on a testbed: leased nodes on a real etcd in a node's namespace, and the
 //! probes the fault, hostility and soak runs share.
 //!
 //! Contract:
-//! - [`Etcd::start`] runs `etcd` inside a testbed namespace, listening on the node's underlay
-//!   address and on that namespace's loopback; it is killed by PID on drop (never by name).
-//!   [`Etcd::member`] makes one member of a cluster ([`super::etcd_cluster`]) the same way.
-//!   [`Etcd::stop`] / [`Etcd::restart`] keep the data, [`Etcd::restart_empty`] wipes it (a
-//!   restore from an empty data dir), [`Etcd::compact`] compacts to the current revision.
+//! - The etcd is the test kit's ([`weft_testkit::etcd::Etcd::start`]: inside a node's
+//!   namespace, on its underlay address and loopback, killed by PID on drop);
+//!   [`cut_from_etcd`] cuts a node off it with an iptables rule and lets it through again.
 //! - [`LeasedNode::start`] runs weftd in lease mode on node `i` (`--public-ip` = the node's
 //!   underlay, its own subnet file, the default control socket, `-v`) and waits for
 //!   `weftd: ready`. Its control socket is found from inside the node's namespace.
@@ -19,7 +17,6 @@
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -30,13 +27,8 @@ use rustix::process::{Pid, Signal};
 
 use super::{Netns, Testbed};
 use crate::control;
+use weft_testkit::etcd::CLIENT_PORT;
 
-/// flannel's etcd prefix.
-pub const PREFIX: &str = "/coreos.com/network";
-/// The etcd client port.
-pub const ETCD_PORT: u16 = 2379;
-/// The etcd peer port.
-pub const ETCD_PEER_PORT: u16 = 2380;
 /// A vxlan network config as an operator writes it.
 pub const CONFIG_VXLAN: &str =
     r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0", "Backend": {"Type": "vxlan"}}"#;
@@ -45,286 +37,10 @@ pub const ROLES: [&str; 3] = ["a", "b", "c"];
 /// How long a leased weftd gets to print `weftd: ready`.
 pub const READY: Duration = Duration::from_secs(20);
 
-/// Whether `program` is on the PATH.
-pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// etcd inside a testbed namespace, killed by PID on drop.
-#[derive(Debug)]
-pub struct Etcd {
-    child: Option<Child>,
-    ns: String,
-    endpoint: String,
-    data: PathBuf,
-    log: PathBuf,
-    args: Vec<String>,
-}
-
-impl Etcd {
-    /// Starts etcd in `ns`, serving `http://<ip>:2379`, with its data and log under `dir`;
-    /// waits until it is healthy.
-    pub fn start(ns: &Netns, ip: Ipv4Addr, dir: &Path) -> anyhow::Result<Etcd> {
-        let peer = format!("http://127.0.0.1:{ETCD_PEER_PORT}");
-        let mut etcd = Etcd::member(ns, ip, &peer, "wfl", &format!("wfl={peer}"), dir);
-        etcd.spawn()?;
-        Ok(etcd)
-    }
-
-    /// An etcd member named `name` in `ns` (not started yet: [`Etcd::launch`]), serving
-    /// clients on `http://<ip>:2379` and its namespace's loopback, talking to its peers on
-    /// `peer` (a URL), in the cluster `initial_cluster` (`name=peer-url,...`), with its data
-    /// in `<dir>/etcd-<name>` and its log in `<dir>/etcd-<name>.log` (for `wfl`, the single
-    /// etcd of [`Etcd::start`]: `<dir>/etcd-data`, `<dir>/etcd.log`).
-    pub fn member(
-        ns: &Netns,
-        ip: Ipv4Addr,
-        peer: &str,
-        name: &str,
-        initial_cluster: &str,
-        dir: &Path,
-    ) -> Etcd {
-        let client = format!("http://{ip}:{ETCD_PORT}");
-        let (data, log) = if name == "wfl" {
-            (dir.join("etcd-data"), dir.join("etcd.log"))
-        } else {
-            (
-                dir.join(format!("etcd-{name}")),
-                dir.join(format!("etcd-{name}.log")),
-            )
-        };
-        let args = vec![
-            format!("--name={name}"),
-            format!("--data-dir={}", data.display()),
-            format!("--listen-client-urls={client},http://127.0.0.1:{ETCD_PORT}"),
-            format!("--advertise-client-urls={client}"),
-            format!("--listen-peer-urls={peer}"),
-            format!("--initial-advertise-peer-urls={peer}"),
-            format!("--initial-cluster={initial_cluster}"),
-        ];
-        Etcd {
-            child: None,
-            ns: ns.name().to_owned(),
-            endpoint: client,
-            data,
-            log,
-            args,
-        }
-    }
-
-    fn spawn(&mut self) -> anyhow::Result<()> {
-        self.launch()?;
-        self.wait_healthy()
-    }
-
-    /// Starts the etcd process (on its data, if any) without waiting for it to be healthy:
-    /// a cluster member is healthy only once a quorum runs.
-    pub fn launch(&mut self) -> anyhow::Result<()> {
-        if self.child.is_some() {
-            bail!("etcd in {} is already running", self.ns);
-        }
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "etcd"])
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("starting etcd (is it installed?)")?;
-        self.child = Some(child);
-        Ok(())
-    }
-
-    /// Whether this etcd process runs (it was started and not stopped).
-    pub fn running(&self) -> bool {
-        self.child.is_some()
-    }
-
-    /// The client URL.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    /// weftd's store flags for this etcd.
-    pub fn store_args(&self) -> Vec<String> {
-        vec!["--etcd-endpoints".to_owned(), self.endpoint.clone()]
-    }
-
-    /// Kills etcd (by PID), keeping its data.
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same addresses and data.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.stop();
-        self.spawn()
-    }
-
-    /// Starts it again with an empty data dir: every key and lease is gone, the revision
-    /// starts over.
-    pub fn restart_empty(&mut self) -> anyhow::Result<()> {
-        self.stop();
-        if self.data.exists() {
-            std::fs::remove_dir_all(&self.data)
-                .with_context(|| format!("removing {}", self.data.display()))?;
-        }
-        self.spawn()
-    }
-
-    /// The current store revision.
-    pub fn revision(&self) -> anyhow::Result<i64> {
-        let out = self.ctl(&["endpoint", "status", "-w", "json"])?;
-        let v: serde_json::Value = serde_json::from_str(&out).context("etcdctl status JSON")?;
-        v.get(0)
-            .and_then(|s| s.pointer("/Status/header/revision"))
-            .and_then(serde_json::Value::as_i64)
-            .with_context(|| format!("no revision in {out}"))
-    }
-
-    /// Compacts the history up to the current revision (a watch from before fails).
-    pub fn compact(&self) -> anyhow::Result<i64> {
-        let rev = self.revision()?;
-        self.ctl(&["compact", &rev.to_string(), "--physical"])?;
-        Ok(rev)
-    }
-
-    /// Waits (up to 20 s) until `etcdctl endpoint health` succeeds on this member.
-    pub fn wait_healthy(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.ctl_ok(&["endpoint", "health"]) {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                bail!("etcd exited ({status}): {}", self.log());
-            }
-            if Instant::now() > deadline {
-                bail!("etcd not healthy after 20 s: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(())
-    }
-
-    /// etcd's log.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn ctl_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns, "etcdctl"])
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoint))
-            .arg("--command-timeout=5s")
-            .args(args);
-        cmd
-    }
-
-    /// Whether `etcdctl args` succeeds.
-    pub fn ctl_ok(&self, args: &[&str]) -> bool {
-        self.ctl_cmd(args)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    }
-
-    /// `etcdctl args`'s stdout, or an error with its stderr.
-    pub fn ctl(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = self.ctl_cmd(args).output().context("running etcdctl")?;
-        if !out.status.success() {
-            bail!(
-                "etcdctl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Puts `value` at `<prefix>/<name>`.
-    pub fn put(&self, name: &str, value: &str) -> anyhow::Result<()> {
-        self.ctl(&["put", &format!("{PREFIX}/{name}"), value])
-            .map(drop)
-    }
-
-    /// The value at `<prefix>/<name>` (an error when there is none).
-    pub fn get(&self, name: &str) -> anyhow::Result<String> {
-        let key = format!("{PREFIX}/{name}");
-        let value = self.ctl(&["get", "--print-value-only", &key])?;
-        match value.strip_suffix('\n') {
-            Some(value) => Ok(value.to_owned()),
-            None => bail!("etcd has no {key}"),
-        }
-    }
-
-    /// Deletes `<prefix>/<name>`.
-    pub fn del(&self, name: &str) -> anyhow::Result<()> {
-        self.ctl(&["del", &format!("{PREFIX}/{name}")]).map(drop)
-    }
-
-    /// Runs `etcdctl txn` with `ops` (`put <key> <value>` / `del <key>` lines, keys under the
-    /// prefix already expanded): many writes in one revision, as a burst.
-    pub fn txn(&self, ops: &[String]) -> anyhow::Result<()> {
-        let mut input = String::from("\n");
-        for op in ops {
-            input.push_str(op);
-            input.push('\n');
-        }
-        input.push_str("\n\n");
-        let mut child = self
-            .ctl_cmd(&["txn"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("running etcdctl txn")?;
-        if let Some(mut stdin) = child.stdin.take() {
-            use std::io::Write;
-            stdin.write_all(input.as_bytes()).context("etcdctl txn")?;
-        }
-        let out = child.wait_with_output().context("etcdctl txn")?;
-        if !out.status.success() {
-            bail!(
-                "etcdctl txn: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Skips (returns false, printing why) when etcd is missing; with CI=true panics instead.
-pub fn etcd_installed(test: &str) -> bool {
-    if have("etcd") && have("etcdctl") {
-        return true;
-    }
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    assert!(
-        !ci,
-        "{test}: etcd / etcdctl are not installed; with CI=true this test must run"
-    );
-    eprintln!("skipping {test}: etcd / etcdctl are not installed");
-    false
-}
-
 /// Cuts the namespace `ns` off etcd (`cut`: an iptables rule resetting its connections to
 /// etcd's client port) or lets it through again (`!cut`: the rule deleted).
 pub fn cut_from_etcd(ns: &Netns, cut: bool) -> anyhow::Result<()> {
-    let port = ETCD_PORT.to_string();
+    let port = CLIENT_PORT.to_string();
     let rule = [
         "OUTPUT",
         "-p",

@@ -15,7 +15,8 @@
 //! pointed at the other nodes through a peers file, and waits until all are ready.
 //!
 //! Everything is undone on drop, also when a test panics: processes get SIGTERM then SIGKILL,
-//! namespaces are deleted by name, and on a panic the tail of every process log is printed.
+//! namespaces are deleted by name (both the test kit's: [`weft_testkit::process`],
+//! [`weft_testkit::netns`]), and on a panic the tail of every process log is printed.
 //! Testbeds of all processes on the machine run one at a time (an exclusive `flock` on
 //! `$TMPDIR/weft-testbed.lock`), so timings in tests and benches are not skewed by each other,
 //! and a testbed first deletes namespaces left behind by processes that no longer exist.
@@ -24,17 +25,14 @@
 pub mod etcd_cluster;
 pub mod impair;
 pub mod leased;
-pub mod netns;
 pub mod nfqueue;
 pub mod ping;
-pub mod process;
 pub mod traffic;
 
 use engine::config::DriverArg;
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -43,9 +41,10 @@ use engine::sys::ethtool;
 use crate::control;
 use crate::peers::PeerLine;
 use engine::model::{format_mac, Backend, Cidr, Mac};
-pub use netns::Netns;
-pub use process::Process;
 pub use traffic::End;
+use weft_testkit::netns;
+pub use weft_testkit::netns::Netns;
+pub use weft_testkit::process::Process;
 
 /// The overlay Network (flannel's `Network`).
 pub const NETWORK: &str = "10.244.0.0/16";
@@ -267,8 +266,6 @@ impl Node {
     }
 }
 
-static NEXT_TESTBED: AtomicU32 = AtomicU32::new(0);
-
 /// A set of nodes in namespaces, the processes running in them, and the files they use.
 #[derive(Debug)]
 pub struct Testbed {
@@ -371,12 +368,7 @@ impl Testbed {
         for name in netns::reap_stale() {
             eprintln!("testbed: deleted stale namespace {name}");
         }
-        let id = format!(
-            "{}{}-{}",
-            netns::PREFIX,
-            std::process::id(),
-            NEXT_TESTBED.fetch_add(1, Ordering::Relaxed)
-        );
+        let id = netns::unique_id();
         let dir = tempfile::Builder::new()
             .prefix("weft-testbed-")
             .tempdir()
@@ -639,6 +631,12 @@ impl Testbed {
         self.nodes[node].spawned_args.clone()
     }
 
+    /// The peers file [`Testbed::start`] wrote for node `node` (`<dir>/peers-<role>.json`): the
+    /// other nodes, as weftd's `--peers` reads them.
+    pub fn peers_file(&self, node: usize) -> PathBuf {
+        self.dir.path().join(format!("peers-{}.json", ROLES[node]))
+    }
+
     /// The overlay process of node `node` (forwarder or weftd), if any.
     pub fn overlay_process(&mut self, node: usize) -> Option<&mut Process> {
         let p = self.nodes[node].process?;
@@ -681,7 +679,7 @@ impl Testbed {
                 text.push('\n');
             }
         }
-        let path = self.dir.path().join(format!("peers-{}.json", ROLES[i]));
+        let path = self.peers_file(i);
         std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }
@@ -934,7 +932,7 @@ impl Testbed {
     /// the first node is set up.
     fn spawn_wireguard_go(&mut self, i: usize) -> anyhow::Result<()> {
         for program in ["wireguard-go", "wg"] {
-            if !crate::privileges::on_path(program) {
+            if !weft_testkit::privileges::on_path(program) {
                 bail!(
                     "{program} is not installed (apt-get install --no-install-recommends \
                      wireguard-go wireguard-tools)"

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use super::netns::Netns;
 use super::ping::{self, Echo};
+use weft_testkit::netns::Netns;
 
 /// The pattern's period: a prime, so no segment or buffer size lines up with it.
 pub const PATTERN_PERIOD: usize = 1_000_003;

@@ -1,16 +1,20 @@
-//! Named network namespaces that the testbed creates, and the bookkeeping that removes them.
+//! Named network namespaces that tests and testbeds create, and the bookkeeping that removes
+//! them.
 //!
-//! Contract: every namespace is named `wft-<pid>-<n>-<role>` (the pid of the process that made
-//! it), created with `ip netns add` and deleted by name with `ip netns del` when its [`Netns`]
-//! drops, also during a panic. Every namespace and every process and scratch directory the testbed makes is listed
-//! in a process-wide registry so that [`cleanup_all`] (the SIGINT / SIGTERM handler of `weftctl
-//! bench`) can remove them when the normal drops will never run. [`reap_stale`] deletes
-//! `wft-<pid>-*` namespaces left behind by a process that no longer exists (a test killed by a
-//! timeout), after killing the processes inside them. Nothing else on the host is touched.
+//! Contract: every namespace is named `wft-<pid>-<n>-<role>` ([`unique_id`] gives the
+//! `wft-<pid>-<n>` part: the pid of the process that made it and a process-wide counter), created
+//! with `ip netns add` and deleted by name with `ip netns del` when its [`Netns`] drops, also
+//! during a panic, after the processes still inside are killed. Every namespace, and every
+//! process and scratch directory registered with it, is listed in a process-wide registry so
+//! that [`cleanup_all`] (the SIGINT / SIGTERM handler of weftctl's testbed commands) can remove
+//! them when the normal drops will never run. [`reap_stale`] deletes `wft-<pid>-*` namespaces
+//! left behind by a process that no longer exists (a test killed by a timeout), after killing
+//! the processes inside them. Nothing else on the host is touched.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 
@@ -18,13 +22,25 @@ use anyhow::{bail, Context};
 use rustix::process::{Pid, Signal};
 use rustix::thread::LinkNameSpaceType;
 
-/// The prefix of every namespace the testbed creates.
+/// The prefix of every namespace the kit creates.
 pub const PREFIX: &str = "wft-";
+
+static NEXT_ID: AtomicU32 = AtomicU32::new(0);
+
+/// A fresh `wft-<pid>-<n>`, unique on this machine while this process runs: the start of the
+/// names of one test's (or testbed's) namespaces.
+pub fn unique_id() -> String {
+    format!(
+        "{PREFIX}{}-{}",
+        std::process::id(),
+        NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    )
+}
 
 /// Where `ip netns` keeps the namespace handles.
 const NETNS_DIR: &str = "/run/netns";
 
-/// Namespaces and processes alive in this process's testbeds.
+/// Namespaces, processes and scratch directories alive in this process's tests and testbeds.
 struct Registry {
     namespaces: Vec<String>,
     pids: Vec<i32>,
@@ -44,27 +60,27 @@ fn registry() -> std::sync::MutexGuard<'static, Registry> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Records a process the testbed started (so [`cleanup_all`] can kill it).
-pub(crate) fn register_pid(pid: i32) {
+/// Records a process a test started (so [`cleanup_all`] can kill it).
+pub fn register_pid(pid: i32) {
     registry().pids.push(pid);
 }
 
 /// Forgets a process once it has been reaped.
-pub(crate) fn unregister_pid(pid: i32) {
+pub fn unregister_pid(pid: i32) {
     registry().pids.retain(|p| *p != pid);
 }
 
 /// Records a scratch directory of a testbed (removed by [`cleanup_all`]).
-pub(crate) fn register_dir(dir: &Path) {
+pub fn register_dir(dir: &Path) {
     registry().dirs.push(dir.to_owned());
 }
 
 /// Forgets a scratch directory (its owner removes it).
-pub(crate) fn unregister_dir(dir: &Path) {
+pub fn unregister_dir(dir: &Path) {
     registry().dirs.retain(|d| d != dir);
 }
 
-/// Kills every process and deletes every namespace this process's testbeds still hold. For
+/// Kills every process and deletes every namespace this process's tests and testbeds still hold. For
 /// signal handlers and other exits where the testbed's drops will not run.
 pub fn cleanup_all() {
     let (pids, namespaces, dirs) = {
@@ -89,7 +105,7 @@ pub fn cleanup_all() {
     }
 }
 
-/// A network namespace created by the testbed; deleted by name on drop.
+/// A network namespace created by a test or testbed; deleted by name on drop.
 #[derive(Debug)]
 pub struct Netns {
     name: String,
@@ -99,7 +115,7 @@ impl Netns {
     /// Creates the namespace `name` (which must start with [`PREFIX`]) and brings its `lo` up.
     pub fn create(name: &str) -> anyhow::Result<Netns> {
         if !name.starts_with(PREFIX) {
-            bail!("testbed namespaces are named {PREFIX}*, not {name:?}");
+            bail!("test namespaces are named {PREFIX}*, not {name:?}");
         }
         run_checked(Command::new("ip").args(["netns", "add", name]))
             .with_context(|| format!("creating network namespace {name}"))?;
@@ -109,6 +125,11 @@ impl Netns {
         };
         ns.exec_checked("ip", &["link", "set", "lo", "up"])?;
         Ok(ns)
+    }
+
+    /// Creates `<unique_id()>-<role>`: a namespace of its own for one test.
+    pub fn unique(role: &str) -> anyhow::Result<Netns> {
+        Netns::create(&format!("{}-{role}", unique_id()))
     }
 
     /// The namespace's name.
@@ -142,6 +163,20 @@ impl Netns {
         .map(drop)
     }
 
+    /// Runs `f` on a scoped thread that has entered this namespace (what it opens, and the
+    /// programs it runs, live there) and returns its result; a panic in `f` propagates.
+    pub fn run_inside<R: Send>(&self, f: impl FnOnce() -> R + Send) -> anyhow::Result<R> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| -> anyhow::Result<R> {
+                    enter(&self.name)?;
+                    Ok(f())
+                })
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
     /// Runs `f` on a new thread that has entered this namespace (sockets it opens live there).
     pub fn spawn_inside<R, F>(&self, f: F) -> JoinHandle<anyhow::Result<R>>
     where
@@ -160,7 +195,7 @@ impl Drop for Netns {
     fn drop(&mut self) {
         kill_inside(&self.name);
         if let Err(e) = run_checked(Command::new("ip").args(["netns", "del", &self.name])) {
-            eprintln!("testbed: deleting namespace {}: {e:#}", self.name);
+            eprintln!("deleting namespace {}: {e:#}", self.name);
         }
         registry().namespaces.retain(|n| *n != self.name);
     }
@@ -220,7 +255,7 @@ pub fn reap_stale() -> Vec<String> {
 }
 
 /// Runs a command, returning its stdout, or an error naming it with its stderr.
-pub(crate) fn run_checked(cmd: &mut Command) -> anyhow::Result<String> {
+pub fn run_checked(cmd: &mut Command) -> anyhow::Result<String> {
     let shown = format!("{cmd:?}");
     let out: Output = cmd
         .output()

@@ -1,4 +1,4 @@
-//! Processes the testbed starts inside its namespaces, with their output in a log file.
+//! Processes tests start (inside their namespaces or not), with their output in a log file.
 //!
 //! Contract: a [`Process`] is a child started by this process (`ip netns exec` execs the
 //! program, so the child's pid is the program's). Dropping it sends SIGTERM, waits up to
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rustix::process::{Pid, Signal};
 
-use super::netns::{register_pid, unregister_pid};
+use crate::netns::{register_pid, unregister_pid};
 
 /// How long a process gets between SIGTERM and SIGKILL.
 pub const TERM_GRACE: Duration = Duration::from_secs(2);
@@ -137,6 +137,17 @@ impl Process {
             }
             std::thread::sleep(POLL_INTERVAL);
         }
+    }
+
+    /// Sends `signal` to the process (our child, not yet reaped: the pid is still its own).
+    pub fn signal(&mut self, signal: Signal) -> anyhow::Result<()> {
+        if self.try_status().is_some() {
+            bail!("{} has already exited", self.label);
+        }
+        let pid = self.pid().context("the process was stopped")?;
+        let pid = Pid::from_raw(pid as i32).context("pid 0")?;
+        rustix::process::kill_process(pid, signal)
+            .with_context(|| format!("sending {signal:?} to {}", self.label))
     }
 
     /// SIGTERM, up to [`TERM_GRACE`], SIGKILL; reaps the child. Returns the exit status and
