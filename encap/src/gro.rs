@@ -19,11 +19,14 @@
 //!   behind an all-zero virtio header; when its TCP or UDP checksum is partial (see
 //!   [`crate::partial_checksum`]: a same-host sender left it to the device), behind the virtio
 //!   header of [`Partial::virtio`] instead (`NEEDS_CSUM`, no GSO), so that the kernel completes
-//!   it rather than dropping the packet. A merged run comes out as one IP packet with final IP
-//!   lengths, a valid IPv4 header checksum, the L4 checksum field holding the folded pseudo-header
-//!   sum over the L4 length (a partial checksum, as wireguard-go writes it), and a virtio header
-//!   `NEEDS_CSUM`, `TCPV4`/`TCPV6`/`UDP_L4`, `gso_size`, `hdr_len`, `csum_start` = IP header
-//!   length, `csum_offset` 16 (TCP) or 6 (UDP). Re-split by [`crate::gso::split`], such a
+//!   it rather than dropping the packet. (A full checksum that happens to equal the partial
+//!   value is partial from its bytes too, about once in 65536 packets: nothing else tells them
+//!   apart here, and completing it sums what its sender summed, so it is completed to itself.)
+//!   A merged run comes out as one IP packet with final IP lengths, a valid IPv4 header
+//!   checksum, the L4 checksum field holding the folded pseudo-header sum over the L4 length (a
+//!   partial checksum, as wireguard-go writes it), and a virtio header `NEEDS_CSUM`,
+//!   `TCPV4`/`TCPV6`/`UDP_L4`, `gso_size`, `hdr_len`, `csum_start` = IP header length,
+//!   `csum_offset` 16 (TCP) or 6 (UDP). Re-split by [`crate::gso::split`], such a
 //!   super-packet gives back the segments (with IPv4 IDs counted up from the first one).
 //! - With [`ChecksumCaps::Complete`] every candidate's L4 checksum (and IPv4 header checksum) is
 //!   verified before it may merge; a bad one passes through unchanged so the kernel drops it.
@@ -1095,6 +1098,86 @@ mod tests {
         let mut input = partial.clone();
         input[1][10] ^= 1;
         assert_eq!(coalesce(Config::default(), &input).len(), 3);
+    }
+
+    /// Rewrites two payload bytes of `p` (a packet with a full checksum and at least two
+    /// payload bytes) and its checksum so that the checksum stays valid and equals the folded
+    /// pseudo-header sum: a full checksum that looks exactly like a partial one (about 1 in
+    /// 65536 of real packets).
+    fn make_colliding(p: &mut [u8]) {
+        let l4 = l4_off(p);
+        let v6 = p[0] >> 4 == 6;
+        let protocol = p[if v6 { 6 } else { 9 }];
+        let at = l4 + if protocol == proto::TCP { 16 } else { 6 };
+        // Two bytes at an even offset of the L4 part, in the payload.
+        let q = p.len() - 2 - (p.len() - l4) % 2;
+        p[q..q + 2].fill(0);
+        p[at..at + 2].fill(0);
+        let ph = pseudo_header(p, v6, protocol, p.len() - l4).fold();
+        let rest = Sum::ZERO.bytes(&p[l4..]).fold();
+        // ph + rest + x + ph = 0 (ones' complement): x = ~ph + ~ph + ~rest.
+        let x = Sum::ZERO.word(!ph).word(!ph).word(!rest).fold();
+        p[q..q + 2].copy_from_slice(&x.to_be_bytes());
+        p[at..at + 2].copy_from_slice(&ph.to_be_bytes());
+        assert!(
+            crate::test_packets::checksums_verify(p),
+            "still a valid checksum"
+        );
+        assert_eq!(be16(p, at), ph, "equal to the partial value");
+    }
+
+    #[test]
+    fn a_full_checksum_equal_to_the_partial_value_is_completed_to_itself() {
+        // No flag tells a full checksum from a partial one here (the inner packet came out of a
+        // UDP socket): a valid checksum equal to the folded pseudo-header sum is taken for a
+        // partial one. That is harmless: completing it (the kernel after NEEDS_CSUM, or
+        // `Partial::complete`) sums the same words the sender summed and writes the same value,
+        // and in a merged run the field is rewritten anyway.
+        for (v6, tcp) in [(false, true), (true, true), (false, false), (true, false)] {
+            let spec = Spec {
+                v6,
+                tcp,
+                ..Spec::default()
+            };
+            let mut single = packet(&spec, &payload(301, 7));
+            make_colliding(&mut single);
+            let part = partial_checksum::find(&single).unwrap();
+            let mut done = single.clone();
+            part.complete(&mut done);
+            assert_eq!(done, single, "v6 {v6} tcp {tcp}: completed to itself");
+
+            // A stream whose middle segment collides.
+            let mut segs = stream(&spec, 1000, 3, 200);
+            make_colliding(&mut segs[1]);
+            for checksum in [ChecksumCaps::Complete, ChecksumCaps::Offloaded] {
+                let cfg = Config {
+                    udp: true,
+                    checksum,
+                    ..Config::default()
+                };
+                // Alone: behind NEEDS_CSUM, the bytes untouched; the kernel's completion gives
+                // back the packet as the sender made it.
+                let mut c = Coalescer::new(cfg);
+                c.push(&single).unwrap();
+                assert_eq!(c.partial_packets(), 1);
+                c.finish();
+                let out = c.packets().next().unwrap();
+                assert_eq!(vnet_of(out), part.virtio());
+                assert_eq!(&out[VH..], &single[..]);
+                assert_eq!(completed(out), single);
+
+                // In a run: merged exactly like the full segments around it.
+                let mut c = Coalescer::new(cfg);
+                for p in &segs {
+                    c.push(p).unwrap();
+                }
+                assert_eq!(c.partial_packets(), 1);
+                c.finish();
+                let out: Vec<Vec<u8>> = c.packets().map(<[u8]>::to_vec).collect();
+                assert_eq!(out.len(), 1, "v6 {v6} tcp {tcp} {checksum:?}");
+                assert_eq!(resplit(&out[0]), segs);
+            }
+        }
     }
 
     #[test]
