@@ -834,10 +834,6 @@ impl Testbed {
         driver: DriverArg,
         peers: &Path,
     ) -> anyhow::Result<()> {
-        let program = self.binaries.weftd.clone().context(
-            "no weftd binary next to this program (run `cargo build -p engine`, with --release \
-             for a release build)",
-        )?;
         let node = &self.nodes[i];
         let mut args: Vec<String> = [
             "--backend",
@@ -864,10 +860,20 @@ impl Testbed {
         if backend == Backend::Vxlan {
             args.extend(["--vtep-mac".to_owned(), format_mac(&node.vtep_mac)]);
         }
+        self.launch_weftd(i, args)
+    }
+
+    /// Starts weftd on node `i` with `args`, then `--pump-threads` (when set) and the node's
+    /// own extra arguments, and records it as the node's overlay process.
+    fn launch_weftd(&mut self, i: usize, mut args: Vec<String>) -> anyhow::Result<()> {
+        let program = self.binaries.weftd.clone().context(
+            "no weftd binary next to this program (run `cargo build -p engine`, with --release \
+             for a release build)",
+        )?;
         if let Some(n) = self.pump_threads {
             args.extend(["--pump-threads".to_owned(), n.to_string()]);
         }
-        args.extend(node.weftd_args.iter().cloned());
+        args.extend(self.nodes[i].weftd_args.iter().cloned());
         let p = self.spawn(i, &format!("weftd-{}", ROLES[i]), &program, &args)?;
         self.nodes[i].spawned_args = args;
         self.nodes[i].process = Some(p);
@@ -880,10 +886,6 @@ impl Testbed {
     /// subnet.env's, so weftd leases exactly that one (flannel's reuse of the previous
     /// subnet), and the pods and every workload keep their addresses.
     fn spawn_weftd_direct(&mut self, i: usize, backend: Backend) -> anyhow::Result<()> {
-        let program = self.binaries.weftd.clone().context(
-            "no weftd binary next to this program (run `cargo build -p engine`, with --release \
-             for a release build)",
-        )?;
         let leases = self.dir.path().join("leases");
         let config = leases.join("config");
         if !config.exists() {
@@ -905,7 +907,7 @@ impl Testbed {
         );
         std::fs::write(&subnet_file, previous)
             .with_context(|| format!("writing {}", subnet_file.display()))?;
-        let mut args: Vec<String> = vec![
+        let args: Vec<String> = vec![
             "--lease-dir".to_owned(),
             path_str(&leases)?.to_owned(),
             "--public-ip".to_owned(),
@@ -914,15 +916,7 @@ impl Testbed {
             path_str(&subnet_file)?.to_owned(),
             "-v".to_owned(),
         ];
-        if let Some(n) = self.pump_threads {
-            args.extend(["--pump-threads".to_owned(), n.to_string()]);
-        }
-        args.extend(node.weftd_args.iter().cloned());
-        let p = self.spawn(i, &format!("weftd-{}", ROLES[i]), &program, &args)?;
-        self.nodes[i].spawned_args = args;
-        self.nodes[i].process = Some(p);
-        self.nodes[i].runs_weftd = true;
-        Ok(())
+        self.launch_weftd(i, args)
     }
 
     /// `wireguard-go -f` on node `i` with a device `wg<pid><role>` (unique: its configuration
