@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn public_ips_show_every_underlay_address() {
-        let v6 = Some("fd99::1".parse().unwrap());
+        let v6 = Some("fd99::1".parse().expect("v6"));
         let v4 = Ipv4Addr::new(192, 168, 250, 1);
         assert_eq!(public_ips(&LeaseAttrs::udp(v4, None)), "192.168.250.1");
         assert_eq!(
