@@ -49,7 +49,7 @@
 //!   writes it again when it notices, and traffic to it must not stop meanwhile.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -304,15 +304,12 @@ pub fn wait_for_config(
 
 /// The VtepMAC of the vxlan lease that already carries `public_ip`, if any, so that a
 /// restarted node keeps its MAC (flanneld's `GetStoredMacAddresses`).
-pub fn stored_vtep_mac(
-    store: &dyn LeaseStore,
-    public_ip: Ipv4Addr,
-) -> Result<Option<Mac>, StoreError> {
+pub fn stored_vtep_mac(store: &dyn LeaseStore, node_ip: IpAddr) -> Result<Option<Mac>, StoreError> {
     Ok(store
         .list()?
         .leases
         .iter()
-        .filter(|l| l.attrs.public_ip == public_ip)
+        .filter(|l| l.attrs.node_ip() == Some(node_ip))
         .find_map(|l| l.attrs.vxlan_data())
         .map(|d| d.vtep_mac))
 }
@@ -391,10 +388,13 @@ impl SubnetManager {
         for invalid in &listing.invalid {
             self.log_invalid(&invalid.key, &invalid.reason);
         }
-        let ours = self.options.attrs.public_ip;
-        let mine = (!ours.is_unspecified())
-            .then(|| listing.leases.iter().find(|l| l.attrs.public_ip == ours))
-            .flatten();
+        let ours = self.options.attrs.holder();
+        let mine = self.options.attrs.node_ip().and_then(|node| {
+            listing
+                .leases
+                .iter()
+                .find(|l| l.attrs.node_ip() == Some(node))
+        });
         if let Some(lease) = mine {
             if self.fits(&lease.key) {
                 tracing::info!(
@@ -762,7 +762,7 @@ impl Runner {
             tracing::warn!(
                 "ignoring the lease {} of {}: its backend is {theirs}, this node runs {ours}",
                 lease.key,
-                lease.attrs.public_ip
+                lease.attrs.holder()
             );
         }
         false
@@ -799,10 +799,11 @@ impl Runner {
         match event {
             WatchEvent::Put(lease) => {
                 if lease.key == self.own.key {
-                    if lease.attrs.public_ip != self.own.attrs.public_ip {
+                    if lease.attrs.node_ip() != self.own.attrs.node_ip() {
                         return Some(format!(
                             "our lease {} was overwritten by {}",
-                            lease.key, lease.attrs.public_ip
+                            lease.key,
+                            lease.attrs.holder()
                         ));
                     }
                     return None;
@@ -842,10 +843,11 @@ impl Runner {
         for lease in listing.leases {
             if lease.key == self.own.key {
                 own_present = true;
-                if lease.attrs.public_ip != self.own.attrs.public_ip {
+                if lease.attrs.node_ip() != self.own.attrs.node_ip() {
                     lost = Some(format!(
                         "our lease {} is now held by {}",
-                        lease.key, lease.attrs.public_ip
+                        lease.key,
+                        lease.attrs.holder()
                     ));
                 }
                 continue;
@@ -966,6 +968,54 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    /// IPv6-only nodes all publish PublicIP 0.0.0.0: each finds its own lease again by its
+    /// PublicIPv6 and never takes another's; a dual-stack node is still found by its PublicIP.
+    #[test]
+    fn ipv6_only_nodes_find_their_own_lease_by_public_ipv6() {
+        let dir = std::env::temp_dir().join(format!("wfl-mgr-v6-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store: Arc<dyn LeaseStore> =
+            Arc::new(crate::lease::DirStore::open(&dir).expect("store"));
+        let config = NetworkConfig::parse(
+            r#"{"Network": "10.5.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:5::/48"}"#,
+        )
+        .expect("config");
+        let acquire = |attrs: LeaseAttrs| {
+            SubnetManager::new(
+                Arc::clone(&store),
+                config.clone(),
+                ManagerOptions::new(attrs),
+            )
+            .acquire()
+            .expect("acquire")
+        };
+        let only6 = |last: u16| {
+            LeaseAttrs::udp(
+                Ipv4Addr::UNSPECIFIED,
+                Some(std::net::Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, last)),
+            )
+        };
+        let dual = LeaseAttrs::udp(
+            Ipv4Addr::new(192, 168, 0, 3),
+            Some(std::net::Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 3)),
+        );
+        let (a, b, c) = (acquire(only6(1)), acquire(only6(2)), acquire(dual.clone()));
+        assert_ne!(
+            a.key, b.key,
+            "a second IPv6-only node took the first one's lease"
+        );
+        assert_ne!(a.key, c.key);
+        assert_eq!(a.attrs.holder().to_string(), "fd99::1");
+        assert_eq!(acquire(only6(2)).key, b.key, "b's restart reuses its lease");
+        assert_eq!(acquire(only6(1)).key, a.key);
+        assert_eq!(acquire(dual).key, c.key);
+        assert!(a
+            .attrs
+            .to_json()
+            .starts_with(r#"{"PublicIP":"0.0.0.0","PublicIPv6":"fd99::1""#));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
