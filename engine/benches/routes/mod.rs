@@ -15,6 +15,7 @@ pub fn local() -> Local {
         vni: 1,
         vtep_mac: [2, 0, 0, 0, 0, 1],
         public_ip: "192.168.0.1".parse().unwrap(),
+        public_ip6: None,
         subnets: vec![],
     }
 }

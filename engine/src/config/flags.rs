@@ -79,6 +79,13 @@ pub struct Cli {
     #[arg(long, env = "FLANNELD_PUBLIC_IP")]
     pub public_ip: Option<IpAddr>,
 
+    /// Lease mode: the IPv6 underlay address to publish as the lease's PublicIPv6 when the
+    /// network config has EnableIPv6 (IPv6 pod traffic then travels over IPv6, as with
+    /// flanneld) [default: the global IPv6 address of the --public-ip's interface]. Empty
+    /// (flanneld's default) means unset. An IPv6 --public-ip alone is an IPv6-only underlay.
+    #[arg(long, env = "FLANNELD_PUBLIC_IPV6", value_name = "IP")]
+    pub public_ipv6: Option<String>,
+
     /// Interface (name or address) whose address is the --public-ip when that is not given.
     /// Repeat it (or comma-separate) to try each in order: the first that exists wins.
     #[arg(long, env = "FLANNELD_IFACE", value_delimiter = ',')]
@@ -293,9 +300,6 @@ pub struct FlanneldOnly {
     #[arg(long, env = "FLANNELD_SET_NODE_NETWORK_UNAVAILABLE", value_name = "BOOL",
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     pub set_node_network_unavailable: Option<String>,
-    /// flanneld: the IPv6 address to publish (an IPv6 underlay in lease mode).
-    #[arg(long, env = "FLANNELD_PUBLIC_IPV6", value_name = "IP")]
-    pub public_ipv6: Option<String>,
     /// klog: per-file verbosity (ignored).
     #[arg(long, value_name = "PATTERN")]
     pub vmodule: Option<String>,
@@ -308,7 +312,7 @@ impl FlanneldOnly {
     /// The first flag given with a value flanneld would act on, as an error message.
     pub(super) fn check(&self) -> Result<(), String> {
         // (flag, value, flanneld's default: giving the default changes nothing).
-        let flags: [(&str, &Option<String>, Option<&str>); 7] = [
+        let flags: [(&str, &Option<String>, Option<&str>); 6] = [
             ("--kube-subnet-mgr", &self.kube_subnet_mgr, Some("false")),
             ("--kube-api-url", &self.kube_api_url, Some("")),
             ("--kubeconfig-file", &self.kubeconfig_file, Some("")),
@@ -327,7 +331,6 @@ impl FlanneldOnly {
                 &self.set_node_network_unavailable,
                 Some("true"),
             ),
-            ("--public-ipv6", &self.public_ipv6, Some("")),
         ];
         for (flag, value, default) in flags {
             let Some(value) = value else { continue };

@@ -1,7 +1,7 @@
 //! Host discovery for the defaults: the public IP (flanneld's `--iface` / `--iface-regex`
 //! order), the default route's interface, the underlay MTU, a random VtepMAC.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use encap::backend::Mac;
 use regex::Regex;
@@ -86,6 +86,48 @@ pub(super) fn preferred_address(all: &[(String, IpAddr)], name: &str) -> Option<
     of_name.find(IpAddr::is_ipv4).or(first)
 }
 
+/// Whether `ip` can be an IPv6 underlay address: global unicast (not loopback, link-local,
+/// multicast, unspecified or an IPv4-mapped address).
+pub(super) fn is_global_ipv6(ip: Ipv6Addr) -> bool {
+    !(ip.is_unspecified()
+        || ip.is_loopback()
+        || ip.is_multicast()
+        || ip.is_unicast_link_local()
+        || ip.to_ipv4_mapped().is_some())
+}
+
+/// The first global IPv6 address of the interface holding `addr` (flanneld's `ExtV6Addr`
+/// of the external interface).
+pub(super) fn ipv6_beside(addr: IpAddr) -> Option<Ipv6Addr> {
+    let iface = ifaddrs::interface_with_address(addr).ok()??;
+    ifaddrs::addresses_of(&iface)
+        .ok()?
+        .into_iter()
+        .find_map(|a| match a {
+            IpAddr::V6(a) if is_global_ipv6(a) => Some(a),
+            _ => None,
+        })
+}
+
+/// The public IP of a node given only `--public-ipv6` (flanneld looks the interface up by
+/// that address): the first IPv4 address of its interface, else the IPv6 address itself (an
+/// IPv6-only node).
+pub(super) fn public_ip_beside(ipv6: Ipv6Addr) -> Result<IpAddr, String> {
+    let iface = ifaddrs::interface_with_address(IpAddr::V6(ipv6))
+        .map_err(|e| format!("listing the interface addresses failed: {e}"))?
+        .ok_or_else(|| {
+            format!(
+                "invalid value '{ipv6}' for '--public-ipv6': no interface of this host has that                  address"
+            )
+        })?;
+    let addrs = ifaddrs::addresses_of(&iface)
+        .map_err(|e| format!("listing the addresses of {iface} failed: {e}"))?;
+    Ok(addrs
+        .into_iter()
+        .find(IpAddr::is_ipv4)
+        .unwrap_or(IpAddr::V6(ipv6)))
+}
+
 /// The interface of the IPv4 default route, from `/proc/net/route`.
 pub(super) fn default_route_interface() -> Option<String> {
     let text = std::fs::read_to_string(PROC_NET_ROUTE).ok()?;
@@ -101,8 +143,14 @@ pub(super) fn default_route_interface() -> Option<String> {
 /// The kernel's IPv4 routing table, as text.
 pub(super) const PROC_NET_ROUTE: &str = "/proc/net/route";
 
-/// The default MTU: the underlay interface's minus the backend overhead.
-pub(super) fn default_mtu(public_ip: IpAddr, backend: Backend) -> Result<(u32, String), String> {
+/// The default MTU: the underlay interface's minus the backend overhead, and for an
+/// encapsulating backend 20 bytes more when any of the traffic crosses an IPv6 underlay (`public_ip` is IPv6, or `ipv6_underlay`: the
+/// IPv6 half of a dual-stack underlay).
+pub(super) fn default_mtu(
+    public_ip: IpAddr,
+    ipv6_underlay: bool,
+    backend: Backend,
+) -> Result<(u32, String), String> {
     let iface = ifaddrs::interface_with_address(public_ip)
         .map_err(|e| format!("listing interface addresses for --public-ip failed: {e}"))?
         .ok_or_else(|| {
@@ -114,7 +162,7 @@ pub(super) fn default_mtu(public_ip: IpAddr, backend: Backend) -> Result<(u32, S
     let underlay = netif::mtu(&iface)
         .map_err(|e| format!("reading the MTU of {iface} (for the default --mtu) failed: {e}"))?;
     let overhead = backend.overhead()
-        + if public_ip.is_ipv6() {
+        + if backend.has_data_path() && (public_ip.is_ipv6() || ipv6_underlay) {
             IPV6_UNDERLAY_EXTRA
         } else {
             0

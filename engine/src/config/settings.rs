@@ -12,7 +12,9 @@ use encap::backend::Mac;
 use regex::Regex;
 
 use super::flags::{Cli, DriverArg, MAX_PUMP_THREADS};
-use super::host::{default_mtu, random_mac, resolve_public_ip};
+use super::host::{
+    default_mtu, ipv6_beside, is_global_ipv6, public_ip_beside, random_mac, resolve_public_ip,
+};
 use crate::control::ControlAddr;
 use crate::lease::manager::{renew_margin_from_minutes, TestLeaseTtl, TEST_LEASE_TTL_VAR};
 use crate::lease::EtcdOptions;
@@ -58,8 +60,15 @@ pub struct LeaseSettings {
 pub struct Settings {
     /// The backend.
     pub backend: Backend,
-    /// Underlay address.
+    /// Underlay address (in lease mode an IPv6 one makes an IPv6-only node).
     pub public_ip: IpAddr,
+    /// Lease mode, an IPv4 `public_ip`: the IPv6 underlay address for a dual-stack underlay
+    /// (`--public-ipv6`, else the global IPv6 address of the public IP's interface). Used
+    /// (published as PublicIPv6) only when the network config has EnableIPv6; after
+    /// [`Settings::with_lease`], `Some` only when it is used.
+    pub public_ip6: Option<Ipv6Addr>,
+    /// Whether `public_ip6` came from `--public-ipv6` (not found on the interface).
+    pub public_ip6_given: bool,
     /// UDP port.
     pub port: u16,
     /// Our IPv4 subnet.
@@ -177,19 +186,51 @@ impl Cli {
                 ))
             })?),
         };
-        let public_ip =
-            resolve_public_ip(self.public_ip, &self.iface, &regexes, can_reach).map_err(invalid)?;
+        let public_ipv6 = match self.public_ipv6.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(s) => match s.parse::<Ipv6Addr>() {
+                Ok(a) if is_global_ipv6(a) => Some(a),
+                _ => {
+                    return Err(invalid(format!(
+                        "invalid value '{s}' for '--public-ipv6': not a global IPv6 unicast \
+                         address"
+                    )))
+                }
+            },
+        };
+        if public_ipv6.is_some() && !lease_mode {
+            return Err(invalid(
+                "--public-ipv6 works in lease mode only; in static mode an IPv6 --public-ip makes \
+                 an IPv6 underlay"
+                    .to_owned(),
+            ));
+        }
+        let only_ipv6_given = self.public_ip.is_none()
+            && self.iface.is_empty()
+            && regexes.is_empty()
+            && can_reach.is_none();
+        let public_ip = match public_ipv6 {
+            Some(v6) if only_ipv6_given => public_ip_beside(v6).map_err(invalid)?,
+            _ => resolve_public_ip(self.public_ip, &self.iface, &regexes, can_reach)
+                .map_err(invalid)?,
+        };
         if public_ip.is_unspecified() || public_ip.is_multicast() {
             return Err(invalid(format!(
                 "invalid value '{public_ip}' for '--public-ip': not a unicast host address"
             )));
         }
-        if lease_mode && !public_ip.is_ipv4() {
-            return Err(invalid(format!(
-                "invalid value '{public_ip}' for '--public-ip': a lease needs an IPv4 PublicIP \
-                 (flannel's leases are keyed by it)"
-            )));
-        }
+        let (public_ip6, public_ip6_given) = match (public_ip, public_ipv6) {
+            (IpAddr::V6(a), Some(b)) if a != b => {
+                return Err(invalid(format!(
+                    "--public-ip {a} and --public-ipv6 {b}: one node has one IPv6 underlay \
+                     address (an IPv6-only node gives it once)"
+                )))
+            }
+            (IpAddr::V6(_), _) => (None, false),
+            (IpAddr::V4(_), Some(b)) => (Some(b), true),
+            (IpAddr::V4(_), None) if lease_mode => (ipv6_beside(public_ip), false),
+            (IpAddr::V4(_), None) => (None, false),
+        };
         let port = self.port.unwrap_or_else(|| backend.default_port());
         let tun_name = default_tun_name(self.tun_name.as_deref(), backend, self.vni);
         let (vtep_mac, vtep_mac_random) = match self.vtep_mac {
@@ -205,7 +246,7 @@ impl Cli {
         };
         let (mtu, mtu_source) = match self.mtu {
             Some(mtu) => (mtu, "--mtu".to_owned()),
-            None => default_mtu(public_ip, backend).map_err(invalid)?,
+            None => default_mtu(public_ip, false, backend).map_err(invalid)?,
         };
         let pump_threads = match self.pump_threads {
             Some(n) => usize::from(n),
@@ -272,6 +313,8 @@ impl Cli {
         Ok(Settings {
             backend,
             public_ip,
+            public_ip6,
+            public_ip6_given,
             port,
             subnet: self.subnet,
             subnet6: self.subnet6,
@@ -322,6 +365,8 @@ pub struct LeasedNetwork {
     pub vtep_mac: Mac,
     /// Whether that MAC was generated now (not given, not found in a lease of ours).
     pub vtep_mac_random: bool,
+    /// The IPv6 underlay address of a dual-stack underlay, when in use (published).
+    pub public_ip6: Option<Ipv6Addr>,
 }
 
 impl Settings {
@@ -340,10 +385,11 @@ impl Settings {
         s.subnet6 = net.subnet6;
         s.vtep_mac = net.vtep_mac;
         s.vtep_mac_random = net.vtep_mac_random;
+        s.public_ip6 = net.public_ip6;
         (s.tun_name, s.control) = self.leased_names(net.backend, net.vni);
         (s.mtu, s.mtu_source) = match self.mtu_flag {
             Some(mtu) => (mtu, "--mtu".to_owned()),
-            None => default_mtu(self.public_ip, net.backend)?,
+            None => default_mtu(self.public_ip, net.public_ip6.is_some(), net.backend)?,
         };
         Ok(s)
     }
@@ -354,6 +400,22 @@ impl Settings {
         let tun = default_tun_name(self.tun_name_flag.as_deref(), backend, vni);
         let control = default_control(self.control_flag.as_ref(), &tun);
         (tun, control)
+    }
+
+    /// Where the pumps' UDP sockets bind: the public IP and port, or `[::]` and the port for
+    /// a dual-stack underlay (one IPv6 socket carrying both families, [`Settings::dual_stack`]).
+    pub fn underlay_bind(&self) -> std::net::SocketAddr {
+        let ip = if self.dual_stack() {
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+        } else {
+            self.public_ip
+        };
+        std::net::SocketAddr::new(ip, self.port)
+    }
+
+    /// Whether the underlay has both families (an IPv4 public IP and an IPv6 one in use).
+    pub fn dual_stack(&self) -> bool {
+        self.public_ip.is_ipv4() && self.public_ip6.is_some()
     }
 
     /// Our own subnets.

@@ -212,6 +212,7 @@ fn lease_mode() {
             subnet6: None,
             vtep_mac: [2, 0, 0, 0, 0, 1],
             vtep_mac_random: false,
+            public_ip6: None,
         })
         .unwrap();
     assert_eq!(v.tun_name, "flannel.4");
@@ -401,7 +402,6 @@ fn flanneld_only_flags_exit_2_naming_them() {
             &["-iface=lo", "-kube-api-url", "https://10.96.0.1"],
             "--kube-api-url",
         ),
-        (&["-iface=lo", "-public-ipv6=fd00::1"], "--public-ipv6"),
         (
             &["-iface=lo", "-set-node-network-unavailable=false"],
             "--set-node-network-unavailable",
@@ -458,4 +458,84 @@ fn the_systemd_unit_is_as_documented() {
     let args: Vec<&str> = opts.split_whitespace().collect();
     let s = flanneld(&args).unwrap_or_else(|e| panic!("{opts}: {e}"));
     assert!(s.lease.is_some_and(|l| l.ip_masq));
+}
+
+/// `--public-ipv6` (flanneld's): lease mode only, a global IPv6 address; with an IPv4 public IP
+/// it is the IPv6 half of a dual-stack underlay (used with EnableIPv6, which lease mode reads
+/// later). An IPv6 `--public-ip` in lease mode is an IPv6-only node; two different IPv6
+/// addresses are refused. (On `lo`, which has no global IPv6 address, nothing is found by
+/// itself.)
+#[test]
+fn public_ipv6_makes_a_dual_stack_or_an_ipv6_only_underlay() {
+    let lease = |extra: &[&str]| {
+        let mut line = vec!["--lease-dir", "/tmp/x"];
+        line.extend_from_slice(extra);
+        parse(&line).unwrap().resolve()
+    };
+    let s = lease(&["--public-ip", "127.0.0.1", "--public-ipv6", "fd00::1"]).unwrap();
+    assert_eq!(s.public_ip6, Some("fd00::1".parse().unwrap()));
+    assert!(s.public_ip6_given && s.dual_stack());
+    assert_eq!(s.underlay_bind().to_string(), "[::]:8285");
+    // flanneld's default, an empty value, is unset.
+    let s = lease(&["--public-ip", "127.0.0.1", "--public-ipv6", ""]).unwrap();
+    assert_eq!((s.public_ip6, s.public_ip6_given), (None, false));
+    assert_eq!(s.underlay_bind().to_string(), "127.0.0.1:8285");
+    // IPv6 only.
+    let s = lease(&["--public-ip", "::1"]).unwrap();
+    assert_eq!(
+        (s.public_ip.to_string(), s.public_ip6),
+        ("::1".to_owned(), None)
+    );
+    assert!(!s.dual_stack());
+    assert_eq!(s.underlay_bind().to_string(), "[::1]:8285");
+    for (line, want) in [
+        (
+            &[
+                "--lease-dir",
+                "/tmp/x",
+                "--public-ip",
+                "::1",
+                "--public-ipv6",
+                "fd00::1",
+            ][..],
+            "one IPv6 underlay address",
+        ),
+        (
+            &[
+                "--lease-dir",
+                "/tmp/x",
+                "--public-ip",
+                "127.0.0.1",
+                "--public-ipv6",
+                "fe80::1",
+            ],
+            "not a global IPv6 unicast address",
+        ),
+        (
+            &["--lease-dir", "/tmp/x", "--public-ipv6", "10.0.0.1"],
+            "not a global IPv6 unicast address",
+        ),
+        (
+            &[
+                "--public-ip",
+                "127.0.0.1",
+                "--backend",
+                "udp",
+                "--subnet",
+                "10.244.1.0/24",
+                "--peers",
+                "/dev/null",
+                "--public-ipv6",
+                "fd00::1",
+            ],
+            "lease mode only",
+        ),
+    ] {
+        let err = parse(line).unwrap().resolve().unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{line:?}");
+        assert!(err.to_string().contains(want), "{line:?}: {err}");
+    }
+    // flanneld spells it with one dash too.
+    let s = flanneld(&["-public-ip=127.0.0.1", "-public-ipv6=fd00::1"]).unwrap();
+    assert_eq!(s.public_ip6, Some("fd00::1".parse().unwrap()));
 }

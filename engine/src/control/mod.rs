@@ -230,6 +230,7 @@ impl ControlState {
             vni: 1,
             vtep_mac: [0x0e, 0, 0, 0, 0, 1],
             public_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 250, 1)),
+            public_ip6: None,
             subnets: vec![],
         };
         let (entries, errors) = parse_peers(peers, "peers");

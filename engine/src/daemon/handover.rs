@@ -16,8 +16,8 @@
 //!    `{"error": "unknown request ..."}`. Either way the new weftd exits saying so and the
 //!    old one runs on untouched.
 //! 2. old -> new: the offer, `{"handover": <version>, "pid", "tun", "threads", "backend",
-//!    "port", "vni", "vtep_mac", "public_ip", "subnet", "subnet6", "mtu", "vnet_hdr", "tso",
-//!    "uso"}`. The new weftd checks it against its own settings (lease mode: after taking its
+//!    "port", "vni", "vtep_mac", "public_ip", "public_ip6" (dual-stack underlays only),
+//!    "subnet", "subnet6", "mtu", "vnet_hdr", "tso", "uso"}`. The new weftd checks it against its own settings (lease mode: after taking its
 //!    lease, which must be the same subnet) and answers `abort <reason>` on any difference but
 //!    the pump thread count (it takes over as many queues as there are, and says so: the
 //!    queue count of a running TUN is what it is until the next full restart).
@@ -96,8 +96,12 @@ pub(super) struct Offer {
     pub vni: u32,
     /// The VtepMAC.
     pub vtep_mac: String,
-    /// The underlay address the sockets are bound to.
+    /// The public IP (the sockets are bound to it, or to `[::]` with `public_ip6`).
     pub public_ip: IpAddr,
+    /// The IPv6 underlay address of a dual-stack underlay (left out when none, so that a
+    /// single-stack offer reads as it did before the field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_ip6: Option<std::net::Ipv6Addr>,
     /// Our IPv4 subnet.
     pub subnet: Option<String>,
     /// Our IPv6 subnet.
@@ -126,6 +130,7 @@ impl Offer {
             vni: s.vni,
             vtep_mac: format_mac(&s.vtep_mac),
             public_ip: s.public_ip,
+            public_ip6: s.public_ip6,
             subnet: s.subnet.map(|c| c.to_string()),
             subnet6: s.subnet6.map(|c| c.to_string()),
             mtu: s.mtu,
@@ -178,6 +183,7 @@ impl Offer {
             vni: s.vni,
             vtep_mac: format_mac(&s.vtep_mac),
             public_ip: s.public_ip,
+            public_ip6: s.public_ip6,
             subnet: s.subnet.map(|c| c.to_string()),
             subnet6: s.subnet6.map(|c| c.to_string()),
             mtu: s.mtu,
@@ -543,7 +549,7 @@ fn adopt(
         }
         queues.push(queue);
     }
-    let bind = std::net::SocketAddr::new(s.public_ip, s.port);
+    let bind = s.underlay_bind();
     let mut sockets = Vec::with_capacity(n);
     for _ in 0..n {
         let fd = fds.next().context("a socket short")?;
@@ -679,6 +685,7 @@ mod tests {
             vni: 1,
             vtep_mac: "0e:00:00:00:00:01".to_owned(),
             public_ip: "192.168.250.1".parse().unwrap(),
+            public_ip6: None,
             subnet: Some("10.244.1.0/24".to_owned()),
             subnet6: None,
             mtu: 1450,
@@ -698,6 +705,16 @@ mod tests {
         for bad in ["", "{}", "[1]", "{\"handover\": -1}", "null"] {
             assert!(serde_json::from_str::<Offer>(bad).is_err(), "{bad}");
         }
+        // A single-stack offer has no public_ip6 key (an older weftd reads it); a dual-stack
+        // one has it and round-trips.
+        assert!(!text.contains("public_ip6"), "{text}");
+        let dual = Offer {
+            public_ip6: Some("fd99::1".parse().unwrap()),
+            ..offer()
+        };
+        let text = serde_json::to_string(&dual).unwrap();
+        assert!(text.contains("\"public_ip6\":\"fd99::1\""), "{text}");
+        assert_eq!(serde_json::from_str::<Offer>(&text).unwrap(), dual);
     }
 
     #[test]

@@ -30,12 +30,12 @@
 //! lease, the subnet file, the rules and the blackhole route to its successor.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use crossbeam_channel::Receiver;
 use signal_hook::consts::SIGHUP;
 
@@ -223,47 +223,79 @@ impl Reported {
 
 /// The route-table entries of a peer set: one per subnet of each lease of our backend, each
 /// naming its lease ([`Origin::Lease`]). Leases that cannot be routed ([`unroutable`]) are
-/// left out and reported once. With `Backend.DirectRouting`, the IPv4 subnet of a peer whose
-/// PublicIP `on_link` says is on our segment is marked [`PeerEntry::direct`].
+/// left out and reported once. Each subnet goes to the peer's underlay address of its own
+/// family when our underlay has that family (flannel's dual stack: IPv4 pods over PublicIP,
+/// IPv6 pods over PublicIPv6 with `BackendV6Data`'s VtepMAC), else to its other address (an
+/// IPv6-only node, PublicIP 0.0.0.0, is reached over IPv6 for both; a peer without a
+/// PublicIPv6 carries its IPv6 pods over IPv4, weft's own dual stack). With
+/// `Backend.DirectRouting` (and always with host-gw), a subnet whose address `on_link` says is
+/// on our segment is marked [`PeerEntry::direct`] when both are of one family.
 fn peer_entries(
     set: &PeerSet,
-    backend: Backend,
+    local: &Local,
     config: &NetworkConfig,
     own: &OwnLease,
     reported: &mut Reported,
     now: &mut HashSet<(String, String)>,
     on_link: &mut dyn FnMut(IpAddr) -> bool,
 ) -> Vec<PeerEntry> {
+    let backend = local.backend;
+    let host_gw = backend == Backend::HostGw;
     let mut entries = Vec::new();
     for lease in &set.peers {
         // The manager already left out other backends' leases with a log line.
         let Ok(lease_backend) = lease.attrs.backend() else {
             continue;
         };
-        if lease_backend != backend || lease.attrs.public_ip.is_unspecified() {
+        if lease_backend != backend || lease.attrs.node_ip().is_none() {
             continue;
         }
         if let Some(reason) = unroutable(lease, config, own) {
             reported.warn(&lease.key.to_string(), &reason, now);
             continue;
         }
-        let vtep_mac = lease.attrs.vxlan_data().map(|d| d.vtep_mac);
-        let public_ip = IpAddr::V4(lease.attrs.public_ip);
-        let host_gw = backend == Backend::HostGw;
-        let direct = (host_gw || config.backend.direct_routing) && on_link(public_ip);
-        if host_gw && !direct {
-            // flannel's host-gw: a peer off our segment cannot be reached by a route.
-            let reason = format!(
-                "its PublicIP {public_ip} is not on our network segment (the kernel reaches it \
-                 through a gateway): host-gw routes only to neighbours"
-            );
-            reported.warn(&lease.key.to_string(), &reason, now);
-            continue;
-        }
-        // host-gw routes IPv4 subnets only (an IPv6 route needs a PublicIPv6).
-        let v6 = lease.key.v6.filter(|_| !host_gw).map(Cidr::from);
-        let subnets = std::iter::once(Cidr::from(lease.key.v4)).chain(v6);
+        let v4 =
+            (!lease.attrs.public_ip.is_unspecified()).then_some(IpAddr::V4(lease.attrs.public_ip));
+        let v6 = lease.attrs.public_ip6.map(IpAddr::V6);
+        // The address for a subnet of the family `ipv4`: its own family's when we have it.
+        let address_for = |ipv4: bool| {
+            let (same, other) = if ipv4 { (v4, v6) } else { (v6, v4) };
+            same.filter(|ip| local.reaches(*ip)).or(other).or(same)
+        };
+        let subnets = std::iter::once(Cidr::from(lease.key.v4)).chain(lease.key.v6.map(Cidr::from));
         for subnet in subnets {
+            let Some(public_ip) = address_for(subnet.is_ipv4()) else {
+                continue;
+            };
+            let direct = (host_gw || config.backend.direct_routing)
+                && public_ip.is_ipv4() == subnet.is_ipv4()
+                && on_link(public_ip);
+            if host_gw && !direct {
+                // flannel's host-gw: a peer off our segment cannot be reached by a route.
+                let reason =
+                    if public_ip.is_ipv4() == subnet.is_ipv4() {
+                        format!(
+                        "its {} {public_ip} is not on our network segment (the kernel reaches it \
+                         through a gateway): host-gw routes only to neighbours",
+                        if public_ip.is_ipv4() { "PublicIP" } else { "PublicIPv6" }
+                    )
+                    } else {
+                        format!(
+                            "its subnet {subnet} has no underlay address of its family \
+                         (host-gw routes {} subnets via a PublicIP{})",
+                            if subnet.is_ipv4() { "IPv4" } else { "IPv6" },
+                            if subnet.is_ipv4() { "" } else { "v6" }
+                        )
+                    };
+                reported.warn(&lease.key.to_string(), &reason, now);
+                continue;
+            }
+            let vtep_mac = if public_ip.is_ipv4() {
+                lease.attrs.vxlan_data()
+            } else {
+                lease.attrs.vxlan_v6_data()
+            }
+            .map(|d| d.vtep_mac);
             entries.push(PeerEntry {
                 origin: Origin::Lease(lease.key.to_string()),
                 subnet,
@@ -271,7 +303,7 @@ fn peer_entries(
                 backend: lease_backend,
                 vtep_mac,
                 port: None,
-                direct: direct && subnet.is_ipv4(),
+                direct,
             });
         }
     }
@@ -292,7 +324,7 @@ fn apply_peers(
     on_link: &mut dyn FnMut(IpAddr) -> bool,
 ) {
     let mut now = HashSet::new();
-    let entries = peer_entries(set, local.backend, config, own, reported, &mut now, on_link);
+    let entries = peer_entries(set, local, config, own, reported, &mut now, on_link);
     let current = routes.load_full();
     let (table, errors) = RouteTable::build(local, &entries, Some(&current), "leases");
     for e in &errors {
@@ -520,6 +552,34 @@ fn tun_gone(tun: &str, tun_lost: &AtomicBool) -> bool {
     }
 }
 
+/// The lease's PublicIP and PublicIPv6 for `base`'s addresses: an IPv6 public IP is an
+/// IPv6-only node (PublicIP 0.0.0.0); an IPv4 one publishes its IPv6 partner
+/// ([`Settings::public_ip6`]) only when the network config has EnableIPv6, as flanneld.
+fn underlay_addresses(base: &Settings, config: &NetworkConfig) -> (Ipv4Addr, Option<Ipv6Addr>) {
+    match base.public_ip {
+        IpAddr::V6(v6) => (Ipv4Addr::UNSPECIFIED, Some(v6)),
+        IpAddr::V4(v4) if config.ipv6.is_some() => {
+            if base.public_ip6.is_none() {
+                tracing::info!(
+                    "EnableIPv6 without an IPv6 underlay address ({v4}'s interface has no \
+                     global IPv6 address and no --public-ipv6 was given): IPv6 pods travel over \
+                     IPv4, which weft peers understand and flanneld peers do not"
+                );
+            }
+            (v4, base.public_ip6)
+        }
+        IpAddr::V4(v4) => {
+            if let (Some(v6), true) = (base.public_ip6, base.public_ip6_given) {
+                tracing::warn!(
+                    "--public-ipv6 {v6} is ignored: the network config does not enable IPv6 \
+                     (EnableIPv6), as with flanneld"
+                );
+            }
+            (v4, None)
+        }
+    }
+}
+
 /// Lease mode (see the module documentation).
 pub(super) fn run(
     base: &Settings,
@@ -528,9 +588,6 @@ pub(super) fn run(
     stop: &Stop,
     health: &Health,
 ) -> Result<ExitCode> {
-    let IpAddr::V4(public_ip) = base.public_ip else {
-        bail!("lease mode needs an IPv4 --public-ip");
-    };
     for flag in &lease.ignored_flags {
         tracing::warn!(
             "{flag} is ignored in lease mode: the network config decides (as with flanneld)"
@@ -544,8 +601,10 @@ pub(super) fn run(
     };
     let backend = config.backend.kind;
     let vni = config.backend.vni;
+    let (public_ip, public_ip6) = underlay_addresses(base, &config);
+    let node_ip = base.public_ip;
     let (vtep_mac, vtep_mac_random) = if backend == Backend::Vxlan && base.vtep_mac_random {
-        match stored_vtep_mac(&*store, public_ip) {
+        match stored_vtep_mac(&*store, node_ip) {
             Ok(Some(mac)) => (mac, false),
             Ok(None) => (random_vtep_mac(), true),
             Err(e) => {
@@ -561,9 +620,15 @@ pub(super) fn run(
     // With --upgrade and a weftd running here: its offer, taken once our lease is known.
     let start = super::handover::bind_or_ask(&control_addr, base.upgrade)?;
     let attrs = match backend {
-        Backend::Udp => LeaseAttrs::udp(public_ip, None),
-        Backend::HostGw => LeaseAttrs::host_gw(public_ip, None),
-        Backend::Vxlan => LeaseAttrs::vxlan(public_ip, None, vni, vtep_mac, config.ipv6.is_some()),
+        Backend::Udp => LeaseAttrs::udp(public_ip, public_ip6),
+        Backend::HostGw => LeaseAttrs::host_gw(public_ip, public_ip6),
+        Backend::Vxlan => LeaseAttrs::vxlan(
+            public_ip,
+            public_ip6,
+            vni,
+            vtep_mac,
+            config.ipv6.is_some() || public_ip6.is_some(),
+        ),
     };
     let mut options = ManagerOptions::new(attrs);
     options.previous = read_previous(&lease.subnet_file);
@@ -583,7 +648,20 @@ pub(super) fn run(
         tracing::info!("stopped while acquiring a lease");
         return Ok(ExitCode::SUCCESS);
     };
-    tracing::info!("lease {} for {public_ip} ({backend})", own.key);
+    match public_ip6 {
+        Some(v6) if public_ip.is_unspecified() => {
+            tracing::info!(
+                "lease {} for {v6} ({backend}, an IPv6-only underlay)",
+                own.key
+            );
+        }
+        Some(v6) => tracing::info!(
+            "lease {} for {public_ip} and {v6} ({backend}, a dual-stack underlay: IPv6 pods \
+             over IPv6)",
+            own.key
+        ),
+        None => tracing::info!("lease {} for {public_ip} ({backend})", own.key),
+    }
 
     let net = LeasedNetwork {
         backend,
@@ -595,6 +673,7 @@ pub(super) fn run(
         subnet6: own.subnet6().map(Cidr::from),
         vtep_mac,
         vtep_mac_random,
+        public_ip6: public_ip6.filter(|_| !public_ip.is_unspecified()),
     };
     let s = base
         .with_lease(&net)
@@ -844,7 +923,6 @@ pub(super) fn run(
 mod tests {
     use super::*;
     use crate::lease::{Expiry, Lease, SubnetKey};
-    use std::net::Ipv4Addr;
 
     fn config() -> NetworkConfig {
         NetworkConfig::parse(r#"{"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}"#)
@@ -856,6 +934,19 @@ mod tests {
             key: SubnetKey::parse(key).expect("key"),
             attrs: LeaseAttrs::udp(Ipv4Addr::new(192, 168, 0, 9), None),
             expiry: Expiry::Leased,
+        }
+    }
+
+    /// This node for [`peer_entries`]: `backend`, 192.168.0.1, and `v6` beside it.
+    fn local_with(backend: Backend, v6: Option<Ipv6Addr>) -> Local {
+        Local {
+            backend,
+            port: backend.default_port(),
+            vni: 1,
+            vtep_mac: [0x0e, 0, 0, 0, 0, 1],
+            public_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 0, 1)),
+            public_ip6: v6,
+            subnets: vec![],
         }
     }
 
@@ -919,6 +1010,7 @@ mod tests {
             vni: 1,
             vtep_mac: own_mac,
             public_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 0, 1)),
+            public_ip6: None,
             subnets: vec![Cidr::new(IpAddr::V4(Ipv4Addr::new(10, 244, 5, 0)), 24).expect("own")],
         };
         let routes = Routes::from_pointee(RouteTable::empty());
@@ -971,7 +1063,7 @@ mod tests {
         let mut probed = Vec::new();
         let entries = peer_entries(
             &set,
-            Backend::Udp,
+            &local_with(Backend::Udp, None),
             &config,
             &own(),
             &mut Reported::default(),
@@ -996,6 +1088,136 @@ mod tests {
         assert_eq!(probed.len(), 2, "{probed:?}");
     }
 
+    /// A dual-stack lease's IPv4 subnet goes to its PublicIP and its IPv6 subnet to its
+    /// PublicIPv6 with `BackendV6Data`'s VtepMAC, when we have an IPv6 underlay too; without
+    /// one, both go over IPv4. An IPv6-only lease (PublicIP 0.0.0.0) is reached over IPv6 for
+    /// both, or reported by the table when we have no IPv6 underlay. DirectRouting marks an
+    /// IPv6 subnet direct via an on-link PublicIPv6.
+    #[test]
+    fn subnets_go_to_the_underlay_address_of_their_family() {
+        let config = NetworkConfig::parse(
+            r#"{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:10:244::/48",
+                "Backend": {"Type": "vxlan", "DirectRouting": true}}"#,
+        )
+        .expect("config");
+        let (mac4, mac6) = ([0x0e, 0, 0, 0, 0, 6], [0x0e, 0, 0, 0, 6, 6]);
+        let mut dual = LeaseAttrs::vxlan(
+            Ipv4Addr::new(192, 168, 0, 6),
+            Some("fd99::6".parse().expect("v6")),
+            1,
+            mac4,
+            true,
+        );
+        dual.backend_v6_data = Some(crate::lease::BackendData::Vxlan(crate::lease::VxlanData {
+            vni: Some(1),
+            vtep_mac: mac6,
+        }));
+        let only6 = LeaseAttrs::vxlan(
+            Ipv4Addr::UNSPECIFIED,
+            Some("fd99::7".parse().expect("v6")),
+            1,
+            [0x0e, 0, 0, 0, 7, 7],
+            true,
+        );
+        let set = PeerSet {
+            peers: vec![
+                Lease {
+                    key: SubnetKey::parse("10.244.6.0-24&fd00:10:244:6::-64").expect("key"),
+                    attrs: dual,
+                    expiry: Expiry::Leased,
+                },
+                Lease {
+                    key: SubnetKey::parse("10.244.7.0-24&fd00:10:244:7::-64").expect("key"),
+                    attrs: only6,
+                    expiry: Expiry::Leased,
+                },
+            ],
+            added: vec![],
+            removed: vec![],
+        };
+        let entries = |v6: Option<Ipv6Addr>| {
+            peer_entries(
+                &set,
+                &local_with(Backend::Vxlan, v6),
+                &config,
+                &own(),
+                &mut Reported::default(),
+                &mut HashSet::new(),
+                &mut |ip| ip.to_string() == "fd99::6",
+            )
+            .into_iter()
+            .map(|e| {
+                (
+                    e.subnet.to_string(),
+                    e.public_ip.to_string(),
+                    e.vtep_mac.map(|m| m[4]),
+                    e.direct,
+                )
+            })
+            .collect::<Vec<_>>()
+        };
+        let row = |s: &str, ip: &str, mac: u8, direct: bool| {
+            (s.to_owned(), ip.to_owned(), Some(mac), direct)
+        };
+        assert_eq!(
+            entries(Some("fd99::1".parse().expect("v6"))),
+            [
+                row("10.244.6.0/24", "192.168.0.6", 0, false),
+                row("fd00:10:244:6::/64", "fd99::6", 6, true),
+                row("10.244.7.0/24", "fd99::7", 7, false),
+                row("fd00:10:244:7::/64", "fd99::7", 7, false),
+            ]
+        );
+        // No IPv6 underlay here: IPv6 pods over IPv4; the IPv6-only peer's entries stay (the
+        // route table reports their family).
+        assert_eq!(
+            entries(None),
+            [
+                row("10.244.6.0/24", "192.168.0.6", 0, false),
+                row("fd00:10:244:6::/64", "192.168.0.6", 0, false),
+                row("10.244.7.0/24", "fd99::7", 7, false),
+                row("fd00:10:244:7::/64", "fd99::7", 7, false),
+            ]
+        );
+        let (table, errors) = RouteTable::build(
+            &local_with(Backend::Vxlan, None),
+            &peer_entries(
+                &set,
+                &local_with(Backend::Vxlan, None),
+                &config,
+                &own(),
+                &mut Reported::default(),
+                &mut HashSet::new(),
+                &mut |_| false,
+            ),
+            None,
+            "leases",
+        );
+        assert_eq!((table.len(), errors.len()), (2, 2), "{errors:?}");
+        assert!(
+            errors[0].message.contains("not of the family"),
+            "{errors:?}"
+        );
+        // With both families, one table holds both peers' four routes.
+        let both = local_with(Backend::Vxlan, Some("fd99::1".parse().expect("v6")));
+        let (table, errors) = RouteTable::build(
+            &both,
+            &peer_entries(
+                &set,
+                &both,
+                &config,
+                &own(),
+                &mut Reported::default(),
+                &mut HashSet::new(),
+                &mut |_| false,
+            ),
+            None,
+            "leases",
+        );
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!((table.len(), table.peers().len()), (4, 3));
+    }
+
     /// DirectRoutes puts exactly the wanted `subnet via PublicIP` routes into the kernel, follows
     /// changes and removes them all on clear.
     #[test]
@@ -1012,6 +1234,7 @@ mod tests {
                 vni: 1,
                 vtep_mac: [0x0e, 0, 0, 0, 0, 1],
                 public_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 77, 1)),
+                public_ip6: None,
                 subnets: vec![],
             };
             let table = |peers: &[(&str, u8, bool)]| {

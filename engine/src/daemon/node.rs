@@ -16,7 +16,6 @@
 //! boundary keeping the descriptors, start again on them if the handover fails, or go without
 //! touching what the successor now runs.
 
-use std::net::SocketAddr;
 use std::os::fd::BorrowedFd;
 use std::sync::{mpsc, Arc};
 
@@ -48,6 +47,7 @@ pub(super) fn local(s: &Settings) -> Local {
         vni: s.vni,
         vtep_mac: s.vtep_mac,
         public_ip: s.public_ip,
+        public_ip6: s.public_ip6,
         subnets: s.subnets(),
     }
 }
@@ -152,9 +152,10 @@ impl Node {
         }
         tun.set_nonblocking(true)?;
 
-        let bind = SocketAddr::new(s.public_ip, s.port);
+        let bind = s.underlay_bind();
         let udp_config = UdpConfig {
             nonblocking: true,
+            dual_stack: s.dual_stack(),
             ..UdpConfig::default()
         };
         let sockets = (0..s.pump_threads)

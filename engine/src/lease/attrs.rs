@@ -24,7 +24,7 @@
 //! which field and why; the caller names the key.
 
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 use crate::model::{format_mac, parse_mac, Backend, Mac};
@@ -108,7 +108,8 @@ impl LeaseAttrs {
     }
 
     /// The value flannel's vxlan backend writes. `dual_stack` adds the same data as
-    /// `BackendV6Data`, as flannel does when IPv6 is enabled.
+    /// `BackendV6Data`, as flannel does when IPv6 is enabled. An IPv6-only node (`public_ip`
+    /// 0.0.0.0) carries it too, so its `BackendData` names the MAC of its IPv4 subnets.
     pub fn vxlan(
         public_ip: Ipv4Addr,
         public_ip6: Option<Ipv6Addr>,
@@ -145,6 +146,30 @@ impl LeaseAttrs {
             Some(BackendData::Vxlan(d)) => Some(d),
             _ => None,
         }
+    }
+
+    /// The vxlan data of the IPv6 underlay (`BackendV6Data`, flannel's `flannel-v6.<VNI>`
+    /// device), else the IPv4 one.
+    pub fn vxlan_v6_data(&self) -> Option<VxlanData> {
+        match self.backend_v6_data {
+            Some(BackendData::Vxlan(d)) => Some(d),
+            _ => self.vxlan_data(),
+        }
+    }
+
+    /// The address that names the node: its PublicIP, or the PublicIPv6 of an IPv6-only node
+    /// (PublicIP 0.0.0.0). `None` when it has neither.
+    pub fn node_ip(&self) -> Option<IpAddr> {
+        if !self.public_ip.is_unspecified() {
+            Some(IpAddr::V4(self.public_ip))
+        } else {
+            self.public_ip6.map(IpAddr::V6)
+        }
+    }
+
+    /// [`LeaseAttrs::node_ip`], else the PublicIP as written: who holds a lease, for messages.
+    pub fn holder(&self) -> IpAddr {
+        self.node_ip().unwrap_or(IpAddr::V4(self.public_ip))
     }
 
     /// flannel's JSON for this value (see the module documentation).

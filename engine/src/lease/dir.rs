@@ -292,10 +292,10 @@ impl LeaseStore for DirStore {
     ) -> Result<Expiry, StoreError> {
         let _lock = self.lock()?;
         if let Ok(Some(current)) = read_lease(&self.lease_path(key), *key) {
-            if current.attrs.public_ip != attrs.public_ip {
+            if current.attrs.node_ip() != attrs.node_ip() {
                 return Err(StoreError::Taken {
                     key: *key,
-                    holder: current.attrs.public_ip,
+                    holder: current.attrs.holder(),
                 });
             }
         }
@@ -512,7 +512,7 @@ impl LeaseWatch for DirWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{IpAddr, Ipv4Addr};
 
     fn tmpdir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -556,7 +556,7 @@ mod tests {
         let other = LeaseAttrs::udp(Ipv4Addr::new(192, 168, 0, 4), None);
         assert!(matches!(
             store.renew(&k, &other, Some(Duration::from_secs(60))),
-            Err(StoreError::Taken { holder, .. }) if holder == Ipv4Addr::new(192, 168, 0, 3)
+            Err(StoreError::Taken { holder, .. }) if holder == IpAddr::V4(Ipv4Addr::new(192, 168, 0, 3))
         ));
         assert_eq!(
             store.renew(&k, &attrs, None).expect("renew"),

@@ -49,7 +49,7 @@
 //!   writes it again when it notices, and traffic to it must not stop meanwhile.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -304,15 +304,12 @@ pub fn wait_for_config(
 
 /// The VtepMAC of the vxlan lease that already carries `public_ip`, if any, so that a
 /// restarted node keeps its MAC (flanneld's `GetStoredMacAddresses`).
-pub fn stored_vtep_mac(
-    store: &dyn LeaseStore,
-    public_ip: Ipv4Addr,
-) -> Result<Option<Mac>, StoreError> {
+pub fn stored_vtep_mac(store: &dyn LeaseStore, node_ip: IpAddr) -> Result<Option<Mac>, StoreError> {
     Ok(store
         .list()?
         .leases
         .iter()
-        .filter(|l| l.attrs.public_ip == public_ip)
+        .filter(|l| l.attrs.node_ip() == Some(node_ip))
         .find_map(|l| l.attrs.vxlan_data())
         .map(|d| d.vtep_mac))
 }
@@ -391,10 +388,13 @@ impl SubnetManager {
         for invalid in &listing.invalid {
             self.log_invalid(&invalid.key, &invalid.reason);
         }
-        let ours = self.options.attrs.public_ip;
-        let mine = (!ours.is_unspecified())
-            .then(|| listing.leases.iter().find(|l| l.attrs.public_ip == ours))
-            .flatten();
+        let ours = self.options.attrs.holder();
+        let mine = self.options.attrs.node_ip().and_then(|node| {
+            listing
+                .leases
+                .iter()
+                .find(|l| l.attrs.node_ip() == Some(node))
+        });
         if let Some(lease) = mine {
             if self.fits(&lease.key) {
                 tracing::info!(
@@ -762,7 +762,7 @@ impl Runner {
             tracing::warn!(
                 "ignoring the lease {} of {}: its backend is {theirs}, this node runs {ours}",
                 lease.key,
-                lease.attrs.public_ip
+                lease.attrs.holder()
             );
         }
         false
@@ -799,10 +799,11 @@ impl Runner {
         match event {
             WatchEvent::Put(lease) => {
                 if lease.key == self.own.key {
-                    if lease.attrs.public_ip != self.own.attrs.public_ip {
+                    if lease.attrs.node_ip() != self.own.attrs.node_ip() {
                         return Some(format!(
                             "our lease {} was overwritten by {}",
-                            lease.key, lease.attrs.public_ip
+                            lease.key,
+                            lease.attrs.holder()
                         ));
                     }
                     return None;
@@ -842,10 +843,11 @@ impl Runner {
         for lease in listing.leases {
             if lease.key == self.own.key {
                 own_present = true;
-                if lease.attrs.public_ip != self.own.attrs.public_ip {
+                if lease.attrs.node_ip() != self.own.attrs.node_ip() {
                     lost = Some(format!(
                         "our lease {} is now held by {}",
-                        lease.key, lease.attrs.public_ip
+                        lease.key,
+                        lease.attrs.holder()
                     ));
                 }
                 continue;

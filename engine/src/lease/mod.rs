@@ -39,7 +39,7 @@ pub mod subnet;
 mod time;
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
@@ -208,8 +208,8 @@ pub enum StoreError {
     Taken {
         /// The key.
         key: SubnetKey,
-        /// The `PublicIP` of the node that holds it.
-        holder: Ipv4Addr,
+        /// The node that holds it ([`LeaseAttrs::node_ip`]).
+        holder: IpAddr,
     },
     /// An etcd request failed.
     #[error("etcd {op} failed: {source}")]

@@ -35,6 +35,7 @@ fn table(backend: Backend) -> RouteTable {
         vni: 1,
         vtep_mac: OUR_MAC,
         public_ip: "192.168.250.1".parse().unwrap(),
+        public_ip6: None,
         subnets: vec!["10.244.1.0/24".parse().unwrap()],
     };
     let text = format!(

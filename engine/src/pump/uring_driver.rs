@@ -300,7 +300,8 @@ impl Turn<'_, '_> {
                     k += 1;
                 }
                 if fits {
-                    if self.ring.send(send, dst, &chunks[..k]).is_err() {
+                    let to = self.udp.wire_addr(dst);
+                    if self.ring.send(send, to, &chunks[..k]).is_err() {
                         self.dp.send_failed(segments.count);
                         self.ring.release_send(send);
                     }

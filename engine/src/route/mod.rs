@@ -17,7 +17,7 @@
 //! Building a table ([`RouteTable::build`]) checks every entry against this node ([`Local`]):
 //! an entry for our own subnet or public IP is skipped silently (one peers file can list every
 //! node); a backend other than ours, a vxlan peer without a VtepMAC (or with ours), an underlay
-//! address of the other IP family, a subnet listed twice, or an underlay address listed with
+//! address of a family our underlay lacks (a dual-stack underlay has both), a subnet listed twice, or an underlay address listed with
 //! two different backends or VtepMACs is a [`RouteError`] naming the line, and only that
 //! entry is left out.
 
@@ -29,7 +29,7 @@ mod tests;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -190,8 +190,23 @@ pub struct Local {
     pub vtep_mac: Mac,
     /// Our underlay address: entries with it are our own and skipped.
     pub public_ip: IpAddr,
+    /// Our IPv6 underlay address beside an IPv4 `public_ip` (a dual-stack underlay, lease
+    /// mode): peers may then be of either family.
+    pub public_ip6: Option<Ipv6Addr>,
     /// Our own subnets: entries for them are skipped.
     pub subnets: Vec<Cidr>,
+}
+
+impl Local {
+    /// Whether `ip` is one of our underlay addresses.
+    fn is_own(&self, ip: IpAddr) -> bool {
+        ip == self.public_ip || self.public_ip6.is_some_and(|a| ip == IpAddr::V6(a))
+    }
+
+    /// Whether our underlay has `ip`'s family.
+    pub fn reaches(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.public_ip.is_ipv4() || (ip.is_ipv6() && self.public_ip6.is_some())
+    }
 }
 
 /// Where a peer entry came from, named in its errors: a route source's own words for it.
@@ -331,7 +346,7 @@ impl RouteTable {
                 origin: entry.origin.clone(),
                 message,
             };
-            if local.subnets.contains(&entry.subnet) || entry.public_ip == local.public_ip {
+            if local.subnets.contains(&entry.subnet) || local.is_own(entry.public_ip) {
                 continue;
             }
             if entry.backend != local.backend {
@@ -341,10 +356,16 @@ impl RouteTable {
                 )));
                 continue;
             }
-            if entry.public_ip.is_ipv4() != local.public_ip.is_ipv4() {
+            if !local.reaches(entry.public_ip) {
                 errors.push(fail(format!(
-                    "peer public_ip {} is not of the family of our --public-ip {}",
-                    entry.public_ip, local.public_ip
+                    "peer public_ip {} is not of the family of our --public-ip {}{}",
+                    entry.public_ip,
+                    local.public_ip,
+                    if local.public_ip.is_ipv6() {
+                        " (an IPv6-only underlay)"
+                    } else {
+                        ""
+                    }
                 )));
                 continue;
             }

@@ -13,6 +13,7 @@ fn local(backend: Backend) -> Local {
         vni: 1,
         vtep_mac: LOCAL_MAC,
         public_ip: "192.168.250.1".parse().unwrap(),
+        public_ip6: None,
         subnets: vec!["10.244.1.0/24".parse().unwrap()],
     }
 }

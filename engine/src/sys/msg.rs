@@ -74,7 +74,9 @@ fn control_len(hdr: &libc::msghdr) -> usize {
     hdr.msg_controllen as usize
 }
 
-/// Converts a kernel-filled `sockaddr_storage` of `len` bytes to a std address.
+/// Converts a kernel-filled `sockaddr_storage` of `len` bytes to a std address. A v4-mapped
+/// IPv6 address (an IPv4 sender seen by a dual-stack IPv6 socket) comes back as IPv4, so a
+/// peer has one address whichever socket heard it.
 pub(crate) fn socket_addr(
     storage: &libc::sockaddr_storage,
     len: libc::socklen_t,
@@ -94,12 +96,17 @@ pub(crate) fn socket_addr(
             // SAFETY: the family is AF_INET6, so the kernel wrote a sockaddr_in6 at the start of
             // the storage, which is larger and at least as aligned as sockaddr_in6.
             let sin6 = unsafe { &*std::ptr::from_ref(storage).cast::<libc::sockaddr_in6>() };
-            Some(SocketAddr::V6(SocketAddrV6::new(
-                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                u16::from_be(sin6.sin6_port),
-                sin6.sin6_flowinfo,
-                sin6.sin6_scope_id,
-            )))
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            let port = u16::from_be(sin6.sin6_port);
+            Some(match ip.to_ipv4_mapped() {
+                Some(v4) => SocketAddr::V4(SocketAddrV4::new(v4, port)),
+                None => SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    port,
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )),
+            })
         }
         _ => None,
     }

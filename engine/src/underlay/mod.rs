@@ -2,7 +2,10 @@
 //! receive.
 //!
 //! Contract: [`UdpSocket::bind`] makes an IPv4 or IPv6 socket (IPv6 ones are `IPV6_V6ONLY`,
-//! so a v4 and a v6 socket can share a port) with `SO_REUSEPORT` (N pump threads bind the same
+//! so a v4 and a v6 socket can share a port, unless [`UdpConfig::dual_stack`]: then one IPv6
+//! socket bound to `[::]` carries both families, IPv4 peers as v4-mapped addresses, which
+//! [`UdpSocket::send_gso`] and [`UdpSocket::wire_addr`] make and receives turn back into
+//! IPv4) with `SO_REUSEPORT` (N pump threads bind the same
 //! address and the kernel spreads flows over them), buffers forced to the size asked for
 //! (`SO_RCVBUFFORCE` / `SO_SNDBUFFORCE`, falling back to the capped `SO_RCVBUF` / `SO_SNDBUF`
 //! without CAP_NET_ADMIN), and `UDP_GRO` on.
@@ -16,7 +19,7 @@
 //! atomics so the control plane can read them while the pump runs.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -60,6 +63,9 @@ pub struct UdpConfig {
     pub gro: bool,
     /// Make the socket non-blocking.
     pub nonblocking: bool,
+    /// An IPv6 socket that carries IPv4 too (`IPV6_V6ONLY` off; bind it to `[::]`): the
+    /// underlay of a dual-stack node.
+    pub dual_stack: bool,
 }
 
 impl Default for UdpConfig {
@@ -71,6 +77,7 @@ impl Default for UdpConfig {
             reuse_port: true,
             gro: true,
             nonblocking: false,
+            dual_stack: false,
         }
     }
 }
@@ -245,7 +252,9 @@ impl UdpSocket {
             }
         };
         if addr.is_ipv6() {
-            socket.set_only_v6(true).map_err(opt("IPV6_V6ONLY"))?;
+            socket
+                .set_only_v6(!config.dual_stack)
+                .map_err(opt("IPV6_V6ONLY"))?;
         }
         if config.reuse_port {
             socket.set_reuse_port(true).map_err(opt("SO_REUSEPORT"))?;
@@ -363,6 +372,17 @@ impl UdpSocket {
         self.local
     }
 
+    /// `dst` as this socket must be given it: an IPv4 address as v4-mapped IPv6 on an IPv6
+    /// socket (a dual-stack one; an `IPV6_V6ONLY` socket refuses it with `ENETUNREACH`).
+    pub fn wire_addr(&self, dst: SocketAddr) -> SocketAddr {
+        match dst {
+            SocketAddr::V4(v4) if self.local.is_ipv6() => {
+                SocketAddr::new(IpAddr::V6(v4.ip().to_ipv6_mapped()), v4.port())
+            }
+            other => other,
+        }
+    }
+
     /// The buffer sizes the kernel granted.
     pub fn buffers(&self) -> BufferSizes {
         self.buffers
@@ -427,12 +447,13 @@ impl UdpSocket {
             return Err(bad());
         }
         let fd = self.socket.as_fd();
+        let to = self.wire_addr(dst);
         if buf.len() <= segment_size {
-            return msg::send_to(fd, buf, dst, None)
+            return msg::send_to(fd, buf, to, None)
                 .map_err(|source| UdpError::Send { dst, source });
         }
         if self.gso_enabled() {
-            match msg::send_to(fd, buf, dst, Some(size)) {
+            match msg::send_to(fd, buf, to, Some(size)) {
                 Ok(n) => return Ok(n),
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
                     if self.gso.swap(false, Ordering::Relaxed) {
@@ -450,7 +471,7 @@ impl UdpSocket {
         self.gso_fallback_sends.fetch_add(1, Ordering::Relaxed);
         let mut sent = 0;
         for segment in buf.chunks(segment_size) {
-            match msg::send_to(fd, segment, dst, None) {
+            match msg::send_to(fd, segment, to, None) {
                 Ok(n) => sent += n,
                 Err(_) if sent > 0 => break,
                 Err(source) => return Err(UdpError::Send { dst, source }),

@@ -189,6 +189,65 @@ fn gso_send_arrives_as_gro_batches_v6() {
     gso_arrives_as_gro_batches("[::1]:0");
 }
 
+/// A dual-stack socket (`[::]`, IPV6_V6ONLY off) sends GSO batches to an IPv4 and an IPv6
+/// peer, receives GRO batches from both, and names an IPv4 sender as IPv4 (not v4-mapped).
+#[test]
+fn a_dual_stack_socket_carries_both_families_with_gso_and_gro() {
+    require_root!();
+    in_netns(|| {
+        let dual_config = UdpConfig {
+            dual_stack: true,
+            ..config(true)
+        };
+        let dual = UdpSocket::bind("[::]:0".parse().expect("addr"), &dual_config).expect("dual");
+        let port = dual.local_addr().port();
+        let v4 = UdpSocket::bind("127.0.0.1:0".parse().expect("addr"), &config(true)).expect("v4");
+        let v6 = UdpSocket::bind("[::1]:0".parse().expect("addr"), &config(true)).expect("v6");
+        assert!(dual.local_addr().is_ipv6());
+        let dual_v4 = SocketAddr::new("127.0.0.1".parse().expect("ip"), port);
+        let dual_v6 = SocketAddr::new("::1".parse().expect("ip"), port);
+        assert_eq!(
+            dual.wire_addr(v4.local_addr()).to_string(),
+            format!("[::ffff:127.0.0.1]:{}", v4.local_addr().port())
+        );
+        assert_eq!(v4.wire_addr(dual_v4), dual_v4, "an IPv4 socket keeps IPv4");
+
+        for (peer, us) in [(&v4, dual_v4), (&v6, dual_v6)] {
+            let sent = pattern(20 * 1000 + 300);
+            assert_eq!(
+                dual.send_gso(peer.local_addr(), &sent, 1000)
+                    .expect("GSO send"),
+                sent.len()
+            );
+            let got = recv_all(peer, sent.len());
+            let joined: Vec<u8> = got.iter().flat_map(|(b, _)| b.iter().copied()).collect();
+            assert_eq!(joined, sent, "to {}", peer.local_addr());
+            assert!(got.iter().all(|(_, d)| d.src == us), "{got:?}");
+
+            let back = pattern(30 * 1000);
+            assert_eq!(
+                peer.send_gso(us, &back, 1000).expect("GSO send back"),
+                back.len()
+            );
+            let got = recv_all(&dual, back.len());
+            let joined: Vec<u8> = got.iter().flat_map(|(b, _)| b.iter().copied()).collect();
+            assert_eq!(joined, back, "from {}", peer.local_addr());
+            assert!(
+                got.iter().all(|(_, d)| d.src == peer.local_addr()),
+                "the sender as it is, IPv4 not v4-mapped: {got:?}"
+            );
+            assert!(
+                got.iter()
+                    .any(|(_, d)| d.segment_size == 1000 && d.len > 1000),
+                "GRO batches over {}: {got:?}",
+                peer.local_addr()
+            );
+        }
+        assert!(dual.gso_enabled());
+        assert_eq!(dual.gso_fallback_sends(), 0);
+    });
+}
+
 #[test]
 fn refused_gso_falls_back_to_one_datagram_per_segment() {
     require_root!();

@@ -396,10 +396,10 @@ impl LeaseStore for EtcdStore {
             let compare = match self.get_one(&etcd_key)? {
                 Some((value, mod_revision, _)) => {
                     if let Ok(current) = LeaseAttrs::from_json(&value) {
-                        if current.public_ip != attrs.public_ip {
+                        if current.node_ip() != attrs.node_ip() {
                             return Err(StoreError::Taken {
                                 key: *key,
-                                holder: current.public_ip,
+                                holder: current.holder(),
                             });
                         }
                     }
