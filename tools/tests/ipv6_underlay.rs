@@ -1,17 +1,18 @@
 //! IPv6 underlays in lease mode (issue 13, item 3), on testbeds whose `veth0` holds
 //! `fd99::<i+1>/64` ([`Underlay`]).
 //!
-//! - Dual stack, vxlan (flannel's way: `EnableIPv6`, `--public-ipv6`), on a lease directory and
-//!   on etcd: each lease carries `PublicIPv6` and `BackendV6Data`; the subnet file has the
-//!   IPv6 figure for the MTU; `weftctl routes` sends the peer's IPv4 subnet to its PublicIP and
-//!   its IPv6 subnet to its PublicIPv6 (with the VtepMAC of `BackendV6Data`); ping (default
-//!   size and full MTU) and a verified TCP stream work on both families both ways, and each
-//!   stream left on the underlay of its own family, to the peer's address of that family: by
-//!   the kernel's count of underlay datagrams (iptables / ip6tables) and by weftd's per-peer
-//!   counters on both ends.
-//! - IPv6-only underlay, udp (`--public-ip fd99::<i+1>`, no IPv4 on `veth0`): the lease says
-//!   `"PublicIP":"0.0.0.0"` and the PublicIPv6; the TUN MTU is 1500 - 28 - 20; IPv4 and IPv6
-//!   pod traffic both cross the IPv6 underlay.
+//! - Dual stack (flannel's way: `EnableIPv6`, `--public-ipv6`), vxlan on a lease directory and
+//!   on etcd, udp on a lease directory: each lease carries `PublicIPv6` (and vxlan's
+//!   `BackendV6Data`); the subnet file has the IPv6 figure for the MTU; `weftctl routes` sends
+//!   the peer's IPv4 subnet to its PublicIP and its IPv6 subnet to its PublicIPv6 (with the
+//!   VtepMAC of `BackendV6Data`); ping (default size and full MTU) and a verified TCP stream
+//!   work on both families both ways, and each stream left on the underlay of its own family,
+//!   to the peer's address of that family: by the kernel's count of underlay datagrams
+//!   (iptables / ip6tables) and by weftd's per-peer counters on both ends.
+//! - IPv6-only underlay, udp and vxlan (`--public-ip fd99::<i+1>`, no IPv4 on `veth0`): the
+//!   lease says `"PublicIP":"0.0.0.0"` and the PublicIPv6; the TUN MTU is 1500 - 28 (udp) or
+//!   50 (vxlan) - 20; IPv4 and IPv6 pod traffic both cross the IPv6 underlay. A node restarted
+//!   without its subnet file gets its lease (and VtepMAC) back, found by its PublicIPv6.
 //! - Dual stack without `--public-ipv6`: weftd takes the global IPv6 address of `--iface veth0`
 //!   (node a) or of the interface holding `--public-ip` (node b), never the link-local one.
 //! - DirectRouting on a dual-stack underlay, three nodes, c behind a router: a <-> b route
@@ -406,7 +407,7 @@ fn dual_stack_underlay_vxlan_on_a_lease_directory() {
     require_root!();
     let mut bed = testbed(Underlay::DualStack);
     let store = Store::dir(&bed, &dual_stack_config(Backend::Vxlan, false));
-    dual_stack(&mut bed, &store);
+    dual_stack(&mut bed, &store, Backend::Vxlan);
 }
 
 #[test]
@@ -415,28 +416,41 @@ fn dual_stack_underlay_vxlan_on_etcd() {
     require_programs!("etcd", "etcdctl");
     let mut bed = testbed(Underlay::DualStack);
     let store = Store::etcd(&bed, &dual_stack_config(Backend::Vxlan, false));
-    dual_stack(&mut bed, &store);
+    dual_stack(&mut bed, &store, Backend::Vxlan);
 }
 
-/// Two vxlan nodes on a dual-stack underlay (see the module documentation).
-fn dual_stack(bed: &mut Testbed, store: &Store) {
+#[test]
+fn dual_stack_underlay_udp_on_a_lease_directory() {
+    require_root!();
+    let mut bed = testbed(Underlay::DualStack);
+    let store = Store::dir(&bed, &dual_stack_config(Backend::Udp, false));
+    dual_stack(&mut bed, &store, Backend::Udp);
+}
+
+/// Two nodes on a dual-stack underlay (see the module documentation).
+fn dual_stack(bed: &mut Testbed, store: &Store, backend: Backend) {
     let nodes = start_nodes(bed, store, &[Publish::DualStack, Publish::DualStack]);
 
-    // flannel's dual-stack vxlan lease, and the IPv6 figure in the subnet file.
+    // flannel's dual-stack lease, and the IPv6 figure in the subnet file.
     let mut v6_macs = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
         let lease = store.lease(node);
         assert_eq!(lease["PublicIP"], underlay(bed, i, Family::V4), "{lease}");
         assert_eq!(lease["PublicIPv6"], underlay(bed, i, Family::V6), "{lease}");
-        assert_eq!(lease["BackendType"], "vxlan", "{lease}");
-        assert_eq!(lease["BackendData"]["VNI"], 1, "{lease}");
-        assert_eq!(lease["BackendV6Data"]["VNI"], 1, "{lease}");
-        let mac = lease["BackendV6Data"]["VtepMAC"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no BackendV6Data.VtepMAC in {lease}"));
-        assert_eq!(mac.len(), 17, "{lease}");
-        v6_macs.push(mac.to_owned());
-        assert_eq!(subnet_env_mtu(node), mtu6(Backend::Vxlan));
+        if backend == Backend::Vxlan {
+            assert_eq!(lease["BackendType"], "vxlan", "{lease}");
+            assert_eq!(lease["BackendData"]["VNI"], 1, "{lease}");
+            assert_eq!(lease["BackendV6Data"]["VNI"], 1, "{lease}");
+            let mac = lease["BackendV6Data"]["VtepMAC"]
+                .as_str()
+                .unwrap_or_else(|| panic!("no BackendV6Data.VtepMAC in {lease}"));
+            assert_eq!(mac.len(), 17, "{lease}");
+            v6_macs.push(Value::from(mac));
+        } else {
+            assert!(lease.get("BackendV6Data").is_none(), "{lease}");
+            v6_macs.push(Value::Null);
+        }
+        assert_eq!(subnet_env_mtu(node), mtu6(backend));
     }
 
     // Each family's subnet to the peer's address of that family.
@@ -447,11 +461,11 @@ fn dual_stack(bed: &mut Testbed, store: &Store) {
             assert_eq!(r["path"], "overlay", "{r}");
         }
         let r = route(&nodes[i], &subnet(&nodes[j], Family::V6));
-        assert_eq!(r["vtep_mac"], v6_macs[j].as_str(), "{r}");
+        assert_eq!(r["vtep_mac"], v6_macs[j], "{r}");
     }
 
-    ping_both_families(bed, &nodes, 0, 1, mtu6(Backend::Vxlan));
-    let meter = UnderlayMeter::install(bed, Backend::Vxlan);
+    ping_both_families(bed, &nodes, 0, 1, mtu6(backend));
+    let meter = UnderlayMeter::install(bed, backend);
     for family in [Family::V4, Family::V6] {
         let path = Path {
             inner: family,
@@ -467,13 +481,26 @@ fn dual_stack(bed: &mut Testbed, store: &Store) {
     }
 }
 
-/// IPv6-only underlay, udp: both families of pod traffic cross it.
 #[test]
 fn ipv6_only_underlay_udp_on_a_lease_directory() {
     require_root!();
+    ipv6_only(Backend::Udp);
+}
+
+#[test]
+fn ipv6_only_underlay_vxlan_on_a_lease_directory() {
+    require_root!();
+    ipv6_only(Backend::Vxlan);
+}
+
+/// Two nodes on an IPv6-only underlay: both families of pod traffic cross it. Then b restarts
+/// without its subnet file and finds its lease by its PublicIPv6 (its PublicIP, 0.0.0.0,
+/// names no node), with its VtepMAC.
+fn ipv6_only(backend: Backend) {
     let mut bed = testbed(Underlay::Ipv6);
-    let store = Store::dir(&bed, &dual_stack_config(Backend::Udp, false));
-    let nodes = start_nodes(&mut bed, &store, &[Publish::Ipv6, Publish::Ipv6]);
+    let store = Store::dir(&bed, &dual_stack_config(backend, false));
+    let mut nodes = start_nodes(&mut bed, &store, &[Publish::Ipv6, Publish::Ipv6]);
+    let mtu = mtu6(backend);
 
     for (i, node) in nodes.iter().enumerate() {
         let lease = store.lease(node);
@@ -483,7 +510,7 @@ fn ipv6_only_underlay_udp_on_a_lease_directory() {
             underlay(&bed, i, Family::V6),
             "{lease}"
         );
-        assert_eq!(subnet_env_mtu(node), mtu6(Backend::Udp));
+        assert_eq!(subnet_env_mtu(node), mtu);
     }
     for (i, j) in [(0, 1), (1, 0)] {
         for family in [Family::V4, Family::V6] {
@@ -496,8 +523,8 @@ fn ipv6_only_underlay_udp_on_a_lease_directory() {
         }
     }
 
-    ping_both_families(&bed, &nodes, 0, 1, mtu6(Backend::Udp));
-    let meter = UnderlayMeter::install(&bed, Backend::Udp);
+    ping_both_families(&bed, &nodes, 0, 1, mtu);
+    let meter = UnderlayMeter::install(&bed, backend);
     for inner in [Family::V4, Family::V6] {
         let path = Path {
             inner,
@@ -506,6 +533,23 @@ fn ipv6_only_underlay_udp_on_a_lease_directory() {
         stream_over(&bed, &meter, &nodes, (0, 1), path);
         stream_over(&bed, &meter, &nodes, (1, 0), path);
     }
+    assert_running(&mut bed, &nodes);
+
+    let key = nodes[1].lease_key().expect("lease key");
+    let lease = store.lease(&nodes[1]);
+    let (status, _) = bed.process(nodes[1].handle).stop().expect("b stopped");
+    assert!(status.success(), "weftd b exited {status}");
+    std::fs::remove_file(&nodes[1].subnet_file).expect("rm subnet.env");
+    nodes[1]
+        .respawn(&mut bed)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(nodes[1].lease_key().expect("lease key"), key);
+    let again = store.lease(&nodes[1]);
+    assert_eq!(
+        again["BackendData"], lease["BackendData"],
+        "{lease} -> {again}"
+    );
+    ping_both_families(&bed, &nodes, 0, 1, mtu);
     assert_running(&mut bed, &nodes);
 }
 
