@@ -363,13 +363,25 @@ fn subnet_env_mtu(node: &LeasedNode) -> u32 {
         .unwrap_or_else(|| panic!("no FLANNEL_MTU in {env}"))
 }
 
-/// A two-node testbed on an underlay of `families`.
-fn testbed(families: Underlay) -> Testbed {
+/// A testbed of `n` nodes on an underlay of `families`.
+fn testbed(n: usize, families: Underlay) -> Testbed {
     let options = Options {
         underlay: families,
         ..Options::default()
     };
-    Testbed::with_options(2, common::binaries_with_weftd(), options).expect("testbed")
+    Testbed::with_options(n, common::binaries_with_weftd(), options).expect("testbed")
+}
+
+/// Removes node `i`'s underlay address of `family` from `veth0`.
+fn remove_underlay(bed: &Testbed, i: usize, family: Family) {
+    let (flag, len) = match family {
+        Family::V4 => ("-4", 24),
+        Family::V6 => ("-6", 64),
+    };
+    let addr = format!("{}/{len}", underlay(bed, i, family));
+    bed.node(i)
+        .ip(&[flag, "addr", "del", &addr, "dev", "veth0"])
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// The testbed itself: every node reaches every other's IPv6 underlay address, node c
@@ -392,7 +404,7 @@ fn the_testbeds_ipv6_underlay_reaches_every_node() {
         traffic::ping(from, to, 1, None).unwrap_or_else(|e| panic!("{i} -> {j}: {e:#}"));
     }
     drop(bed);
-    let bed = testbed(Underlay::Ipv6);
+    let bed = testbed(2, Underlay::Ipv6);
     for node in bed.nodes() {
         let v4 = node
             .ip(&["-4", "-o", "addr", "show", "dev", "veth0"])
@@ -405,7 +417,7 @@ fn the_testbeds_ipv6_underlay_reaches_every_node() {
 #[test]
 fn dual_stack_underlay_vxlan_on_a_lease_directory() {
     require_root!();
-    let mut bed = testbed(Underlay::DualStack);
+    let mut bed = testbed(2, Underlay::DualStack);
     let store = Store::dir(&bed, &dual_stack_config(Backend::Vxlan, false));
     dual_stack(&mut bed, &store, Backend::Vxlan);
 }
@@ -414,7 +426,7 @@ fn dual_stack_underlay_vxlan_on_a_lease_directory() {
 fn dual_stack_underlay_vxlan_on_etcd() {
     require_root!();
     require_programs!("etcd", "etcdctl");
-    let mut bed = testbed(Underlay::DualStack);
+    let mut bed = testbed(2, Underlay::DualStack);
     let store = Store::etcd(&bed, &dual_stack_config(Backend::Vxlan, false));
     dual_stack(&mut bed, &store, Backend::Vxlan);
 }
@@ -422,7 +434,7 @@ fn dual_stack_underlay_vxlan_on_etcd() {
 #[test]
 fn dual_stack_underlay_udp_on_a_lease_directory() {
     require_root!();
-    let mut bed = testbed(Underlay::DualStack);
+    let mut bed = testbed(2, Underlay::DualStack);
     let store = Store::dir(&bed, &dual_stack_config(Backend::Udp, false));
     dual_stack(&mut bed, &store, Backend::Udp);
 }
@@ -497,7 +509,7 @@ fn ipv6_only_underlay_vxlan_on_a_lease_directory() {
 /// without its subnet file and finds its lease by its PublicIPv6 (its PublicIP, 0.0.0.0,
 /// names no node), with its VtepMAC.
 fn ipv6_only(backend: Backend) {
-    let mut bed = testbed(Underlay::Ipv6);
+    let mut bed = testbed(2, Underlay::Ipv6);
     let store = Store::dir(&bed, &dual_stack_config(backend, false));
     let mut nodes = start_nodes(&mut bed, &store, &[Publish::Ipv6, Publish::Ipv6]);
     let mtu = mtu6(backend);
@@ -553,14 +565,16 @@ fn ipv6_only(backend: Backend) {
     assert_running(&mut bed, &nodes);
 }
 
-/// Dual stack without `--public-ipv6`: a gets `--iface veth0`, b `--public-ip <IPv4>`; each
-/// finds its global IPv6 address on veth0 by itself.
+/// Dual stack from one address or none: a gets `--iface veth0`, b `--public-ip <IPv4>`, c
+/// `--public-ipv6 <IPv6>`; each finds the other address on veth0 by itself (never the
+/// link-local one).
 #[test]
 fn dual_stack_underlay_found_on_the_interface() {
     require_root!();
-    let mut bed = testbed(Underlay::DualStack);
+    let mut bed = testbed(3, Underlay::DualStack);
     let store = Store::dir(&bed, &dual_stack_config(Backend::Vxlan, false));
-    let nodes = start_nodes(&mut bed, &store, &[Publish::Iface, Publish::Ipv4]);
+    let publish = [Publish::Iface, Publish::Ipv4, Publish::Ipv6Flag];
+    let nodes = start_nodes(&mut bed, &store, &publish);
     for (i, node) in nodes.iter().enumerate() {
         let lease = store.lease(node);
         assert_eq!(lease["PublicIP"], underlay(&bed, i, Family::V4), "{lease}");
@@ -569,17 +583,133 @@ fn dual_stack_underlay_found_on_the_interface() {
             underlay(&bed, i, Family::V6),
             "{lease}"
         );
-        let r = route(&nodes[1 - i], &subnet(node, Family::V6));
-        assert_eq!(r["public_ip"], underlay(&bed, i, Family::V6), "{r}");
+        assert_eq!(subnet_env_mtu(node), mtu6(Backend::Vxlan));
+        let other = (i + 1) % 3;
+        for family in [Family::V4, Family::V6] {
+            let r = route(&nodes[other], &subnet(node, family));
+            assert_eq!(r["public_ip"], underlay(&bed, i, family), "{r}");
+        }
+    }
+    let meter = UnderlayMeter::install(&bed, Backend::Vxlan);
+    for (i, j) in [(0, 1), (1, 2), (2, 0)] {
+        ping_both_families(&bed, &nodes, i, j, mtu6(Backend::Vxlan));
+        let path = Path {
+            inner: Family::V6,
+            outer: Family::V6,
+        };
+        stream_over(&bed, &meter, &nodes, (i, j), path);
+    }
+    assert_running(&mut bed, &nodes);
+}
+
+/// A dual-stack node and an IPv6-only one: each reaches the other's subnets of both families
+/// over IPv6 (the IPv6-only node's PublicIP, 0.0.0.0, is no address).
+#[test]
+fn a_dual_stack_node_and_an_ipv6_only_node() {
+    require_root!();
+    let mut bed = testbed(2, Underlay::DualStack);
+    remove_underlay(&bed, 1, Family::V4);
+    let store = Store::dir(&bed, &dual_stack_config(Backend::Vxlan, false));
+    let nodes = start_nodes(&mut bed, &store, &[Publish::DualStack, Publish::Ipv6]);
+    assert_eq!(store.lease(&nodes[1])["PublicIP"], "0.0.0.0");
+    for (i, j) in [(0, 1), (1, 0)] {
+        for family in [Family::V4, Family::V6] {
+            let r = route(&nodes[i], &subnet(&nodes[j], family));
+            assert_eq!(
+                r["public_ip"],
+                underlay(&bed, j, Family::V6),
+                "{i} -> {j}: {r}"
+            );
+        }
     }
     ping_both_families(&bed, &nodes, 0, 1, mtu6(Backend::Vxlan));
     let meter = UnderlayMeter::install(&bed, Backend::Vxlan);
-    let path = Path {
-        inner: Family::V6,
-        outer: Family::V6,
-    };
-    stream_over(&bed, &meter, &nodes, (0, 1), path);
-    stream_over(&bed, &meter, &nodes, (1, 0), path);
+    for inner in [Family::V4, Family::V6] {
+        let path = Path {
+            inner,
+            outer: Family::V6,
+        };
+        stream_over(&bed, &meter, &nodes, (0, 1), path);
+        stream_over(&bed, &meter, &nodes, (1, 0), path);
+    }
+    assert_running(&mut bed, &nodes);
+}
+
+/// A dual-stack network where b's underlay has no IPv6 address: b's lease has no PublicIPv6,
+/// the subnet file the IPv4 MTU, and IPv6 pods travel between a and b over IPv4 (weft's own
+/// dual stack), both ways.
+#[test]
+fn a_dual_stack_node_and_an_ipv4_only_node() {
+    require_root!();
+    let mut bed = testbed(2, Underlay::DualStack);
+    remove_underlay(&bed, 1, Family::V6);
+    let store = Store::dir(&bed, &dual_stack_config(Backend::Vxlan, false));
+    let nodes = start_nodes(&mut bed, &store, &[Publish::DualStack, Publish::Ipv4]);
+    let lease = store.lease(&nodes[1]);
+    assert_eq!(lease["PublicIPv6"], Value::Null, "{lease}");
+    assert_eq!(
+        subnet_env_mtu(&nodes[1]),
+        UNDERLAY_MTU - Backend::Vxlan.overhead() as u32
+    );
+    for (i, j) in [(0, 1), (1, 0)] {
+        for family in [Family::V4, Family::V6] {
+            let r = route(&nodes[i], &subnet(&nodes[j], family));
+            assert_eq!(
+                r["public_ip"],
+                underlay(&bed, j, Family::V4),
+                "{i} -> {j}: {r}"
+            );
+        }
+    }
+    ping_both_families(&bed, &nodes, 0, 1, mtu6(Backend::Vxlan));
+    let meter = UnderlayMeter::install(&bed, Backend::Vxlan);
+    for inner in [Family::V4, Family::V6] {
+        let path = Path {
+            inner,
+            outer: Family::V4,
+        };
+        stream_over(&bed, &meter, &nodes, (0, 1), path);
+        stream_over(&bed, &meter, &nodes, (1, 0), path);
+    }
+    assert_running(&mut bed, &nodes);
+}
+
+/// An IPv6-only underlay under an IPv4-only network (no EnableIPv6), vxlan: the lease still
+/// says `"PublicIP":"0.0.0.0"` and the PublicIPv6, and the IPv4 pods cross IPv6.
+#[test]
+fn an_ipv4_network_on_an_ipv6_only_underlay() {
+    require_root!();
+    let mut bed = testbed(2, Underlay::Ipv6);
+    let config = r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0",
+        "Backend": {"Type": "vxlan"}}"#;
+    let store = Store::dir(&bed, config);
+    let nodes = start_nodes(&mut bed, &store, &[Publish::Ipv6, Publish::Ipv6]);
+    for (i, node) in nodes.iter().enumerate() {
+        let lease = store.lease(node);
+        assert_eq!(lease["PublicIP"], "0.0.0.0", "{lease}");
+        assert_eq!(
+            lease["PublicIPv6"],
+            underlay(&bed, i, Family::V6),
+            "{lease}"
+        );
+        assert_eq!(subnet_env_mtu(node), mtu6(Backend::Vxlan));
+        assert!(node.subnet6().expect("subnet file").is_none());
+        let r = route(&nodes[1 - i], &subnet(node, Family::V4));
+        assert_eq!(r["public_ip"], underlay(&bed, i, Family::V6), "{r}");
+    }
+    let meter = UnderlayMeter::install(&bed, Backend::Vxlan);
+    for (from, to) in [(0, 1), (1, 0)] {
+        let end = End {
+            ns: bed.node(from).ns(),
+            ip: tun(&nodes[from], Family::V4),
+        };
+        common::ping_both_sizes(end, tun(&nodes[to], Family::V4), mtu6(Backend::Vxlan));
+        let path = Path {
+            inner: Family::V4,
+            outer: Family::V6,
+        };
+        stream_over(&bed, &meter, &nodes, (from, to), path);
+    }
     assert_running(&mut bed, &nodes);
 }
 

@@ -72,6 +72,9 @@ pub enum Publish {
     DualStack,
     /// `--public-ip <IPv6 underlay>`: an IPv6-only underlay.
     Ipv6,
+    /// `--public-ipv6 <IPv6 underlay>` alone: weftd takes the IPv4 address of its interface as
+    /// the PublicIP.
+    Ipv6Flag,
     /// `--iface veth0` and no address: weftd takes the interface's.
     Iface,
 }
@@ -89,6 +92,7 @@ impl Publish {
             Publish::Ipv4 => vec!["--public-ip".into(), v4()],
             Publish::DualStack => vec!["--public-ip".into(), v4(), "--public-ipv6".into(), v6()?],
             Publish::Ipv6 => vec!["--public-ip".into(), v6()?],
+            Publish::Ipv6Flag => vec!["--public-ipv6".into(), v6()?],
             Publish::Iface => vec!["--iface".into(), UNDERLAY_DEV.into()],
         })
     }
