@@ -36,7 +36,7 @@ use weft_testkit::etcd::Etcd;
 use weft_testkit::{require_programs, require_root};
 use weftctl::testbed::leased::{LeasedNode, Publish};
 use weftctl::testbed::traffic::{self, End};
-use weftctl::testbed::{Options, Testbed, Underlay, UNDERLAY_MTU};
+use weftctl::testbed::{Options, Testbed, Underlay, READY_TIMEOUT, UNDERLAY_MTU, WEFTD_READY};
 
 /// What an IPv6 outer header costs beyond an IPv4 one.
 const IPV6_EXTRA: u32 = 20;
@@ -819,5 +819,127 @@ fn direct_routing_on_a_dual_stack_underlay() {
     };
     traffic::ping(a, tun(&nodes[1], Family::V6), 2, None).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(pump_datagrams(&nodes[0]), before, "a -> b took the overlay");
+    assert_running(&mut bed, &nodes);
+}
+
+/// An upgrade (`--upgrade`) of a dual-stack node: the successor takes over the sockets bound
+/// for both families, and both keep working over their own underlays, both ways.
+#[test]
+fn an_upgrade_on_a_dual_stack_underlay_keeps_both_families() {
+    require_root!();
+    let mut bed = testbed(2, Underlay::DualStack);
+    let store = Store::dir(&bed, &dual_stack_config(Backend::Vxlan, false));
+    let nodes = start_nodes(&mut bed, &store, &[Publish::DualStack, Publish::DualStack]);
+    for (i, j) in [(0, 1), (1, 0)] {
+        for family in [Family::V4, Family::V6] {
+            route(&nodes[i], &subnet(&nodes[j], family));
+        }
+    }
+    let key = nodes[0].lease_key().expect("lease key");
+    let mut args = nodes[0].args.clone();
+    args.push("--upgrade".to_owned());
+    let weftd = common::binaries_with_weftd().weftd.expect("weftd");
+    let new = bed
+        .spawn(0, "leased-a-upgraded", &weftd, &args)
+        .expect("spawn");
+    bed.process(new)
+        .wait_for_line(WEFTD_READY, READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    let log = bed.process(new).log();
+    assert!(log.contains("took over TUN"), "{log}");
+    let old = bed.process(nodes[0].handle);
+    let status = old
+        .wait(READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("the old weftd did not go: {e:#}"));
+    assert!(status.success(), "old weftd: {status}\n{}", old.log());
+    assert_eq!(nodes[0].lease_key().expect("lease key"), key);
+
+    let meter = UnderlayMeter::install(&bed, Backend::Vxlan);
+    for family in [Family::V4, Family::V6] {
+        let path = Path {
+            inner: family,
+            outer: family,
+        };
+        stream_over(&bed, &meter, &nodes, (0, 1), path);
+        stream_over(&bed, &meter, &nodes, (1, 0), path);
+    }
+    ping_both_families(&bed, &nodes, 0, 1, mtu6(Backend::Vxlan));
+    let p = bed.process(new);
+    assert!(
+        p.try_status().is_none(),
+        "the successor exited:\n{}",
+        p.tail()
+    );
+}
+
+/// host-gw on a dual-stack underlay: the lease has the PublicIPv6, the subnet file the
+/// underlay's MTU, and each node routes the other's IPv4 subnet via its PublicIP and its IPv6
+/// subnet via its PublicIPv6 in the kernel; CNI-bridge addresses of both families reach each
+/// other.
+#[test]
+fn host_gw_on_a_dual_stack_underlay() {
+    require_root!();
+    let mut bed = testbed(2, Underlay::DualStack);
+    let config = r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0", "EnableIPv6": true,
+        "IPv6Network": "fd00:10:244::/48", "IPv6SubnetMin": "fd00:10:244:100::",
+        "Backend": {"Type": "host-gw"}}"#;
+    let store = Store::dir(&bed, config);
+    let nodes = start_nodes(&mut bed, &store, &[Publish::DualStack, Publish::DualStack]);
+    for (i, node) in nodes.iter().enumerate() {
+        let lease = store.lease(node);
+        assert_eq!(lease["BackendType"], "host-gw", "{lease}");
+        assert_eq!(
+            lease["PublicIPv6"],
+            underlay(&bed, i, Family::V6),
+            "{lease}"
+        );
+        assert_eq!(subnet_env_mtu(node), UNDERLAY_MTU);
+    }
+    for (i, j) in [(0, 1), (1, 0)] {
+        for family in [Family::V4, Family::V6] {
+            let s = subnet(&nodes[j], family);
+            let r = route(&nodes[i], &s);
+            assert_eq!(r["path"], "direct", "{i} -> {j}: {r}");
+            wait_kernel_route(&bed, i, &s, &underlay(&bed, j, family));
+        }
+    }
+    // A CNI bridge with each subnet's first host, as the bridge plugin sets it up.
+    let pods: Vec<[IpAddr; 2]> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| {
+            let v4 = node.tun_ip().expect("subnet");
+            let v4 = IpAddr::V4(std::net::Ipv4Addr::from(u32::from(v4) + 1));
+            let v6 = node.tun_ip6().expect("subnet6");
+            let v6 = IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) + 1));
+            let ns = bed.node(i).ns();
+            for args in [
+                &["link", "add", "cni0", "type", "bridge"][..],
+                &["addr", "add", &format!("{v4}/24"), "dev", "cni0"],
+                &[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{v6}/64"),
+                    "dev",
+                    "cni0",
+                    "nodad",
+                ],
+                &["link", "set", "cni0", "up"],
+            ] {
+                ns.exec_checked("ip", args).expect("cni0");
+            }
+            [v4, v6]
+        })
+        .collect();
+    let at = |i: usize, k: usize| End {
+        ns: bed.node(i).ns(),
+        ip: pods[i][k],
+    };
+    for k in [0, 1] {
+        traffic::ping(at(0, k), pods[1][k], 2, None).unwrap_or_else(|e| panic!("a -> b: {e:#}"));
+        traffic::ping(at(1, k), pods[0][k], 2, None).unwrap_or_else(|e| panic!("b -> a: {e:#}"));
+        common::stream(at(0, k), at(1, k), STREAM);
+    }
     assert_running(&mut bed, &nodes);
 }
