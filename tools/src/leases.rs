@@ -40,7 +40,7 @@ pub fn render(store: &dyn LeaseStore) -> anyhow::Result<String> {
                 Some(v6) => format!("{} {v6}", lease.key.v4),
                 None => lease.key.v4.to_string(),
             },
-            lease.attrs.public_ip.to_string(),
+            public_ips(&lease.attrs),
             lease
                 .attrs
                 .backend()
@@ -69,5 +69,37 @@ fn expiry(e: Expiry) -> String {
             }
             Err(_) => "expired".to_owned(),
         },
+    }
+}
+
+/// A lease's underlay addresses: PublicIP, PublicIP and PublicIPv6 (dual stack, comma
+/// separated), or PublicIPv6 alone (an IPv6-only node, PublicIP 0.0.0.0).
+fn public_ips(attrs: &engine::lease::LeaseAttrs) -> String {
+    match (attrs.public_ip.is_unspecified(), attrs.public_ip6) {
+        (false, Some(v6)) => format!("{},{v6}", attrs.public_ip),
+        (true, Some(v6)) => v6.to_string(),
+        (_, None) => attrs.public_ip.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::lease::LeaseAttrs;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn public_ips_show_every_underlay_address() {
+        let v6 = Some("fd99::1".parse().expect("v6"));
+        let v4 = Ipv4Addr::new(192, 168, 250, 1);
+        assert_eq!(public_ips(&LeaseAttrs::udp(v4, None)), "192.168.250.1");
+        assert_eq!(
+            public_ips(&LeaseAttrs::udp(v4, v6)),
+            "192.168.250.1,fd99::1"
+        );
+        assert_eq!(
+            public_ips(&LeaseAttrs::udp(Ipv4Addr::UNSPECIFIED, v6)),
+            "fd99::1"
+        );
     }
 }

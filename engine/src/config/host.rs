@@ -79,11 +79,14 @@ fn address_reaching(target: IpAddr) -> Result<IpAddr, String> {
         .ok_or_else(|| format!("--iface-can-reach {target}: its route has no source address"))
 }
 
-/// The first IPv4 address of interface `name` in `all`, else its first address.
+/// The first IPv4 address of interface `name` in `all`, else its first global IPv6 address
+/// (an IPv6-only interface: never its link-local one), else its first address.
 pub(super) fn preferred_address(all: &[(String, IpAddr)], name: &str) -> Option<IpAddr> {
-    let mut of_name = all.iter().filter(|(n, _)| n == name).map(|(_, a)| *a);
-    let first = of_name.clone().next();
-    of_name.find(IpAddr::is_ipv4).or(first)
+    let of_name = || all.iter().filter(|(n, _)| n == name).map(|(_, a)| *a);
+    of_name()
+        .find(IpAddr::is_ipv4)
+        .or_else(|| of_name().find(|a| matches!(a, IpAddr::V6(v6) if is_global_ipv6(*v6))))
+        .or_else(|| of_name().next())
 }
 
 /// Whether `ip` can be an IPv6 underlay address: global unicast (not loopback, link-local,

@@ -539,3 +539,23 @@ fn public_ipv6_makes_a_dual_stack_or_an_ipv6_only_underlay() {
     let s = flanneld(&["-public-ip=127.0.0.1", "-public-ipv6=fd00::1"]).unwrap();
     assert_eq!(s.public_ip6, Some("fd00::1".parse().unwrap()));
 }
+
+/// An interface's preferred address: IPv4 first, then a global IPv6 address (never the
+/// link-local one an IPv6-only interface lists first).
+#[test]
+fn preferred_address_skips_link_local() {
+    use super::host::preferred_address;
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    let all = vec![
+        ("eth0".to_owned(), ip("fe80::1")),
+        ("eth0".to_owned(), ip("fd99::1")),
+        ("eth0".to_owned(), ip("192.168.1.1")),
+        ("eth1".to_owned(), ip("fe80::2")),
+        ("eth1".to_owned(), ip("2001:db8::2")),
+        ("eth2".to_owned(), ip("fe80::3")),
+    ];
+    assert_eq!(preferred_address(&all, "eth0"), Some(ip("192.168.1.1")));
+    assert_eq!(preferred_address(&all, "eth1"), Some(ip("2001:db8::2")));
+    assert_eq!(preferred_address(&all, "eth2"), Some(ip("fe80::3")));
+    assert_eq!(preferred_address(&all, "eth9"), None);
+}

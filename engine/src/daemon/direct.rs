@@ -6,8 +6,9 @@
 //! [`DirectRoutes::sync`] makes the main table hold exactly the wanted `<subnet> via
 //! <PublicIP>` routes: new and changed ones are added (replacing), vanished ones deleted; a
 //! failure is logged and the subnet stays on the overlay, whose route to the whole Network
-//! still covers it. [`DirectRoutes::clear`] removes every route it added (on SIGTERM). Only
-//! IPv4 subnets of IPv4 peers are routed directly.
+//! still covers it. [`DirectRoutes::clear`] removes every route it added (on SIGTERM). A
+//! subnet is routed directly only via an address of its own family (IPv4 subnets via the
+//! PublicIP, IPv6 subnets via the PublicIPv6 of a dual-stack underlay).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

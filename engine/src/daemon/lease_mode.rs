@@ -22,6 +22,12 @@
 //! manager stops (the lease stays in the store), the iptables rules and the blackhole route
 //! are removed, the pumps stop and the TUN goes with them.
 //!
+//! The underlay ([`underlay_addresses`]): an IPv4 public IP, and with EnableIPv6 its IPv6
+//! partner ([`Settings::public_ip6`]) published as PublicIPv6 (flannel's dual stack: the
+//! pumps' sockets then bind `[::]` for both families); or an IPv6 public IP alone, an
+//! IPv6-only node (PublicIP 0.0.0.0). [`peer_entries`] sends each subnet to the peer's address
+//! of its family.
+//!
 //! An upgrade (`--upgrade`, `handover.rs`): the new weftd takes its lease (the one carrying
 //! our PublicIP: the old weftd's), waits for the first peer set in its route table, and only
 //! then takes the data path over, so no packet it takes over meets an empty table; the subnet

@@ -970,6 +970,54 @@ mod tests {
         }
     }
 
+    /// IPv6-only nodes all publish PublicIP 0.0.0.0: each finds its own lease again by its
+    /// PublicIPv6 and never takes another's; a dual-stack node is still found by its PublicIP.
+    #[test]
+    fn ipv6_only_nodes_find_their_own_lease_by_public_ipv6() {
+        let dir = std::env::temp_dir().join(format!("wfl-mgr-v6-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let store: Arc<dyn LeaseStore> =
+            Arc::new(crate::lease::DirStore::open(&dir).expect("store"));
+        let config = NetworkConfig::parse(
+            r#"{"Network": "10.5.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00:5::/48"}"#,
+        )
+        .expect("config");
+        let acquire = |attrs: LeaseAttrs| {
+            SubnetManager::new(
+                Arc::clone(&store),
+                config.clone(),
+                ManagerOptions::new(attrs),
+            )
+            .acquire()
+            .expect("acquire")
+        };
+        let only6 = |last: u16| {
+            LeaseAttrs::udp(
+                Ipv4Addr::UNSPECIFIED,
+                Some(std::net::Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, last)),
+            )
+        };
+        let dual = LeaseAttrs::udp(
+            Ipv4Addr::new(192, 168, 0, 3),
+            Some(std::net::Ipv6Addr::new(0xfd99, 0, 0, 0, 0, 0, 0, 3)),
+        );
+        let (a, b, c) = (acquire(only6(1)), acquire(only6(2)), acquire(dual.clone()));
+        assert_ne!(
+            a.key, b.key,
+            "a second IPv6-only node took the first one's lease"
+        );
+        assert_ne!(a.key, c.key);
+        assert_eq!(a.attrs.holder().to_string(), "fd99::1");
+        assert_eq!(acquire(only6(2)).key, b.key, "b's restart reuses its lease");
+        assert_eq!(acquire(only6(1)).key, a.key);
+        assert_eq!(acquire(dual).key, c.key);
+        assert!(a
+            .attrs
+            .to_json()
+            .starts_with(r#"{"PublicIP":"0.0.0.0","PublicIPv6":"fd99::1""#));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn renew_margin_range() {
         assert_eq!(renew_margin_from_minutes(60), Ok(DEFAULT_RENEW_MARGIN));
