@@ -80,7 +80,7 @@ impl Family {
 enum Store {
     /// A lease directory.
     Dir(std::path::PathBuf),
-    /// etcd in node a's namespace (on its IPv4 underlay address).
+    /// etcd in node a's namespace.
     Etcd(Box<Etcd>),
 }
 
@@ -93,9 +93,15 @@ impl Store {
         Store::Dir(dir)
     }
 
-    /// etcd in node a's namespace, holding `config`.
+    /// etcd in node a's namespace on its IPv4 underlay address (or, on an IPv6-only
+    /// underlay, its IPv6 one: `http://[fd99::1]:2379`), holding `config`.
     fn etcd(bed: &Testbed, config: &str) -> Store {
-        let etcd = Etcd::start(bed.node(0).ns(), bed.node(0).underlay(), bed.dir()).expect("etcd");
+        let a = bed.node(0);
+        let ip: IpAddr = match a.families() {
+            Underlay::Ipv6 => a.underlay6().expect("an IPv6 underlay").into(),
+            _ => a.underlay().into(),
+        };
+        let etcd = Etcd::start(a.ns(), ip, bed.dir()).expect("etcd");
         etcd.put("config", config).expect("etcdctl put config");
         Store::Etcd(Box::new(etcd))
     }
@@ -496,32 +502,45 @@ fn dual_stack(bed: &mut Testbed, store: &Store, backend: Backend) {
 #[test]
 fn ipv6_only_underlay_udp_on_a_lease_directory() {
     require_root!();
-    ipv6_only(Backend::Udp);
+    let mut bed = testbed(2, Underlay::Ipv6);
+    let store = Store::dir(&bed, &dual_stack_config(Backend::Udp, false));
+    ipv6_only(&mut bed, &store, Backend::Udp);
 }
 
 #[test]
 fn ipv6_only_underlay_vxlan_on_a_lease_directory() {
     require_root!();
-    ipv6_only(Backend::Vxlan);
+    let mut bed = testbed(2, Underlay::Ipv6);
+    let store = Store::dir(&bed, &dual_stack_config(Backend::Vxlan, false));
+    ipv6_only(&mut bed, &store, Backend::Vxlan);
+}
+
+/// The same on etcd, reached over the IPv6 underlay (`--etcd-endpoints http://[fd99::1]:2379`).
+#[test]
+fn ipv6_only_underlay_vxlan_on_etcd_over_ipv6() {
+    require_root!();
+    require_programs!("etcd", "etcdctl");
+    let mut bed = testbed(2, Underlay::Ipv6);
+    let store = Store::etcd(&bed, &dual_stack_config(Backend::Vxlan, false));
+    assert!(
+        store.args().concat().contains("[fd99::1]"),
+        "{:?}",
+        store.args()
+    );
+    ipv6_only(&mut bed, &store, Backend::Vxlan);
 }
 
 /// Two nodes on an IPv6-only underlay: both families of pod traffic cross it. Then b restarts
 /// without its subnet file and finds its lease by its PublicIPv6 (its PublicIP, 0.0.0.0,
 /// names no node), with its VtepMAC.
-fn ipv6_only(backend: Backend) {
-    let mut bed = testbed(2, Underlay::Ipv6);
-    let store = Store::dir(&bed, &dual_stack_config(backend, false));
-    let mut nodes = start_nodes(&mut bed, &store, &[Publish::Ipv6, Publish::Ipv6]);
+fn ipv6_only(bed: &mut Testbed, store: &Store, backend: Backend) {
+    let mut nodes = start_nodes(bed, store, &[Publish::Ipv6, Publish::Ipv6]);
     let mtu = mtu6(backend);
 
     for (i, node) in nodes.iter().enumerate() {
         let lease = store.lease(node);
         assert_eq!(lease["PublicIP"], "0.0.0.0", "{lease}");
-        assert_eq!(
-            lease["PublicIPv6"],
-            underlay(&bed, i, Family::V6),
-            "{lease}"
-        );
+        assert_eq!(lease["PublicIPv6"], underlay(bed, i, Family::V6), "{lease}");
         assert_eq!(subnet_env_mtu(node), mtu);
     }
     for (i, j) in [(0, 1), (1, 0)] {
@@ -529,40 +548,38 @@ fn ipv6_only(backend: Backend) {
             let r = route(&nodes[i], &subnet(&nodes[j], family));
             assert_eq!(
                 r["public_ip"],
-                underlay(&bed, j, Family::V6),
+                underlay(bed, j, Family::V6),
                 "{i} -> {j}: {r}"
             );
         }
     }
 
-    ping_both_families(&bed, &nodes, 0, 1, mtu);
-    let meter = UnderlayMeter::install(&bed, backend);
+    ping_both_families(bed, &nodes, 0, 1, mtu);
+    let meter = UnderlayMeter::install(bed, backend);
     for inner in [Family::V4, Family::V6] {
         let path = Path {
             inner,
             outer: Family::V6,
         };
-        stream_over(&bed, &meter, &nodes, (0, 1), path);
-        stream_over(&bed, &meter, &nodes, (1, 0), path);
+        stream_over(bed, &meter, &nodes, (0, 1), path);
+        stream_over(bed, &meter, &nodes, (1, 0), path);
     }
-    assert_running(&mut bed, &nodes);
+    assert_running(bed, &nodes);
 
     let key = nodes[1].lease_key().expect("lease key");
     let lease = store.lease(&nodes[1]);
     let (status, _) = bed.process(nodes[1].handle).stop().expect("b stopped");
     assert!(status.success(), "weftd b exited {status}");
     std::fs::remove_file(&nodes[1].subnet_file).expect("rm subnet.env");
-    nodes[1]
-        .respawn(&mut bed)
-        .unwrap_or_else(|e| panic!("{e:#}"));
+    nodes[1].respawn(bed).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(nodes[1].lease_key().expect("lease key"), key);
     let again = store.lease(&nodes[1]);
     assert_eq!(
         again["BackendData"], lease["BackendData"],
         "{lease} -> {again}"
     );
-    ping_both_families(&bed, &nodes, 0, 1, mtu);
-    assert_running(&mut bed, &nodes);
+    ping_both_families(bed, &nodes, 0, 1, mtu);
+    assert_running(bed, &nodes);
 }
 
 /// Dual stack from one address or none: a gets `--iface veth0`, b `--public-ip <IPv4>`, c
@@ -940,6 +957,57 @@ fn host_gw_on_a_dual_stack_underlay() {
         traffic::ping(at(0, k), pods[1][k], 2, None).unwrap_or_else(|e| panic!("a -> b: {e:#}"));
         traffic::ping(at(1, k), pods[0][k], 2, None).unwrap_or_else(|e| panic!("b -> a: {e:#}"));
         common::stream(at(0, k), at(1, k), STREAM);
+    }
+    assert_running(&mut bed, &nodes);
+}
+
+/// DirectRouting on an IPv6-only underlay: the IPv6 subnets are routed in the kernel via the
+/// peer's PublicIPv6; an IPv4 subnet has no underlay address of its family and stays on the
+/// overlay (over IPv6), and the pumps carry only that.
+#[test]
+fn direct_routing_on_an_ipv6_only_underlay() {
+    require_root!();
+    let mut bed = testbed(2, Underlay::Ipv6);
+    let store = Store::dir(&bed, &dual_stack_config(Backend::Vxlan, true));
+    let nodes = start_nodes(&mut bed, &store, &[Publish::Ipv6, Publish::Ipv6]);
+    for (i, j) in [(0, 1), (1, 0)] {
+        let s6 = subnet(&nodes[j], Family::V6);
+        let r = route(&nodes[i], &s6);
+        assert_eq!(r["path"], "direct", "{i} -> {j}: {r}");
+        wait_kernel_route(&bed, i, &s6, &underlay(&bed, j, Family::V6));
+        let s4 = subnet(&nodes[j], Family::V4);
+        let r = route(&nodes[i], &s4);
+        assert_eq!(r["path"], "overlay", "{i} -> {j}: {r}");
+        assert_eq!(r["public_ip"], underlay(&bed, j, Family::V6), "{r}");
+        let shown = kernel_route(&bed, i, &s4);
+        assert!(!shown.contains(" via "), "{i} -> {j}: {shown:?}");
+    }
+    let end = |i: usize, family| End {
+        ns: bed.node(i).ns(),
+        ip: tun(&nodes[i], family),
+    };
+    // IPv6: the kernel route, not a datagram from the pumps.
+    let before: Vec<(u64, u64)> = nodes.iter().map(pump_datagrams).collect();
+    for (i, j) in [(0, 1), (1, 0)] {
+        traffic::ping(end(i, Family::V6), tun(&nodes[j], Family::V6), 2, None)
+            .unwrap_or_else(|e| panic!("{i} -> {j}: {e:#}"));
+    }
+    common::stream(end(0, Family::V6), end(1, Family::V6), STREAM);
+    let after: Vec<(u64, u64)> = nodes.iter().map(pump_datagrams).collect();
+    assert_eq!(before, after, "the pumps carried IPv6 pod traffic");
+    // IPv4: the overlay over IPv6.
+    let meter = UnderlayMeter::install(&bed, Backend::Vxlan);
+    for (i, j) in [(0, 1), (1, 0)] {
+        common::ping_both_sizes(
+            end(i, Family::V4),
+            tun(&nodes[j], Family::V4),
+            mtu6(Backend::Vxlan),
+        );
+        let path = Path {
+            inner: Family::V4,
+            outer: Family::V6,
+        };
+        stream_over(&bed, &meter, &nodes, (i, j), path);
     }
     assert_running(&mut bed, &nodes);
 }
