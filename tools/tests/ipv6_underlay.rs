@@ -9,15 +9,26 @@
 //!   work on both families both ways, and each stream left on the underlay of its own family,
 //!   to the peer's address of that family: by the kernel's count of underlay datagrams
 //!   (iptables / ip6tables) and by weftd's per-peer counters on both ends.
-//! - IPv6-only underlay, udp and vxlan (`--public-ip fd99::<i+1>`, no IPv4 on `veth0`): the
-//!   lease says `"PublicIP":"0.0.0.0"` and the PublicIPv6; the TUN MTU is 1500 - 28 (udp) or
-//!   50 (vxlan) - 20; IPv4 and IPv6 pod traffic both cross the IPv6 underlay. A node restarted
-//!   without its subnet file gets its lease (and VtepMAC) back, found by its PublicIPv6.
-//! - Dual stack without `--public-ipv6`: weftd takes the global IPv6 address of `--iface veth0`
-//!   (node a) or of the interface holding `--public-ip` (node b), never the link-local one.
+//! - IPv6-only underlay, udp and vxlan on a lease directory, vxlan on an etcd reached over
+//!   IPv6 (`http://[fd99::1]:2379`) (`--public-ip fd99::<i+1>`, no IPv4 on `veth0`): the lease
+//!   says `"PublicIP":"0.0.0.0"` and the PublicIPv6; the TUN MTU is 1500 - 28 (udp) or 50
+//!   (vxlan) - 20; IPv4 and IPv6 pod traffic both cross the IPv6 underlay. A node restarted
+//!   without its subnet file gets its lease (and VtepMAC) back, found by its PublicIPv6. Also
+//!   an IPv4-only network (no `EnableIPv6`) on an IPv6-only underlay.
+//! - Dual stack from one address or none: `--iface veth0`, `--public-ip <IPv4>` alone and
+//!   `--public-ipv6` alone each find the other address on the interface (never the link-local
+//!   one).
+//! - Mixed nodes: a dual-stack node and an IPv6-only one talk over IPv6 for both families; a
+//!   dual-stack node and one without an IPv6 underlay address (no PublicIPv6) over IPv4.
+//! - An upgrade (`--upgrade`) of a dual-stack node keeps both families on their underlays.
 //! - DirectRouting on a dual-stack underlay, three nodes, c behind a router: a <-> b route
 //!   both subnets in the kernel (`via 192.168.250.x`, `via fd99::x`) and the pumps carry none
-//!   of it; a, b <-> c use the overlay, c's IPv6 subnet over the routed IPv6 underlay.
+//!   of it; a, b <-> c use the overlay, c's IPv6 subnet over the routed IPv6 underlay. On an
+//!   IPv6-only underlay only the IPv6 subnets are routed in the kernel; IPv4 stays on the
+//!   overlay. host-gw on a dual-stack underlay routes both families, CNI-bridge addresses
+//!   reach each other.
+//! - The testbed itself: every node reaches the others' IPv6 underlay addresses, c through the
+//!   router.
 //!
 //! The networks set `IPv6SubnetMin` as they set `SubnetMin`: the leased subnets then stay clear
 //! of the testbed pods' own (`fd00:10:244:<i+1>::/64`). Traffic runs between the TUN

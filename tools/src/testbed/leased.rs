@@ -8,11 +8,11 @@
 //! - [`LeasedNode::start`] runs weftd in lease mode on node `i` (`--public-ip` = the node's
 //!   underlay, its own subnet file, the default control socket, `-v`) and waits for
 //!   `weftd: ready`; [`LeasedNode::start_publishing`] tells weftd its underlay address
-//!   another way ([`Publish`]: both families, IPv6 only, or `--iface`). Its control socket is
-//!   found from inside the node's namespace. [`LeasedNode::subnet`] reads the leased subnet
-//!   from the subnet file; its first address (`.0`, the TUN's) is where traffic to the node
-//!   goes ([`LeasedNode::tun_ip`]); likewise the IPv6 subnet of a dual-stack network
-//!   ([`LeasedNode::subnet6`], [`LeasedNode::tun_ip6`]).
+//!   another way ([`Publish`]: both families, IPv6 only, `--public-ipv6` alone, `--iface`).
+//!   Its control socket is found from inside the node's namespace. [`LeasedNode::subnet`]
+//!   reads the leased subnet from the subnet file; its first address (`.0`, the TUN's) is
+//!   where traffic to the node goes ([`LeasedNode::tun_ip`]); likewise the IPv6 subnet of a
+//!   dual-stack network ([`LeasedNode::subnet6`], [`LeasedNode::tun_ip6`]).
 //! - [`UdpFlow`] sends sequence-numbered UDP datagrams between two TUN addresses at a fixed
 //!   rate and reports which sequence numbers never arrived, when they were sent, and the
 //!   longest silence at the receiver.
