@@ -1022,3 +1022,51 @@ fn direct_routing_on_an_ipv6_only_underlay() {
     }
     assert_running(&mut bed, &nodes);
 }
+
+/// DirectRouting's kernel routes of both families follow the leases: SIGTERM takes a node's
+/// own (IPv4 and IPv6) away, a lease removed from the store takes its routes away on the
+/// other node. vxlan and host-gw.
+#[test]
+fn direct_routes_of_both_families_follow_the_leases() {
+    require_root!();
+    let host_gw = r#"{"Network": "10.244.0.0/16", "SubnetMin": "10.244.100.0", "EnableIPv6": true,
+        "IPv6Network": "fd00:10:244::/48", "IPv6SubnetMin": "fd00:10:244:100::",
+        "Backend": {"Type": "host-gw"}}"#;
+    for config in [dual_stack_config(Backend::Vxlan, true), host_gw.to_owned()] {
+        let mut bed = testbed(2, Underlay::DualStack);
+        let store = Store::dir(&bed, &config);
+        let nodes = start_nodes(&mut bed, &store, &[Publish::DualStack, Publish::DualStack]);
+        let subnets: Vec<[String; 2]> = nodes
+            .iter()
+            .map(|n| [subnet(n, Family::V4), subnet(n, Family::V6)])
+            .collect();
+        for (i, j) in [(0, 1), (1, 0)] {
+            for (k, family) in [Family::V4, Family::V6].into_iter().enumerate() {
+                wait_kernel_route(&bed, i, &subnets[j][k], &underlay(&bed, j, family));
+            }
+        }
+        let (status, _) = bed.process(nodes[1].handle).stop().expect("b stopped");
+        assert!(status.success(), "weftd b exited {status}");
+        for s in &subnets[0] {
+            let shown = kernel_route(&bed, 1, s);
+            assert!(!shown.contains(" via "), "b left {shown:?} after SIGTERM");
+        }
+        let Store::Dir(dir) = &store else {
+            unreachable!("a lease directory")
+        };
+        let key = nodes[1].lease_key().expect("lease key");
+        std::fs::remove_file(dir.join("subnets").join(&key)).expect("rm lease");
+        let start = std::time::Instant::now();
+        for s in &subnets[1] {
+            while kernel_route(&bed, 0, s).contains(" via ") {
+                assert!(
+                    start.elapsed() < ROUTE_DEADLINE,
+                    "a kept its route to {s} after the lease {key} went: {config}"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let (status, _) = bed.process(nodes[0].handle).stop().expect("a stopped");
+        assert!(status.success(), "weftd a exited {status}");
+    }
+}
