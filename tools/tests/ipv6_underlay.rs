@@ -1,8 +1,9 @@
 //! IPv6 underlays in lease mode (issue 13, item 3), on testbeds whose `veth0` holds
 //! `fd99::<i+1>/64` ([`Underlay`]).
 //!
-//! - Dual stack (flannel's way: `EnableIPv6`, `--public-ipv6`), vxlan on a lease directory and
-//!   on etcd, udp on a lease directory: each lease carries `PublicIPv6` (and vxlan's
+//! - Dual stack (flannel's way: `EnableIPv6`, `--public-ipv6`), vxlan on a lease directory, on
+//!   etcd and through the router namespace of `Options::router` (proxy NDP), udp on a lease
+//!   directory: each lease carries `PublicIPv6` (and vxlan's
 //!   `BackendV6Data`); the subnet file has the IPv6 figure for the MTU; `weftctl routes` sends
 //!   the peer's IPv4 subnet to its PublicIP and its IPv6 subnet to its PublicIPv6 (with the
 //!   VtepMAC of `BackendV6Data`); ping (default size and full MTU) and a verified TCP stream
@@ -27,8 +28,8 @@
 //!   IPv6-only underlay only the IPv6 subnets are routed in the kernel; IPv4 stays on the
 //!   overlay. host-gw on a dual-stack underlay routes both families, CNI-bridge addresses
 //!   reach each other.
-//! - The testbed itself: every node reaches the others' IPv6 underlay addresses, c through the
-//!   router.
+//! - The testbed itself: every node reaches the others' IPv6 underlay addresses, through
+//!   either router.
 //!
 //! The networks set `IPv6SubnetMin` as they set `SubnetMin`: the leased subnets then stay clear
 //! of the testbed pods' own (`fd00:10:244:<i+1>::/64`). Traffic runs between the TUN
@@ -402,25 +403,34 @@ fn remove_underlay(bed: &Testbed, i: usize, family: Family) {
 }
 
 /// The testbed itself: every node reaches every other's IPv6 underlay address, node c
-/// through the router, and an IPv6-only underlay has no IPv4 address.
+/// through the router of `third_behind_router`, all of them through the router of
+/// `Options::router`; and an IPv6-only underlay has no IPv4 address.
 #[test]
 fn the_testbeds_ipv6_underlay_reaches_every_node() {
     require_root!();
-    let options = Options {
-        third_behind_router: true,
-        underlay: Underlay::DualStack,
-        ..Options::default()
-    };
-    let bed = Testbed::with_options(3, common::binaries(), options).expect("testbed");
-    for (i, j) in [(0, 1), (0, 2), (2, 1)] {
-        let from = End {
-            ns: bed.node(i).ns(),
-            ip: underlay(&bed, i, Family::V6).parse().expect("ip"),
-        };
-        let to = underlay(&bed, j, Family::V6).parse().expect("ip");
-        traffic::ping(from, to, 1, None).unwrap_or_else(|e| panic!("{i} -> {j}: {e:#}"));
+    for options in [
+        Options {
+            third_behind_router: true,
+            underlay: Underlay::DualStack,
+            ..Options::default()
+        },
+        Options {
+            router: true,
+            underlay: Underlay::DualStack,
+            ..Options::default()
+        },
+    ] {
+        let bed = Testbed::with_options(3, common::binaries(), options).expect("testbed");
+        for (i, j) in [(0, 1), (0, 2), (2, 1)] {
+            let from = End {
+                ns: bed.node(i).ns(),
+                ip: underlay(&bed, i, Family::V6).parse().expect("ip"),
+            };
+            let to = underlay(&bed, j, Family::V6).parse().expect("ip");
+            traffic::ping(from, to, 1, None)
+                .unwrap_or_else(|e| panic!("{options:?}: {i} -> {j}: {e:#}"));
+        }
     }
-    drop(bed);
     let bed = testbed(2, Underlay::Ipv6);
     for node in bed.nodes() {
         let v4 = node
@@ -445,6 +455,22 @@ fn dual_stack_underlay_vxlan_on_etcd() {
     require_programs!("etcd", "etcdctl");
     let mut bed = testbed(2, Underlay::DualStack);
     let store = Store::etcd(&bed, &dual_stack_config(Backend::Vxlan, false));
+    dual_stack(&mut bed, &store, Backend::Vxlan);
+}
+
+/// The same through the router namespace of `Options::router` (where `impair` degrades the
+/// underlay): proxy NDP as well as proxy ARP.
+#[test]
+fn dual_stack_underlay_vxlan_through_a_router() {
+    require_root!();
+    let options = Options {
+        router: true,
+        underlay: Underlay::DualStack,
+        ..Options::default()
+    };
+    let mut bed =
+        Testbed::with_options(2, common::binaries_with_weftd(), options).expect("testbed");
+    let store = Store::dir(&bed, &dual_stack_config(Backend::Vxlan, false));
     dual_stack(&mut bed, &store, Backend::Vxlan);
 }
 

@@ -354,7 +354,8 @@ pub struct Options {
     pub router: bool,
     /// The underlay's address families (default: IPv4 only). With `third_behind_router` the
     /// IPv6 underlay is routed as the IPv4 one: c on `fd99:0:0:1::/64`, the switch namespace
-    /// forwarding IPv6 (`::fe` on both segments). Not with `router`.
+    /// forwarding IPv6 (`::fe` on both segments); with `router` the router proxies NDP as it
+    /// proxies ARP.
     pub underlay: Underlay,
 }
 
@@ -450,9 +451,6 @@ impl Testbed {
         }
         if options.router && options.third_behind_router {
             bail!("Options::router and Options::third_behind_router exclude each other");
-        }
-        if options.router && options.underlay != Underlay::Ipv4 {
-            bail!("Options::router routes an IPv4 underlay only");
         }
         let switch = if options.router {
             Some(router(&id, &built, options)?)
@@ -1154,7 +1152,9 @@ pub const ROUTER_ADDR: &str = "192.168.250.254";
 
 /// The router namespace `<id>-wan` of [`Options::router`]: one veth port `p<i>` per node, a
 /// /32 route to each node's underlay address through its port, forwarding and proxy ARP on,
-/// reverse-path filtering and redirects off (the nodes share a /24 across the router).
+/// reverse-path filtering and redirects off (the nodes share a /24 across the router). On an
+/// IPv6 underlay likewise: a /128 route to each node's IPv6 address, forwarding on, and proxy
+/// NDP entries on each port for the other nodes' addresses (they share `fd99::/64`).
 fn router(id: &str, nodes: &[Node], options: Options) -> anyhow::Result<Netns> {
     let wan = Netns::create(&format!("{id}-wan"))?;
     for key in [
@@ -1167,6 +1167,18 @@ fn router(id: &str, nodes: &[Node], options: Options) -> anyhow::Result<Netns> {
         "net.ipv4.conf.default.send_redirects=0",
     ] {
         wan.exec_checked("sysctl", &["-q", "-w", key])?;
+    }
+    if options.underlay.has_ipv6() {
+        // No duplicate address detection: the ports' link-local addresses, the source of
+        // every neighbour message the router sends, are usable at once.
+        for key in [
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv6.conf.all.proxy_ndp=1",
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ] {
+            wan.exec_checked("sysctl", &["-q", "-w", key])?;
+        }
     }
     for node in nodes {
         let port = format!("p{}", node.index);
@@ -1193,6 +1205,17 @@ fn router(id: &str, nodes: &[Node], options: Options) -> anyhow::Result<Netns> {
                 &port,
             ],
         )?;
+        if let Some(addr) = node.underlay6() {
+            // As proxy ARP: answered at once.
+            let delay = format!("net.ipv6.neigh.{port}.proxy_delay=0");
+            wan.exec_checked("sysctl", &["-q", "-w", &delay])?;
+            let host = format!("{addr}/128");
+            wan.exec_checked("ip", &["-6", "route", "add", &host, "dev", &port])?;
+            for other in nodes.iter().filter(|n| n.index != node.index) {
+                let other = other.underlay6.to_string();
+                wan.exec_checked("ip", &["-6", "neigh", "add", "proxy", &other, "dev", &port])?;
+            }
+        }
         options.apply(&wan, &port)?;
     }
     Ok(wan)
