@@ -19,7 +19,7 @@ use anyhow::{bail, Context};
 
 use crate::bench::median;
 use crate::testbed::impair::{Impaired, Impairment};
-use crate::testbed::{traffic, Binaries, Options, Overlay, Testbed};
+use crate::testbed::{traffic, Binaries, Options, Overlay, Testbed, Underlay};
 use engine::config::DriverArg;
 use engine::model::Backend;
 
@@ -47,6 +47,7 @@ pub const OPTIONS: Options = Options {
     veth_gro: true,
     third_behind_router: false,
     router: true,
+    underlay: Underlay::Ipv4,
 };
 
 /// The weftd configurations the table shows by default.

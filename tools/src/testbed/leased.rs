@@ -7,15 +7,18 @@
 //!   [`cut_from_etcd`] cuts a node off it with an iptables rule and lets it through again.
 //! - [`LeasedNode::start`] runs weftd in lease mode on node `i` (`--public-ip` = the node's
 //!   underlay, its own subnet file, the default control socket, `-v`) and waits for
-//!   `weftd: ready`. Its control socket is found from inside the node's namespace.
-//!   [`LeasedNode::subnet`] reads the leased subnet from the subnet file; its first address
-//!   (`.0`, the TUN's) is where traffic to the node goes ([`LeasedNode::tun_ip`]).
+//!   `weftd: ready`; [`LeasedNode::start_publishing`] tells weftd its underlay address
+//!   another way ([`Publish`]: both families, IPv6 only, `--public-ipv6` alone, `--iface`).
+//!   Its control socket is found from inside the node's namespace. [`LeasedNode::subnet`]
+//!   reads the leased subnet from the subnet file; its first address (`.0`, the TUN's) is
+//!   where traffic to the node goes ([`LeasedNode::tun_ip`]); likewise the IPv6 subnet of a
+//!   dual-stack network ([`LeasedNode::subnet6`], [`LeasedNode::tun_ip6`]).
 //! - [`UdpFlow`] sends sequence-numbered UDP datagrams between two TUN addresses at a fixed
 //!   rate and reports which sequence numbers never arrived, when they were sent, and the
 //!   longest silence at the receiver.
 //! - [`proc_stats`] reads a process's CPU time, RSS and open fds from `/proc`.
 
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,8 +28,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use rustix::process::{Pid, Signal};
 
-use super::{Netns, Testbed};
+use super::{Netns, Node, Testbed, UNDERLAY_DEV};
 use crate::control;
+use engine::model::Ipv6Net;
 use weft_testkit::etcd::CLIENT_PORT;
 
 /// A vxlan network config as an operator writes it.
@@ -55,6 +59,43 @@ pub fn cut_from_etcd(ns: &Netns, cut: bool) -> anyhow::Result<()> {
     let mut args = vec![if cut { "-I" } else { "-D" }];
     args.extend(rule);
     ns.exec_checked("iptables", &args).map(drop)
+}
+
+/// How a leased weftd is told its underlay address (flanneld's flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Publish {
+    /// `--public-ip <IPv4 underlay>` (the default). On a dual-stack network weftd then finds
+    /// the IPv6 one on the interface holding it.
+    #[default]
+    Ipv4,
+    /// `--public-ip <IPv4 underlay> --public-ipv6 <IPv6 underlay>`.
+    DualStack,
+    /// `--public-ip <IPv6 underlay>`: an IPv6-only underlay.
+    Ipv6,
+    /// `--public-ipv6 <IPv6 underlay>` alone: weftd takes the IPv4 address of its interface as
+    /// the PublicIP.
+    Ipv6Flag,
+    /// `--iface veth0` and no address: weftd takes the interface's.
+    Iface,
+}
+
+impl Publish {
+    /// The flags for `node` (an error when its underlay lacks the family asked for).
+    pub fn args(self, node: &Node) -> anyhow::Result<Vec<String>> {
+        let v6 = || {
+            node.underlay6()
+                .map(|a| a.to_string())
+                .context("the testbed's underlay has no IPv6 address (Options::underlay)")
+        };
+        let v4 = || node.underlay().to_string();
+        Ok(match self {
+            Publish::Ipv4 => vec!["--public-ip".into(), v4()],
+            Publish::DualStack => vec!["--public-ip".into(), v4(), "--public-ipv6".into(), v6()?],
+            Publish::Ipv6 => vec!["--public-ip".into(), v6()?],
+            Publish::Ipv6Flag => vec!["--public-ipv6".into(), v6()?],
+            Publish::Iface => vec!["--iface".into(), UNDERLAY_DEV.into()],
+        })
+    }
 }
 
 /// One weftd in lease mode on a testbed node.
@@ -112,18 +153,44 @@ impl LeasedNode {
         extra: &[&str],
         env: &[String],
     ) -> anyhow::Result<LeasedNode> {
+        LeasedNode::spawn_publishing(bed, weftd, i, Publish::Ipv4, store, extra, env)
+    }
+
+    /// Like [`LeasedNode::start`] with the underlay address given as `publish` says.
+    pub fn start_publishing(
+        bed: &mut Testbed,
+        weftd: &Path,
+        i: usize,
+        publish: Publish,
+        store: &[String],
+        extra: &[&str],
+    ) -> anyhow::Result<LeasedNode> {
+        let node = LeasedNode::spawn_publishing(bed, weftd, i, publish, store, extra, &[])?;
+        node.wait_ready(bed)?;
+        Ok(node)
+    }
+
+    /// Like [`LeasedNode::spawn_with_env`] with the underlay address given as `publish` says.
+    pub fn spawn_publishing(
+        bed: &mut Testbed,
+        weftd: &Path,
+        i: usize,
+        publish: Publish,
+        store: &[String],
+        extra: &[&str],
+        env: &[String],
+    ) -> anyhow::Result<LeasedNode> {
         let dir = bed.dir().to_owned();
         let role = ROLES.get(i).context("node index")?;
         let subnet_file = dir.join(format!("subnet-{role}.env"));
-        let mut args: Vec<String> = vec![
-            "--public-ip".into(),
-            bed.node(i).underlay().to_string(),
+        let mut args = publish.args(bed.node(i))?;
+        args.extend([
             "--subnet-file".into(),
             subnet_file.display().to_string(),
             "--pump-threads".into(),
             "1".into(),
             "-v".into(),
-        ];
+        ]);
         args.extend(store.iter().cloned());
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut node = LeasedNode {
@@ -201,6 +268,36 @@ impl LeasedNode {
         let ip: Ipv4Addr = ip.parse().context("FLANNEL_SUBNET address")?;
         let base = Ipv4Addr::from(u32::from(ip) & !0xff);
         Ok(format!("{base}/{len}"))
+    }
+
+    /// The leased IPv6 subnet from the subnet file (`fd00:10:244:1a::/64`), None when the
+    /// network is IPv4 only.
+    pub fn subnet6(&self) -> anyhow::Result<Option<Ipv6Net>> {
+        let text = std::fs::read_to_string(&self.subnet_file)
+            .with_context(|| format!("reading {}", self.subnet_file.display()))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("FLANNEL_IPV6_SUBNET="))
+            .map(|s| Ipv6Net::parse_masked(s).map_err(|e| anyhow::anyhow!("{e}")))
+            .transpose()
+            .context("FLANNEL_IPV6_SUBNET")
+    }
+
+    /// The TUN's IPv6 address (the IPv6 subnet's first address, weftd's `/128`).
+    pub fn tun_ip6(&self) -> anyhow::Result<Ipv6Addr> {
+        Ok(self
+            .subnet6()?
+            .context("no FLANNEL_IPV6_SUBNET in the subnet file")?
+            .addr())
+    }
+
+    /// The lease's key as flannel writes it (`10.244.105.0-24`, dual stack
+    /// `10.244.105.0-24&fd00:10:244:1a::-64`): its file name in a lease directory.
+    pub fn lease_key(&self) -> anyhow::Result<String> {
+        let mut key = self.subnet()?.replace('/', "-");
+        if let Some(v6) = self.subnet6()? {
+            key.push_str(&format!("&{}-{}", v6.addr(), v6.prefix_len()));
+        }
+        Ok(key)
     }
 
     /// The TUN's address (the subnet's `.0`), where traffic to this node goes.

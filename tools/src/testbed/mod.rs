@@ -3,8 +3,9 @@
 //! Contract: [`Testbed::new`] builds `n` nodes, each a namespace `wft-<pid>-<k>-<a|b|c>` with
 //! `lo` up, an underlay `veth0` (MTU 1500, `192.168.250.<i+1>/24`) and a "pod": `pod0` (a veth
 //! pair inside the node: this kernel may lack the dummy driver) holding `10.244.<i+1>.1/24` and
-//! `fd00:10:244:<i+1>::1/64`. Two nodes share one veth pair; three or more hang off a bridge in
-//! a fourth namespace (`...-sw`); with [`Options::router`] the nodes hang off a router
+//! `fd00:10:244:<i+1>::1/64`. With [`Options::underlay`] the underlay is dual stack (`veth0`
+//! also holds `fd99::<i+1>/64`) or IPv6 only (just that address). Two nodes share one veth
+//! pair; three or more hang off a bridge in a fourth namespace (`...-sw`); with [`Options::router`] the nodes hang off a router
 //! namespace (`...-wan`) instead, where [`impair`] degrades the underlay. By default the underlay veths keep their default transmit
 //! offloads (checksum, TSO, UDP GSO on, as in kind / k3d / DinD clusters: a kernel VXLAN peer
 //! hands weftd inner packets with partial checksums) and have GRO on, as a real NIC
@@ -31,7 +32,7 @@ pub mod traffic;
 
 use engine::config::DriverArg;
 use std::fs::File;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -68,6 +69,13 @@ pub const WEFTD_READY: &str = "weftd: ready";
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// The third octet of node c's underlay when it is behind a router ([`Options`]).
 const ROUTED_SEGMENT: u8 = 251;
+/// The IPv6 underlay's segment (`fd99::/64`, node i at `fd99::<i+1>`); node c behind a router
+/// is on the next /64, `fd99:0:0:1::/64`, and the router is `::fe` on both.
+const UNDERLAY6_PREFIX: u128 = 0xfd99 << 112;
+/// The length of the IPv6 underlay's segments.
+const UNDERLAY6_LEN: u8 = 64;
+/// The router's host part on each IPv6 underlay segment.
+const UNDERLAY6_ROUTER: u128 = 0xfe;
 /// Where `wireguard-go` makes its configuration sockets (`<device>.sock`).
 const WIREGUARD_RUN_DIR: &str = "/var/run/wireguard";
 /// WireGuard's encapsulation over IPv4 (IP, UDP, its header and tag): its devices' MTU is
@@ -165,6 +173,8 @@ pub struct Node {
     index: usize,
     ns: Netns,
     underlay: Ipv4Addr,
+    underlay6: Ipv6Addr,
+    families: Underlay,
     subnet: Cidr,
     subnet6: Cidr,
     vtep_mac: Mac,
@@ -189,9 +199,21 @@ impl Node {
         self.index
     }
 
-    /// The underlay address on `veth0`.
+    /// The IPv4 underlay address on `veth0` (not there on an IPv6-only underlay:
+    /// [`Underlay::Ipv6`]).
     pub fn underlay(&self) -> Ipv4Addr {
         self.underlay
+    }
+
+    /// The IPv6 underlay address on `veth0` (`fd99::<i+1>`; `fd99:0:0:1::3` for node c behind
+    /// a router), None when the underlay is IPv4 only (the default, [`Underlay::Ipv4`]).
+    pub fn underlay6(&self) -> Option<Ipv6Addr> {
+        (self.families != Underlay::Ipv4).then_some(self.underlay6)
+    }
+
+    /// The address families the underlay carries.
+    pub fn families(&self) -> Underlay {
+        self.families
     }
 
     /// The node's IPv4 subnet (`10.244.<i+1>.0/24`).
@@ -282,6 +304,31 @@ pub struct Testbed {
     _lock: File,
 }
 
+/// The address families of the underlay (`veth0`'s addresses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Underlay {
+    /// `192.168.250.<i+1>/24` only (the default).
+    #[default]
+    Ipv4,
+    /// That and `fd99::<i+1>/64` ([`Node::underlay6`]).
+    DualStack,
+    /// `fd99::<i+1>/64` only: [`Testbed::start`] refuses it (its overlays are told the IPv4
+    /// address); weftd in lease mode runs on it ([`leased::LeasedNode`]).
+    Ipv6,
+}
+
+impl Underlay {
+    /// Whether `veth0` holds an IPv4 address.
+    pub fn has_ipv4(self) -> bool {
+        self != Underlay::Ipv6
+    }
+
+    /// Whether `veth0` holds an IPv6 address (beside its link-local one).
+    pub fn has_ipv6(self) -> bool {
+        self != Underlay::Ipv4
+    }
+}
+
 /// How the underlay veths are set up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Options {
@@ -305,6 +352,11 @@ pub struct Options {
     /// [`impair`] loses, duplicates, delays and reorders the underlay's datagrams. Not with
     /// `third_behind_router`.
     pub router: bool,
+    /// The underlay's address families (default: IPv4 only). With `third_behind_router` the
+    /// IPv6 underlay is routed as the IPv4 one: c on `fd99:0:0:1::/64`, the switch namespace
+    /// forwarding IPv6 (`::fe` on both segments); with `router` the router proxies NDP as it
+    /// proxies ARP.
+    pub underlay: Underlay,
 }
 
 impl Default for Options {
@@ -314,6 +366,7 @@ impl Default for Options {
             veth_gro: true,
             third_behind_router: false,
             router: false,
+            underlay: Underlay::Ipv4,
         }
     }
 }
@@ -378,15 +431,14 @@ impl Testbed {
         for (i, role) in ROLES.iter().enumerate().take(nodes) {
             let ns = Netns::create(&format!("{id}-{role}"))?;
             let k = u8::try_from(i + 1).context("node count")?;
-            let segment = if i == 2 && options.third_behind_router {
-                ROUTED_SEGMENT
-            } else {
-                250
-            };
+            let routed = i == 2 && options.third_behind_router;
+            let segment = if routed { ROUTED_SEGMENT } else { 250 };
             built.push(Node {
                 index: i,
                 ns,
                 underlay: Ipv4Addr::new(192, 168, segment, k),
+                underlay6: underlay6_addr(routed.into(), k.into()),
+                families: options.underlay,
                 subnet: Cidr::parse_masked(&format!("10.244.{k}.0/24"))?,
                 subnet6: Cidr::parse_masked(&format!("fd00:10:244:{k}::/64"))?,
                 vtep_mac: [0x0e, 0x77, 0x65, 0x66, 0x74, k],
@@ -420,6 +472,11 @@ impl Testbed {
                 })
                 .join()
                 .map_err(|_| anyhow::anyhow!("the router set-up thread panicked"))??;
+                if options.underlay.has_ipv6() {
+                    let gw6 = format!("{}/{UNDERLAY6_LEN}", underlay6_addr(0, UNDERLAY6_ROUTER));
+                    sw.exec_checked("ip", &["-6", "addr", "add", &gw6, "dev", "br0", "nodad"])?;
+                    sw.exec_checked("sysctl", &["-q", "-w", "net.ipv6.conf.all.forwarding=1"])?;
+                }
             }
             for node in &built {
                 let port = format!("p{}", node.index);
@@ -427,6 +484,11 @@ impl Testbed {
                 if routed && node.index == 2 {
                     let gw = format!("192.168.{ROUTED_SEGMENT}.254/24");
                     sw.exec_checked("ip", &["addr", "add", &gw, "dev", &port])?;
+                    if options.underlay.has_ipv6() {
+                        let gw6 =
+                            format!("{}/{UNDERLAY6_LEN}", underlay6_addr(1, UNDERLAY6_ROUTER));
+                        sw.exec_checked("ip", &["-6", "addr", "add", &gw6, "dev", &port, "nodad"])?;
+                    }
                     sw.exec_checked("ip", &["link", "set", &port, "up"])?;
                 } else {
                     sw.exec_checked("ip", &["link", "set", &port, "master", "br0", "up"])?;
@@ -438,18 +500,18 @@ impl Testbed {
         for node in &built {
             setup_node(node, options)?;
             if options.third_behind_router && nodes == 3 {
-                let (other, gw) = if node.index == 2 {
-                    (
-                        "192.168.250.0/24".to_owned(),
-                        format!("192.168.{ROUTED_SEGMENT}.254"),
-                    )
-                } else {
-                    (
-                        format!("192.168.{ROUTED_SEGMENT}.0/24"),
-                        "192.168.250.254".to_owned(),
-                    )
-                };
-                node.ip(&["route", "add", &other, "via", &gw])?;
+                // Routes to the other segment via the router's address on this node's own.
+                let (other, own): (u8, u8) = if node.index == 2 { (0, 1) } else { (1, 0) };
+                if options.underlay.has_ipv4() {
+                    let other = format!("192.168.{}.0/24", 250 + other);
+                    let gw = format!("192.168.{}.254", 250 + own);
+                    node.ip(&["route", "add", &other, "via", &gw])?;
+                }
+                if options.underlay.has_ipv6() {
+                    let other = format!("{}/{UNDERLAY6_LEN}", underlay6_addr(other.into(), 0));
+                    let gw = underlay6_addr(own.into(), UNDERLAY6_ROUTER).to_string();
+                    node.ip(&["-6", "route", "add", &other, "via", &gw])?;
+                }
             }
         }
         Ok(Testbed {
@@ -527,6 +589,9 @@ impl Testbed {
         }
         if self.nodes.iter().any(|n| n.overlay.is_some()) {
             bail!("the testbed's overlays were already started");
+        }
+        if self.nodes.iter().any(|n| !n.families.has_ipv4()) {
+            bail!("the underlay is IPv6 only: start weftd in lease mode (testbed::leased)");
         }
         for (node, overlay) in self.nodes.iter_mut().zip(overlays) {
             node.overlay = Some(*overlay);
@@ -1087,7 +1152,9 @@ pub const ROUTER_ADDR: &str = "192.168.250.254";
 
 /// The router namespace `<id>-wan` of [`Options::router`]: one veth port `p<i>` per node, a
 /// /32 route to each node's underlay address through its port, forwarding and proxy ARP on,
-/// reverse-path filtering and redirects off (the nodes share a /24 across the router).
+/// reverse-path filtering and redirects off (the nodes share a /24 across the router). On an
+/// IPv6 underlay likewise: a /128 route to each node's IPv6 address, forwarding on, and proxy
+/// NDP entries on each port for the other nodes' addresses (they share `fd99::/64`).
 fn router(id: &str, nodes: &[Node], options: Options) -> anyhow::Result<Netns> {
     let wan = Netns::create(&format!("{id}-wan"))?;
     for key in [
@@ -1100,6 +1167,18 @@ fn router(id: &str, nodes: &[Node], options: Options) -> anyhow::Result<Netns> {
         "net.ipv4.conf.default.send_redirects=0",
     ] {
         wan.exec_checked("sysctl", &["-q", "-w", key])?;
+    }
+    if options.underlay.has_ipv6() {
+        // No duplicate address detection: the ports' link-local addresses, the source of
+        // every neighbour message the router sends, are usable at once.
+        for key in [
+            "net.ipv6.conf.all.forwarding=1",
+            "net.ipv6.conf.all.proxy_ndp=1",
+            "net.ipv6.conf.all.accept_dad=0",
+            "net.ipv6.conf.default.accept_dad=0",
+        ] {
+            wan.exec_checked("sysctl", &["-q", "-w", key])?;
+        }
     }
     for node in nodes {
         let port = format!("p{}", node.index);
@@ -1126,21 +1205,51 @@ fn router(id: &str, nodes: &[Node], options: Options) -> anyhow::Result<Netns> {
                 &port,
             ],
         )?;
+        if let Some(addr) = node.underlay6() {
+            // As proxy ARP: answered at once.
+            let delay = format!("net.ipv6.neigh.{port}.proxy_delay=0");
+            wan.exec_checked("sysctl", &["-q", "-w", &delay])?;
+            let host = format!("{addr}/128");
+            wan.exec_checked("ip", &["-6", "route", "add", &host, "dev", &port])?;
+            for other in nodes.iter().filter(|n| n.index != node.index) {
+                let other = other.underlay6.to_string();
+                wan.exec_checked("ip", &["-6", "neigh", "add", "proxy", &other, "dev", &port])?;
+            }
+        }
         options.apply(&wan, &port)?;
     }
     Ok(wan)
 }
 
+/// The IPv6 underlay address `host` on segment `segment` (0: `fd99::/64`, 1: `fd99:0:0:1::/64`).
+fn underlay6_addr(segment: u128, host: u128) -> Ipv6Addr {
+    Ipv6Addr::from(UNDERLAY6_PREFIX | segment << 64 | host)
+}
+
 /// Underlay, its offload features and pod set-up of one node.
 fn setup_node(node: &Node, options: Options) -> anyhow::Result<()> {
     let mtu = UNDERLAY_MTU.to_string();
-    node.ip(&[
-        "addr",
-        "add",
-        &format!("{}/24", node.underlay),
-        "dev",
-        UNDERLAY_DEV,
-    ])?;
+    if options.underlay.has_ipv4() {
+        node.ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", node.underlay),
+            "dev",
+            UNDERLAY_DEV,
+        ])?;
+    }
+    if options.underlay.has_ipv6() {
+        // No duplicate address detection: the address is usable at once.
+        node.ip(&[
+            "-6",
+            "addr",
+            "add",
+            &format!("{}/{UNDERLAY6_LEN}", node.underlay6),
+            "dev",
+            UNDERLAY_DEV,
+            "nodad",
+        ])?;
+    }
     node.ip(&["link", "set", UNDERLAY_DEV, "mtu", &mtu, "up"])?;
     options.apply(&node.ns, UNDERLAY_DEV)?;
     // This kernel may lack the dummy driver: a veth pair inside the node stands in (as a

@@ -19,7 +19,7 @@
 //!   for TLS): `tools/test.sh` installs them.
 
 use std::io::Write as _;
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{IpAddr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -226,10 +226,10 @@ impl Etcd {
         Ok(etcd)
     }
 
-    /// Starts a single member in `ns`, serving `http://<ip>:2379` (and that namespace's
-    /// loopback), with its data in `<dir>/etcd-data` and its log in `<dir>/etcd.log`; waits
-    /// until it is healthy.
-    pub fn start(ns: &Netns, ip: Ipv4Addr, dir: &Path) -> anyhow::Result<Etcd> {
+    /// Starts a single member in `ns`, serving `http://<ip>:2379` (`http://[<ip>]:2379` for
+    /// an IPv6 address; and that namespace's loopback), with its data in `<dir>/etcd-data`
+    /// and its log in `<dir>/etcd.log`; waits until it is healthy.
+    pub fn start(ns: &Netns, ip: impl Into<IpAddr>, dir: &Path) -> anyhow::Result<Etcd> {
         let peer = format!("http://127.0.0.1:{PEER_PORT}");
         let mut etcd = Etcd::member(ns, ip, &peer, SINGLE, &format!("{SINGLE}={peer}"), dir);
         etcd.spawn()?;
@@ -243,13 +243,13 @@ impl Etcd {
     /// [`Etcd::start`]: `<dir>/etcd-data`, `<dir>/etcd.log`).
     pub fn member(
         ns: &Netns,
-        ip: Ipv4Addr,
+        ip: impl Into<IpAddr>,
         peer: &str,
         name: &str,
         initial_cluster: &str,
         dir: &Path,
     ) -> Etcd {
-        let client = format!("http://{ip}:{CLIENT_PORT}");
+        let client = format!("http://{}", SocketAddr::new(ip.into(), CLIENT_PORT));
         let (data, log) = if name == SINGLE {
             (dir.join("etcd-data"), dir.join("etcd.log"))
         } else {
