@@ -1,4 +1,4 @@
-//! IPv6 underlays in lease mode (issue 13, item 3), on testbeds whose `veth0` holds
+//! IPv6 underlays in lease mode, on testbeds whose `veth0` holds
 //! `fd99::<i+1>/64` ([`Underlay`]).
 //!
 //! - Dual stack (flannel's way: `EnableIPv6`, `--public-ipv6`), vxlan on a lease directory, on
