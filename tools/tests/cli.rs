@@ -165,6 +165,9 @@ fn cases(x: &Scratch) -> Vec<Case> {
     for value in ["0", "257", "x"] {
         v.push(c(Static, "pump-threads", value));
     }
+    for value in ["10001", "-1", "x"] {
+        v.push(c(Static, "busy-poll-us", value));
+    }
     for value in [
         dir.clone(),
         under_file.clone(),

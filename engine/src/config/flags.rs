@@ -14,6 +14,11 @@ use crate::model::{parse_mac, AddrParseError, Backend, Cidr};
 
 /// The most pump threads (one TUN queue each; the TUN driver allows 256 queues).
 pub const MAX_PUMP_THREADS: u16 = 256;
+/// The longest `--busy-poll-us` window: 10 ms (a longer one is a spinning thread, not a
+/// latency lever).
+pub(super) const MAX_BUSY_POLL_US: u32 = 10_000;
+/// `--busy-poll-us`'s default (BENCHMARKS.md, "Adaptive busy polling").
+pub(super) const DEFAULT_BUSY_POLL_US: u32 = 0;
 
 /// The largest VNI (24 bits).
 pub const MAX_VNI: u32 = (1 << 24) - 1;
@@ -224,6 +229,12 @@ pub struct Cli {
     /// Pump threads (one TUN queue and one UDP socket each) [default: number of cores].
     #[arg(long, env = "FLANNELD_PUMP_THREADS", value_parser = clap::value_parser!(u16).range(1..=i64::from(MAX_PUMP_THREADS)))]
     pub pump_threads: Option<u16>,
+
+    /// Microseconds a pump thread keeps polling without sleeping after it last moved a packet
+    /// (0: it sleeps as soon as it finds nothing). Lower latency for request/response
+    /// traffic at the price of CPU while traffic flows; an idle thread still sleeps.
+    #[arg(long, env = "FLANNELD_BUSY_POLL_US", default_value_t = DEFAULT_BUSY_POLL_US, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_BUSY_POLL_US)))]
+    pub busy_poll_us: u32,
 
     /// Control socket for weftctl: `@NAME` for an abstract socket (one per network namespace),
     /// else a file path [default: @weft/<tun-name>].

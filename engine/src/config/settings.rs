@@ -97,6 +97,8 @@ pub struct Settings {
     pub io_driver: DriverArg,
     /// Pump threads.
     pub pump_threads: usize,
+    /// `--busy-poll-us`: how long a pump thread polls after its last packet.
+    pub busy_poll: Duration,
     /// The control socket.
     pub control: ControlAddr,
     /// `--healthz-ip` / `--healthz-port` (`None`: port 0, off).
@@ -329,6 +331,7 @@ impl Cli {
             mtu_source,
             io_driver: self.io_driver,
             pump_threads,
+            busy_poll: Duration::from_micros(u64::from(self.busy_poll_us)),
             control,
             healthz: (self.healthz_port != 0)
                 .then(|| std::net::SocketAddr::new(self.healthz_ip, self.healthz_port)),

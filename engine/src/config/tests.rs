@@ -43,6 +43,19 @@ fn defaults() {
     // lo's MTU minus 28.
     assert_eq!(s.mtu, netif::mtu("lo").unwrap() - 28);
     assert!(s.pump_threads >= 1);
+    assert_eq!(
+        s.busy_poll,
+        Duration::ZERO,
+        "busy polling is off by default"
+    );
+    assert_eq!(
+        parse(&with(&["--busy-poll-us", "200"]))
+            .unwrap()
+            .resolve()
+            .unwrap()
+            .busy_poll,
+        Duration::from_micros(200)
+    );
     assert_eq!(s.io_driver, DriverArg::Poll);
     assert!(s.vtep_mac_random);
     assert_eq!(s.vtep_mac[0] & 3, 2, "locally administered unicast");
@@ -77,6 +90,7 @@ fn bad_values_name_the_flag_and_exit_2() {
         (with(&["--mtu", "20"]), "--mtu"),
         (with(&["--vni", "16777216"]), "--vni"),
         (with(&["--pump-threads", "0"]), "--pump-threads"),
+        (with(&["--busy-poll-us", "10001"]), "--busy-poll-us"),
         (with(&["--vtep-mac", "01:00:00:00:00:01"]), "--vtep-mac"),
         (with(&["--vtep-mac", "nope"]), "--vtep-mac"),
         (with(&["--subnet6", "10.0.0.0/8"]), "--subnet6"),

@@ -102,6 +102,7 @@ fn pump_config(s: &Settings, offloads: Offloads) -> PumpConfig {
             ChecksumCaps::Complete
         },
         allow_foreign_inner_source: s.allow_foreign_inner_source,
+        busy_poll: s.busy_poll,
     }
 }
 

@@ -27,6 +27,7 @@
 //!
 //! [`RouteTable::lookup`]: crate::route::RouteTable::lookup
 
+pub mod busy_poll;
 pub mod counters;
 pub mod dataplane;
 pub mod poll_driver;
@@ -43,6 +44,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use encap::backend::Mac;
 use encap::ChecksumCaps;
@@ -80,6 +82,9 @@ pub struct PumpConfig {
     /// Deliver inner packets whose source is outside the sending peer's subnets instead of
     /// dropping them as [`DropReason::Spoofed`] (`--allow-foreign-inner-source`).
     pub allow_foreign_inner_source: bool,
+    /// How long a pump thread keeps polling without blocking after it last moved a packet
+    /// (`--busy-poll-us`; zero: it blocks as soon as a turn finds nothing). See [`busy_poll`].
+    pub busy_poll: Duration,
 }
 
 /// How pump threads do their I/O.

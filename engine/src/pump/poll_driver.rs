@@ -4,8 +4,9 @@
 //! Contract: the loop drains the TUN queue (up to [`TUN_BATCH`] reads) and the UDP socket (up
 //! to [`RX_BATCHES`] `recvmmsg` calls of [`RX_SLOTS`] datagrams) in turn, flushing the
 //! coalescer into the TUN once per drain of the socket (so segments of several `recvmmsg`s
-//! merge) and whenever it is full. Only when both
-//! return `EAGAIN` does it block in `poll` on the TUN queue, the socket and the stop eventfd,
+//! merge) and whenever it is full. When both return `EAGAIN` it keeps taking turns (with a
+//! `sched_yield` between them) for [`PumpConfig::busy_poll`] after the last packet it moved
+//! ([`BusyPoll`]), then blocks in `poll` on the TUN queue, the socket and the stop eventfd,
 //! with no timeout: an idle pump thread sleeps in the kernel and costs nothing. A send that
 //! finds the socket buffer full waits for `POLLOUT` (backpressure to the TUN) rather than
 //! dropping. The stop flag is checked once per loop; the eventfd wakes a sleeping thread.
@@ -19,9 +20,11 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::time::Instant;
 
 use encap::gro::{self, Coalescer};
 
+use super::busy_poll::{BusyPoll, Next, TurnOutcome};
 use super::dataplane::{Dataplane, RxQueue, TxVerdict, REPLY_LEN, SPLIT_OUT_LEN, TUN_READ_LEN};
 use super::{DropReason, PumpConfig};
 use crate::route::Routes;
@@ -124,8 +127,9 @@ pub fn run(
     );
     let counters = Arc::clone(dp.counters());
     let (mut read_errors, mut recv_errors) = (0u32, 0u32);
+    let mut busy_poll = BusyPoll::new(cfg.busy_poll);
     while !stop.requested() {
-        let mut busy = false;
+        let mut full = false;
 
         // TUN -> UDP.
         let mut reads = 0;
@@ -182,7 +186,7 @@ pub fn run(
             }
         }
         send_pending(&dp, udp, &out, &mut pending, stop);
-        busy |= reads == TUN_BATCH;
+        full |= reads == TUN_BATCH;
 
         // UDP -> TUN.
         let mut batches = 0;
@@ -228,15 +232,26 @@ pub fn run(
         // One flush per drain of the socket: without kernel GRO each datagram is one
         // segment, and a larger batch lets more of a flow's segments merge.
         rxq.flush(&counters, |p| tun.write(p).is_ok());
-        busy |= batches == RX_BATCHES;
+        full |= batches == RX_BATCHES;
 
-        if !busy {
-            let mut fds = [
-                PollFd::new(tun.as_fd(), POLLIN),
-                PollFd::new(udp.as_fd(), POLLIN),
-                PollFd::new(stop.event().as_fd(), POLLIN),
-            ];
-            poll(&mut fds, -1)?;
+        let turn = TurnOutcome {
+            moved: reads > 0 || batches > 0,
+            full,
+        };
+        match busy_poll.after(turn, Instant::now) {
+            Next::Turn => {}
+            // Give the core to whoever else is runnable on it (the peer's pump, the
+            // application) instead of spinning on it: on a small machine they are the ones
+            // about to produce the next packet.
+            Next::Spin => std::thread::yield_now(),
+            Next::Block => {
+                let mut fds = [
+                    PollFd::new(tun.as_fd(), POLLIN),
+                    PollFd::new(udp.as_fd(), POLLIN),
+                    PollFd::new(stop.event().as_fd(), POLLIN),
+                ];
+                poll(&mut fds, -1)?;
+            }
         }
     }
     Ok(())

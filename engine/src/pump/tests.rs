@@ -25,6 +25,7 @@ fn config(backend: Backend, offloads: crate::tun::Offloads) -> PumpConfig {
         icmp_source_v6: None,
         checksum: ChecksumCaps::Complete,
         allow_foreign_inner_source: false,
+        busy_poll: std::time::Duration::ZERO,
     }
 }
 

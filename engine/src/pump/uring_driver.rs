@@ -11,17 +11,22 @@
 //! TUN as one batch of `WRITE`s. The fds are made blocking: io_uring waits for readiness
 //! itself. When the socket stops taking UDP_SEGMENT (EIO / EINVAL), sends go through
 //! [`UdpSocket::send_gso`]'s one-datagram-per-segment fallback synchronously. Nothing is
-//! allocated per packet; an idle thread sleeps in `io_uring_enter`. The slots are
+//! allocated per packet; an idle thread sleeps in `io_uring_enter`. For
+//! [`PumpConfig::busy_poll`](super::PumpConfig::busy_poll) after a turn that handled a
+//! completion, the turns submit and peek (`io_uring_enter` without waiting, a `sched_yield`
+//! between) instead of sleeping ([`BusyPoll`]). The slots are
 //! [`PumpRing`]'s (`ring.rs`), on the buffer-owning ring of `sys::uring`.
 
 use std::io;
 use std::ops::Range;
 use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::time::Instant;
 
 use encap::gro::Coalescer;
 use encap::gso::Segments;
 
+use super::busy_poll::{BusyPoll, Next, TurnOutcome};
 use super::dataplane::{
     count_tun_write, Dataplane, RxQueue, TxVerdict, REPLY_LEN, SPLIT_OUT_LEN, TUN_READ_LEN,
 };
@@ -116,13 +121,27 @@ pub fn run(
     }
     t.ring.watch_wake()?;
     let mut cache = arc_swap::Cache::new(Arc::clone(routes));
+    let mut busy_poll = BusyPoll::new(cfg.busy_poll);
+    let mut wait = true;
     while !stop.requested() {
-        t.ring.submit_and_wait(true)?;
+        t.ring.submit_and_wait(wait)?;
         let table = cache.load();
+        let mut moved = false;
         while let Some(event) = t.ring.next_event() {
+            moved = true;
             t.handle(table, event)?;
         }
         t.flush();
+        // The ring has no batch limit: every completion there was is handled in the turn.
+        let turn = TurnOutcome { moved, full: false };
+        wait = match busy_poll.after(turn, Instant::now) {
+            Next::Turn => false,
+            Next::Spin => {
+                std::thread::yield_now();
+                false
+            }
+            Next::Block => true,
+        };
     }
     t.drain(&mut cache)
 }

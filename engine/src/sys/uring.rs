@@ -673,13 +673,21 @@ impl<'fd> Ring<'fd> {
     }
 
     /// Submits what is queued and waits until at least one completion is there (none when
-    /// `wait` is false, or when reaped completions are already queued).
+    /// `wait` is false, or when reaped completions are already queued). Without waiting it
+    /// still asks for events (`IORING_ENTER_GETEVENTS` with no minimum): under DEFER_TASKRUN
+    /// that is what runs the completions' task work, so a caller polling with `wait` false
+    /// sees what completed (a plain submit would leave them pending until the next wait).
     pub fn submit_and_wait(&mut self, wait: bool) -> io::Result<()> {
         if wait && !self.completions.is_empty() {
             return self.submit_retrying();
         }
         loop {
-            match self.ring.submit_and_wait(usize::from(wait)) {
+            let entered = if wait {
+                self.ring.submit_and_wait(1)
+            } else {
+                self.submit_and_peek()
+            };
+            match entered {
                 Ok(_) => break,
                 Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
                     self.reap();
@@ -693,6 +701,22 @@ impl<'fd> Ring<'fd> {
         }
         self.reap();
         Ok(())
+    }
+
+    /// `io_uring_enter(queued, min_complete 0, IORING_ENTER_GETEVENTS)`: submits and runs
+    /// deferred completions without waiting for one.
+    fn submit_and_peek(&mut self) -> io::Result<usize> {
+        /// `IORING_ENTER_GETEVENTS` (include/uapi/linux/io_uring.h).
+        const IORING_ENTER_GETEVENTS: u32 = 1;
+        let queued = u32::try_from(self.ring.submission().len()).unwrap_or(u32::MAX);
+        // SAFETY: no argument pointer is passed (`None`, size of an unused sigset type); the
+        // queued entries were pushed through `push_reserved`, whose callers keep their
+        // buffers alive until completion, as for every other submit.
+        unsafe {
+            self.ring
+                .submitter()
+                .enter::<libc::sigset_t>(queued, 0, IORING_ENTER_GETEVENTS, None)
+        }
     }
 
     /// The next completion, if any was reaped.
