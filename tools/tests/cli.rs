@@ -96,7 +96,10 @@ fn cases(x: &Scratch) -> Vec<Case> {
     for value in ["1.2.3", "0.0.0.0", "224.0.0.1", "192.0.2.77", "x"] {
         v.push(c(Static, "public-ip", value));
     }
-    v.push(c(Lease, "public-ip", "::1"));
+    // The IPv6 underlay address of lease mode: a global IPv6 unicast address.
+    for value in ["fe80::1", "10.0.0.1", "ff02::1", "x"] {
+        v.push(c(Lease, "public-ipv6", value));
+    }
     v.push(c(Static, "iface", ""));
     v.push(Case {
         without: &["public-ip"],
@@ -168,6 +171,9 @@ fn cases(x: &Scratch) -> Vec<Case> {
     for value in ["10001", "-1", "x"] {
         v.push(c(Static, "busy-poll-us", value));
     }
+    for value in ["0", "65537", "x"] {
+        v.push(c(Static, "tun-txqueuelen", value));
+    }
     for value in [
         dir.clone(),
         under_file.clone(),
@@ -208,7 +214,6 @@ fn cases(x: &Scratch) -> Vec<Case> {
         ("kube-annotation-prefix", "example.com"),
         ("net-config-path", "/etc/flannel/net-conf.json"),
         ("set-node-network-unavailable", "false"),
-        ("public-ipv6", "fd00::1"),
     ] {
         v.push(c(Lease, flag, value));
     }

@@ -19,6 +19,11 @@ pub const MAX_PUMP_THREADS: u16 = 256;
 pub(super) const MAX_BUSY_POLL_US: u32 = 10_000;
 /// `--busy-poll-us`'s default (BENCHMARKS.md, "Adaptive busy polling").
 pub(super) const DEFAULT_BUSY_POLL_US: u32 = 0;
+/// `--tun-txqueuelen` when not given: the kernel's own for a TUN (500 packets per queue).
+pub(super) const DEFAULT_TUN_TXQUEUELEN: u32 = 500;
+/// The largest `--tun-txqueuelen` (each queue's ring holds pointers; the packets' memory is
+/// what the senders had queued).
+pub(super) const MAX_TUN_TXQUEUELEN: u32 = 65_536;
 
 /// The largest VNI (24 bits).
 pub const MAX_VNI: u32 = (1 << 24) - 1;
@@ -235,6 +240,11 @@ pub struct Cli {
     /// traffic at the price of CPU while traffic flows; an idle thread still sleeps.
     #[arg(long, env = "FLANNELD_BUSY_POLL_US", default_value_t = DEFAULT_BUSY_POLL_US, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_BUSY_POLL_US)))]
     pub busy_poll_us: u32,
+
+    /// Packets each TUN queue holds for its pump thread while it is busy (the device's
+    /// txqueuelen; what does not fit is dropped and counted as the TUN's tx_dropped).
+    #[arg(long, env = "FLANNELD_TUN_TXQUEUELEN", default_value_t = DEFAULT_TUN_TXQUEUELEN, value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_TUN_TXQUEUELEN)))]
+    pub tun_txqueuelen: u32,
 
     /// Control socket for weftctl: `@NAME` for an abstract socket (one per network namespace),
     /// else a file path [default: @weft/<tun-name>].

@@ -99,6 +99,8 @@ pub struct Settings {
     pub pump_threads: usize,
     /// `--busy-poll-us`: how long a pump thread polls after its last packet.
     pub busy_poll: Duration,
+    /// `--tun-txqueuelen`: each TUN queue's packet ring.
+    pub tun_txqueuelen: u32,
     /// The control socket.
     pub control: ControlAddr,
     /// `--healthz-ip` / `--healthz-port` (`None`: port 0, off).
@@ -332,6 +334,7 @@ impl Cli {
             io_driver: self.io_driver,
             pump_threads,
             busy_poll: Duration::from_micros(u64::from(self.busy_poll_us)),
+            tun_txqueuelen: self.tun_txqueuelen,
             control,
             healthz: (self.healthz_port != 0)
                 .then(|| std::net::SocketAddr::new(self.healthz_ip, self.healthz_port)),

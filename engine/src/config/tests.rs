@@ -56,6 +56,15 @@ fn defaults() {
             .busy_poll,
         Duration::from_micros(200)
     );
+    assert_eq!(s.tun_txqueuelen, 500, "the kernel's TUN default");
+    assert_eq!(
+        parse(&with(&["--tun-txqueuelen", "4096"]))
+            .unwrap()
+            .resolve()
+            .unwrap()
+            .tun_txqueuelen,
+        4096
+    );
     assert_eq!(s.io_driver, DriverArg::Poll);
     assert!(s.vtep_mac_random);
     assert_eq!(s.vtep_mac[0] & 3, 2, "locally administered unicast");

@@ -129,7 +129,14 @@ impl Node {
         let tun = Tun::open(&s.tun_name, s.pump_threads)?;
         let offloads = tun.offloads();
         tun.set_mtu(s.mtu)?;
-        tracing::info!("TUN {} MTU {} ({})", tun.name(), s.mtu, s.mtu_source);
+        tun.set_txqueuelen(s.tun_txqueuelen)?;
+        tracing::info!(
+            "TUN {} MTU {} ({}), txqueuelen {}",
+            tun.name(),
+            s.mtu,
+            s.mtu_source,
+            s.tun_txqueuelen
+        );
         if let Some(subnet) = s.subnet {
             if let std::net::IpAddr::V4(a) = subnet.addr() {
                 tun.set_ipv4_addr(a, 32)?;

@@ -27,6 +27,10 @@ const SIOCGIFMTU: PtrIoctl<libc::ifreq> = unsafe { PtrIoctl::new(libc::SIOCGIFMT
 const SIOCSIFMTU: PtrIoctl<libc::ifreq> = unsafe { PtrIoctl::new(libc::SIOCSIFMTU) };
 // SAFETY: see above.
 const SIOCGIFINDEX: PtrIoctl<libc::ifreq> = unsafe { PtrIoctl::new(libc::SIOCGIFINDEX) };
+// SAFETY: see above.
+const SIOCGIFTXQLEN: PtrIoctl<libc::ifreq> = unsafe { PtrIoctl::new(libc::SIOCGIFTXQLEN) };
+// SAFETY: see above.
+const SIOCSIFTXQLEN: PtrIoctl<libc::ifreq> = unsafe { PtrIoctl::new(libc::SIOCSIFTXQLEN) };
 // SAFETY: see above (AF_INET socket: devinet_ioctl).
 const SIOCSIFADDR_V4: PtrIoctl<libc::ifreq> = unsafe { PtrIoctl::new(libc::SIOCSIFADDR) };
 // SAFETY: see above (AF_INET socket: devinet_ioctl).
@@ -90,6 +94,35 @@ pub fn set_mtu(name: &str, mtu: u32) -> io::Result<()> {
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "MTU does not fit a C int"))?;
     // SAFETY: `sock` is an AF_INET datagram socket, the kind SIOCSIFMTU was declared for.
     unsafe { SIOCSIFMTU.exec(sock.as_fd(), &mut ifr) }?;
+    Ok(())
+}
+
+/// The transmit queue length of `name` (`ip link`'s `qlen`; a TUN's per-queue packet ring).
+pub fn txqueuelen(name: &str) -> io::Result<u32> {
+    let sock = control_socket(Domain::IPV4)?;
+    let mut ifr = ifreq_for(name)?;
+    // SAFETY: `sock` is an AF_INET datagram socket, the kind SIOCGIFTXQLEN was declared for.
+    unsafe { SIOCGIFTXQLEN.exec(sock.as_fd(), &mut ifr) }?;
+    // SAFETY: SIOCGIFTXQLEN wrote `ifr_qlen`, the int of the union that `ifru_mtu` names too;
+    // every bit pattern is a valid c_int.
+    let qlen = unsafe { ifr.ifr_ifru.ifru_mtu };
+    u32::try_from(qlen).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative qlen"))
+}
+
+/// Sets the transmit queue length of `name` (`ip link set NAME txqueuelen N`). A TUN resizes
+/// the packet ring of every queue to it.
+pub fn set_txqueuelen(name: &str, len: u32) -> io::Result<()> {
+    let sock = control_socket(Domain::IPV4)?;
+    let mut ifr = ifreq_for(name)?;
+    // `ifr_qlen` is the union's int, the same one as `ifru_mtu`.
+    ifr.ifr_ifru.ifru_mtu = libc::c_int::try_from(len).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "queue length does not fit a C int",
+        )
+    })?;
+    // SAFETY: `sock` is an AF_INET datagram socket, the kind SIOCSIFTXQLEN was declared for.
+    unsafe { SIOCSIFTXQLEN.exec(sock.as_fd(), &mut ifr) }?;
     Ok(())
 }
 

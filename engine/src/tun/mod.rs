@@ -229,6 +229,17 @@ pub enum TunError {
         #[source]
         source: io::Error,
     },
+    /// Setting the transmit queue length failed.
+    #[error("setting the txqueuelen of {name} to {len} (SIOCSIFTXQLEN) failed: {source}")]
+    SetTxQueueLen {
+        /// The device name.
+        name: String,
+        /// The length asked for.
+        len: u32,
+        /// The error from the ioctl.
+        #[source]
+        source: io::Error,
+    },
     /// Setting an address failed.
     #[error("setting address {addr}/{prefix_len} on {name} failed: {source} (are you root / CAP_NET_ADMIN? is IPv6 disabled?)")]
     SetAddress {
@@ -482,6 +493,16 @@ impl Tun {
         netif::set_mtu(&self.name, mtu).map_err(|source| TunError::SetMtu {
             name: self.name.clone(),
             mtu,
+            source,
+        })
+    }
+
+    /// Sets the transmit queue length: the packets each queue's ring holds for the pumps while
+    /// they are busy (the kernel drops, as `tx_dropped`, what does not fit).
+    pub fn set_txqueuelen(&self, len: u32) -> Result<(), TunError> {
+        netif::set_txqueuelen(&self.name, len).map_err(|source| TunError::SetTxQueueLen {
+            name: self.name.clone(),
+            len,
             source,
         })
     }

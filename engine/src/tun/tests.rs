@@ -133,6 +133,23 @@ fn offload_flags_and_candidates() {
     );
 }
 
+/// The transmit queue length reads back as set (the kernel resizes each queue's ring).
+#[test]
+fn txqueuelen_is_set_and_read_back() {
+    require_root!();
+    in_netns(|| {
+        let tun = Tun::open("wfe-txq", 2).expect("open");
+        assert_eq!(
+            netif::txqueuelen("wfe-txq").expect("read"),
+            500,
+            "the kernel's default"
+        );
+        tun.set_txqueuelen(4096).expect("set");
+        assert_eq!(netif::txqueuelen("wfe-txq").expect("read"), 4096);
+        assert!(netif::set_txqueuelen("wfe-no-such", 1).is_err());
+    });
+}
+
 #[test]
 fn two_queues_with_offloads() {
     require_root!();
