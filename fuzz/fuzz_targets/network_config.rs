@@ -14,7 +14,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use engine::lease::network::{Ipv4Pool, Ipv6Pool, VXLAN_DEFAULT_VNI};
-use engine::lease::{NetworkConfig};
+use engine::lease::NetworkConfig;
 use engine::model::{Backend, Ipv4Net, Ipv6Net};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};

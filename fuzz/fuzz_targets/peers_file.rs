@@ -21,19 +21,26 @@ use serde_json::Value;
 
 const OWN_MAC: [u8; 6] = [0x0e, 0, 0, 0, 0, 1];
 
-fn locals() -> [Local; 3] {
+fn locals() -> [Local; 4] {
     let own = |public_ip: &str, subnet: &str, backend| Local {
         backend,
         port: backend.default_port(),
         vni: 1,
         vtep_mac: OWN_MAC,
         public_ip: public_ip.parse().expect("ip"),
+        public_ip6: None,
         subnets: vec![subnet.parse().expect("subnet")],
+    };
+    // A dual-stack underlay: peers of either family.
+    let dual = Local {
+        public_ip6: Some("fd00:250::1".parse().expect("ip")),
+        ..own("192.168.250.1", "10.244.1.0/24", Backend::Vxlan)
     };
     [
         own("192.168.250.1", "10.244.1.0/24", Backend::Vxlan),
         own("192.168.250.1", "10.244.1.0/24", Backend::Udp),
         own("fd00:250::1", "fd00:10:244:1::/64", Backend::Vxlan),
+        dual,
     ]
 }
 
@@ -85,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
         let mut routed = 0;
         for e in &entries {
             let n = line(&e.origin);
-            if local.subnets.contains(&e.subnet) || e.public_ip == local.public_ip {
+            if local.subnets.contains(&e.subnet) || local.is_own(e.public_ip) {
                 assert!(!reported.contains(&n), "own entry {e:?} reported");
                 continue;
             }

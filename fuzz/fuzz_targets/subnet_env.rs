@@ -14,7 +14,7 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use engine::lease::{SubnetKey};
+use engine::lease::SubnetKey;
 use engine::model::{Ipv4Net, Ipv6Net};
 use engine::netconf::subnet_env::{parse_previous, SubnetEnv};
 use libfuzzer_sys::arbitrary::{Result, Unstructured};

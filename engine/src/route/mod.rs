@@ -199,7 +199,7 @@ pub struct Local {
 
 impl Local {
     /// Whether `ip` is one of our underlay addresses.
-    fn is_own(&self, ip: IpAddr) -> bool {
+    pub fn is_own(&self, ip: IpAddr) -> bool {
         ip == self.public_ip || self.public_ip6.is_some_and(|a| ip == IpAddr::V6(a))
     }
 
