@@ -656,6 +656,26 @@ fn dual_stack_underlay_found_on_the_interface() {
     assert_running(&mut bed, &nodes);
 }
 
+/// Two vxlan nodes whose pods of both families travel over the `outer` underlay: each node
+/// routes both of the other's subnets to its `outer` address, ping works both ways at the
+/// IPv6 underlay's MTU, and a verified stream of each family crosses `outer` both ways.
+fn both_families_over(bed: &mut Testbed, nodes: &[LeasedNode], outer: Family) {
+    for (i, j) in [(0, 1), (1, 0)] {
+        for family in [Family::V4, Family::V6] {
+            let r = route(&nodes[i], &subnet(&nodes[j], family));
+            assert_eq!(r["public_ip"], underlay(bed, j, outer), "{i} -> {j}: {r}");
+        }
+    }
+    ping_both_families(bed, nodes, 0, 1, mtu6(Backend::Vxlan));
+    let meter = UnderlayMeter::install(bed, Backend::Vxlan);
+    for inner in [Family::V4, Family::V6] {
+        let path = Path { inner, outer };
+        stream_over(bed, &meter, nodes, (0, 1), path);
+        stream_over(bed, &meter, nodes, (1, 0), path);
+    }
+    assert_running(bed, nodes);
+}
+
 /// A dual-stack node and an IPv6-only one: each reaches the other's subnets of both families
 /// over IPv6 (the IPv6-only node's PublicIP, 0.0.0.0, is no address).
 #[test]
@@ -666,27 +686,7 @@ fn a_dual_stack_node_and_an_ipv6_only_node() {
     let store = Store::dir(&bed, &dual_stack_config(Backend::Vxlan, false));
     let nodes = start_nodes(&mut bed, &store, &[Publish::DualStack, Publish::Ipv6]);
     assert_eq!(store.lease(&nodes[1])["PublicIP"], "0.0.0.0");
-    for (i, j) in [(0, 1), (1, 0)] {
-        for family in [Family::V4, Family::V6] {
-            let r = route(&nodes[i], &subnet(&nodes[j], family));
-            assert_eq!(
-                r["public_ip"],
-                underlay(&bed, j, Family::V6),
-                "{i} -> {j}: {r}"
-            );
-        }
-    }
-    ping_both_families(&bed, &nodes, 0, 1, mtu6(Backend::Vxlan));
-    let meter = UnderlayMeter::install(&bed, Backend::Vxlan);
-    for inner in [Family::V4, Family::V6] {
-        let path = Path {
-            inner,
-            outer: Family::V6,
-        };
-        stream_over(&bed, &meter, &nodes, (0, 1), path);
-        stream_over(&bed, &meter, &nodes, (1, 0), path);
-    }
-    assert_running(&mut bed, &nodes);
+    both_families_over(&mut bed, &nodes, Family::V6);
 }
 
 /// A dual-stack network where b's underlay has no IPv6 address: b's lease has no PublicIPv6,
@@ -705,27 +705,7 @@ fn a_dual_stack_node_and_an_ipv4_only_node() {
         subnet_env_mtu(&nodes[1]),
         UNDERLAY_MTU - Backend::Vxlan.overhead() as u32
     );
-    for (i, j) in [(0, 1), (1, 0)] {
-        for family in [Family::V4, Family::V6] {
-            let r = route(&nodes[i], &subnet(&nodes[j], family));
-            assert_eq!(
-                r["public_ip"],
-                underlay(&bed, j, Family::V4),
-                "{i} -> {j}: {r}"
-            );
-        }
-    }
-    ping_both_families(&bed, &nodes, 0, 1, mtu6(Backend::Vxlan));
-    let meter = UnderlayMeter::install(&bed, Backend::Vxlan);
-    for inner in [Family::V4, Family::V6] {
-        let path = Path {
-            inner,
-            outer: Family::V4,
-        };
-        stream_over(&bed, &meter, &nodes, (0, 1), path);
-        stream_over(&bed, &meter, &nodes, (1, 0), path);
-    }
-    assert_running(&mut bed, &nodes);
+    both_families_over(&mut bed, &nodes, Family::V4);
 }
 
 /// An IPv6-only underlay under an IPv4-only network (no EnableIPv6), vxlan: the lease still

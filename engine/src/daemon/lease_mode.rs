@@ -1185,41 +1185,28 @@ mod tests {
                 row("fd00:10:244:7::/64", "fd99::7", 7, false),
             ]
         );
-        let (table, errors) = RouteTable::build(
-            &local_with(Backend::Vxlan, None),
-            &peer_entries(
+        // The table the entries make for this node with (or without) an IPv6 underlay.
+        let table = |v6: Option<Ipv6Addr>| {
+            let local = local_with(Backend::Vxlan, v6);
+            let entries = peer_entries(
                 &set,
-                &local_with(Backend::Vxlan, None),
+                &local,
                 &config,
                 &own(),
                 &mut Reported::default(),
                 &mut HashSet::new(),
                 &mut |_| false,
-            ),
-            None,
-            "leases",
-        );
-        assert_eq!((table.len(), errors.len()), (2, 2), "{errors:?}");
+            );
+            RouteTable::build(&local, &entries, None, "leases")
+        };
+        let (table_v4, errors) = table(None);
+        assert_eq!((table_v4.len(), errors.len()), (2, 2), "{errors:?}");
         assert!(
             errors[0].message.contains("not of the family"),
             "{errors:?}"
         );
         // With both families, one table holds both peers' four routes.
-        let both = local_with(Backend::Vxlan, Some("fd99::1".parse().expect("v6")));
-        let (table, errors) = RouteTable::build(
-            &both,
-            &peer_entries(
-                &set,
-                &both,
-                &config,
-                &own(),
-                &mut Reported::default(),
-                &mut HashSet::new(),
-                &mut |_| false,
-            ),
-            None,
-            "leases",
-        );
+        let (table, errors) = table(Some("fd99::1".parse().expect("v6")));
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!((table.len(), table.peers().len()), (4, 3));
     }
