@@ -42,9 +42,9 @@ mod common;
 use std::net::IpAddr;
 use std::time::Duration;
 
+use common::store::Store;
 use engine::model::Backend;
 use serde_json::Value;
-use weft_testkit::etcd::Etcd;
 use weft_testkit::{require_programs, require_root};
 use weftctl::testbed::leased::{LeasedNode, Publish};
 use weftctl::testbed::traffic::{self, End};
@@ -85,57 +85,6 @@ impl Family {
             Family::V4 => Family::V6,
             Family::V6 => Family::V4,
         }
-    }
-}
-
-/// Where the leases are kept.
-enum Store {
-    /// A lease directory.
-    Dir(std::path::PathBuf),
-    /// etcd in node a's namespace.
-    Etcd(Box<Etcd>),
-}
-
-impl Store {
-    /// A lease directory under the testbed's, holding `config`.
-    fn dir(bed: &Testbed, config: &str) -> Store {
-        let dir = bed.dir().join("leases");
-        std::fs::create_dir_all(&dir).expect("lease dir");
-        std::fs::write(dir.join("config"), config).expect("config");
-        Store::Dir(dir)
-    }
-
-    /// etcd in node a's namespace on its IPv4 underlay address (or, on an IPv6-only
-    /// underlay, its IPv6 one: `http://[fd99::1]:2379`), holding `config`.
-    fn etcd(bed: &Testbed, config: &str) -> Store {
-        let a = bed.node(0);
-        let ip: IpAddr = match a.families() {
-            Underlay::Ipv6 => a.underlay6().expect("an IPv6 underlay").into(),
-            _ => a.underlay().into(),
-        };
-        let etcd = Etcd::start(a.ns(), ip, bed.dir()).expect("etcd");
-        etcd.put("config", config).expect("etcdctl put config");
-        Store::Etcd(Box::new(etcd))
-    }
-
-    fn args(&self) -> Vec<String> {
-        match self {
-            Store::Dir(dir) => vec!["--lease-dir".to_owned(), dir.display().to_string()],
-            Store::Etcd(etcd) => etcd.store_args(),
-        }
-    }
-
-    /// `node`'s lease as stored, parsed.
-    fn lease(&self, node: &LeasedNode) -> Value {
-        let key = node.lease_key().expect("lease key");
-        let text = match self {
-            Store::Dir(dir) => std::fs::read_to_string(dir.join("subnets").join(&key))
-                .unwrap_or_else(|e| panic!("lease {key}: {e}")),
-            Store::Etcd(etcd) => etcd
-                .get(&format!("subnets/{key}"))
-                .unwrap_or_else(|e| panic!("lease {key}: {e:#}")),
-        };
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("lease {key} {text:?}: {e}"))
     }
 }
 
@@ -489,7 +438,7 @@ fn dual_stack(bed: &mut Testbed, store: &Store, backend: Backend) {
     // flannel's dual-stack lease, and the IPv6 figure in the subnet file.
     let mut v6_macs = Vec::new();
     for (i, node) in nodes.iter().enumerate() {
-        let lease = store.lease(node);
+        let lease = store.lease_json(node);
         assert_eq!(lease["PublicIP"], underlay(bed, i, Family::V4), "{lease}");
         assert_eq!(lease["PublicIPv6"], underlay(bed, i, Family::V6), "{lease}");
         if backend == Backend::Vxlan {
@@ -575,7 +524,7 @@ fn ipv6_only(bed: &mut Testbed, store: &Store, backend: Backend) {
     let mtu = mtu6(backend);
 
     for (i, node) in nodes.iter().enumerate() {
-        let lease = store.lease(node);
+        let lease = store.lease_json(node);
         assert_eq!(lease["PublicIP"], "0.0.0.0", "{lease}");
         assert_eq!(lease["PublicIPv6"], underlay(bed, i, Family::V6), "{lease}");
         assert_eq!(subnet_env_mtu(node), mtu);
@@ -604,13 +553,13 @@ fn ipv6_only(bed: &mut Testbed, store: &Store, backend: Backend) {
     assert_running(bed, &nodes);
 
     let key = nodes[1].lease_key().expect("lease key");
-    let lease = store.lease(&nodes[1]);
+    let lease = store.lease_json(&nodes[1]);
     let (status, _) = bed.process(nodes[1].handle).stop().expect("b stopped");
     assert!(status.success(), "weftd b exited {status}");
     std::fs::remove_file(&nodes[1].subnet_file).expect("rm subnet.env");
     nodes[1].respawn(bed).unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(nodes[1].lease_key().expect("lease key"), key);
-    let again = store.lease(&nodes[1]);
+    let again = store.lease_json(&nodes[1]);
     assert_eq!(
         again["BackendData"], lease["BackendData"],
         "{lease} -> {again}"
@@ -630,7 +579,7 @@ fn dual_stack_underlay_found_on_the_interface() {
     let publish = [Publish::Iface, Publish::Ipv4, Publish::Ipv6Flag];
     let nodes = start_nodes(&mut bed, &store, &publish);
     for (i, node) in nodes.iter().enumerate() {
-        let lease = store.lease(node);
+        let lease = store.lease_json(node);
         assert_eq!(lease["PublicIP"], underlay(&bed, i, Family::V4), "{lease}");
         assert_eq!(
             lease["PublicIPv6"],
@@ -685,7 +634,7 @@ fn a_dual_stack_node_and_an_ipv6_only_node() {
     remove_underlay(&bed, 1, Family::V4);
     let store = Store::dir(&bed, &dual_stack_config(Backend::Vxlan, false));
     let nodes = start_nodes(&mut bed, &store, &[Publish::DualStack, Publish::Ipv6]);
-    assert_eq!(store.lease(&nodes[1])["PublicIP"], "0.0.0.0");
+    assert_eq!(store.lease_json(&nodes[1])["PublicIP"], "0.0.0.0");
     both_families_over(&mut bed, &nodes, Family::V6);
 }
 
@@ -699,7 +648,7 @@ fn a_dual_stack_node_and_an_ipv4_only_node() {
     remove_underlay(&bed, 1, Family::V6);
     let store = Store::dir(&bed, &dual_stack_config(Backend::Vxlan, false));
     let nodes = start_nodes(&mut bed, &store, &[Publish::DualStack, Publish::Ipv4]);
-    let lease = store.lease(&nodes[1]);
+    let lease = store.lease_json(&nodes[1]);
     assert_eq!(lease["PublicIPv6"], Value::Null, "{lease}");
     assert_eq!(
         subnet_env_mtu(&nodes[1]),
@@ -719,7 +668,7 @@ fn an_ipv4_network_on_an_ipv6_only_underlay() {
     let store = Store::dir(&bed, config);
     let nodes = start_nodes(&mut bed, &store, &[Publish::Ipv6, Publish::Ipv6]);
     for (i, node) in nodes.iter().enumerate() {
-        let lease = store.lease(node);
+        let lease = store.lease_json(node);
         assert_eq!(lease["PublicIP"], "0.0.0.0", "{lease}");
         assert_eq!(
             lease["PublicIPv6"],
@@ -920,7 +869,7 @@ fn host_gw_on_a_dual_stack_underlay() {
     let store = Store::dir(&bed, config);
     let nodes = start_nodes(&mut bed, &store, &[Publish::DualStack, Publish::DualStack]);
     for (i, node) in nodes.iter().enumerate() {
-        let lease = store.lease(node);
+        let lease = store.lease_json(node);
         assert_eq!(lease["BackendType"], "host-gw", "{lease}");
         assert_eq!(
             lease["PublicIPv6"],

@@ -22,7 +22,7 @@ mod common;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use weft_testkit::etcd::Etcd;
+use common::store::Store;
 use weft_testkit::{require_programs, require_root};
 use weftctl::testbed::leased::LeasedNode;
 use weftctl::testbed::traffic::{self, End};
@@ -71,72 +71,6 @@ fn pump_datagrams(node: &LeasedNode) -> (u64, u64) {
             .unwrap_or_else(|| panic!("{k} in {s}"))
     };
     (get("udp_tx_datagrams"), get("udp_rx_datagrams"))
-}
-
-/// Where the leases are kept.
-enum Store {
-    /// A lease directory.
-    Dir(std::path::PathBuf),
-    /// etcd in node a's namespace.
-    Etcd(Box<Etcd>),
-}
-
-impl Store {
-    /// A lease directory under the testbed's, holding `config`.
-    fn dir(bed: &Testbed, config: &str) -> Store {
-        let dir = bed.dir().join("leases");
-        std::fs::create_dir_all(&dir).expect("lease dir");
-        std::fs::write(dir.join("config"), config).expect("config");
-        Store::Dir(dir)
-    }
-
-    /// etcd in node a's namespace on its underlay address, holding `config`.
-    fn etcd(bed: &Testbed, config: &str) -> Store {
-        let etcd = Etcd::start(bed.node(0).ns(), bed.node(0).underlay(), bed.dir()).expect("etcd");
-        etcd.put("config", config).expect("etcdctl put config");
-        Store::Etcd(Box::new(etcd))
-    }
-
-    fn args(&self) -> Vec<String> {
-        match self {
-            Store::Dir(dir) => vec!["--lease-dir".to_owned(), dir.display().to_string()],
-            Store::Etcd(etcd) => etcd.store_args(),
-        }
-    }
-
-    /// Writes `value` as the lease of `subnet` (`10.244.200.0/24`), as another node would.
-    fn put_lease(&self, subnet: &str, value: &str) {
-        let name = subnet.replace('/', "-");
-        match self {
-            Store::Dir(dir) => {
-                std::fs::create_dir_all(dir.join("subnets")).expect("subnets dir");
-                std::fs::write(dir.join("subnets").join(name), value).expect("write lease");
-            }
-            Store::Etcd(etcd) => etcd
-                .put(&format!("subnets/{name}"), value)
-                .expect("etcdctl put"),
-        }
-    }
-
-    /// The lease of `subnet` as stored.
-    fn lease(&self, subnet: &str) -> String {
-        let name = subnet.replace('/', "-");
-        match self {
-            Store::Dir(dir) => {
-                std::fs::read_to_string(dir.join("subnets").join(name)).expect("read lease")
-            }
-            Store::Etcd(etcd) => etcd.get(&format!("subnets/{name}")).expect("etcdctl get"),
-        }
-    }
-
-    /// Deletes the lease of `subnet` (`10.244.105.0/24`).
-    fn delete_lease(&self, subnet: &str) {
-        let name = subnet.replace('/', "-");
-        match self {
-            Store::Dir(dir) => std::fs::remove_file(dir.join("subnets").join(name)).expect("rm"),
-            Store::Etcd(etcd) => etcd.del(&format!("subnets/{name}")).expect("etcdctl del"),
-        }
-    }
 }
 
 /// `n` leased weftd nodes on `store`, ready.

@@ -11,6 +11,8 @@ use std::time::Duration;
 use weftctl::testbed::traffic::{self, End};
 use weftctl::testbed::{Binaries, Testbed};
 
+pub mod store;
+
 /// A stream that moves no byte for this long fails.
 pub const STALL: Duration = Duration::from_secs(20);
 /// No stream may take longer than this (1 GiB at 100 Mbit/s would take 86 s).
