@@ -402,7 +402,9 @@ fn etcd_outage_keeps_the_peers_and_resumes() {
         "10.5.11.0-24",
         r#"{"PublicIP":"192.168.50.11","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:11"}}"#,
     );
-    let (set, _) = lease_common::wait_peers(&rx, Duration::from_secs(10), |p| {
+    // The watch retries with a backoff of up to 5 s (BACKOFF_MAX) and each try may wait out a
+    // 5 s request timeout: allow several rounds on a loaded machine.
+    let (set, _) = lease_common::wait_peers(&rx, Duration::from_secs(30), |p| {
         lease_common::has(p, "10.5.11.0-24")
     })
     .expect("watching resumes after etcd returns");
