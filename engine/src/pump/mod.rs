@@ -9,8 +9,9 @@
 //! - TX: TUN read -> virtio header -> destination -> [`RouteTable::lookup`] -> no route: ICMP
 //!   net unreachable back into the TUN (source: [`PumpConfig::icmp_source_v4`] / `_v6`, the
 //!   base address of the overlay network, which no host owns) -> [`encap::gso::split`] with the
-//!   peer's encapsulation header -> one `sendmsg` with UDP_SEGMENT per chunk; a packet over the
-//!   MTU gets ICMP fragmentation needed / packet too big.
+//!   peer's encapsulation header -> one `sendmsg` with UDP_SEGMENT per chunk (single datagrams
+//!   of successive reads to one peer gather into one, by the rules of `pending`); a packet
+//!   over the MTU gets ICMP fragmentation needed / packet too big.
 //! - RX: UDP receive with UDP_GRO -> segments -> the sender must be a known peer -> decap ->
 //!   the inner source must lie in that peer's subnets (unless
 //!   [`PumpConfig::allow_foreign_inner_source`]) -> the inner destination must not lie in a
@@ -30,6 +31,7 @@
 pub mod busy_poll;
 pub mod counters;
 pub mod dataplane;
+mod pending;
 pub mod poll_driver;
 pub mod ring;
 pub mod spread;

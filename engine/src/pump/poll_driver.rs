@@ -26,6 +26,7 @@ use encap::gro::{self, Coalescer};
 
 use super::busy_poll::{BusyPoll, Next, TurnOutcome};
 use super::dataplane::{Dataplane, RxQueue, TxVerdict, REPLY_LEN, SPLIT_OUT_LEN, TUN_READ_LEN};
+use super::pending::{Pending, Place};
 use super::{DropReason, PumpConfig};
 use crate::route::Routes;
 use crate::sys::msg::RecvBatch;
@@ -51,48 +52,6 @@ const MAX_CONSECUTIVE_ERRORS: u32 = 1000;
 const SEND_WAIT_MS: i32 = 100;
 /// Room in the output buffer for a [`Pending`] batch (at most one UDP payload).
 const PENDING_LEN: usize = 65_536;
-
-/// Single datagrams for one peer waiting at the front of the output buffer for one GSO send:
-/// all `stride` bytes long but the last, which may be shorter and closes the batch.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Pending {
-    dst: Option<SocketAddr>,
-    /// Bytes held.
-    len: usize,
-    stride: usize,
-    count: usize,
-    /// A shorter datagram came last: nothing more may follow it.
-    closed: bool,
-}
-
-impl Pending {
-    /// Whether a datagram of `len` bytes to `dst` may join (an empty batch takes anything that
-    /// fits `max_payload`).
-    fn accepts(&self, dst: SocketAddr, len: usize, max_payload: usize) -> bool {
-        if self.count == 0 {
-            return len <= max_payload;
-        }
-        self.dst == Some(dst)
-            && !self.closed
-            && len <= self.stride
-            && self.len + len <= max_payload
-            && self.count < UDP_MAX_SEGMENTS
-    }
-
-    /// Adds a datagram of `len` bytes to `dst` (which [`Pending::accepts`]).
-    fn push(&mut self, dst: SocketAddr, len: usize) {
-        if self.count == 0 {
-            *self = Pending {
-                dst: Some(dst),
-                stride: len,
-                ..Pending::default()
-            };
-        }
-        self.closed = len < self.stride;
-        self.len += len;
-        self.count += 1;
-    }
-}
 
 /// The coalescer configuration for a pump: room for 16 GRO batches of 64 segments between
 /// flushes, UDP merged when the TUN took USO, the TUN MTU.
@@ -153,23 +112,25 @@ pub fn run(
             reads += 1;
             let table = cache.load();
             // After the pending batch, so that a single datagram joins it where it lies.
-            let start = pending.len;
+            let start = pending.len();
             match dp.tx(table, &tun_buf[..n], &mut out[start..], &mut reply) {
                 TxVerdict::Send {
                     dst,
                     segments,
                     max_payload,
                 } => {
-                    let single = segments.count == 1;
-                    if single && pending.accepts(dst, segments.len, max_payload) {
-                        pending.push(dst, segments.len);
-                        continue;
-                    }
-                    send_pending(&dp, udp, &out, &mut pending, stop);
-                    if single && pending.accepts(dst, segments.len, max_payload) {
-                        out.copy_within(start..start + segments.len, 0);
-                        pending.push(dst, segments.len);
-                        continue;
+                    match pending.place(dst, &segments, max_payload) {
+                        Place::Join => {
+                            pending.push(dst, segments.len);
+                            continue;
+                        }
+                        Place::Restart => {
+                            send_pending(&dp, udp, &out, &mut pending, stop);
+                            out.copy_within(start..start + segments.len, 0);
+                            pending.push(dst, segments.len);
+                            continue;
+                        }
+                        Place::Alone => send_pending(&dp, udp, &out, &mut pending, stop),
                     }
                     let out = &out[start..];
                     for chunk in segments.chunks(UDP_MAX_SEGMENTS, max_payload) {
@@ -181,7 +142,10 @@ pub fn run(
                         }
                     }
                 }
-                TxVerdict::Reply { len } => dp.replied(tun.write(&reply[..len]).is_ok()),
+                TxVerdict::Reply { len } => {
+                    send_pending(&dp, udp, &out, &mut pending, stop);
+                    dp.replied(tun.write(&reply[..len]).is_ok());
+                }
                 TxVerdict::Drop => {}
             }
         }
@@ -259,21 +223,20 @@ pub fn run(
 
 /// Sends the [`Pending`] batch at the front of `out` (if any) in one GSO send and empties it.
 fn send_pending(dp: &Dataplane, udp: &UdpSocket, out: &[u8], pending: &mut Pending, stop: &Stop) {
-    let Some(dst) = pending.dst.filter(|_| pending.count > 0) else {
+    let Some((dst, batch)) = pending.take() else {
         return;
     };
-    match send_waiting(udp, dst, &out[..pending.len], pending.stride, stop) {
-        Ok(sent) => dp.sent(pending.count, sent, udp.gso_enabled()),
-        Err(_) => dp.send_failed(pending.count),
+    match send_waiting(udp, dst, &out[..batch.len], batch.stride, stop) {
+        Ok(sent) => dp.sent(batch.count, sent, udp.gso_enabled()),
+        Err(_) => dp.send_failed(batch.count),
     }
-    *pending = Pending::default();
 }
 
 /// `send_gso`, waiting for room in the socket buffer (POLLOUT) instead of failing with EAGAIN,
 /// until `stop` is requested.
 fn send_waiting(
     udp: &UdpSocket,
-    dst: std::net::SocketAddr,
+    dst: SocketAddr,
     bytes: &[u8],
     stride: usize,
     stop: &Stop,
@@ -290,45 +253,5 @@ fn send_waiting(
             }
             result => return result,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pending_batches_equal_datagrams_to_one_peer_and_closes_on_a_shorter_one() {
-        let a: SocketAddr = "192.0.2.1:8285".parse().expect("addr");
-        let b: SocketAddr = "192.0.2.2:8285".parse().expect("addr");
-        let max = encap::gso::MAX_UDP_PAYLOAD_V4;
-        let mut p = Pending::default();
-        assert!(p.accepts(a, 1428, max));
-        assert!(
-            !p.accepts(a, max + 1, max),
-            "nothing larger than one UDP payload"
-        );
-        p.push(a, 1428);
-        assert!(p.accepts(a, 1428, max));
-        assert!(!p.accepts(b, 1428, max), "another peer");
-        assert!(!p.accepts(a, 1429, max), "longer than the stride");
-        p.push(a, 1428);
-        p.push(a, 100);
-        assert_eq!((p.len, p.count, p.stride), (2956, 3, 1428));
-        assert!(!p.accepts(a, 100, max), "a shorter datagram ends the batch");
-
-        // A batch stops at 64 datagrams and at one UDP payload.
-        let mut p = Pending::default();
-        for _ in 0..UDP_MAX_SEGMENTS {
-            assert!(p.accepts(a, 64, max));
-            p.push(a, 64);
-        }
-        assert!(!p.accepts(a, 64, max));
-        let mut p = Pending::default();
-        while p.accepts(a, 1400, max) {
-            p.push(a, 1400);
-        }
-        assert_eq!(p.count, max / 1400);
-        assert!(p.len <= max);
     }
 }

@@ -14,7 +14,8 @@
 //!   ([`PumpRing::claim_send`]), fills its buffer, and either sends it as up to
 //!   [`MAX_CHUNKS`] `SENDMSG`s with a UDP_SEGMENT cmsg each ([`PumpRing::send`]) or gives it
 //!   back unsent ([`PumpRing::release_send`]); a sent slot is free again when every chunk
-//!   completed ([`Event::Sent`] per chunk).
+//!   completed ([`Event::Sent`] per chunk). While claimed, its bytes can be read
+//!   ([`PumpRing::send_buf`]) and copied into another claimed slot ([`PumpRing::copy_send`]).
 //!
 //! TUN writes borrow the caller's bytes ([`PumpRing::write_tun_all`], complete on return).
 //! Memory safety is the ring's: a buffer the kernel holds is owned by the
@@ -218,6 +219,40 @@ impl<'fd> PumpRing<'fd> {
         Some((frame, out))
     }
 
+    /// The buffer of claimed send slot `slot` (to send from synchronously).
+    pub fn send_buf(&self, slot: usize) -> Option<&[u8]> {
+        if self.send_state.get(slot) != Some(&SendState::Claimed) {
+            return None;
+        }
+        self.send_bufs.get(slot)?.as_deref()
+    }
+
+    /// Copies the first `len` bytes of claimed send slot `from` to offset `at` of claimed send
+    /// slot `to` (a datagram appended to a batch). False, with nothing copied, when either
+    /// slot is not claimed, they are the same, or the bytes do not fit.
+    pub fn copy_send(&mut self, from: usize, len: usize, to: usize, at: usize) -> bool {
+        let claimed = |slot: usize| self.send_state.get(slot) == Some(&SendState::Claimed);
+        if from == to || !claimed(from) || !claimed(to) {
+            return false;
+        }
+        // Taken out for the copy (a pointer move) so that both buffers can be borrowed.
+        let Some(src) = self.send_bufs[from].take() else {
+            return false;
+        };
+        let dst = at
+            .checked_add(len)
+            .and_then(|end| self.send_bufs[to].as_deref_mut()?.get_mut(at..end));
+        let copied = match (src.get(..len), dst) {
+            (Some(src), Some(dst)) => {
+                dst.copy_from_slice(src);
+                true
+            }
+            _ => false,
+        };
+        self.send_bufs[from] = Some(src);
+        copied
+    }
+
     /// Sends chunks of claimed slot `slot` to `dst`: each `(range, segment_size)` is one
     /// `SENDMSG` of `buf[range]`, with UDP_SEGMENT when `segment_size` is given. At most
     /// [`MAX_CHUNKS`]. The slot is freed when the last chunk completes; on an error nothing
@@ -321,6 +356,44 @@ mod tests {
             send_slot_len: 4096,
             write_batch: 8,
         }
+    }
+
+    /// Claimed send slots can be read and copied into each other (a datagram appended to a
+    /// batch); nothing else can.
+    #[test]
+    fn copy_between_claimed_send_slots() {
+        if let Err(e) = probe() {
+            eprintln!("skipping: io_uring unavailable: {e}");
+            return;
+        }
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (t1, _t2) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let wake = crate::sys::poll::EventFd::new().unwrap();
+        let mut ring = PumpRing::new(t1.as_fd(), a.as_fd(), wake.as_fd(), &config()).unwrap();
+        let (batch, next) = (ring.claim_send().unwrap(), ring.claim_send().unwrap());
+        ring.send_buf(next).unwrap();
+        ring.tx_buffers(0, next).unwrap().1[..3].copy_from_slice(b"abc");
+        ring.tx_buffers(0, batch).unwrap().1[..3].copy_from_slice(b"xyz");
+        assert!(ring.copy_send(next, 3, batch, 3));
+        assert_eq!(&ring.send_buf(batch).unwrap()[..6], b"xyzabc");
+        assert_eq!(
+            &ring.send_buf(next).unwrap()[..3],
+            b"abc",
+            "the source is kept"
+        );
+        assert!(!ring.copy_send(next, 3, next, 0), "the same slot");
+        assert!(!ring.copy_send(next, 3, batch, 4094), "past the end");
+        assert!(
+            !ring.copy_send(next, 4097, batch, 0),
+            "more than the slot holds"
+        );
+        assert!(!ring.copy_send(next, 3, batch, usize::MAX), "overflow");
+        assert_eq!(&ring.send_buf(batch).unwrap()[..6], b"xyzabc", "untouched");
+        ring.release_send(next);
+        assert!(ring.send_buf(next).is_none(), "not claimed");
+        assert!(!ring.copy_send(next, 3, batch, 0), "from a free slot");
+        assert!(!ring.copy_send(batch, 3, next, 0), "into a free slot");
+        ring.release_send(batch);
     }
 
     /// Loopback UDP through the ring: send (with and without GSO), receive, wake, and

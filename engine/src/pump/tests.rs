@@ -8,7 +8,7 @@ use encap::ChecksumCaps;
 
 use super::dataplane::{Dataplane, TxVerdict, REPLY_LEN, SPLIT_OUT_LEN};
 use super::*;
-use crate::route::{parse_peers, Local, RouteTable};
+use crate::route::{parse_peers, Local, RouteTable, Routes};
 use crate::test_support::packet::{ipv4_header, ipv4_udp};
 
 const OUR_MAC: Mac = [0x0e, 0, 0, 0, 0, 1];
@@ -634,4 +634,184 @@ fn rx_a_same_host_udp_gso_packet_is_cut_into_its_datagrams() {
 
 fn packet_gso_udp_l4() -> u8 {
     crate::test_support::packet::GSO_UDP_L4
+}
+
+/// The port of the underlay in [`burst_through_the_pumps`] (its own network namespace).
+const BURST_PORT: u16 = 8285;
+
+/// What [`burst_through_the_pumps`] writes into the TUN, in order: (peer, UDP payload bytes).
+/// Peer 0 owns 10.244.2.0/24, peer 1 10.244.3.0/24, `None` is a destination no peer owns (an
+/// ICMP error back into the TUN). Runs of equal datagrams, shorter ones that close a batch, a
+/// run longer than one UDP payload holds, and alternating peers.
+fn burst() -> Vec<(Option<usize>, usize)> {
+    let mut b = Vec::new();
+    b.extend([(Some(0), 1372); 40]); // 1400-byte IP packets
+    b.push((Some(0), 600));
+    b.extend([(Some(0), 36); 30]); // 64-byte IP packets
+    b.extend([(Some(1), 1372); 10]);
+    for _ in 0..5 {
+        b.extend([(Some(0), 1372), (Some(1), 1372)]);
+    }
+    b.extend([(Some(1), 36); 3]);
+    b.push((None, 100));
+    b.extend([(Some(1), 36); 3]);
+    b.extend([(Some(0), 1372); 100]);
+    b
+}
+
+/// Queues [`burst`] in a TUN before a pump thread with `driver` starts on it (so that its
+/// first reads find many packets at once), lets the thread send it to two peer sockets on
+/// `lo` with the udp backend, and checks that every datagram arrived intact and in order, and
+/// the counters: with GSO, in fewer sends than datagrams; without (GSO refused), batches went
+/// one datagram per segment.
+fn burst_through_the_pumps(driver: IoDriver, gso: bool) {
+    use crate::sys::io::wait_readable;
+    use crate::tun::{Offloads, Tun};
+    use crate::underlay::{UdpConfig, UdpSocket};
+    use std::os::fd::AsFd;
+    use std::time::{Duration, Instant};
+
+    let tun = Tun::open_with("wfe-burst", 1, Offloads::ALL).expect("open TUN");
+    tun.set_mtu(1450).expect("MTU");
+    tun.set_txqueuelen(1000).expect("txqueuelen");
+    tun.set_ipv4_addr(Ipv4Addr::new(10, 244, 1, 0), 16)
+        .expect("address");
+    tun.set_up().expect("up");
+    tun.set_nonblocking(true).expect("non-blocking");
+    let udp_config = UdpConfig {
+        nonblocking: true,
+        ..UdpConfig::default()
+    };
+    let underlay = |host: u8| SocketAddr::from((Ipv4Addr::new(127, 0, 0, host), BURST_PORT));
+    let sock = UdpSocket::bind(underlay(1), &udp_config).expect("bind the pump's socket");
+    if !gso {
+        sock.disable_gso();
+    }
+    let peers: Vec<UdpSocket> = [2, 3]
+        .map(|host| {
+            let config = UdpConfig {
+                gro: false,
+                ..udp_config
+            };
+            UdpSocket::bind(underlay(host), &config).expect("bind a peer")
+        })
+        .into();
+
+    let local = Local {
+        backend: Backend::Udp,
+        port: BURST_PORT,
+        vni: 1,
+        vtep_mac: OUR_MAC,
+        public_ip: underlay(1).ip(),
+        public_ip6: None,
+        subnets: vec!["10.244.1.0/24".parse().unwrap()],
+    };
+    let text = (2..=3)
+        .map(|i| {
+            format!("{{\"subnet\": \"10.244.{i}.0/24\", \"public_ip\": \"127.0.0.{i}\", \"backend\": \"udp\"}}\n")
+        })
+        .collect::<String>();
+    let (entries, errors) = parse_peers(&text, "t");
+    assert!(errors.is_empty(), "{errors:?}");
+    let routes = Arc::new(Routes::from_pointee(
+        RouteTable::build(&local, &entries, None, "t").0,
+    ));
+
+    // Queued in the TUN before any read.
+    let app = std::net::UdpSocket::bind((Ipv4Addr::new(10, 244, 1, 0), 7000)).expect("app");
+    let mut want: [Vec<Vec<u8>>; 2] = Default::default();
+    for (seq, &(peer, len)) in burst().iter().enumerate() {
+        let mut payload: Vec<u8> = (0..len).map(|i| (seq * 31 + i) as u8).collect();
+        payload[..4].copy_from_slice(&(seq as u32).to_be_bytes());
+        let to = match peer {
+            Some(p) => Ipv4Addr::new(10, 244, 2 + p as u8, 5),
+            None => Ipv4Addr::new(10, 244, 9, 9),
+        };
+        app.send_to(&payload, (to, 9000))
+            .expect("send into the TUN");
+        if let Some(p) = peer {
+            want[p].push(payload);
+        }
+    }
+
+    let mut config = config(Backend::Udp, tun.offloads());
+    config.icmp_source_v4 = Some(Ipv4Addr::new(10, 244, 0, 0));
+    let pumps = Pumps::start(config, driver, tun.into_queues(), vec![sock], routes, || {})
+        .expect("start the pump");
+    let counters = Arc::clone(&pumps.counters()[0]);
+
+    // Each peer gets its datagrams: the inner IP packets (udp backend), payloads in order.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = vec![0u8; 65_536];
+    for (peer, want) in peers.iter().zip(&want) {
+        let mut got = Vec::new();
+        while got.len() < want.len() && Instant::now() < deadline {
+            if !wait_readable(peer.as_fd(), 100).expect("poll") {
+                continue;
+            }
+            match peer.recv_gro(&mut buf) {
+                Ok(d) => {
+                    assert_eq!(d.src, underlay(1));
+                    let packet = &buf[..d.len];
+                    assert_eq!(
+                        usize::from(u16::from_be_bytes([packet[2], packet[3]])),
+                        d.len
+                    );
+                    got.push(packet[28..].to_vec());
+                }
+                Err(e) if e.is_would_block() => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        let seqs = |v: &[Vec<u8>]| -> Vec<u32> {
+            v.iter()
+                .map(|p| u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+                .collect()
+        };
+        assert_eq!(seqs(&got), seqs(want), "{driver} gso {gso}: order");
+        assert!(got == *want, "{driver} gso {gso}: payloads");
+    }
+    pumps.stop();
+
+    let datagrams = (want[0].len() + want[1].len()) as u64;
+    let bytes: u64 = want.iter().flatten().map(|p| 28 + p.len() as u64).sum();
+    let c = &*counters;
+    let what = format!("{driver} gso {gso}: {c:?}");
+    assert_eq!(c.udp_tx_datagrams.get(), datagrams, "{what}");
+    assert_eq!(c.udp_tx_bytes.get(), bytes, "{what}");
+    // Ours, and whatever IPv6 the kernel sent on the new link (router solicitations: no
+    // route, and no ICMPv6 source to answer from).
+    assert!(c.dropped(DropReason::NoRoute) >= 1, "{what}");
+    assert_eq!(c.icmp_sent.get(), 1, "{what}");
+    assert_eq!(c.dropped(DropReason::UdpSendError), 0, "{what}");
+    let (sends, _) = counters::sum_batches([c]);
+    assert_eq!(sends.sum, datagrams, "{what}");
+    // Batches formed: fewer sends than datagrams.
+    assert!(sends.count() < datagrams, "{what}");
+    if gso {
+        assert!(c.gso_sends.get() > 0, "{what}");
+        assert_eq!(c.gso_fallback_sends.get(), 0, "{what}");
+    } else {
+        assert_eq!(c.gso_sends.get(), 0, "{what}");
+        assert!(c.gso_fallback_sends.get() > 0, "{what}");
+    }
+}
+
+/// Single datagrams read from the TUN in a burst leave in GSO batches (fewer sends than
+/// datagrams) and arrive intact and in order at each peer, with either driver, and still do
+/// one datagram per segment when the socket refuses GSO.
+#[test]
+fn single_datagrams_from_the_tun_leave_in_batches_with_either_driver() {
+    require_root!();
+    for driver in [IoDriver::Poll, IoDriver::Uring] {
+        if driver == IoDriver::Uring {
+            if let Err(e) = uring_driver::probe() {
+                eprintln!("skipping the uring driver: io_uring unavailable: {e}");
+                continue;
+            }
+        }
+        for gso in [true, false] {
+            crate::test_support::in_netns(|| burst_through_the_pumps(driver, gso));
+        }
+    }
 }

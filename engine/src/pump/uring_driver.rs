@@ -8,8 +8,19 @@
 //! and leaves as `SENDMSG`s with UDP_SEGMENT (when every send slot is in flight the read
 //! waits, which throttles the TUN); a receive is decapsulated into the coalescer and re-armed;
 //! at the end of the turn (and whenever the coalescer is full) the coalesced packets go to the
-//! TUN as one batch of `WRITE`s. The fds are made blocking: io_uring waits for readiness
-//! itself. When the socket stops taking UDP_SEGMENT (EIO / EINVAL), sends go through
+//! TUN as one batch of `WRITE`s.
+//!
+//! TUN reads of the same turn that each give one datagram (UDP, small TCP segments) to the
+//! same peer, of one size (the last may be shorter), are gathered in one send slot by the
+//! rules of [`Pending`] and leave as one `SENDMSG` with UDP_SEGMENT: the first stays in the
+//! slot it was split into, the others are copied behind it. Anything else that goes out (a
+//! split super-packet, a datagram for another peer or longer, an ICMP error into the TUN)
+//! sends the batch first, so the order of reads is the order of sends, and the turn queues it
+//! at its end, before the next `submit_and_wait`: a datagram never waits for more traffic.
+//! A batch is at most what one turn reads ([`TUN_SLOTS`]).
+//!
+//! The fds are made blocking: io_uring waits for readiness itself. When the socket stops
+//! taking UDP_SEGMENT (EIO / EINVAL), sends (batches too) go through
 //! [`UdpSocket::send_gso`]'s one-datagram-per-segment fallback synchronously. Nothing is
 //! allocated per packet; an idle thread sleeps in `io_uring_enter`. For
 //! [`PumpConfig::busy_poll`](super::PumpConfig::busy_poll) after a turn that handled a
@@ -18,18 +29,19 @@
 //! [`PumpRing`]'s (`ring.rs`), on the buffer-owning ring of `sys::uring`.
 
 use std::io;
+use std::net::SocketAddr;
 use std::ops::Range;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Instant;
 
 use encap::gro::Coalescer;
-use encap::gso::Segments;
 
 use super::busy_poll::{BusyPoll, Next, TurnOutcome};
 use super::dataplane::{
     count_tun_write, Dataplane, RxQueue, TxVerdict, REPLY_LEN, SPLIT_OUT_LEN, TUN_READ_LEN,
 };
+use super::pending::{Pending, Place};
 use super::poll_driver::{coalescer_config, RX_SLOT_LEN};
 use super::ring::{Event, PumpRing, PumpRingConfig, MAX_CHUNKS};
 use super::{DropReason, PumpCounters};
@@ -63,6 +75,10 @@ struct Turn<'a, 'fd> {
     chunk_info: Vec<ChunkInfo>,
     /// TUN slots read but waiting for a free send slot: (slot, bytes).
     waiting: Vec<(usize, usize)>,
+    /// Single datagrams from this turn's TUN reads waiting for one GSO send.
+    pending: Pending,
+    /// The claimed send slot holding them (`Some` exactly when `pending` is not empty).
+    batch: Option<usize>,
     read_errors: u32,
     recv_errors: u32,
     gso_warned: bool,
@@ -107,6 +123,8 @@ pub fn run(
         reply: vec![0u8; REPLY_LEN],
         chunk_info: vec![[(0, 0); MAX_CHUNKS]; SEND_SLOTS],
         waiting: Vec::with_capacity(TUN_SLOTS),
+        pending: Pending::default(),
+        batch: None,
         read_errors: 0,
         recv_errors: 0,
         gso_warned: false,
@@ -131,7 +149,7 @@ pub fn run(
             moved = true;
             t.handle(table, event)?;
         }
-        t.flush();
+        t.finish_turn();
         // The ring has no batch limit: every completion there was is handled in the turn.
         let turn = TurnOutcome { moved, full: false };
         wait = match busy_poll.after(turn, Instant::now) {
@@ -166,11 +184,11 @@ impl Turn<'_, '_> {
             while let Some(event) = self.ring.next_event() {
                 self.handle(table, event)?;
             }
-            self.flush();
+            self.finish_turn();
             if self.ring.in_flight() == 0 && !self.waiting.is_empty() {
                 // Every send slot is free again: what waited for one goes now.
                 self.drain_waiting(table)?;
-                self.flush();
+                self.finish_turn();
             }
         }
         Ok(())
@@ -284,8 +302,8 @@ impl Turn<'_, '_> {
         Ok(())
     }
 
-    /// Splits TUN read `slot` (`n` bytes) into a send slot and queues its sends; re-arms the
-    /// read.
+    /// Splits TUN read `slot` (`n` bytes) into a send slot and queues its sends, or adds its
+    /// single datagram to the batch; re-arms the read.
     fn tx(&mut self, table: &RouteTable, slot: usize, n: usize) -> io::Result<()> {
         let Some(send) = self.ring.claim_send() else {
             self.waiting.push((slot, n));
@@ -302,34 +320,20 @@ impl Turn<'_, '_> {
                 dst,
                 segments,
                 max_payload,
-            } => {
-                let mut chunks: [(Range<usize>, Option<u16>); MAX_CHUNKS] =
-                    std::array::from_fn(|_| (0..0, None));
-                let mut k = 0;
-                let mut fits = self.udp.gso_enabled();
-                for range in segments.chunks(UDP_MAX_SEGMENTS, max_payload) {
-                    if k == MAX_CHUNKS {
-                        fits = false;
-                        break;
-                    }
-                    let count = range.len().div_ceil(segments.stride);
-                    self.chunk_info[send][k] = (count, range.len());
-                    let size = (count > 1).then(|| u16::try_from(segments.stride).unwrap_or(0));
-                    chunks[k] = (range, size);
-                    k += 1;
+            } => match self.pending.place(dst, &segments, max_payload) {
+                Place::Join => self.join(send, dst, segments.len)?,
+                Place::Restart => {
+                    self.send_batch();
+                    self.join(send, dst, segments.len)?;
                 }
-                if fits {
-                    let to = self.udp.wire_addr(dst);
-                    if self.ring.send(send, to, &chunks[..k]).is_err() {
-                        self.dp.send_failed(segments.count);
-                        self.ring.release_send(send);
-                    }
-                } else {
-                    self.send_sync(send, slot, dst, segments, max_payload);
-                    self.ring.release_send(send);
+                Place::Alone => {
+                    self.send_batch();
+                    let chunks = segments.chunks(UDP_MAX_SEGMENTS, max_payload);
+                    self.send(send, dst, segments.stride, chunks);
                 }
-            }
+            },
             TxVerdict::Reply { len } => {
+                self.send_batch();
                 self.dp.replied(self.tun.write(&self.reply[..len]).is_ok());
                 self.ring.release_send(send);
             }
@@ -341,27 +345,118 @@ impl Turn<'_, '_> {
         self.ring.read_tun(slot)
     }
 
-    /// Sends a split super-packet with plain `sendmsg`s (GSO refused, or too many chunks).
+    /// Adds the single datagram of `len` bytes at the start of claimed send slot `send` to
+    /// the batch (which [`Pending::place`] said it joins): an empty batch takes the slot
+    /// itself; otherwise the datagram is copied behind the batch's and the slot given back.
+    ///
+    /// The copy (one datagram, at most one MTU in practice) is what it costs not to split
+    /// into the batch's slot directly, as the poll driver does: a send slot has room for one
+    /// split super-packet, not for a batch and one behind it, and the output of a read that
+    /// turns out not to join would have to be copied out anyway (a whole split super-packet).
+    fn join(&mut self, send: usize, dst: SocketAddr, len: usize) -> io::Result<()> {
+        debug_assert_eq!(self.batch.is_none(), self.pending.is_empty());
+        match self.batch {
+            None => self.batch = Some(send),
+            Some(batch) => {
+                let copied = self.ring.copy_send(send, len, batch, self.pending.len());
+                self.ring.release_send(send);
+                if !copied {
+                    return Err(io::Error::other("send slots in an unexpected state"));
+                }
+            }
+        }
+        self.pending.push(dst, len);
+        Ok(())
+    }
+
+    /// Queues the batch (if any) as one `SENDMSG` with UDP_SEGMENT and empties it. Called
+    /// before anything else is sent and at the end of every turn, before the next
+    /// `submit_and_wait`, so no datagram waits for more traffic.
+    fn send_batch(&mut self) {
+        let Some(send) = self.batch.take() else {
+            return;
+        };
+        let Some((dst, batch)) = self.pending.take() else {
+            self.ring.release_send(send);
+            return;
+        };
+        // One send, whatever `Segments::chunks` would cut: the batch is one UDP payload of at
+        // most UDP_MAX_SEGMENTS datagrams by construction.
+        self.send(send, dst, batch.stride, std::iter::once(0..batch.len));
+    }
+
+    /// Queues claimed send slot `send`'s `chunks` (ranges of datagrams of `stride` bytes, the
+    /// last of each may be shorter) to `dst`, one `SENDMSG` each, counting each chunk's
+    /// segments and bytes for its completion; or sends them synchronously ([`Turn::send_sync`])
+    /// when GSO is refused or there are more than [`MAX_CHUNKS`]. The slot is the ring's or
+    /// free again afterwards.
+    fn send(
+        &mut self,
+        send: usize,
+        dst: SocketAddr,
+        stride: usize,
+        chunks: impl Iterator<Item = Range<usize>> + Clone,
+    ) {
+        let mut queued: [(Range<usize>, Option<u16>); MAX_CHUNKS] =
+            std::array::from_fn(|_| (0..0, None));
+        let mut k = 0;
+        let mut fits = self.udp.gso_enabled();
+        for range in chunks.clone() {
+            if k == MAX_CHUNKS {
+                fits = false;
+                break;
+            }
+            let count = range.len().div_ceil(stride);
+            self.chunk_info[send][k] = (count, range.len());
+            let size = (count > 1).then(|| u16::try_from(stride).unwrap_or(0));
+            queued[k] = (range, size);
+            k += 1;
+        }
+        if fits {
+            let to = self.udp.wire_addr(dst);
+            if self.ring.send(send, to, &queued[..k]).is_err() {
+                for range in chunks {
+                    self.dp.send_failed(range.len().div_ceil(stride));
+                }
+                self.ring.release_send(send);
+            }
+        } else {
+            self.send_sync(send, dst, stride, chunks);
+            self.ring.release_send(send);
+        }
+    }
+
+    /// Sends `chunks` of claimed send slot `send` with plain `sendmsg`s (GSO refused, or too
+    /// many chunks).
     fn send_sync(
         &mut self,
         send: usize,
-        tun_slot: usize,
-        dst: std::net::SocketAddr,
-        segments: Segments,
-        max_payload: usize,
+        dst: SocketAddr,
+        stride: usize,
+        chunks: impl Iterator<Item = Range<usize>>,
     ) {
-        let Some((_, out)) = self.ring.tx_buffers(tun_slot, send) else {
-            self.dp.send_failed(segments.count);
+        let Some(out) = self.ring.send_buf(send) else {
+            for range in chunks {
+                self.dp.send_failed(range.len().div_ceil(stride));
+            }
             return;
         };
-        for range in segments.chunks(UDP_MAX_SEGMENTS, max_payload) {
-            let bytes = &out[range];
-            let count = bytes.len().div_ceil(segments.stride);
-            match self.udp.send_gso(dst, bytes, segments.stride) {
-                Ok(sent) => self.dp.sent(count, sent, self.udp.gso_enabled()),
-                Err(_) => self.dp.send_failed(count),
+        for range in chunks {
+            let count = range.len().div_ceil(stride);
+            match out.get(range) {
+                Some(bytes) => match self.udp.send_gso(dst, bytes, stride) {
+                    Ok(sent) => self.dp.sent(count, sent, self.udp.gso_enabled()),
+                    Err(_) => self.dp.send_failed(count),
+                },
+                None => self.dp.send_failed(count),
             }
         }
+    }
+
+    /// Ends a turn: queues the batch, then writes what the coalescer holds into the TUN.
+    fn finish_turn(&mut self) {
+        self.send_batch();
+        self.flush();
     }
 
     /// Writes what the coalescer holds into the TUN, as one batch.
