@@ -1,3 +1,5 @@
+use weft_testkit::wait;
+
 use super::*;
 use crate::model::Backend;
 use crate::pump::DropReason;
@@ -174,31 +176,18 @@ fn idle_clients_do_not_delay_a_probe() {
     // the last slot to one of `more`: probes are served until then), and the slots come back
     // as soon as the idle clients hang up, well before their CLIENT_TIMEOUT would free them.
     let more: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(addr).unwrap()).collect();
+    let probe = || exchange(addr, &get("/healthz"));
     assert!(
-        probe_until(addr, Duration::from_secs(3), |reply| reply.is_empty()),
+        wait::until(Duration::from_secs(3), || probe().is_empty()).is_some(),
         "a probe over the cap was still served"
     );
     drop(more);
     drop(idle);
-    let served = |reply: &str| reply.starts_with("HTTP/1.1 200 ");
+    let served = || probe().starts_with("HTTP/1.1 200 ");
     assert!(
-        probe_until(addr, CLIENT_TIMEOUT / 2, served),
+        wait::until(CLIENT_TIMEOUT / 2, served).is_some(),
         "the slots did not come back when the idle clients hung up"
     );
-}
-
-/// Probes `/healthz` until `done` holds for a reply, for at most `limit`; whether it did.
-fn probe_until(addr: SocketAddr, limit: Duration, done: impl Fn(&str) -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if done(&exchange(addr, &get("/healthz"))) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
