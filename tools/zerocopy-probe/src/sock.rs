@@ -195,26 +195,23 @@ pub(crate) fn set_timeouts(fd: BorrowedFd<'_>, t: Duration) -> io::Result<()> {
 }
 
 pub(crate) fn bind(fd: BorrowedFd<'_>, a: SocketAddrV4) -> io::Result<()> {
-    let s = sockaddr_in(a);
-    // SAFETY: s is a valid sockaddr_in that lives across the call.
-    let r = unsafe {
-        libc::bind(
-            fd.as_raw_fd(),
-            (&s as *const libc::sockaddr_in).cast(),
-            size_of::<libc::sockaddr_in>() as libc::socklen_t,
-        )
-    };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    with_sockaddr(fd, a, libc::bind)
 }
 
 pub(crate) fn connect(fd: BorrowedFd<'_>, a: SocketAddrV4) -> io::Result<()> {
+    with_sockaddr(fd, a, libc::connect)
+}
+
+/// Calls `call` (`bind` or `connect`: the same signature) on `fd` with `a` as a `sockaddr_in`.
+fn with_sockaddr(
+    fd: BorrowedFd<'_>,
+    a: SocketAddrV4,
+    call: unsafe extern "C" fn(libc::c_int, *const libc::sockaddr, libc::socklen_t) -> libc::c_int,
+) -> io::Result<()> {
     let s = sockaddr_in(a);
-    // SAFETY: s is a valid sockaddr_in that lives across the call.
+    // SAFETY: s is a valid sockaddr_in that lives across the call; its size is given.
     let r = unsafe {
-        libc::connect(
+        call(
             fd.as_raw_fd(),
             (&s as *const libc::sockaddr_in).cast(),
             size_of::<libc::sockaddr_in>() as libc::socklen_t,
